@@ -1,0 +1,214 @@
+//! `asdo cleanup`: delete finished task pods. One deletecollection call when the
+//! selection can be said with selectors; a list + per-pod deletes only when it
+//! can't (--older-than), so a CI job clearing 1,000 pods makes one request.
+
+use std::time::Duration;
+
+use clap::Args;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams};
+
+use super::Global;
+use crate::cluster;
+use crate::error::{Error, Result, exit};
+use crate::follow;
+use crate::task::{self, LABEL_TASK_ID};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  asdo cleanup                      delete Succeeded and Failed task pods
+  asdo cleanup --older-than 2h --dry-run
+  asdo cleanup --phase Failed
+  asdo cleanup --task-id T001 --all --force   also a running one")]
+pub struct CleanupArgs {
+    /// Only pods that finished (or, if unfinished, were created) longer ago than this, e.g. 2h.
+    #[arg(long, value_parser = crate::humantime::parse)]
+    pub older_than: Option<Duration>,
+    /// Only this phase (Succeeded or Failed; others need --all --force).
+    #[arg(long, conflicts_with = "all")]
+    pub phase: Option<String>,
+    /// Only this task's pod.
+    #[arg(long)]
+    pub task_id: Option<String>,
+    /// Extra label selector, added to app=agent-orchestrator.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Every task pod, running ones too (needs --force).
+    #[arg(long)]
+    pub all: bool,
+    /// Confirm deleting pods that may still be working.
+    #[arg(long)]
+    pub force: bool,
+    /// Print what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+const PHASES: &[&str] = &["Pending", "Running", "Succeeded", "Failed", "Unknown"];
+
+/// Phases as the API spells them; `failed` is accepted for `Failed`.
+pub fn check_phase(p: &str) -> Result<&'static str> {
+    PHASES
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(p))
+        .copied()
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "unknown phase {p:?}: use one of {}",
+                PHASES.join(", ")
+            ))
+        })
+}
+
+/// The field selector for the phases to delete; `None` means any phase.
+fn phase_selector(args: &CleanupArgs) -> Result<Option<String>> {
+    if args.all {
+        if !args.force {
+            return Err(Error::usage(
+                "--all also deletes running tasks: add --force to confirm",
+            ));
+        }
+        return Ok(None);
+    }
+    match args.phase.as_deref().map(check_phase).transpose()? {
+        Some(p @ ("Succeeded" | "Failed")) => Ok(Some(format!("status.phase={p}"))),
+        Some(p) if args.force => Ok(Some(format!("status.phase={p}"))),
+        Some(p) => Err(Error::usage(format!(
+            "--phase {p} pods may still be working: add --force to confirm"
+        ))),
+        // Succeeded or Failed, said with what field selectors allow (no OR, but !=).
+        None => Ok(Some(
+            "status.phase!=Pending,status.phase!=Running,status.phase!=Unknown".into(),
+        )),
+    }
+}
+
+pub async fn run(global: &Global, args: CleanupArgs) -> Result<i32> {
+    let scope = global.scope()?;
+    let fields = phase_selector(&args)?;
+    let mut labels = super::list::selector(args.selector.as_deref());
+    if let Some(id) = &args.task_id {
+        task::validate_task_id(id)?;
+        labels.push_str(&format!(",{LABEL_TASK_ID}={id}"));
+    }
+    let mut lp = ListParams::default().labels(&labels);
+    if let Some(f) = &fields {
+        lp = lp.fields(f);
+    }
+    let ns = &scope.namespace;
+    let client = cluster::client(&scope.cluster).await?;
+    let api = cluster::pods(&client, Some(ns));
+
+    let deleted: Vec<String> = if args.older_than.is_none() && !args.dry_run {
+        let res = api
+            .delete_collection(&DeleteParams::default(), &lp)
+            .await
+            .map_err(|e| Error::from_kube(&format!("delete task pods in namespace {ns}"), e))?;
+        match res {
+            either::Either::Left(list) => list
+                .items
+                .into_iter()
+                .filter_map(|p| p.metadata.name)
+                .collect(),
+            either::Either::Right(_) => vec![],
+        }
+    } else {
+        let pods =
+            cluster::list_all(&api, &lp, &format!("list task pods in namespace {ns}")).await?;
+        let now = Timestamp::now();
+        let chosen: Vec<String> = pods
+            .iter()
+            .filter(|p| args.older_than.is_none_or(|min| age(p, now) >= min))
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        if !args.dry_run {
+            for name in &chosen {
+                match api.delete(name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    // Someone else deleted it meanwhile: the goal is reached.
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => {
+                        return Err(Error::from_kube(
+                            &format!("delete pod {name} in namespace {ns}"),
+                            e,
+                        ));
+                    }
+                }
+            }
+        }
+        chosen
+    };
+
+    let verb = if args.dry_run {
+        "deleted (dry run)"
+    } else {
+        "deleted"
+    };
+    for name in &deleted {
+        println!("pod/{name} {verb}");
+    }
+    if deleted.is_empty() {
+        eprintln!("No task pods to delete in namespace {ns}.");
+    }
+    Ok(exit::OK)
+}
+
+/// Time since the task finished, or since the pod was created if it has not.
+fn age(pod: &Pod, now: Timestamp) -> Duration {
+    let finished = follow::agent_status(pod)
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+        .map(|t| t.0);
+    let since = finished.or(pod.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    since.map_or(Duration::ZERO, |t| {
+        Duration::from_secs(now.as_second().saturating_sub(t.as_second()).max(0) as u64)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> CleanupArgs {
+        #[derive(Parser)]
+        struct T {
+            #[command(flatten)]
+            a: CleanupArgs,
+        }
+        let mut v = vec!["t"];
+        v.extend(extra);
+        T::try_parse_from(v).unwrap().a
+    }
+
+    #[test]
+    fn selections() {
+        assert_eq!(
+            phase_selector(&args(&[])).unwrap().unwrap(),
+            "status.phase!=Pending,status.phase!=Running,status.phase!=Unknown"
+        );
+        assert_eq!(
+            phase_selector(&args(&["--phase", "failed"]))
+                .unwrap()
+                .unwrap(),
+            "status.phase=Failed"
+        );
+        assert_eq!(phase_selector(&args(&["--all", "--force"])).unwrap(), None);
+        assert_eq!(
+            phase_selector(&args(&["--all"])).unwrap_err().exit_code(),
+            2
+        );
+        assert_eq!(
+            phase_selector(&args(&["--phase", "Running"]))
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(
+            phase_selector(&args(&["--phase", "Bogus"]))
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! `asdo list`: task pods as a table (or yaml/json/name), from paged list calls.
+
+use std::time::Duration;
+
+use clap::Args;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, ObjectList};
+
+use super::{Global, Output, print_object};
+use crate::cluster;
+use crate::error::{Result, exit};
+use crate::follow;
+use crate::humantime;
+use crate::task::{ANN_BRANCH, ANN_REPO, LABEL_TASK_ID, SELECTOR};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  asdo list
+  asdo list --phase Failed -o wide
+  asdo list -A -o name")]
+pub struct ListArgs {
+    /// Output format: wide adds NODE, IMAGE and REPO.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Output>,
+    /// Only pods in this phase (Pending, Running, Succeeded, Failed, Unknown).
+    #[arg(long)]
+    pub phase: Option<String>,
+    /// Extra label selector, added to app=agent-orchestrator.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// List task pods in every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+}
+
+pub async fn run(global: &Global, args: ListArgs) -> Result<i32> {
+    let scope = global.scope()?;
+    let phase = args
+        .phase
+        .as_deref()
+        .map(super::cleanup::check_phase)
+        .transpose()?;
+    let client = cluster::client(&scope.cluster).await?;
+    let ns = (!args.all_namespaces).then_some(scope.namespace.as_str());
+    let api = cluster::pods(&client, ns);
+    let mut lp = ListParams::default().labels(&selector(args.selector.as_deref()));
+    if let Some(p) = phase {
+        lp = lp.fields(&format!("status.phase={p}"));
+    }
+    let where_ = ns.map_or("all namespaces".to_string(), |n| format!("namespace {n}"));
+    let mut pods = cluster::list_all(&api, &lp, &format!("list pods in {where_}")).await?;
+    pods.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
+
+    match args.output {
+        Some(Output::Name) => {
+            for p in &pods {
+                println!("pod/{}", p.metadata.name.as_deref().unwrap_or(""));
+            }
+        }
+        Some(f @ (Output::Yaml | Output::Json)) => {
+            let list = ObjectList::<Pod> {
+                types: kube::core::TypeMeta {
+                    api_version: "v1".into(),
+                    kind: "List".into(),
+                },
+                metadata: Default::default(),
+                items: pods,
+            };
+            print_object(&list, f)?;
+        }
+        other => {
+            if pods.is_empty() {
+                eprintln!("No task pods found in {where_}.");
+            } else {
+                print!(
+                    "{}",
+                    table(
+                        &pods,
+                        other == Some(Output::Wide),
+                        args.all_namespaces,
+                        Timestamp::now()
+                    )
+                );
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub fn selector(extra: Option<&str>) -> String {
+    match extra {
+        Some(s) if !s.is_empty() => format!("{SELECTOR},{s}"),
+        _ => SELECTOR.to_string(),
+    }
+}
+
+fn since(t: Option<Timestamp>, now: Timestamp) -> Option<Duration> {
+    let t = t?;
+    Some(Duration::from_secs(
+        now.as_second().saturating_sub(t.as_second()).max(0) as u64,
+    ))
+}
+
+/// The table, kubectl style: left-aligned columns, three spaces apart.
+pub fn table(pods: &[Pod], wide: bool, with_ns: bool, now: Timestamp) -> String {
+    let mut header = vec![];
+    if with_ns {
+        header.push("NAMESPACE");
+    }
+    header.extend(["TASK", "POD", "PHASE", "EXIT", "AGE", "DURATION", "BRANCH"]);
+    if wide {
+        header.extend(["NODE", "IMAGE", "REPO"]);
+    }
+    let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+    for p in pods {
+        let meta = &p.metadata;
+        let ann = |k: &str| {
+            meta.annotations
+                .as_ref()
+                .and_then(|a| a.get(k).cloned())
+                .unwrap_or_else(|| "<none>".into())
+        };
+        let started = p
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| t.0);
+        let finished = follow::agent_status(p)
+            .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+            .map(|t| t.0);
+        let duration = match (started, finished) {
+            (Some(s), Some(f)) => since(Some(s), f),
+            (Some(s), None) => since(Some(s), now),
+            _ => None,
+        };
+        let mut row = vec![];
+        if with_ns {
+            row.push(meta.namespace.clone().unwrap_or_default());
+        }
+        row.extend([
+            meta.labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_TASK_ID).cloned())
+                .unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+            follow::phase(p).to_string(),
+            follow::exit_code(p).map_or("-".into(), |c| c.to_string()),
+            since(meta.creation_timestamp.as_ref().map(|t| t.0), now)
+                .map_or("-".into(), humantime::short),
+            duration.map_or("-".into(), humantime::short),
+            ann(ANN_BRANCH),
+        ]);
+        if wide {
+            let spec = p.spec.as_ref();
+            row.extend([
+                spec.and_then(|s| s.node_name.clone())
+                    .unwrap_or_else(|| "<none>".into()),
+                spec.and_then(|s| s.containers.first()?.image.clone())
+                    .unwrap_or_default(),
+                ann(ANN_REPO),
+            ]);
+        }
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i + 1 == r.len() {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(cells.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn table_columns() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "agent-t001", "namespace": "ns",
+                "labels": {"app": "agent-orchestrator", "task-id": "T001"},
+                "annotations": {"agentic-sdlc/branch": "specs/1/T001-async", "agentic-sdlc/repo": "git@h:o/r.git"},
+                "creationTimestamp": "2026-11-24T10:00:00Z"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "agent", "image": "img:1"}]},
+            "status": {"phase": "Failed", "startTime": "2026-11-24T10:00:05Z",
+                "containerStatuses": [{"name": "agent", "image": "img:1", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 3, "finishedAt": "2026-11-24T10:03:15Z"}}}]}
+        }))
+        .unwrap();
+        let now: Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
+        let t = table(&[pod.clone()], false, false, now);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("TASK   POD          PHASE"), "{t}");
+        let cells: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "T001",
+                "agent-t001",
+                "Failed",
+                "3",
+                "120m",
+                "3m10s",
+                "specs/1/T001-async"
+            ]
+        );
+        let wide = table(&[pod], true, true, now);
+        assert!(wide.lines().next().unwrap().starts_with("NAMESPACE"));
+        assert!(
+            wide.contains("n1") && wide.contains("img:1") && wide.contains("git@h:o/r.git"),
+            "{wide}"
+        );
+    }
+}

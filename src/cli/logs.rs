@@ -1,0 +1,219 @@
+//! `asdo logs`: follow one task (exit with its exit code) or every task pod at
+//! once (stern style, prefixed lines). stdout carries only log lines; headers,
+//! progress and the verdict go to stderr so pipes stay clean.
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Args;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::runtime::{WatchStreamExt, watcher};
+
+use super::Global;
+use crate::cluster;
+use crate::error::{Error, Result, exit};
+use crate::follow::{self, LineSink, LogOptions};
+use crate::task::{self, LABEL_TASK_ID, SELECTOR};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  asdo logs T001                 follow task T001 to its end; exit with its exit code
+  asdo logs agent-t001 --tail 20 --no-follow
+  asdo logs --all                every task pod, lines prefixed with the task id
+  asdo logs -l task-id=T001 --since 10m --timestamps")]
+pub struct LogsArgs {
+    /// Task id (T001) or pod name (agent-t001).
+    #[arg(required_unless_present_any = ["all", "selector"])]
+    pub task: Option<String>,
+    /// Follow every task pod in the namespace, picking up new ones as they appear.
+    #[arg(long, conflicts_with = "task")]
+    pub all: bool,
+    /// Follow the task pods matching this label selector (added to app=agent-orchestrator).
+    #[arg(short = 'l', long, conflicts_with = "task")]
+    pub selector: Option<String>,
+    /// Print what is there now and exit.
+    #[arg(long)]
+    pub no_follow: bool,
+    /// Start with the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<i64>,
+    /// Start with lines newer than this, e.g. 10m.
+    #[arg(long, value_parser = crate::humantime::parse)]
+    pub since: Option<Duration>,
+    /// Keep the kubelet's timestamp at the start of each line.
+    #[arg(long)]
+    pub timestamps: bool,
+}
+
+pub async fn run(global: &Global, args: LogsArgs) -> Result<i32> {
+    let scope = global.scope()?;
+    let target = args.task.as_deref().map(task::pod_name_for).transpose()?;
+    if let Some(t) = args.tail
+        && t < 0
+    {
+        return Err(Error::usage("--tail must be 0 or more"));
+    }
+    let opts = LogOptions {
+        follow: !args.no_follow,
+        timestamps: args.timestamps,
+        tail: args.tail,
+        since: args.since,
+    };
+    let client = cluster::client(&scope.cluster).await?;
+    match target {
+        Some(name) => follow_one(&client, &scope.namespace, &name, &opts).await,
+        None => {
+            let selector = match &args.selector {
+                Some(s) if !s.is_empty() => format!("{SELECTOR},{s}"),
+                _ => SELECTOR.to_string(),
+            };
+            follow_many(&client, &scope.namespace, &selector, &opts).await
+        }
+    }
+}
+
+/// Follow one pod to its end and return the task's exit code.
+pub async fn follow_one(client: &Client, ns: &str, name: &str, opts: &LogOptions) -> Result<i32> {
+    let api = cluster::pods(client, Some(ns));
+    let Some(pod) = cluster::get_pod(&api, name, ns).await? else {
+        return Err(Error::NotFound(format!(
+            "no pod {name} in namespace {ns}; see the task pods with `asdo list -n {ns}` (or -A for all namespaces)"
+        )));
+    };
+    let task_id = task_label(&pod).unwrap_or_else(|| name.to_string());
+    eprintln!("==> task {task_id}: pod {name} in namespace {ns}");
+    if opts.follow && !follow::is_finished(&pod) {
+        follow::wait_started(&api, name, Duration::from_secs(24 * 3600)).await?;
+    }
+    let mut sink = follow::Stdout::new(opts.timestamps);
+    let pod = follow::stream_logs(&api, name, opts, &mut sink).await?;
+    if !opts.follow && !follow::is_finished(&pod) {
+        return Ok(exit::OK);
+    }
+    let (phase, code) = follow::outcome(&pod);
+    eprintln!("==> task {task_id}: {phase}, exit code {code}");
+    Ok(code)
+}
+
+fn task_label(pod: &Pod) -> Option<String> {
+    pod.metadata.labels.as_ref()?.get(LABEL_TASK_ID).cloned()
+}
+
+/// Lines from many pods, each whole and prefixed, through one locked writer.
+struct Prefixed {
+    out: Arc<Mutex<std::io::BufWriter<std::io::Stdout>>>,
+    prefix: Vec<u8>,
+    timestamps: bool,
+}
+
+impl LineSink for Prefixed {
+    fn line(&mut self, ts: Option<&[u8]>, line: &[u8]) -> std::io::Result<()> {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        out.write_all(&self.prefix)?;
+        if let (true, Some(ts)) = (self.timestamps, ts) {
+            out.write_all(ts)?;
+            out.write_all(b" ")?;
+        }
+        out.write_all(line)?;
+        if !line.ends_with(b"\n") {
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.lock().unwrap_or_else(|p| p.into_inner()).flush()
+    }
+}
+
+fn colour_prefix(task: &str, colour: bool) -> Vec<u8> {
+    if !colour {
+        return format!("[{task}] ").into_bytes();
+    }
+    const PALETTE: [u8; 6] = [31, 32, 33, 34, 35, 36];
+    let hash = task
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+    let c = PALETTE[(hash % PALETTE.len() as u32) as usize];
+    format!("\x1b[{c}m[{task}]\x1b[0m ").into_bytes()
+}
+
+/// Follow every matching pod, new ones included, until interrupted (or, without
+/// follow, print each pod's current log once and exit).
+async fn follow_many(client: &Client, ns: &str, selector: &str, opts: &LogOptions) -> Result<i32> {
+    let api = cluster::pods(client, Some(ns));
+    let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let sink_for = |pod: &Pod| {
+        let task = task_label(pod).unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
+        Prefixed {
+            out: out.clone(),
+            prefix: colour_prefix(&task, colour),
+            timestamps: opts.timestamps,
+        }
+    };
+
+    if !opts.follow {
+        let lp = kube::api::ListParams::default().labels(selector);
+        let pods = cluster::list_all(&api, &lp, &format!("list pods in namespace {ns}")).await?;
+        for pod in &pods {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let mut sink = sink_for(pod);
+            match follow::stream_logs(&api, &name, opts, &mut sink).await {
+                Ok(_) => {}
+                Err(e) => eprintln!("{name}: {e}"),
+            }
+        }
+        return Ok(exit::OK);
+    }
+
+    eprintln!("==> following task pods ({selector}) in namespace {ns}; Ctrl-C to stop");
+    let mut followed = HashSet::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let cfg = watcher::Config::default().labels(selector);
+    let mut events = pin!(
+        watcher(api.clone(), cfg)
+            .default_backoff()
+            .applied_objects()
+    );
+    loop {
+        tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(pod)) => {
+                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    if !followed.insert(uid) {
+                        continue;
+                    }
+                    let name = pod.metadata.name.clone().unwrap_or_default();
+                    let mut sink = sink_for(&pod);
+                    let api = api.clone();
+                    let opts = opts.clone();
+                    tasks.spawn(async move {
+                        if !follow::is_finished(&pod)
+                            && let Err(e) = follow::wait_started(&api, &name, Duration::from_secs(24 * 3600)).await
+                        {
+                            eprintln!("{name}: {e}");
+                            return;
+                        }
+                        match follow::stream_logs(&api, &name, &opts, &mut sink).await {
+                            Ok(p) => {
+                                let (phase, code) = follow::outcome(&p);
+                                eprintln!("==> {name}: {phase}, exit code {code}");
+                            }
+                            Err(e) => eprintln!("{name}: {e}"),
+                        }
+                    });
+                }
+                Some(Err(e)) => tracing::debug!("pod watch interrupted: {e}; resuming"),
+                None => break,
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,263 @@
+//! Command-line surface: global flags (the kubectl ones plus the environment),
+//! one file per subcommand, and the process exit code.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::cluster::ClusterArgs;
+use crate::error::{Error, Result, exit};
+use crate::values;
+
+pub mod agent;
+pub mod cleanup;
+pub mod completion;
+pub mod list;
+pub mod logs;
+pub mod spawn;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "asdo",
+    version,
+    about = "Agentic SDLC Orchestrator: run OpenCode agents as Kubernetes pods, one pod per task, and stream their logs",
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the pod for one task and return at once.
+    Spawn(spawn::SpawnArgs),
+    /// Follow a task's logs to its end, through dropped connections; exit with its exit code.
+    Logs(logs::LogsArgs),
+    /// List task pods.
+    #[command(visible_alias = "ls")]
+    List(list::ListArgs),
+    /// Delete finished task pods.
+    Cleanup(cleanup::CleanupArgs),
+    /// Run a task inside its pod: clone, run OpenCode, commit, push (the image's entrypoint).
+    Agent(agent::AgentArgs),
+    /// Print a shell completion script.
+    Completion(completion::CompletionArgs),
+}
+
+/// Flags every subcommand takes, kubectl style.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Namespace of the task pods (default: the environment's, agent-orchestrator-<env>).
+    #[arg(short = 'n', long, global = true, env = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Environment whose chart values apply: dev, stg or prod.
+    #[arg(
+        short = 'e',
+        long,
+        global = true,
+        env = "ENVIRONMENT",
+        default_value = "dev"
+    )]
+    pub environment: String,
+    /// Helm release name prefix; the release is <release-name>-<environment>.
+    #[arg(
+        long,
+        global = true,
+        env = "RELEASE_NAME",
+        default_value = "agentic-sdlc-orchestrator"
+    )]
+    pub release_name: String,
+    /// Give up connecting to the cluster after this long.
+    #[arg(long, global = true, default_value = "5s", value_parser = crate::humantime::parse)]
+    pub connect_timeout: Duration,
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The environment, release and namespace a command works in, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub environment: String,
+    pub release: String,
+    pub namespace: String,
+    /// Chart + release defaults for this environment.
+    pub defaults: serde_json::Value,
+    pub cluster: ClusterArgs,
+}
+
+impl Global {
+    /// Namespace precedence: -n / $NAMESPACE, then the release's namespace.name, then agent-orchestrator.
+    pub fn scope(&self) -> Result<Scope> {
+        let defaults = values::defaults_for(&self.environment)?;
+        let release_ns = defaults
+            .pointer("/namespace/name")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty());
+        let namespace = match (&self.namespace, release_ns) {
+            (Some(ns), _) if !ns.is_empty() => ns.clone(),
+            (_, Some(ns)) => ns.to_string(),
+            _ => "agent-orchestrator".to_string(),
+        };
+        Ok(Scope {
+            environment: self.environment.clone(),
+            release: format!("{}-{}", self.release_name, self.environment),
+            namespace,
+            defaults,
+            cluster: ClusterArgs {
+                kubeconfig: self.kubeconfig.clone(),
+                context: self.context.clone(),
+                connect_timeout: self.connect_timeout,
+            },
+        })
+    }
+}
+
+/// Output formats shared by spawn and list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Yaml,
+    Json,
+    Name,
+    Wide,
+}
+
+/// Entry point; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse_from(shim_args(std::env::args_os()));
+    init_tracing(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<i32> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Spawn(a) => spawn::run(g, a).await,
+        Command::Logs(a) => logs::run(g, a).await,
+        Command::List(a) => list::run(g, a).await,
+        Command::Cleanup(a) => cleanup::run(g, a).await,
+        Command::Agent(a) => agent::run(a).await,
+        Command::Completion(a) => {
+            completion::run(a, &mut Cli::command());
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// spec-kit looks for `scripts/spawn-pod.sh`; a symlink of that name to asdo acts as `asdo spawn`.
+fn shim_args(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<_> = args.collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    if invoked_as.starts_with("spawn-pod") && args.get(1).is_none_or(|a| a != "spawn") {
+        args.insert(1, "spawn".into());
+    }
+    args
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("asdo={level},{level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .with_target(verbose >= 2)
+        .init();
+}
+
+/// Print a Kubernetes object as YAML or JSON on stdout.
+pub fn print_object<T: serde::Serialize>(obj: &T, format: Output) -> Result<()> {
+    let text = match format {
+        Output::Json => serde_json::to_string_pretty(obj)
+            .map_err(|e| Error::other(format!("cannot encode JSON: {e}")))?,
+        _ => serde_saphyr::to_string(obj)
+            .map_err(|e| Error::other(format!("cannot encode YAML: {e}")))?,
+    };
+    println!("{}", text.trim_end());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn spawn_pod_shim_inserts_spawn() {
+        let args = |v: &[&str]| {
+            v.iter()
+                .map(Into::into)
+                .collect::<Vec<std::ffi::OsString>>()
+        };
+        assert_eq!(
+            shim_args(args(&["/x/scripts/spawn-pod.sh", "--task-id", "T1"]).into_iter()),
+            args(&["/x/scripts/spawn-pod.sh", "spawn", "--task-id", "T1"])
+        );
+        assert_eq!(
+            shim_args(args(&["spawn-pod.sh", "spawn", "T1"]).into_iter()),
+            args(&["spawn-pod.sh", "spawn", "T1"])
+        );
+        assert_eq!(
+            shim_args(args(&["asdo", "list"]).into_iter()),
+            args(&["asdo", "list"])
+        );
+    }
+
+    #[test]
+    fn namespace_precedence() {
+        let parse = |v: &[&str]| Cli::try_parse_from(v).unwrap().global.scope().unwrap();
+        assert_eq!(parse(&["asdo", "list"]).namespace, "agent-orchestrator-dev");
+        assert_eq!(
+            parse(&["asdo", "list", "-e", "prod"]).namespace,
+            "agent-orchestrator-prod"
+        );
+        assert_eq!(parse(&["asdo", "list", "-n", "mine"]).namespace, "mine");
+        assert_eq!(
+            parse(&["asdo", "list", "-e", "stg"]).release,
+            "agentic-sdlc-orchestrator-stg"
+        );
+    }
+}

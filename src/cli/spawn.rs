@@ -1,0 +1,362 @@
+//! `asdo spawn`: validate, render, create one pod, return. spec-kit calls this once
+//! per [ASYNC] task and reads only the exit code, so the default path makes one
+//! read (the chart's ConfigMap) and one write (the Pod), and never waits.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+
+use super::{Global, Output, Scope, print_object};
+use crate::cluster;
+use crate::error::{Error, Result, exit};
+use crate::render::{self, Target};
+use crate::task::{self, Task};
+use crate::values::{self, Values};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  asdo spawn --task-id T001 --branch specs/001-auth/T001-async --repo git@github.com:org/repo.git
+  asdo spawn T001 specs/001-auth/T001-async https://github.com/org/repo.git --prompt 'Add login'
+  asdo spawn --task-id T001 --branch b --repo git@github.com:o/r.git --dry-run -o yaml")]
+pub struct SpawnArgs {
+    /// Task id, e.g. T001 (the pod is agent-<id lowercased>).
+    #[arg(value_name = "TASK_ID")]
+    pos_task_id: Option<String>,
+    /// Git branch the agent works on and pushes.
+    #[arg(value_name = "BRANCH")]
+    pos_branch: Option<String>,
+    /// Git repository URL.
+    #[arg(value_name = "REPO")]
+    pos_repo: Option<String>,
+    /// Context directory (see --context-dir).
+    #[arg(value_name = "CONTEXT_DIR")]
+    pos_context_dir: Option<String>,
+
+    /// Task id, e.g. T001.
+    #[arg(long)]
+    pub task_id: Option<String>,
+    /// Git branch the agent works on and pushes, e.g. specs/001-auth/T001-async.
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Git repository URL (https://, ssh://, git@host:path or file://).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// A pod path under /workspace, or the spec directory (spec-kit's FEATURE_DIR):
+    /// a host path inside a git checkout becomes TASK_SPEC_DIR relative to the repository root.
+    #[arg(long)]
+    pub context_dir: Option<String>,
+    /// Secret holding the git SSH private key (mounted read-only, mode 0400).
+    #[arg(long, env = "SSH_SECRET_NAME")]
+    pub ssh_secret: Option<String>,
+    /// What the agent should do (default: implement the task from the spec's tasks.md).
+    #[arg(long, conflicts_with = "prompt_file")]
+    pub prompt: Option<String>,
+    /// Read the task instructions from a file.
+    #[arg(long, value_name = "FILE")]
+    pub prompt_file: Option<PathBuf>,
+    /// OpenCode model, provider/model (OPENCODE_MODEL).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Container image, overriding pod.image.repository and pod.image.tag.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Set a chart value, Helm style (repeatable): --set pod.activeDeadlineSeconds=3600
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Values file(s) with chart keys, applied in order before --set.
+    #[arg(short = 'f', long = "values", value_name = "FILE")]
+    pub values_files: Vec<PathBuf>,
+    /// Print the pod that would be created; contact no cluster.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output: yaml or json prints the pod, name prints pod/<name>.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Output>,
+    /// Wait until the pod runs (or has already finished).
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this long (with --wait).
+    #[arg(long, default_value = "120s", value_parser = crate::humantime::parse)]
+    pub timeout: Duration,
+    /// Stream the task's logs after creating it; exit with the task's exit code.
+    #[arg(long, conflicts_with = "wait")]
+    pub follow: bool,
+    /// Delete an existing finished pod of the same task first.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+impl SpawnArgs {
+    /// Flags win over positionals, like the old spawn-pod.sh.
+    fn pick(flag: &Option<String>, pos: &Option<String>) -> String {
+        flag.clone().or_else(|| pos.clone()).unwrap_or_default()
+    }
+}
+
+/// Everything checked and rendered, before any API call.
+struct Plan {
+    task: Task,
+    user_values: Value,
+    image: Option<String>,
+    ssh_secret: Option<String>,
+}
+
+pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
+    let scope = global.scope()?;
+    let plan = plan(&args)?;
+    // Render once from the compiled-in values so bad values fail before the cluster is touched.
+    let offline = render_pod(&scope, &plan, None)?;
+    if args.dry_run {
+        print_pod(&offline, args.output.unwrap_or(Output::Yaml))?;
+        return Ok(exit::OK);
+    }
+
+    let client = cluster::client(&scope.cluster).await?;
+    let cm_name = Values::from_value(scope.defaults.clone())?.config_map_name(&scope.release);
+    let cluster_values =
+        cluster::config_values(&client, &scope.namespace, &cm_name, values::CONFIGMAP_KEY).await;
+    let pod = match cluster_values {
+        Some(text) => {
+            let v = values::parse_yaml(&format!("ConfigMap {cm_name}"), &text)?;
+            render_pod(&scope, &plan, Some(values::unwrap_subchart(v)))?
+        }
+        None => offline,
+    };
+
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let api = cluster::pods(&client, Some(&scope.namespace));
+    if args.replace {
+        replace_finished(&api, &name, &scope.namespace).await?;
+    }
+    let created = cluster::create_pod(&api, &pod, &scope.namespace).await?;
+    match args.output {
+        Some(Output::Yaml) | Some(Output::Json) => print_pod(&created, args.output.unwrap())?,
+        _ => println!("pod/{name} created"),
+    }
+    if args.output.is_none() {
+        eprintln!(
+            "follow it: asdo logs {} -n {}",
+            plan.task.id, scope.namespace
+        );
+    }
+
+    if args.follow {
+        return super::logs::follow_one(&client, &scope.namespace, &name, &Default::default())
+            .await;
+    }
+    if args.wait {
+        crate::follow::wait_started(&api, &name, args.timeout).await?;
+    }
+    Ok(exit::OK)
+}
+
+fn print_pod(pod: &Pod, format: Output) -> Result<()> {
+    match format {
+        Output::Name => {
+            println!("pod/{}", pod.metadata.name.as_deref().unwrap_or(""));
+            Ok(())
+        }
+        Output::Wide => Err(Error::usage(
+            "-o wide is for `asdo list`; use yaml, json or name",
+        )),
+        f => print_object(pod, f),
+    }
+}
+
+fn plan(args: &SpawnArgs) -> Result<Plan> {
+    let id = SpawnArgs::pick(&args.task_id, &args.pos_task_id);
+    let branch = SpawnArgs::pick(&args.branch, &args.pos_branch);
+    let repo = SpawnArgs::pick(&args.repo, &args.pos_repo);
+    task::validate_task_id(&id)?;
+    task::validate_branch(&branch)?;
+    task::validate_repo(&repo)?;
+
+    let prompt = match (&args.prompt, &args.prompt_file) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(file)) => Some(std::fs::read_to_string(file).map_err(|e| {
+            Error::usage(format!("cannot read --prompt-file {}: {e}", file.display()))
+        })?),
+        (None, None) => None,
+    }
+    .filter(|p| !p.trim().is_empty());
+
+    let mut user_values = Value::Object(Default::default());
+    for file in &args.values_files {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            Error::usage(format!("cannot read values file {}: {e}", file.display()))
+        })?;
+        let v = values::parse_yaml(&file.display().to_string(), &text)?;
+        values::merge(&mut user_values, values::unwrap_subchart(v));
+    }
+    for s in &args.sets {
+        values::apply_set(&mut user_values, s)?;
+    }
+
+    let context = args
+        .context_dir
+        .clone()
+        .or_else(|| args.pos_context_dir.clone());
+    let (context_dir, spec_dir) = split_context_dir(context.as_deref())?;
+
+    Ok(Plan {
+        task: Task {
+            id,
+            branch,
+            repo,
+            context_dir: context_dir.unwrap_or_default(),
+            spec_dir,
+            prompt,
+            model: args.model.clone().filter(|m| !m.is_empty()),
+        },
+        user_values,
+        image: args.image.clone(),
+        ssh_secret: args.ssh_secret.clone().filter(|s| !s.is_empty()),
+    })
+}
+
+/// Defaults < cluster ConfigMap < -f files < --set < dedicated flags.
+fn render_pod(scope: &Scope, plan: &Plan, cluster_values: Option<Value>) -> Result<Pod> {
+    let mut merged = scope.defaults.clone();
+    if let Some(cv) = cluster_values {
+        values::merge(&mut merged, cv);
+    }
+    values::merge(&mut merged, plan.user_values.clone());
+    if let Some(secret) = &plan.ssh_secret {
+        values::merge(
+            &mut merged,
+            serde_json::json!({"pod": {"sshSecret": {"enabled": true, "name": secret}}}),
+        );
+    }
+    let mut v = Values::from_value(merged)?;
+    if let Some(image) = &plan.image {
+        v.image_override = Some(image.clone());
+    }
+    let mut task = plan.task.clone();
+    if task.context_dir.is_empty() {
+        task.context_dir = v.task.context_dir.clone();
+    }
+    if !task.context_dir.starts_with('/') {
+        return Err(Error::usage(format!(
+            "task.contextDir {:?} must be an absolute path inside the pod, e.g. /workspace",
+            task.context_dir
+        )));
+    }
+    if task.spec_dir.is_none() && !v.task.spec_dir.is_empty() {
+        task.spec_dir = Some(v.task.spec_dir.clone());
+    }
+    if task.prompt.is_none() && !v.task.prompt.is_empty() {
+        task.prompt = Some(v.task.prompt.clone());
+    }
+    if task.model.is_none() && !v.task.model.is_empty() {
+        task.model = Some(v.task.model.clone());
+    }
+    if v.pod.ssh_secret.enabled && v.pod.ssh_secret.name.is_empty() {
+        return Err(Error::usage(
+            "pod.sshSecret.enabled needs a Secret name: pass --ssh-secret NAME",
+        ));
+    }
+    let target = Target {
+        release: scope.release.clone(),
+        namespace: scope.namespace.clone(),
+        environment: scope.environment.clone(),
+    };
+    Ok(render::pod(&v, &task, &target))
+}
+
+/// `--context-dir` carries two meanings in the wild: a pod path (`/workspace/...`) or
+/// spec-kit's FEATURE_DIR, a path on the caller's machine that means nothing in the pod.
+/// Returns (pod context dir, repository-relative spec dir).
+fn split_context_dir(dir: Option<&str>) -> Result<(Option<String>, Option<String>)> {
+    let Some(dir) = dir.filter(|d| !d.is_empty()) else {
+        return Ok((None, None));
+    };
+    if dir == "/workspace" || dir.starts_with("/workspace/") {
+        return Ok((Some(dir.trim_end_matches('/').to_string()), None));
+    }
+    let path = Path::new(dir);
+    if path.is_relative() {
+        return clean_relative(dir).map(|d| (None, Some(d)));
+    }
+    match repo_relative(path) {
+        Some(rel) if !rel.is_empty() => Ok((None, Some(rel))),
+        Some(_) => Ok((None, None)),
+        None => {
+            tracing::warn!(
+                "--context-dir {dir} is not inside a git checkout here; the agent works in the pod's default directory"
+            );
+            Ok((None, None))
+        }
+    }
+}
+
+fn clean_relative(dir: &str) -> Result<String> {
+    let parts: Vec<&str> = dir
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Err(Error::usage(format!(
+            "invalid --context-dir {dir:?}: a repository-relative path must not contain '..'"
+        )));
+    }
+    Ok(parts.join("/"))
+}
+
+/// The path relative to the root of the git checkout that contains it.
+fn repo_relative(path: &Path) -> Option<String> {
+    let abs = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let root = abs.ancestors().find(|a| a.join(".git").exists())?;
+    let rel = abs.strip_prefix(root).ok()?;
+    Some(rel.to_string_lossy().replace('\\', "/"))
+}
+
+/// `--replace`: a finished pod of the same task is deleted and we wait until it is gone;
+/// a running one is left alone (deleting it would kill work in progress).
+async fn replace_finished(api: &kube::Api<Pod>, name: &str, ns: &str) -> Result<()> {
+    let Some(existing) = cluster::get_pod(api, name, ns).await? else {
+        return Ok(());
+    };
+    let phase = crate::follow::phase(&existing);
+    if !matches!(phase, "Succeeded" | "Failed") {
+        return Err(Error::AlreadyExists(format!(
+            "pod {name} in namespace {ns} is still {phase}: --replace only replaces finished pods; stop it with `asdo cleanup --task-id <id> --all --force` first"
+        )));
+    }
+    cluster::delete_pod(api, name, ns).await?;
+    crate::follow::wait_deleted(api, name, Duration::from_secs(60)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_dir_meanings() {
+        assert_eq!(split_context_dir(None).unwrap(), (None, None));
+        assert_eq!(
+            split_context_dir(Some("/workspace/sub/")).unwrap(),
+            (Some("/workspace/sub".into()), None)
+        );
+        assert_eq!(
+            split_context_dir(Some("./specs/001-auth")).unwrap(),
+            (None, Some("specs/001-auth".into()))
+        );
+        assert!(split_context_dir(Some("../x")).is_err());
+        // This crate is a git checkout: a host path inside it becomes repo-relative.
+        let here = env!("CARGO_MANIFEST_DIR");
+        if Path::new(here).join(".git").exists() {
+            assert_eq!(
+                split_context_dir(Some(&format!("{here}/src/cli"))).unwrap(),
+                (None, Some("src/cli".into()))
+            );
+        }
+        assert_eq!(
+            split_context_dir(Some("/nonexistent-host-dir/specs/1")).unwrap(),
+            (None, None),
+            "a host path outside any checkout must not leak into the pod"
+        );
+    }
+}

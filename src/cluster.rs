@@ -1,0 +1,117 @@
+//! The thin Kubernetes layer: client construction the kubectl way, and the few
+//! calls asdo makes, each turning kube errors into messages that say what to do.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, DeleteParams, ListParams, ObjectList, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::error::{Error, Result};
+
+/// Where the cluster is, as kubectl takes it.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterArgs {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// How long to wait for a TCP/TLS connection before saying the cluster is unreachable.
+    pub connect_timeout: Duration,
+}
+
+/// Build a client: `--kubeconfig` file, else KUBECONFIG / ~/.kube/config, else in-cluster.
+pub async fn client(args: &ClusterArgs) -> Result<Client> {
+    let opts = KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let mut config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).map_err(|e| {
+                Error::Cluster(format!(
+                    "cannot read kubeconfig {}: {e}; pass a valid --kubeconfig",
+                    path.display()
+                ))
+            })?;
+            Config::from_custom_kubeconfig(kc, &opts).await
+        }
+        None => match Config::from_kubeconfig(&opts).await {
+            Ok(c) => Ok(c),
+            // No kubeconfig at all: we may be running inside a pod.
+            Err(kerr) if args.context.is_none() => Config::incluster().map_err(|_| kerr),
+            Err(kerr) => Err(kerr),
+        },
+    }
+    .map_err(|e| {
+        Error::Cluster(format!(
+            "no usable cluster configuration: {e}; set KUBECONFIG or pass --kubeconfig/--context (e.g. a kind or k3d cluster)"
+        ))
+    })?;
+    config.connect_timeout = Some(args.connect_timeout);
+    Client::try_from(config)
+        .map_err(|e| Error::Cluster(format!("cannot build a client for the cluster: {e}")))
+}
+
+pub fn pods(client: &Client, namespace: Option<&str>) -> Api<Pod> {
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+pub async fn create_pod(api: &Api<Pod>, pod: &Pod, ns: &str) -> Result<Pod> {
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    api.create(&PostParams::default(), pod).await.map_err(|e| match Error::from_kube(&format!("create pod {name} in namespace {ns}"), e) {
+        Error::AlreadyExists(_) => Error::AlreadyExists(format!(
+            "pod {name} already exists in namespace {ns}: follow it with `asdo logs {name} -n {ns}`, or pass --replace to delete it (once finished) and spawn again"
+        )),
+        Error::NotFound(m) => Error::NotFound(format!(
+            "{m}; install the chart for this environment (helm upgrade --install …) or pick the namespace with -n"
+        )),
+        other => other,
+    })
+}
+
+pub async fn get_pod(api: &Api<Pod>, name: &str, ns: &str) -> Result<Option<Pod>> {
+    api.get_opt(name)
+        .await
+        .map_err(|e| Error::from_kube(&format!("get pod {name} in namespace {ns}"), e))
+}
+
+pub async fn delete_pod(api: &Api<Pod>, name: &str, ns: &str) -> Result<()> {
+    api.delete(name, &DeleteParams::default())
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::from_kube(&format!("delete pod {name} in namespace {ns}"), e))
+}
+
+/// List every page: API servers cap a page, and 10,000 pods must not be one response.
+pub async fn list_all(api: &Api<Pod>, lp: &ListParams, what: &str) -> Result<Vec<Pod>> {
+    let mut lp = lp.clone().limit(500);
+    let mut out = Vec::new();
+    loop {
+        let page: ObjectList<Pod> = api.list(&lp).await.map_err(|e| Error::from_kube(what, e))?;
+        out.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => lp = lp.continue_token(&token),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The chart's published values, if the chart is installed and we may read them.
+pub async fn config_values(client: &Client, ns: &str, name: &str, key: &str) -> Option<String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    match api.get_opt(name).await {
+        Ok(Some(cm)) => cm.data.and_then(|mut d| d.remove(key)),
+        Ok(None) => None,
+        Err(e) => {
+            // Not fatal: the compiled-in values are a complete default.
+            tracing::warn!(
+                "cannot read ConfigMap {ns}/{name} ({e}); using the values built into asdo"
+            );
+            None
+        }
+    }
+}

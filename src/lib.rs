@@ -1,0 +1,14 @@
+//! asdo, the Agentic SDLC Orchestrator. Where things live:
+//! - `cli/`: one file per subcommand (flags, output, exit codes);
+//! - `render`: values + task → Pod (pure); `values`: chart values and merging;
+//! - `task`: names, labels and input validation; `follow`: waiting and resumable log streaming;
+//! - `cluster`: the thin kube-rs layer; `error`: the one error type.
+
+pub mod cli;
+pub mod cluster;
+pub mod error;
+pub mod follow;
+pub mod humantime;
+pub mod render;
+pub mod task;
+pub mod values;

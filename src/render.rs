@@ -1,0 +1,443 @@
+//! Values + task → the task `Pod`. Pure, no I/O: the chart's
+//! `templates/pod.yaml` renders the same object (CI's parity check holds them together).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSpec, SecretKeySelector,
+    SecretVolumeSource, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::task::{
+    self, ANN_ASDO_VERSION, ANN_BRANCH, ANN_ENVIRONMENT, ANN_REPO, ANN_SPEC_DIR, APP, CONTAINER,
+    LABEL_APP, LABEL_TASK_ID, Task,
+};
+use crate::values::{APP_VERSION, Values};
+
+/// HOME inside the image; an emptyDir because the root filesystem is read-only.
+pub const HOME: &str = "/home/agent";
+/// Key in the password Secret (kept from the original chart).
+pub const SERVER_PASSWORD_KEY: &str = "server-password";
+/// Owner-read-only, as ssh insists for private keys.
+const SSH_KEY_MODE: i32 = 0o400;
+
+/// Where a pod is going, beyond the values themselves.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Helm release name, `${RELEASE_NAME}-${ENVIRONMENT}`.
+    pub release: String,
+    pub namespace: String,
+    pub environment: String,
+}
+
+/// The Pod for `task`. The caller has validated the task.
+pub fn pod(values: &Values, task: &Task, target: &Target) -> Pod {
+    let p = &values.pod;
+    let environment = if values.environment.is_empty() {
+        &target.environment
+    } else {
+        &values.environment
+    };
+
+    let mut labels = p.labels.clone();
+    labels.extend(
+        [
+            (LABEL_APP, APP.to_string()),
+            (LABEL_TASK_ID, task.id.clone()),
+            ("app.kubernetes.io/name", values.chart_name()),
+            ("app.kubernetes.io/instance", target.release.clone()),
+            ("app.kubernetes.io/component", "agent".to_string()),
+            ("app.kubernetes.io/version", APP_VERSION.to_string()),
+            ("app.kubernetes.io/managed-by", "asdo".to_string()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+
+    let mut annotations = p.annotations.clone();
+    annotations.insert(ANN_BRANCH.into(), task.branch.clone());
+    annotations.insert(ANN_REPO.into(), task.repo.clone());
+    annotations.insert(ANN_ENVIRONMENT.into(), environment.clone());
+    if let Some(dir) = &task.spec_dir {
+        annotations.insert(ANN_SPEC_DIR.into(), dir.clone());
+    }
+    annotations.insert(
+        ANN_ASDO_VERSION.into(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    );
+
+    let image_pull_secrets = if p.image_pull_secrets.is_empty() {
+        &values.global.image_pull_secrets
+    } else {
+        &p.image_pull_secrets
+    };
+
+    let (volumes, mounts) = volumes(values, task);
+
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(task::pod_name(&task.id)),
+            namespace: Some(target.namespace.clone()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            service_account_name: Some(values.service_account_name(&target.release)),
+            // The agent needs no API access; a mounted token would only be a credential to leak.
+            automount_service_account_token: Some(false),
+            // Service env vars would leak cluster topology into the agent's environment.
+            enable_service_links: Some(false),
+            active_deadline_seconds: p.active_deadline_seconds,
+            termination_grace_period_seconds: p.termination_grace_period_seconds,
+            security_context: p.security_context.clone(),
+            image_pull_secrets: non_empty(image_pull_secrets.clone()),
+            node_selector: (!p.node_selector.is_empty()).then(|| p.node_selector.clone()),
+            tolerations: non_empty(p.tolerations.clone()),
+            affinity: p.affinity.clone().filter(|a| *a != Default::default()),
+            containers: vec![Container {
+                name: CONTAINER.into(),
+                image: Some(values.image()),
+                image_pull_policy: (!p.image.pull_policy.is_empty())
+                    .then(|| p.image.pull_policy.clone()),
+                command: non_empty(p.command.clone()),
+                args: non_empty(p.args.clone()),
+                env: Some(env(values, task, target)),
+                resources: p.resources.clone(),
+                security_context: p.container_security_context.clone(),
+                volume_mounts: Some(mounts),
+                ..Default::default()
+            }],
+            volumes: Some(volumes),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
+    (!v.is_empty()).then_some(v)
+}
+
+fn literal(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The agent's contract (see `asdo agent`): task identity, where to work, what to do, who commits.
+fn env(values: &Values, task: &Task, target: &Target) -> Vec<EnvVar> {
+    let d = &values.task;
+    let p = &values.pod;
+    let mut env = vec![
+        literal("TASK_ID", &task.id),
+        literal("GIT_REPO", &task.repo),
+        literal("GIT_BRANCH", &task.branch),
+        literal("TASK_CONTEXT_PATH", &task.context_dir),
+    ];
+    if let Some(dir) = &task.spec_dir {
+        env.push(literal("TASK_SPEC_DIR", dir));
+    }
+    if let Some(prompt) = &task.prompt {
+        env.push(literal("TASK_PROMPT", prompt));
+    }
+    if let Some(model) = &task.model {
+        env.push(literal("OPENCODE_MODEL", model));
+    }
+    env.push(literal("GIT_AUTHOR_NAME", &d.git_author_name));
+    env.push(literal("GIT_AUTHOR_EMAIL", &d.git_author_email));
+    env.push(literal("HOME", HOME));
+    if p.ssh_secret.enabled {
+        env.push(literal("GIT_SSH_KEY_DIR", &p.ssh_secret.mount_path));
+    }
+    if p.git_token_secret.enabled {
+        env.push(from_secret(
+            "GIT_TOKEN",
+            &p.git_token_secret.name,
+            &p.git_token_secret.key,
+        ));
+    }
+    env.push(from_secret(
+        "OPENCODE_SERVER_PASSWORD",
+        &values.server_password_secret(&target.release),
+        SERVER_PASSWORD_KEY,
+    ));
+    env.extend(p.env.iter().cloned());
+    env
+}
+
+fn empty_dir(name: &str, size_limit: Option<&str>) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: size_limit.map(|s| Quantity(s.to_string())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    }
+}
+
+/// Writable scratch (the root filesystem is read-only) plus the optional SSH key.
+fn volumes(values: &Values, task: &Task) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let p = &values.pod;
+    let mut volumes = vec![
+        empty_dir("workspace", p.workspace.size_limit.as_deref()),
+        empty_dir("home", None),
+        empty_dir("tmp", None),
+    ];
+    let mut mounts = vec![
+        mount("workspace", &task.context_dir, false),
+        mount("home", HOME, false),
+        mount("tmp", "/tmp", false),
+    ];
+    if p.ssh_secret.enabled {
+        volumes.push(Volume {
+            name: "ssh-key".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(p.ssh_secret.name.clone()),
+                default_mode: Some(SSH_KEY_MODE),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(mount("ssh-key", &p.ssh_secret.mount_path, true));
+    }
+    volumes.extend(p.extra_volumes.iter().cloned());
+    mounts.extend(p.extra_volume_mounts.iter().cloned());
+    (volumes, mounts)
+}
+
+/// Labels as a map, for tests and callers that check them.
+pub fn labels(pod: &Pod) -> BTreeMap<String, String> {
+    pod.metadata.labels.clone().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::values::{apply_set, defaults_for};
+
+    fn task() -> Task {
+        Task {
+            id: "T001".into(),
+            branch: "specs/001-auth/T001-async".into(),
+            repo: "git@github.com:org/repo.git".into(),
+            context_dir: "/workspace".into(),
+            spec_dir: Some("specs/001-auth".into()),
+            prompt: Some("Implement T001".into()),
+            model: None,
+        }
+    }
+
+    fn target(env: &str) -> Target {
+        Target {
+            release: format!("agentic-sdlc-orchestrator-{env}"),
+            namespace: format!("agent-orchestrator-{env}"),
+            environment: env.into(),
+        }
+    }
+
+    fn render(env: &str, sets: &[&str]) -> Pod {
+        let mut v = defaults_for(env).unwrap();
+        for s in sets {
+            apply_set(&mut v, s).unwrap();
+        }
+        pod(&Values::from_value(v).unwrap(), &task(), &target(env))
+    }
+
+    fn env_of(p: &Pod) -> Vec<EnvVar> {
+        p.spec.as_ref().unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap_or_default()
+    }
+
+    fn env_value(p: &Pod, name: &str) -> Option<String> {
+        env_of(p)
+            .into_iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value)
+    }
+
+    #[test]
+    fn names_and_labels() {
+        let p = render("dev", &[]);
+        assert_eq!(p.metadata.name.as_deref(), Some("agent-t001"));
+        assert_eq!(
+            p.metadata.namespace.as_deref(),
+            Some("agent-orchestrator-dev")
+        );
+        let l = labels(&p);
+        assert_eq!(l["app"], "agent-orchestrator");
+        assert_eq!(l["task-id"], "T001", "the label keeps the id as given");
+        assert_eq!(
+            l["app.kubernetes.io/instance"],
+            "agentic-sdlc-orchestrator-dev"
+        );
+        let a = p.metadata.annotations.unwrap();
+        assert_eq!(a[ANN_BRANCH], "specs/001-auth/T001-async");
+        assert_eq!(a[ANN_ENVIRONMENT], "dev");
+        assert_eq!(a[ANN_SPEC_DIR], "specs/001-auth");
+    }
+
+    #[test]
+    fn agent_environment() {
+        let p = render("stg", &[]);
+        assert_eq!(env_value(&p, "TASK_ID").as_deref(), Some("T001"));
+        assert_eq!(
+            env_value(&p, "GIT_REPO").as_deref(),
+            Some("git@github.com:org/repo.git")
+        );
+        assert_eq!(
+            env_value(&p, "TASK_CONTEXT_PATH").as_deref(),
+            Some("/workspace")
+        );
+        assert_eq!(
+            env_value(&p, "TASK_PROMPT").as_deref(),
+            Some("Implement T001")
+        );
+        assert_eq!(
+            env_value(&p, "GIT_AUTHOR_NAME").as_deref(),
+            Some("asdo-agent")
+        );
+        assert!(env_value(&p, "OPENCODE_MODEL").is_none());
+        let pw = env_of(&p)
+            .into_iter()
+            .find(|e| e.name == "OPENCODE_SERVER_PASSWORD")
+            .unwrap();
+        assert!(pw.value.is_none(), "the password is never a literal");
+        let r = pw.value_from.unwrap().secret_key_ref.unwrap();
+        assert_eq!(r.name, "agentic-sdlc-orchestrator-stg-server-password");
+        assert_eq!(r.key, "server-password");
+    }
+
+    #[test]
+    fn secure_by_default() {
+        let p = render("prod", &[]);
+        let spec = p.spec.unwrap();
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert_eq!(spec.active_deadline_seconds, Some(7200));
+        let psc = spec.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.run_as_user, Some(10001));
+        let c = &spec.containers[0];
+        assert_eq!(c.name, "agent");
+        assert_eq!(c.image.as_deref(), Some("agentic-sdlc/opencode:0.1.0"));
+        assert_eq!(
+            c.command.as_deref(),
+            Some(&["asdo".to_string(), "agent".to_string()][..])
+        );
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_string()][..])
+        );
+        let mounts: Vec<_> = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        assert_eq!(mounts, ["/workspace", HOME, "/tmp"]);
+        assert_eq!(
+            c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0,
+            "8Gi"
+        );
+    }
+
+    #[test]
+    fn ssh_key_is_mounted_read_only_0400() {
+        let p = render(
+            "dev",
+            &["pod.sshSecret.enabled=true", "pod.sshSecret.name=git-ssh"],
+        );
+        let spec = p.spec.as_ref().unwrap();
+        let v = spec
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "ssh-key")
+            .unwrap();
+        let s = v.secret.as_ref().unwrap();
+        assert_eq!(s.secret_name.as_deref(), Some("git-ssh"));
+        assert_eq!(s.default_mode, Some(0o400));
+        let m = spec.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "ssh-key")
+            .unwrap();
+        assert_eq!(m.read_only, Some(true));
+        assert_eq!(m.mount_path, "/etc/asdo/ssh");
+        assert_eq!(
+            env_value(&p, "GIT_SSH_KEY_DIR").as_deref(),
+            Some("/etc/asdo/ssh")
+        );
+    }
+
+    #[test]
+    fn values_reach_the_pod() {
+        let p = render(
+            "dev",
+            &[
+                "pod.image.tag=9.9.9",
+                "pod.command={sh,-c,echo hi}",
+                "pod.labels.team=ai",
+                "pod.nodeSelector.pool=agents",
+                "pod.gitTokenSecret.enabled=true",
+                "pod.gitTokenSecret.name=gh",
+            ],
+        );
+        let spec = p.spec.as_ref().unwrap();
+        let c = &spec.containers[0];
+        assert_eq!(c.image.as_deref(), Some("agentic-sdlc/opencode:9.9.9"));
+        assert_eq!(c.command.as_ref().unwrap()[2], "echo hi");
+        assert_eq!(labels(&p)["team"], "ai");
+        assert_eq!(spec.node_selector.as_ref().unwrap()["pool"], "agents");
+        let tok = env_of(&p)
+            .into_iter()
+            .find(|e| e.name == "GIT_TOKEN")
+            .unwrap();
+        assert_eq!(tok.value_from.unwrap().secret_key_ref.unwrap().name, "gh");
+    }
+
+    #[test]
+    fn fixed_labels_win_over_pod_labels() {
+        let p = render("dev", &["pod.labels.app=other"]);
+        assert_eq!(labels(&p)["app"], "agent-orchestrator");
+    }
+}

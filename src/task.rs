@@ -1,0 +1,255 @@
+//! What a task is, the names derived from it, and the checks every input passes
+//! before asdo talks to a cluster. Pure: no I/O.
+
+use crate::error::{Error, Result};
+
+/// `app=agent-orchestrator` marks every task pod; `list`, `logs --all` and `cleanup` select on it.
+pub const LABEL_APP: &str = "app";
+pub const APP: &str = "agent-orchestrator";
+/// `task-id=<id as given>`: spec-kit ids like `T001` keep their case here.
+pub const LABEL_TASK_ID: &str = "task-id";
+/// The one container of a task pod.
+pub const CONTAINER: &str = "agent";
+/// Prefix of every task pod name.
+pub const POD_PREFIX: &str = "agent-";
+/// The selector that finds all task pods.
+pub const SELECTOR: &str = "app=agent-orchestrator";
+
+/// Annotations stamped on each task pod so `list` can show them without parsing env.
+pub const ANN_BRANCH: &str = "agentic-sdlc/branch";
+pub const ANN_REPO: &str = "agentic-sdlc/repo";
+pub const ANN_ENVIRONMENT: &str = "agentic-sdlc/environment";
+pub const ANN_SPEC_DIR: &str = "agentic-sdlc/spec-dir";
+pub const ANN_ASDO_VERSION: &str = "agentic-sdlc/asdo-version";
+
+/// A pod name is at most 63 characters; `agent-` takes 6 of them.
+pub const MAX_TASK_ID: usize = 63 - POD_PREFIX.len();
+
+/// One unit of agent work: everything spawn needs to know about the task itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub id: String,
+    pub branch: String,
+    pub repo: String,
+    /// Where the agent works inside the pod (TASK_CONTEXT_PATH).
+    pub context_dir: String,
+    /// Repository-relative directory holding the spec (TASK_SPEC_DIR), when known.
+    pub spec_dir: Option<String>,
+    pub prompt: Option<String>,
+    pub model: Option<String>,
+}
+
+/// `T001` → `agent-t001`. Callers validate the id first.
+pub fn pod_name(task_id: &str) -> String {
+    format!("{POD_PREFIX}{}", task_id.to_ascii_lowercase())
+}
+
+/// `logs`, `wait` and friends accept either a task id or a pod name.
+pub fn pod_name_for(task_or_pod: &str) -> Result<String> {
+    let lower = task_or_pod.to_ascii_lowercase();
+    if lower.starts_with(POD_PREFIX) && lower.len() > POD_PREFIX.len() {
+        validate_dns_label(&lower, "pod name")?;
+        Ok(lower)
+    } else {
+        validate_task_id(task_or_pod)?;
+        Ok(pod_name(task_or_pod))
+    }
+}
+
+/// RFC 1123 label: what a pod name must be.
+fn is_dns_label(s: &str) -> bool {
+    let ok_chars = s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_ends = s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric());
+    ok_chars && ok_ends && s.len() <= 63
+}
+
+fn validate_dns_label(s: &str, what: &str) -> Result<()> {
+    if !is_dns_label(s) {
+        return Err(Error::usage(format!(
+            "invalid {what} {s:?}: use letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A task id must give a valid pod name (DNS-1123 label) once lowercased, and be a valid label value as given.
+pub fn validate_task_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::usage("task-id is required (e.g. --task-id T001)"));
+    }
+    if !is_dns_label(&id.to_ascii_lowercase()) || id.len() > MAX_TASK_ID {
+        return Err(Error::usage(format!(
+            "invalid task id {id:?}: use letters, digits and '-', starting and ending with a letter or digit, at most {MAX_TASK_ID} characters (it becomes pod name agent-<id>)"
+        )));
+    }
+    Ok(())
+}
+
+/// The rules of `git check-ref-format --branch`, so a branch git would refuse never reaches a pod.
+pub fn validate_branch(branch: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::usage(format!(
+            "invalid branch {branch:?}: {why} (git check-ref-format rules)"
+        )))
+    };
+    if branch.is_empty() {
+        return Err(Error::usage(
+            "branch-name is required (e.g. --branch specs/001-auth/T001-async)",
+        ));
+    }
+    if branch.starts_with('-') {
+        return bad("must not start with '-'");
+    }
+    if branch == "@" {
+        return bad("'@' alone is not a branch");
+    }
+    if branch.contains("..") {
+        return bad("must not contain '..'");
+    }
+    if branch.contains("@{") {
+        return bad("must not contain '@{'");
+    }
+    if branch.contains("//") || branch.starts_with('/') || branch.ends_with('/') {
+        return bad("must not start or end with '/' or contain '//'");
+    }
+    if branch.ends_with('.') {
+        return bad("must not end with '.'");
+    }
+    if let Some(c) = branch
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(*c))
+    {
+        return bad(&format!(
+            "must not contain {c:?} (no spaces, control characters or any of ~^:?*[\\)"
+        ));
+    }
+    for part in branch.split('/') {
+        if part.starts_with('.') {
+            return bad("no path component may start with '.'");
+        }
+        if part.ends_with(".lock") {
+            return bad("no path component may end with '.lock'");
+        }
+    }
+    Ok(())
+}
+
+/// Only transports that work from a pod without a shell in between, and never a URL
+/// with a password in it (it would land in the pod spec, annotations and logs).
+pub fn validate_repo(repo: &str) -> Result<()> {
+    if repo.is_empty() {
+        return Err(Error::usage(
+            "repo-url is required (e.g. --repo git@github.com:org/repo.git)",
+        ));
+    }
+    if repo.starts_with('-') || repo.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Error::usage(format!(
+            "invalid repo {repo:?}: must not start with '-' or contain spaces or control characters"
+        )));
+    }
+    let scheme_rest = ["https://", "ssh://", "file://"]
+        .iter()
+        .find_map(|s| repo.strip_prefix(s));
+    match scheme_rest {
+        Some(rest) => {
+            let authority = rest.split('/').next().unwrap_or("");
+            if let Some((userinfo, _)) = authority.rsplit_once('@')
+                && userinfo.contains(':')
+            {
+                return Err(Error::usage(
+                    "repo URL contains a password or token: pass the credential as a Secret (--set pod.gitTokenSecret.name=…) instead, it would otherwise be visible in the pod spec",
+                ));
+            }
+            if rest.is_empty() || (!repo.starts_with("file://") && authority.is_empty()) {
+                return Err(Error::usage(format!(
+                    "invalid repo {repo:?}: no host or path"
+                )));
+            }
+            Ok(())
+        }
+        None => {
+            // scp-like syntax: [user@]host:path, as git understands it.
+            let valid_scp = repo.split_once(':').is_some_and(|(host, path)| {
+                !host.is_empty() && !host.contains('/') && !path.is_empty()
+            });
+            if valid_scp && repo.contains('@') {
+                Ok(())
+            } else {
+                Err(Error::usage(format!(
+                    "invalid repo {repo:?}: use https://host/org/repo.git, ssh://git@host/org/repo.git, git@host:org/repo.git or file:///path"
+                )))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_names_are_lowercase() {
+        assert_eq!(pod_name("T001"), "agent-t001");
+        assert_eq!(pod_name_for("T001").unwrap(), "agent-t001");
+        assert_eq!(pod_name_for("agent-task-001").unwrap(), "agent-task-001");
+        assert_eq!(pod_name_for("task-001").unwrap(), "agent-task-001");
+    }
+
+    #[test]
+    fn task_ids() {
+        for ok in ["T001", "task-001", "a", &"x".repeat(57)] {
+            validate_task_id(ok).unwrap();
+        }
+        for bad in ["", "-t", "t-", "T_001", "t.1", "tâche", &"x".repeat(58)] {
+            let e = validate_task_id(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn branches() {
+        for ok in ["main", "specs/001-auth/T001-async", "feature/a.b", "x@y"] {
+            validate_branch(ok).unwrap();
+        }
+        for bad in [
+            "", "-x", "a..b", "a b", "a~1", "a^", "a:b", "a?", "a*", "a[", "a\\b", "/a", "a/",
+            "a//b", "a.", "a/.b", "a.lock", "a@{1}", "@", "a\tb",
+        ] {
+            assert!(validate_branch(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn repos() {
+        for ok in [
+            "https://github.com/org/repo.git",
+            "ssh://git@github.com/org/repo.git",
+            "git@github.com:org/repo.git",
+            "file:///srv/git/repo.git",
+            "https://user@host/repo",
+        ] {
+            validate_repo(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "http://github.com/org/repo",
+            "github.com/org/repo",
+            "/local/path",
+            "ftp://x/y",
+            "--upload-pack=evil",
+            "https://",
+            "git@host:",
+            "https://u:secret@github.com/org/repo",
+        ] {
+            assert!(validate_repo(bad).is_err(), "{bad:?} should be refused");
+        }
+        let e = validate_repo("https://u:s3cr3t@github.com/x").unwrap_err();
+        assert!(
+            !e.to_string().contains("s3cr3t"),
+            "the secret is not echoed"
+        );
+    }
+}
