@@ -101,17 +101,28 @@ pub async fn list_all(api: &Api<Pod>, lp: &ListParams, what: &str) -> Result<Vec
 }
 
 /// The chart's published values, if the chart is installed and we may read them.
-pub async fn config_values(client: &Client, ns: &str, name: &str, key: &str) -> Option<String> {
+/// Absent or forbidden is fine (the compiled-in values are a complete default);
+/// an unreachable cluster is not.
+pub async fn config_values(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     match api.get_opt(name).await {
-        Ok(Some(cm)) => cm.data.and_then(|mut d| d.remove(key)),
-        Ok(None) => None,
-        Err(e) => {
-            // Not fatal: the compiled-in values are a complete default.
-            tracing::warn!(
-                "cannot read ConfigMap {ns}/{name} ({e}); using the values built into asdo"
+        Ok(Some(cm)) => Ok(cm.data.and_then(|mut d| d.remove(key))),
+        Ok(None) => Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => {
+            tracing::info!(
+                "cannot read ConfigMap {ns}/{name} ({}); using the values built into asdo",
+                s.message
             );
-            None
+            Ok(None)
         }
+        Err(e) => Err(Error::from_kube(
+            &format!("read ConfigMap {name} in namespace {ns}"),
+            e,
+        )),
     }
 }

@@ -2,13 +2,15 @@
 //! - `cli/`: one file per subcommand (flags, output, exit codes);
 //! - `render`: values + task → Pod (pure); `values`: chart values and merging;
 //! - `task`: names, labels and input validation; `follow`: waiting and resumable log streaming;
-//! - `cluster`: the thin kube-rs layer; `error`: the one error type.
+//! - `cluster`: the thin kube-rs layer; `error`: the one error type;
+//! - `marker`: the agent's progress lines, as `wait`/`status` read them.
 
 pub mod cli;
 pub mod cluster;
 pub mod error;
 pub mod follow;
 pub mod humantime;
+pub mod marker;
 pub mod render;
 pub mod task;
 pub mod values;

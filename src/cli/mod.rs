@@ -14,9 +14,12 @@ use crate::values;
 pub mod agent;
 pub mod cleanup;
 pub mod completion;
+pub mod doctor;
 pub mod list;
 pub mod logs;
 pub mod spawn;
+pub mod status;
+pub mod wait;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,14 +39,20 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the pod for one task and return at once.
-    Spawn(spawn::SpawnArgs),
+    Spawn(Box<spawn::SpawnArgs>),
     /// Follow a task's logs to its end, through dropped connections; exit with its exit code.
     Logs(logs::LogsArgs),
     /// List task pods.
     #[command(visible_alias = "ls")]
     List(list::ListArgs),
+    /// Block until tasks finish; exit 0 only if all succeeded.
+    Wait(wait::WaitArgs),
+    /// Show one task's state, last agent marker and recent events.
+    Status(status::StatusArgs),
     /// Delete finished task pods.
     Cleanup(cleanup::CleanupArgs),
+    /// Check that this user can run tasks here (cluster, namespace, chart objects, RBAC).
+    Doctor(doctor::DoctorArgs),
     /// Run a task inside its pod: clone, run OpenCode, commit, push (the image's entrypoint).
     Agent(agent::AgentArgs),
     /// Print a shell completion script.
@@ -161,10 +170,13 @@ pub fn main() -> i32 {
 async fn run(cli: Cli) -> Result<i32> {
     let g = &cli.global;
     match cli.command {
-        Command::Spawn(a) => spawn::run(g, a).await,
+        Command::Spawn(a) => spawn::run(g, *a).await,
         Command::Logs(a) => logs::run(g, a).await,
         Command::List(a) => list::run(g, a).await,
+        Command::Wait(a) => wait::run(g, a).await,
+        Command::Status(a) => status::run(g, a).await,
         Command::Cleanup(a) => cleanup::run(g, a).await,
+        Command::Doctor(a) => doctor::run(g, a).await,
         Command::Agent(a) => agent::run(a).await,
         Command::Completion(a) => {
             completion::run(a, &mut Cli::command());

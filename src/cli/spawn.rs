@@ -117,7 +117,7 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     let client = cluster::client(&scope.cluster).await?;
     let cm_name = Values::from_value(scope.defaults.clone())?.config_map_name(&scope.release);
     let cluster_values =
-        cluster::config_values(&client, &scope.namespace, &cm_name, values::CONFIGMAP_KEY).await;
+        cluster::config_values(&client, &scope.namespace, &cm_name, values::CONFIGMAP_KEY).await?;
     let pod = match cluster_values {
         Some(text) => {
             let v = values::parse_yaml(&format!("ConfigMap {cm_name}"), &text)?;

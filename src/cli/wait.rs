@@ -1,0 +1,431 @@
+//! `asdo wait`: block until tasks end (one watch for all of them), print a line per
+//! task as it ends, and optionally write spec-kit's delegation markers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::time::{Duration, SystemTime};
+
+use clap::Args;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{ListParams, LogParams};
+use kube::runtime::watcher::{self, Event};
+
+use super::Global;
+use crate::cluster;
+use crate::error::{Error, Result, exit};
+use crate::follow;
+use crate::humantime;
+use crate::marker::{self, Marker};
+use crate::task::{self, ANN_BRANCH, CONTAINER, LABEL_TASK_ID, SELECTOR};
+
+/// Exit code when the timeout passes first, as timeout(1) uses.
+pub const EXIT_TIMEOUT: i32 = 124;
+/// Log lines read back to find the agent's last marker and to explain a failure.
+const TAIL_LINES: i64 = 40;
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  asdo wait T001 T002            exit 0 only if both succeed
+  asdo wait --all --timeout 2h --report-dir specs/001-auth/.async_state
+
+Each finished task prints one line:
+  T001 Succeeded exit=0 duration=3m10s commit=0123abcd…
+Exit codes: 0 all succeeded, 1 a task failed or vanished, 124 the timeout passed first.")]
+pub struct WaitArgs {
+    /// Task ids (T001) or pod names (agent-t001).
+    #[arg(required_unless_present = "all")]
+    pub tasks: Vec<String>,
+    /// Every task pod in the namespace now.
+    #[arg(long, conflicts_with = "tasks")]
+    pub all: bool,
+    /// Give up after this long.
+    #[arg(long, default_value = "2h", value_parser = crate::humantime::parse)]
+    pub timeout: Duration,
+    /// Write spec-kit markers: <dir>/delegation_completed/<id>.txt or <dir>/delegation_errors/<id>.txt.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+}
+
+/// How one task ended, as printed and as written for spec-kit.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub task: String,
+    pub pod: String,
+    pub phase: String,
+    pub code: Option<i32>,
+    pub duration: Option<Duration>,
+    pub branch: Option<String>,
+    pub marker: Option<Marker>,
+    pub log_tail: String,
+    pub finished: Timestamp,
+}
+
+impl Verdict {
+    pub fn succeeded(&self) -> bool {
+        self.phase == "Succeeded"
+    }
+
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "{} {} exit={} duration={}",
+            self.task,
+            self.phase,
+            self.code.map_or("-".into(), |c| c.to_string()),
+            self.duration.map_or("-".into(), humantime::short)
+        );
+        match &self.marker {
+            Some(Marker::Done(sha)) => s.push_str(&format!(" commit={sha}")),
+            Some(Marker::NoChanges) => s.push_str(" commit=none (no changes)"),
+            Some(Marker::Failed { step, reason }) => {
+                s.push_str(&format!(" failed-step={step} reason={reason:?}"))
+            }
+            _ => {}
+        }
+        s
+    }
+}
+
+pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
+    let scope = global.scope()?;
+    let mut wanted: BTreeSet<String> = args
+        .tasks
+        .iter()
+        .map(|t| task::pod_name_for(t))
+        .collect::<Result<_>>()?;
+    let ns = scope.namespace.clone();
+    let client = cluster::client(&scope.cluster).await?;
+    let api = cluster::pods(&client, Some(&ns));
+    if args.all {
+        let lp = ListParams::default().labels(SELECTOR);
+        let pods =
+            cluster::list_all(&api, &lp, &format!("list task pods in namespace {ns}")).await?;
+        wanted = pods.into_iter().filter_map(|p| p.metadata.name).collect();
+        if wanted.is_empty() {
+            eprintln!("No task pods in namespace {ns}.");
+            return Ok(exit::OK);
+        }
+    }
+
+    let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
+    let watch = watch_until_done(&api, &wanted, &mut verdicts, args.report_dir.as_deref());
+    let timed_out = tokio::time::timeout(args.timeout, watch).await.is_err();
+
+    let mut code = exit::OK;
+    if verdicts.values().any(|v| !v.succeeded()) {
+        code = exit::FAILURE;
+    }
+    if timed_out {
+        for pod in wanted.iter().filter(|p| !verdicts.contains_key(*p)) {
+            let current = cluster::get_pod(&api, pod, &ns).await.ok().flatten();
+            let phase = current
+                .as_ref()
+                .map_or("Unknown", |p| follow::phase(p))
+                .to_string();
+            let v = Verdict {
+                task: current
+                    .as_ref()
+                    .and_then(task_of)
+                    .unwrap_or_else(|| pod.clone()),
+                pod: pod.clone(),
+                phase: format!("TimedOut({phase})"),
+                code: None,
+                duration: None,
+                branch: current.as_ref().and_then(branch_of),
+                marker: None,
+                log_tail: format!("still {phase} after {}\n", humantime::short(args.timeout)),
+                finished: Timestamp::now(),
+            };
+            println!("{}", v.line());
+            if let Some(dir) = &args.report_dir {
+                write_report(dir, &v)?;
+            }
+        }
+        if code == exit::OK {
+            code = EXIT_TIMEOUT;
+        }
+    }
+    Ok(code)
+}
+
+fn task_of(p: &Pod) -> Option<String> {
+    p.metadata.labels.as_ref()?.get(LABEL_TASK_ID).cloned()
+}
+
+fn branch_of(p: &Pod) -> Option<String> {
+    p.metadata.annotations.as_ref()?.get(ANN_BRANCH).cloned()
+}
+
+/// One watch over all task pods; returns when every wanted pod has a verdict.
+async fn watch_until_done(
+    api: &Api<Pod>,
+    wanted: &BTreeSet<String>,
+    verdicts: &mut BTreeMap<String, Verdict>,
+    report_dir: Option<&Path>,
+) -> Result<()> {
+    let cfg = watcher::Config::default().labels(SELECTOR);
+    let mut events = pin!(watcher::watcher(api.clone(), cfg));
+    let mut seen_in_init = BTreeSet::new();
+    while verdicts.len() < wanted.len() {
+        let ev = match events.next().await {
+            Some(Ok(ev)) => ev,
+            Some(Err(e)) => {
+                tracing::debug!("watch interrupted: {e}; resuming");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            None => return Err(Error::Api("the pod watch ended unexpectedly".into())),
+        };
+        let (pod, deleted) = match ev {
+            Event::Init => {
+                seen_in_init.clear();
+                continue;
+            }
+            Event::InitApply(p) => {
+                seen_in_init.insert(p.metadata.name.clone().unwrap_or_default());
+                (p, false)
+            }
+            Event::InitDone => {
+                // A wanted pod the list did not return does not exist.
+                for missing in wanted.iter().filter(|w| !seen_in_init.contains(*w)) {
+                    if !verdicts.contains_key(missing) {
+                        let v = vanished(missing, "not found");
+                        conclude(v, verdicts, report_dir)?;
+                    }
+                }
+                continue;
+            }
+            Event::Apply(p) => (p, false),
+            Event::Delete(p) => (p, true),
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if !wanted.contains(&name) || verdicts.contains_key(&name) {
+            continue;
+        }
+        if follow::is_finished(&pod) {
+            let v = verdict(api, &pod).await;
+            conclude(v, verdicts, report_dir)?;
+        } else if deleted {
+            let mut v = vanished(&name, "deleted before it finished");
+            v.task = task_of(&pod).unwrap_or(v.task);
+            v.branch = branch_of(&pod);
+            conclude(v, verdicts, report_dir)?;
+        }
+    }
+    Ok(())
+}
+
+fn vanished(pod: &str, why: &str) -> Verdict {
+    Verdict {
+        task: pod
+            .strip_prefix(task::POD_PREFIX)
+            .unwrap_or(pod)
+            .to_string(),
+        pod: pod.to_string(),
+        phase: if why == "not found" {
+            "NotFound"
+        } else {
+            "Deleted"
+        }
+        .into(),
+        code: None,
+        duration: None,
+        branch: None,
+        marker: None,
+        log_tail: format!("pod {pod} {why}\n"),
+        finished: Timestamp::now(),
+    }
+}
+
+fn conclude(
+    v: Verdict,
+    verdicts: &mut BTreeMap<String, Verdict>,
+    report_dir: Option<&Path>,
+) -> Result<()> {
+    println!("{}", v.line());
+    if let Some(dir) = report_dir {
+        write_report(dir, &v)?;
+    }
+    verdicts.insert(v.pod.clone(), v);
+    Ok(())
+}
+
+/// Read the end of the log for the agent's last marker.
+pub async fn verdict(api: &Api<Pod>, pod: &Pod) -> Verdict {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let lp = LogParams {
+        container: Some(CONTAINER.into()),
+        tail_lines: Some(TAIL_LINES),
+        ..Default::default()
+    };
+    let log_tail = api.logs(&name, &lp).await.unwrap_or_default();
+    let (phase, code) = follow::outcome(pod);
+    let started = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .map(|t| t.0);
+    let finished = follow::agent_status(pod)
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+        .map(|t| t.0);
+    let duration = match (started, finished) {
+        (Some(s), Some(f)) => Some(Duration::from_secs(
+            f.as_second().saturating_sub(s.as_second()).max(0) as u64,
+        )),
+        _ => None,
+    };
+    Verdict {
+        task: task_of(pod).unwrap_or_else(|| name.clone()),
+        pod: name,
+        phase,
+        code: follow::exit_code(pod).or(Some(code)),
+        duration,
+        branch: branch_of(pod),
+        marker: marker::last(&log_tail),
+        log_tail,
+        finished: finished.unwrap_or_else(Timestamp::now),
+    }
+}
+
+/// Write `<dir>/delegation_completed/<id>.txt` or `<dir>/delegation_errors/<id>.txt`
+/// atomically (temp file + rename). A marker of either kind newer than this verdict
+/// wins; an older marker of the other kind is retired so spec-kit sees one answer.
+pub fn write_report(dir: &Path, v: &Verdict) -> Result<()> {
+    let (kind, other) = if v.succeeded() {
+        ("delegation_completed", "delegation_errors")
+    } else {
+        ("delegation_errors", "delegation_completed")
+    };
+    let file = format!("{}.txt", v.task);
+    let target = dir.join(kind).join(&file);
+    let finished = SystemTime::from(v.finished);
+    let newer = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m > finished)
+    };
+    let stale = dir.join(other).join(&file);
+    if let Some(newer_marker) = [&target, &stale].into_iter().find(|p| newer(p)) {
+        eprintln!(
+            "{} is newer than this result; left as it is",
+            newer_marker.display()
+        );
+        return Ok(());
+    }
+    let io =
+        |e: std::io::Error| Error::other(format!("cannot write report in {}: {e}", dir.display()));
+    std::fs::create_dir_all(target.parent().unwrap_or(dir)).map_err(io)?;
+    let tmp = target.with_file_name(format!(".{file}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, report_text(v)).map_err(io)?;
+    std::fs::rename(&tmp, &target).map_err(io)?;
+    if stale.exists() {
+        std::fs::remove_file(&stale).map_err(io)?;
+    }
+    Ok(())
+}
+
+fn report_text(v: &Verdict) -> String {
+    let mut s = format!(
+        "task: {}\npod: {}\nphase: {}\nexit_code: {}\nbranch: {}\nfinished: {}\n",
+        v.task,
+        v.pod,
+        v.phase,
+        v.code.map_or("-".into(), |c| c.to_string()),
+        v.branch.as_deref().unwrap_or("-"),
+        v.finished,
+    );
+    match &v.marker {
+        Some(Marker::Done(sha)) => s.push_str(&format!("commit: {sha}\n")),
+        Some(Marker::NoChanges) => s.push_str("commit: none (no changes)\n"),
+        Some(Marker::Failed { step, reason }) => {
+            s.push_str(&format!("failed_step: {step}\nreason: {reason}\n"))
+        }
+        _ => {}
+    }
+    if !v.succeeded() {
+        s.push_str("last_log_lines: |\n");
+        for l in v.log_tail.lines() {
+            s.push_str(&format!("  {l}\n"));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(phase: &str, marker: Option<Marker>) -> Verdict {
+        Verdict {
+            task: "T001".into(),
+            pod: "agent-t001".into(),
+            phase: phase.into(),
+            code: Some(if phase == "Succeeded" { 0 } else { 12 }),
+            duration: Some(Duration::from_secs(190)),
+            branch: Some("specs/1/T001-async".into()),
+            marker,
+            log_tail: "asdo: running opencode\nasdo: failed agent: opencode exited 1\n".into(),
+            finished: Timestamp::now(),
+        }
+    }
+
+    #[test]
+    fn lines_name_the_commit_or_the_failed_step() {
+        assert_eq!(
+            v("Succeeded", Some(Marker::Done("abc123".into()))).line(),
+            "T001 Succeeded exit=0 duration=3m10s commit=abc123"
+        );
+        let failed = v(
+            "Failed",
+            Some(Marker::Failed {
+                step: "agent".into(),
+                reason: "opencode exited 1".into(),
+            }),
+        );
+        assert!(failed.line().contains("failed-step=agent"));
+    }
+
+    #[test]
+    fn reports_are_atomic_exclusive_and_not_overwritten_by_older_results() {
+        let dir = std::env::temp_dir().join(format!("asdo-report-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut failed = v(
+            "Failed",
+            Some(Marker::Failed {
+                step: "agent".into(),
+                reason: "x".into(),
+            }),
+        );
+        failed.finished = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60);
+        write_report(&dir, &failed).unwrap();
+        let err = dir.join("delegation_errors/T001.txt");
+        let text = std::fs::read_to_string(&err).unwrap();
+        assert!(
+            text.contains("failed_step: agent") && text.contains("  asdo: running opencode"),
+            "{text}"
+        );
+
+        // A newer success replaces the older failure.
+        write_report(&dir, &v("Succeeded", Some(Marker::Done("abc".into())))).unwrap();
+        let ok = dir.join("delegation_completed/T001.txt");
+        assert!(
+            std::fs::read_to_string(&ok)
+                .unwrap()
+                .contains("commit: abc")
+        );
+        assert!(!err.exists(), "the stale error marker is retired");
+
+        // An older failure does not overwrite or retire the newer success.
+        write_report(&dir, &failed).unwrap();
+        assert!(ok.exists());
+        assert!(!err.exists());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.join("delegation_completed"))
+            .unwrap()
+            .collect();
+        assert_eq!(leftovers.len(), 1, "no temp files left");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
