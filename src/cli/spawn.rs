@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use k8s_openapi::api::core::v1::Pod;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Global, Output, Scope, print_object};
@@ -96,21 +97,36 @@ impl SpawnArgs {
     }
 }
 
-/// Everything checked and rendered, before any API call.
+/// Everything checked, before any API call.
 struct Plan {
-    task: Task,
+    tasks: Vec<Task>,
+    /// True when the tasks came from a task list file.
+    batch: bool,
     user_values: Value,
     image: Option<String>,
     ssh_secret: Option<String>,
 }
 
+/// How many creates a task list sends at once: enough to hide latency, few
+/// enough not to trip API priority and fairness limits.
+const PARALLEL_CREATES: usize = 8;
+
 pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     let scope = global.scope()?;
     let plan = plan(&args)?;
-    // Render once from the compiled-in values so bad values fail before the cluster is touched.
-    let offline = render_pod(&scope, &plan, None)?;
+    // Render from the compiled-in values first so bad values fail before the cluster is touched.
+    let offline: Vec<Pod> = plan
+        .tasks
+        .iter()
+        .map(|t| render_pod(&scope, &plan, t, None))
+        .collect::<Result<_>>()?;
     if args.dry_run {
-        print_pod(&offline, args.output.unwrap_or(Output::Yaml))?;
+        for (i, pod) in offline.iter().enumerate() {
+            if i > 0 && args.output != Some(Output::Name) {
+                println!("---");
+            }
+            print_pod(pod, args.output.unwrap_or(Output::Yaml))?;
+        }
         return Ok(exit::OK);
     }
 
@@ -118,39 +134,104 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     let cm_name = Values::from_value(scope.defaults.clone())?.config_map_name(&scope.release);
     let cluster_values =
         cluster::config_values(&client, &scope.namespace, &cm_name, values::CONFIGMAP_KEY).await?;
-    let pod = match cluster_values {
+    let pods: Vec<Pod> = match cluster_values {
         Some(text) => {
-            let v = values::parse_yaml(&format!("ConfigMap {cm_name}"), &text)?;
-            render_pod(&scope, &plan, Some(values::unwrap_subchart(v)))?
+            let v = values::unwrap_subchart(values::parse_yaml(
+                &format!("ConfigMap {cm_name}"),
+                &text,
+            )?);
+            plan.tasks
+                .iter()
+                .map(|t| render_pod(&scope, &plan, t, Some(v.clone())))
+                .collect::<Result<_>>()?
         }
         None => offline,
     };
-
-    let name = pod.metadata.name.clone().unwrap_or_default();
     let api = cluster::pods(&client, Some(&scope.namespace));
-    if args.replace {
-        replace_finished(&api, &name, &scope.namespace).await?;
-    }
-    let created = cluster::create_pod(&api, &pod, &scope.namespace).await?;
-    match args.output {
-        Some(Output::Yaml) | Some(Output::Json) => print_pod(&created, args.output.unwrap())?,
-        _ => println!("pod/{name} created"),
-    }
-    if args.output.is_none() {
-        eprintln!(
-            "follow it: asdo logs {} -n {}",
-            plan.task.id, scope.namespace
-        );
-    }
+    let ns = scope.namespace.as_str();
 
+    if plan.batch {
+        return create_all(&api, ns, pods, &args).await;
+    }
+    let pod = pods
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::other("no task to spawn"))?;
+    let name = create_one(&api, ns, &pod, &args).await?;
+    if args.output.is_none() {
+        eprintln!("follow it: asdo logs {} -n {ns}", plan.tasks[0].id);
+    }
     if args.follow {
-        return super::logs::follow_one(&client, &scope.namespace, &name, &Default::default())
-            .await;
+        let opts = crate::follow::LogOptions {
+            follow: true,
+            ..Default::default()
+        };
+        return super::logs::follow_one(&client, ns, &name, &opts).await;
     }
     if args.wait {
         crate::follow::wait_started(&api, &name, args.timeout).await?;
     }
     Ok(exit::OK)
+}
+
+/// Create one pod (replacing a finished one if asked) and print it as -o says.
+async fn create_one(api: &kube::Api<Pod>, ns: &str, pod: &Pod, args: &SpawnArgs) -> Result<String> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    if args.replace {
+        replace_finished(api, &name, ns).await?;
+    }
+    let created = cluster::create_pod(api, pod, ns).await?;
+    match args.output {
+        Some(f @ (Output::Yaml | Output::Json)) => print_pod(&created, f)?,
+        _ => println!("pod/{name} created"),
+    }
+    Ok(name)
+}
+
+/// A task list: every pod is attempted; the ones that fail are named at the end.
+/// Pods already created stay (they are independent tasks).
+async fn create_all(
+    api: &kube::Api<Pod>,
+    ns: &str,
+    pods: Vec<Pod>,
+    args: &SpawnArgs,
+) -> Result<i32> {
+    use futures::StreamExt;
+    let results: Vec<(String, Result<String>)> = futures::stream::iter(pods)
+        .map(|pod| async move {
+            let task = render::labels(&pod)
+                .remove(crate::task::LABEL_TASK_ID)
+                .unwrap_or_default();
+            let r = create_one(api, ns, &pod, args).await;
+            if let (true, Ok(name)) = (args.wait, &r)
+                && let Err(e) = crate::follow::wait_started(api, name, args.timeout).await
+            {
+                return (task, Err(e));
+            }
+            (task, r)
+        })
+        .buffer_unordered(PARALLEL_CREATES)
+        .collect()
+        .await;
+    let failed: Vec<&str> = results
+        .iter()
+        .filter_map(|(task, r)| {
+            r.as_ref().err().map(|e| {
+                eprintln!("error: task {task}: {e}");
+                task.as_str()
+            })
+        })
+        .collect();
+    if failed.is_empty() {
+        return Ok(exit::OK);
+    }
+    eprintln!(
+        "error: {} of {} tasks failed: {}",
+        failed.len(),
+        results.len(),
+        failed.join(", ")
+    );
+    Ok(exit::FAILURE)
 }
 
 fn print_pod(pod: &Pod, format: Output) -> Result<()> {
@@ -166,51 +247,152 @@ fn print_pod(pod: &Pod, format: Output) -> Result<()> {
     }
 }
 
-fn plan(args: &SpawnArgs) -> Result<Plan> {
-    let id = SpawnArgs::pick(&args.task_id, &args.pos_task_id);
-    let branch = SpawnArgs::pick(&args.branch, &args.pos_branch);
-    let repo = SpawnArgs::pick(&args.repo, &args.pos_repo);
-    task::validate_task_id(&id)?;
-    task::validate_branch(&branch)?;
-    task::validate_repo(&repo)?;
+/// A `-f` file with a top-level `tasks:` list is a task list, not chart values
+/// (the chart has no `tasks` key, and its schema forbids unknown keys).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TaskList {
+    /// Default repository for every task.
+    #[serde(default)]
+    repo: Option<String>,
+    tasks: Vec<TaskEntry>,
+}
 
-    let prompt = match (&args.prompt, &args.prompt_file) {
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TaskEntry {
+    id: String,
+    branch: String,
+    #[serde(default)]
+    repo: Option<String>,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    context_dir: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+fn read_prompt(args: &SpawnArgs) -> Result<Option<String>> {
+    Ok(match (&args.prompt, &args.prompt_file) {
         (Some(p), _) => Some(p.clone()),
         (None, Some(file)) => Some(std::fs::read_to_string(file).map_err(|e| {
             Error::usage(format!("cannot read --prompt-file {}: {e}", file.display()))
         })?),
         (None, None) => None,
     }
-    .filter(|p| !p.trim().is_empty());
+    .filter(|p| !p.trim().is_empty()))
+}
 
+fn make_task(
+    id: String,
+    branch: String,
+    repo: String,
+    context: Option<&str>,
+    prompt: Option<String>,
+    model: Option<String>,
+) -> Result<Task> {
+    task::validate_task_id(&id)?;
+    task::validate_branch(&branch)?;
+    task::validate_repo(&repo)?;
+    let (context_dir, spec_dir) = split_context_dir(context)?;
+    Ok(Task {
+        id,
+        branch,
+        repo,
+        context_dir: context_dir.unwrap_or_default(),
+        spec_dir,
+        prompt,
+        model: model.filter(|m| !m.is_empty()),
+    })
+}
+
+fn plan(args: &SpawnArgs) -> Result<Plan> {
     let mut user_values = Value::Object(Default::default());
+    let mut lists = Vec::new();
     for file in &args.values_files {
-        let text = std::fs::read_to_string(file).map_err(|e| {
-            Error::usage(format!("cannot read values file {}: {e}", file.display()))
-        })?;
-        let v = values::parse_yaml(&file.display().to_string(), &text)?;
-        values::merge(&mut user_values, values::unwrap_subchart(v));
+        let origin = file.display().to_string();
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Error::usage(format!("cannot read values file {origin}: {e}")))?;
+        let v = values::parse_yaml(&origin, &text)?;
+        if v.get("tasks").is_some() {
+            let list: TaskList = serde_json::from_value(v)
+                .map_err(|e| Error::usage(format!("invalid task list {origin}: {e}")))?;
+            lists.push((origin, list));
+        } else {
+            values::merge(&mut user_values, values::unwrap_subchart(v));
+        }
     }
     for s in &args.sets {
         values::apply_set(&mut user_values, s)?;
     }
+    let prompt = read_prompt(args)?;
 
-    let context = args
-        .context_dir
-        .clone()
-        .or_else(|| args.pos_context_dir.clone());
-    let (context_dir, spec_dir) = split_context_dir(context.as_deref())?;
-
-    Ok(Plan {
-        task: Task {
-            id,
-            branch,
-            repo,
-            context_dir: context_dir.unwrap_or_default(),
-            spec_dir,
+    let single_given = [
+        &args.task_id,
+        &args.pos_task_id,
+        &args.branch,
+        &args.pos_branch,
+    ]
+    .iter()
+    .any(|o| o.is_some());
+    let batch = !lists.is_empty();
+    let tasks = if !batch {
+        let context = args
+            .context_dir
+            .clone()
+            .or_else(|| args.pos_context_dir.clone());
+        vec![make_task(
+            SpawnArgs::pick(&args.task_id, &args.pos_task_id),
+            SpawnArgs::pick(&args.branch, &args.pos_branch),
+            SpawnArgs::pick(&args.repo, &args.pos_repo),
+            context.as_deref(),
             prompt,
-            model: args.model.clone().filter(|m| !m.is_empty()),
-        },
+            args.model.clone(),
+        )?]
+    } else {
+        if single_given {
+            return Err(Error::usage(
+                "a task list (-f with `tasks:`) and --task-id/--branch can't be combined; use one or the other",
+            ));
+        }
+        if args.follow {
+            return Err(Error::usage(
+                "--follow takes one task; with a task list use `asdo logs --all` or `asdo wait --all`",
+            ));
+        }
+        let mut tasks = Vec::new();
+        for (origin, list) in lists {
+            for e in list.tasks {
+                let repo = e
+                    .repo
+                    .or_else(|| list.repo.clone())
+                    .or_else(|| args.repo.clone())
+                    .unwrap_or_default();
+                let t = make_task(
+                    e.id,
+                    e.branch,
+                    repo,
+                    e.context_dir.as_deref().or(args.context_dir.as_deref()),
+                    e.prompt.or_else(|| prompt.clone()),
+                    e.model.or_else(|| args.model.clone()),
+                )
+                .map_err(|err| Error::usage(format!("{origin}: {err}")))?;
+                tasks.push(t);
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(dup) = tasks.iter().find(|t| !seen.insert(task::pod_name(&t.id))) {
+            return Err(Error::usage(format!(
+                "task {} appears twice in the task list (pod names are case-insensitive)",
+                dup.id
+            )));
+        }
+        tasks
+    };
+    Ok(Plan {
+        batch,
+        tasks,
         user_values,
         image: args.image.clone(),
         ssh_secret: args.ssh_secret.clone().filter(|s| !s.is_empty()),
@@ -218,7 +400,12 @@ fn plan(args: &SpawnArgs) -> Result<Plan> {
 }
 
 /// Defaults < cluster ConfigMap < -f files < --set < dedicated flags.
-fn render_pod(scope: &Scope, plan: &Plan, cluster_values: Option<Value>) -> Result<Pod> {
+fn render_pod(
+    scope: &Scope,
+    plan: &Plan,
+    task: &Task,
+    cluster_values: Option<Value>,
+) -> Result<Pod> {
     let mut merged = scope.defaults.clone();
     if let Some(cv) = cluster_values {
         values::merge(&mut merged, cv);
@@ -234,7 +421,7 @@ fn render_pod(scope: &Scope, plan: &Plan, cluster_values: Option<Value>) -> Resu
     if let Some(image) = &plan.image {
         v.image_override = Some(image.clone());
     }
-    let mut task = plan.task.clone();
+    let mut task = task.clone();
     if task.context_dir.is_empty() {
         task.context_dir = v.task.context_dir.clone();
     }
