@@ -112,10 +112,7 @@ pub async fn wait_started(api: &Api<Pod>, name: &str, timeout: Duration) -> Resu
                     continue;
                 }
             };
-            let started = agent_status(&pod)
-                .and_then(|c| c.state.as_ref())
-                .is_some_and(|s| s.running.is_some() || s.terminated.is_some());
-            if started || is_finished(&pod) {
+            if has_started(&pod) || is_finished(&pod) {
                 return Ok(pod);
             }
             if let Some((reason, message)) = waiting_reason(&pod) {
@@ -226,6 +223,11 @@ impl Cursor {
     pub fn has_position(&self) -> bool {
         self.last.is_some()
     }
+
+    /// Changes whenever a line is admitted: how progress is noticed.
+    fn position(&self) -> (Option<Timestamp>, usize) {
+        (self.last, self.emitted_at_last)
+    }
 }
 
 /// Split the kubelet's `RFC3339Nano ` prefix off a log line.
@@ -280,6 +282,10 @@ enum StreamEnd {
 
 /// Stream the pod's log to `sink` until the container has ended (or once, without
 /// follow). Returns the pod as last seen, so the caller can report how it ended.
+///
+/// A clean end of a follow stream proves nothing (a proxy may close politely), so
+/// once the pod is seen finished, one last non-follow read from the cursor drains
+/// whatever was written after the cut.
 pub async fn stream_logs(
     api: &Api<Pod>,
     name: &str,
@@ -289,10 +295,11 @@ pub async fn stream_logs(
     let mut cursor = Cursor::default();
     let mut failures = 0u32;
     let mut pending_tail: Vec<u8> = Vec::new();
+    let mut draining = !opts.follow;
     loop {
         let mut lp = LogParams {
             container: Some(CONTAINER.into()),
-            follow: opts.follow,
+            follow: !draining,
             timestamps: true,
             ..Default::default()
         };
@@ -304,25 +311,36 @@ pub async fn stream_logs(
         }
         cursor.reconnected();
         pending_tail.clear();
+        let before = cursor.position();
 
         let end = match api.log_stream(name, &lp).await {
-            Ok(reader) => {
-                let end = pump(reader, &mut cursor, sink, &mut pending_tail).await?;
-                if matches!(end, StreamEnd::Clean) {
-                    failures = 0;
-                }
-                end
-            }
+            Ok(reader) => pump(reader, &mut cursor, sink, &mut pending_tail).await?,
             Err(kube::Error::Api(s)) if s.code == 400 => {
                 // "container … is waiting to start": wait for it, then read from the start.
+                // Any other 400 (the container has started) is a real error.
+                let pod = api
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| Error::from_kube(&format!("get pod {name}"), e))?
+                    .ok_or_else(|| gone(name))?;
+                if has_started(&pod) {
+                    return Err(Error::Api(format!(
+                        "cannot read logs of pod {name}: {}",
+                        s.message
+                    )));
+                }
                 wait_started(api, name, Duration::from_secs(24 * 3600)).await?;
                 continue;
             }
-            Err(kube::Error::Api(s)) if s.code == 404 => {
-                return Err(gone(name));
+            Err(kube::Error::Api(s)) if s.code == 404 => return Err(gone(name)),
+            Err(e @ kube::Error::Api(_)) if matches!(api_code(&e), Some(401 | 403)) => {
+                return Err(Error::from_kube(&format!("read logs of pod {name}"), e));
             }
             Err(e) => StreamEnd::Cut(e.to_string()),
         };
+        if cursor.position() != before {
+            failures = 0;
+        }
 
         let pod = match api.get_opt(name).await {
             Ok(Some(p)) => p,
@@ -336,9 +354,8 @@ pub async fn stream_logs(
                 continue;
             }
         };
-        let finished = is_finished(&pod);
         match end {
-            StreamEnd::Clean if finished || !opts.follow => {
+            StreamEnd::Clean if draining => {
                 // The kubelet sends a last line without newline as-is; now it is final.
                 if !pending_tail.is_empty() {
                     emit(&pending_tail, &mut cursor, sink).map_err(write_err)?;
@@ -346,19 +363,33 @@ pub async fn stream_logs(
                 }
                 return Ok(pod);
             }
+            _ if is_finished(&pod) => draining = true,
             StreamEnd::Clean => {
-                // A clean end while the container still runs: a proxy ended it; resume.
                 tracing::info!("log stream of {name} ended while the pod runs; resuming");
             }
             StreamEnd::Cut(why) => {
-                failures += 1;
                 tracing::info!("log stream of {name} cut ({why}); resuming");
-                if failures > 1 {
-                    backoff(failures - 1).await;
-                }
             }
         }
+        if cursor.position() == before && !draining {
+            // No progress: don't hammer the API server.
+            failures += 1;
+            backoff(failures).await;
+        }
     }
+}
+
+fn api_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+fn has_started(pod: &Pod) -> bool {
+    agent_status(pod)
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
 }
 
 fn gone(name: &str) -> Error {
@@ -371,8 +402,12 @@ fn write_err(e: std::io::Error) -> Error {
     Error::Other(format!("cannot write logs: {e}"))
 }
 
+/// 100 ms doubling to 3 s; the first retry after progress is immediate.
 async fn backoff(attempt: u32) {
-    let ms = 100u64 << attempt.min(5);
+    if attempt <= 1 {
+        return;
+    }
+    let ms = 100u64 << (attempt - 2).min(5);
     tokio::time::sleep(Duration::from_millis(ms.min(3000))).await;
 }
 
