@@ -1,0 +1,385 @@
+//! A fake Kubernetes API server for tests: an in-memory store served over
+//! plain HTTP/1.1 in the real server's JSON wire format, with a fake scheduler
+//! and kubelet that run each pod's first container as a local process.
+//! kube-rs and kubectl both work against it; tests/fake_apiserver.rs checks
+//! that with both clients.
+//!
+//! It runs on its own thread with its own tokio runtime, so plain `#[test]`
+//! functions can use it and run binaries against it.
+//!
+//! Served: discovery (`/version`, `/api`, `/api/v1`, `/apis`, a skeleton
+//! `/openapi/v3`), pods (create, get, list, watch, delete, deletecollection,
+//! merge-patch, `log`), secrets, configmaps, events, namespaces, the node
+//! `fake-node`, and SelfSubjectAccessReview.
+//!
+//! Not served, or not like a real cluster (tests must not rely on these):
+//! - no authentication or RBAC: any token works; only `forbid_namespace` denies;
+//! - no PUT (update), server-side apply, JSON patch, or strategic merge patch
+//!   beyond plain metadata maps (what `kubectl label`/`annotate` send); protobuf
+//!   only for the few bodies kubectl sends that way (secret, configmap,
+//!   namespace, SelfSubjectAccessReview); responses are always JSON;
+//! - deletion is immediate (no Terminating phase, finalizers or owner
+//!   references); namespaces cannot be deleted;
+//! - no admission, quotas, resources or real scheduling; defaulting covers the
+//!   common pod fields only;
+//! - the kubelet runs only the first container, never restarts it, ignores
+//!   init containers, probes, volumes' contents (missing Secret/ConfigMap
+//!   volumes do block the pod), images (a name containing `does-not-exist`
+//!   fails to pull) and security contexts; the process runs on this machine;
+//! - watches send no periodic BOOKMARKs; history holds the last 4096 changes
+//!   (older resourceVersions get 410 Gone);
+//! - logs: no `previous`, one log per pod; `sinceTime` counts in whole seconds
+//!   as on a real cluster; `kubectl explain` has no schemas.
+
+mod container_env;
+mod discovery;
+mod events;
+mod faults;
+mod handlers;
+mod kubeconfig;
+mod kubelet;
+mod logs;
+mod openapi;
+mod pod;
+mod process;
+mod protobuf;
+mod resources;
+mod routes;
+mod selectors;
+mod server;
+mod status;
+mod store;
+mod table;
+mod util;
+mod validation;
+mod watch;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use tokio::sync::oneshot;
+
+use self::faults::Faults;
+use self::store::Store;
+
+/// One request as the server saw it. `status` is 0 while the response is not yet sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    /// The raw (still percent-encoded) query string.
+    pub query: String,
+    pub status: u16,
+}
+
+/// Requests in arrival order, each completed with its status once answered.
+#[derive(Default)]
+pub(crate) struct RequestLog {
+    entries: Mutex<Vec<(u64, RecordedRequest)>>,
+    next: AtomicU64,
+}
+
+impl RequestLog {
+    pub fn start(&self, method: &str, path: &str, query: &str) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let r = RecordedRequest {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            status: 0,
+        };
+        self.entries.lock().unwrap().push((id, r));
+        id
+    }
+
+    pub fn finish(&self, id: u64, status: u16) {
+        let mut entries = self.entries.lock().unwrap();
+        if let Some((_, r)) = entries.iter_mut().rev().find(|(i, _)| *i == id) {
+            r.status = status;
+        }
+    }
+}
+
+/// State shared by the HTTP handlers, the kubelet and the test-facing handle.
+pub(crate) struct Shared {
+    store: Mutex<Store>,
+    pub faults: Faults,
+    pub requests: RequestLog,
+    pub logs: logs::Registry,
+    pub kubelet: kubelet::Registry,
+    pub events: events::Recorder,
+    /// Per-pod working directories live under here; removed on drop.
+    pub work_root: PathBuf,
+    pub port: u16,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Shared {
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The fake API server. Dropping it stops the server and kills every container process.
+pub struct FakeApiServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeApiServer {
+    /// On an ephemeral port of 127.0.0.1.
+    pub fn start() -> FakeApiServer {
+        FakeApiServer::start_on(0)
+    }
+
+    pub fn start_on(port: u16) -> FakeApiServer {
+        static INSTANCE: AtomicUsize = AtomicUsize::new(0);
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the fake API server");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let addr = listener.local_addr().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("fake-apiserver")
+            .enable_all()
+            .build()
+            .expect("tokio runtime for the fake API server");
+        let work_root = std::env::temp_dir().join(format!(
+            "fake-apiserver-{}-{}",
+            std::process::id(),
+            INSTANCE.fetch_add(1, Ordering::Relaxed)
+        ));
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::new()),
+            faults: Faults::new(),
+            requests: RequestLog::default(),
+            logs: logs::Registry::default(),
+            kubelet: kubelet::Registry::default(),
+            events: events::Recorder::default(),
+            work_root,
+            port: addr.port(),
+            runtime: runtime.handle().clone(),
+        });
+        kubelet::start(&shared);
+        let (tx, rx) = oneshot::channel();
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("fake-apiserver-{}", addr.port()))
+            .spawn(move || {
+                runtime.block_on(server::serve(listener, s, rx));
+                runtime.shutdown_timeout(Duration::from_millis(200));
+            })
+            .expect("spawn the fake API server thread");
+        FakeApiServer {
+            shared,
+            addr,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Writes `dir/kubeconfig`: context "fake", cluster "fake-apiserver", token "fake-token".
+    pub fn write_kubeconfig(&self, dir: &Path, namespace: &str) -> PathBuf {
+        kubeconfig::write(dir, &self.url(), namespace)
+    }
+
+    pub fn create_namespace(&self, ns: &str) {
+        let mut store = self.shared.store();
+        if !store.has_namespace(ns) {
+            store.put(resources::namespace(ns));
+        }
+    }
+
+    fn meta(ns: &str, name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Creates or replaces a Secret; values are plain strings, stored as bytes (base64 on the wire).
+    pub fn put_secret(&self, ns: &str, name: &str, data: &[(&str, &str)]) {
+        let data = data
+            .iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect();
+        let secret = Secret {
+            metadata: FakeApiServer::meta(ns, name),
+            data: Some(data),
+            type_: Some("Opaque".into()),
+            ..Default::default()
+        };
+        self.put_keeping_identity(secret);
+    }
+
+    pub fn put_configmap(&self, ns: &str, name: &str, data: &[(&str, &str)]) {
+        let data = data
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let cm = ConfigMap {
+            metadata: FakeApiServer::meta(ns, name),
+            data: Some(data),
+            ..Default::default()
+        };
+        self.put_keeping_identity(cm);
+    }
+
+    fn assert_namespace(store: &Store, ns: &str, what: &str) {
+        assert!(
+            store.has_namespace(ns),
+            "{what}: namespace {ns:?} does not exist; create_namespace first"
+        );
+    }
+
+    /// A replaced object keeps its uid and creationTimestamp, as an update would.
+    fn put_keeping_identity<K: resources::Kind>(&self, mut obj: K) {
+        let mut store = self.shared.store();
+        let (ns, name) = store::key_of(&obj);
+        FakeApiServer::assert_namespace(&store, &ns, K::KIND);
+        if let Some(old) = store.get::<K>(&ns, &name) {
+            let m = obj.metadata_mut();
+            m.uid = old.metadata().uid.clone();
+            m.creation_timestamp = old.metadata().creation_timestamp.clone();
+        }
+        store.put(obj);
+    }
+
+    /// Stores the pod as given (status included); fills a missing uid and
+    /// creationTimestamp and sets resourceVersion. Only a pod without status.phase
+    /// is run by the kubelet. A pod of the same name is deleted first.
+    pub fn insert_pod(&self, mut pod: Pod) {
+        let ns = pod
+            .metadata
+            .namespace
+            .get_or_insert_with(|| "default".into())
+            .clone();
+        let name = pod
+            .metadata
+            .name
+            .clone()
+            .expect("insert_pod needs metadata.name");
+        let run = pod.status.as_ref().and_then(|s| s.phase.as_ref()).is_none();
+        let stored = {
+            let mut store = self.shared.store();
+            FakeApiServer::assert_namespace(&store, &ns, "insert_pod");
+            store.remove::<Pod>(&ns, &name, |_| {});
+            store.put(pod)
+        };
+        if run {
+            kubelet::admit(&self.shared, &stored);
+        }
+    }
+
+    /// The namespace's pods, by name.
+    pub fn pods(&self, ns: &str) -> Vec<Pod> {
+        self.shared
+            .store()
+            .page::<Pod>(Some(ns), &Default::default(), None, None)
+            .items
+    }
+
+    pub fn pod(&self, ns: &str, name: &str) -> Option<Pod> {
+        self.shared.store().get::<Pod>(ns, name).cloned()
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .requests
+            .entries
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    pub fn clear_requests(&self) {
+        self.shared.requests.entries.lock().unwrap().clear();
+    }
+
+    /// Polls until the pod's status.phase is `phase`; false on timeout.
+    pub fn wait_for_phase(&self, ns: &str, name: &str, phase: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            let current = self.pod(ns, name).and_then(|p| p.status?.phase);
+            if current.as_deref() == Some(phase) {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Cuts every pods/log response (follow or not) after `n` body bytes, without
+    /// the terminating chunk, like a proxy's idle cut. Applies to each new stream.
+    pub fn set_log_drop_after_bytes(&self, n: Option<usize>) {
+        self.shared.faults.set_log_drop_after(n);
+    }
+
+    /// Cuts every log stream open right now.
+    pub fn drop_log_streams_now(&self) {
+        self.shared.faults.cut_log_streams();
+    }
+
+    /// The next `n` requests, whatever the path, answer a Status with `code`.
+    pub fn fail_next(&self, n: usize, code: u16) {
+        self.shared.faults.add_failure(n, code, None, None);
+    }
+
+    /// The next `n` requests with this method whose path contains `path_contains` fail with `code`.
+    pub fn fail_next_matching(&self, n: usize, code: u16, method: &str, path_contains: &str) {
+        self.shared
+            .faults
+            .add_failure(n, code, Some(method), Some(path_contains));
+    }
+
+    pub fn set_response_delay(&self, d: Duration) {
+        self.shared.faults.set_response_delay(d);
+    }
+
+    /// How long a new pod waits before it is scheduled (default 200ms).
+    pub fn set_schedule_delay(&self, d: Duration) {
+        self.shared.faults.set_schedule_delay(d);
+    }
+
+    /// Every request in `ns` gets RBAC's 403.
+    pub fn forbid_namespace(&self, ns: &str) {
+        self.shared.faults.forbid(ns);
+    }
+
+    /// While set, pods stay Pending with PodScheduled=False, reason Unschedulable, this message.
+    pub fn set_unschedulable(&self, reason_message: Option<&str>) {
+        self.shared.faults.set_unschedulable(reason_message);
+    }
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.shared.kubelet.kill_all();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.shared.work_root);
+    }
+}

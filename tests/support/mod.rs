@@ -1,0 +1,8 @@
+//! Test support shared by integration tests, examples and benches
+//! (`mod support;`, or `#[path = "../tests/support/mod.rs"] mod support;`).
+#![allow(dead_code)]
+
+pub mod fake_apiserver;
+
+#[allow(unused_imports)]
+pub use fake_apiserver::{FakeApiServer, RecordedRequest};
