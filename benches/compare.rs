@@ -1,0 +1,277 @@
+//! asdo against the tools it replaces, on the same fake API server, in one run.
+//! `cargo bench --bench compare` prints medians and asdo/peer ratios.
+//!
+//! Peers: `helm template | kubectl apply` (helm from PATH or .ci/cache/bin, as
+//! .ci/chart-checks.sh installs it), `kubectl run`, `kubectl get`, `kubectl delete`,
+//! `kubectl logs -f`. Knobs: ASDO_BENCH_RUNS (5), ASDO_BENCH_SPAWNS (50),
+//! ASDO_BENCH_LIST (10000), ASDO_BENCH_CLEANUP (1000), ASDO_BENCH_LOG_MB (200),
+//! ASDO_BENCH_FOLLOW (100). Nothing here asserts: numbers go in README.
+
+#[path = "../tests/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::json;
+use support::FakeApiServer;
+
+const NS: &str = "agent-orchestrator-dev";
+
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Wall time and peak RSS of one child, from wait4's rusage.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    wall: Duration,
+    rss_kb: i64,
+}
+
+fn measure(mut cmd: Command) -> Sample {
+    measure_for(&mut cmd, None)
+}
+
+/// Run `cmd`; with `limit`, kill it after that long (for commands that follow forever).
+fn measure_for(cmd: &mut Command, limit: Option<Duration>) -> Sample {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let start = Instant::now();
+    let child = cmd.spawn().expect("spawn benchmark command");
+    let pid = child.id() as libc::pid_t;
+    if let Some(limit) = limit {
+        std::thread::sleep(limit);
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child; wait4 fills status and usage.
+    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    std::mem::forget(child);
+    Sample { wall: start.elapsed(), rss_kb: usage.ru_maxrss }
+}
+
+fn median(mut v: Vec<Sample>) -> Sample {
+    v.sort_by_key(|s| s.wall);
+    let wall = v[v.len() / 2].wall;
+    v.sort_by_key(|s| s.rss_kb);
+    Sample { wall, rss_kb: v[v.len() / 2].rss_kb }
+}
+
+struct Bench {
+    server: FakeApiServer,
+    kubeconfig: PathBuf,
+    asdo: PathBuf,
+    helm: Option<PathBuf>,
+    runs: usize,
+    rows: Vec<String>,
+}
+
+impl Bench {
+    fn asdo(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.asdo);
+        c.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        for v in ["NAMESPACE", "ENVIRONMENT", "KUBECONFIG"] {
+            c.env_remove(v);
+        }
+        c
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        c
+    }
+
+    fn row(&mut self, what: &str, asdo: Sample, peer_name: &str, peer: Sample) {
+        let r = format!(
+            "| {what} | {:.1} ms, {} MB | {peer_name}: {:.1} ms, {} MB | {:.2} | {:.2} |",
+            asdo.wall.as_secs_f64() * 1e3,
+            asdo.rss_kb / 1024,
+            peer.wall.as_secs_f64() * 1e3,
+            peer.rss_kb / 1024,
+            asdo.wall.as_secs_f64() / peer.wall.as_secs_f64(),
+            asdo.rss_kb as f64 / peer.rss_kb.max(1) as f64,
+        );
+        println!("{r}");
+        self.rows.push(r);
+    }
+
+    fn clear_pods(&self) {
+        let _ = self.asdo(&["cleanup", "--all", "--force"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+}
+
+fn find_helm() -> Option<PathBuf> {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/cache/bin/helm");
+    if local.exists() {
+        return Some(local);
+    }
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p).map(|d| d.join("helm")).find(|h| h.exists())
+    })
+}
+
+fn task_pod(name: &str, phase: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": NS,
+            "labels": {"app": "agent-orchestrator", "task-id": name},
+            "annotations": {"agentic-sdlc/branch": "specs/bench/x-async"},
+            "creationTimestamp": "2026-11-24T10:00:00Z"},
+        "spec": {"nodeName": "fake-node", "containers": [{"name": "agent", "image": "agentic-sdlc/opencode:0.1.0"}]},
+        "status": {"phase": phase, "startTime": "2026-11-24T10:00:01Z",
+            "containerStatuses": [{"name": "agent", "image": "agentic-sdlc/opencode:0.1.0", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": 0, "finishedAt": "2026-11-24T10:05:00Z"}}}]}
+    }))
+    .unwrap()
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else is accepted.
+    let server = FakeApiServer::start();
+    server.create_namespace(NS);
+    server.put_secret(NS, "agentic-sdlc-orchestrator-dev-server-password", &[("server-password", "bench")]);
+    let dir = std::env::temp_dir().join(format!("asdo-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = server.write_kubeconfig(&dir, NS);
+    let mut b = Bench {
+        server,
+        kubeconfig,
+        asdo: PathBuf::from(env!("CARGO_BIN_EXE_asdo")),
+        helm: find_helm(),
+        runs: knob("ASDO_BENCH_RUNS", 5),
+        rows: vec![],
+    };
+    let values = dir.join("true.yaml");
+    std::fs::write(&values, "pod:\n  command: [\"true\"]\n").unwrap();
+    println!("| measure | asdo | peer | time ratio | RSS ratio |\n|---|---|---|---|---|");
+
+    // Cold start and size.
+    let start = median((0..20).map(|_| measure(b.asdo(&["--version"]))).collect());
+    let size = std::fs::metadata(&b.asdo).map(|m| m.len()).unwrap_or(0);
+    let kstart = median((0..20).map(|_| measure(b.kubectl(&["version", "--client"]))).collect());
+    b.row(&format!("cold start (`--version`), binary {:.1} MB", size as f64 / 1e6), start, "kubectl version --client", kstart);
+
+    // 1. Spawn: N sequential creates, per spawn.
+    let n = knob("ASDO_BENCH_SPAWNS", 50);
+    let per = |s: Sample| Sample { wall: s.wall / n as u32, rss_kb: s.rss_kb };
+    let mut asdo_s = vec![];
+    let mut run_s = vec![];
+    let mut helm_s = vec![];
+    let mut posts = 0;
+    for r in 0..b.runs {
+        b.server.clear_requests();
+        let t = Instant::now();
+        let mut rss = 0;
+        for i in 0..n {
+            let id = format!("S{r}x{i}");
+            let s = measure(b.asdo(&["spawn", "--task-id", &id, "--branch", "b", "--repo", "git@h:o/r.git", "-f", values.to_str().unwrap()]));
+            rss = rss.max(s.rss_kb);
+        }
+        asdo_s.push(per(Sample { wall: t.elapsed(), rss_kb: rss }));
+        posts = b.server.requests().iter().filter(|q| q.method == "POST").count();
+        b.clear_pods();
+
+        let t = Instant::now();
+        let mut rss = 0;
+        for i in 0..n {
+            let s = measure(b.kubectl(&["run", &format!("k{r}x{i}"), "-n", NS, "--image=x", "--restart=Never", "--command", "--", "true"]));
+            rss = rss.max(s.rss_kb);
+        }
+        run_s.push(per(Sample { wall: t.elapsed(), rss_kb: rss }));
+        let _ = b.kubectl(&["delete", "pods", "--all", "-n", NS, "--wait=false"]).stdout(Stdio::null()).status();
+
+        if let Some(helm) = b.helm.clone() {
+            let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("releases/agentic-sdlc-orchestrator-dev");
+            if r == 0 {
+                let _ = Command::new(&helm).args(["dependency", "build"]).arg(&release).stdout(Stdio::null()).status();
+            }
+            let t = Instant::now();
+            for i in 0..n {
+                let script = format!(
+                    "{h} template agentic-sdlc-orchestrator-dev {rel} -n {NS} --show-only charts/agentic-sdlc-orchestrator/templates/pod.yaml \
+                     --set agentic-sdlc-orchestrator.task.id=H{r}x{i} --set agentic-sdlc-orchestrator.task.branch=b \
+                     --set agentic-sdlc-orchestrator.task.repo=git@h:o/r.git | kubectl --kubeconfig {kc} apply -f -",
+                    h = helm.display(), rel = release.display(), kc = b.kubeconfig.display()
+                );
+                let mut c = Command::new("bash");
+                c.args(["-o", "pipefail", "-c", &script]);
+                measure(c);
+            }
+            helm_s.push(per(Sample { wall: t.elapsed(), rss_kb: 0 }));
+            b.clear_pods();
+        }
+    }
+    let asdo_spawn = median(asdo_s);
+    println!("<!-- spawn: {:.2} API writes per asdo spawn -->", posts as f64 / n as f64);
+    b.row(&format!("spawn, per pod ({n} sequential)"), asdo_spawn, "kubectl run", median(run_s));
+    if !helm_s.is_empty() {
+        b.row(&format!("spawn, per pod ({n} sequential)"), asdo_spawn, "helm template | kubectl apply", median(helm_s));
+    } else {
+        println!("<!-- helm not found: run bash .ci/chart-checks.sh once to install it -->");
+    }
+
+    // 2. List 10,000 task pods.
+    let count = knob("ASDO_BENCH_LIST", 10_000);
+    for i in 0..count {
+        b.server.insert_pod(task_pod(&format!("agent-l{i:05}"), "Succeeded"));
+    }
+    let a = median((0..b.runs).map(|_| measure(b.asdo(&["list"]))).collect());
+    let k = median((0..b.runs).map(|_| measure(b.kubectl(&["get", "pods", "-n", NS, "-l", "app=agent-orchestrator"]))).collect());
+    b.row(&format!("list {count} task pods"), a, "kubectl get pods -l", k);
+    b.clear_pods();
+
+    // 3. Cleanup of 1,000 finished pods.
+    let count = knob("ASDO_BENCH_CLEANUP", 1000);
+    let mut a = vec![];
+    let mut k = vec![];
+    let mut deletes = (0, 0);
+    for _ in 0..b.runs {
+        for i in 0..count {
+            b.server.insert_pod(task_pod(&format!("agent-c{i:05}"), "Succeeded"));
+        }
+        b.server.clear_requests();
+        a.push(measure(b.asdo(&["cleanup"])));
+        deletes.0 = b.server.requests().iter().filter(|q| q.method == "DELETE").count();
+        for i in 0..count {
+            b.server.insert_pod(task_pod(&format!("agent-c{i:05}"), "Succeeded"));
+        }
+        b.server.clear_requests();
+        k.push(measure(b.kubectl(&["delete", "pods", "-n", NS, "-l", "app=agent-orchestrator", "--field-selector", "status.phase=Succeeded", "--wait=false"])));
+        deletes.1 = b.server.requests().iter().filter(|q| q.method == "DELETE").count();
+    }
+    println!("<!-- cleanup: asdo {} DELETE requests, kubectl {} -->", deletes.0, deletes.1);
+    b.row(&format!("cleanup {count} finished pods ({} vs {} API calls)", deletes.0, deletes.1), median(a), "kubectl delete pods -l --field-selector", median(k));
+
+    // 4. Logs throughput.
+    let mb = knob("ASDO_BENCH_LOG_MB", 200);
+    let log_values = dir.join("log.yaml");
+    let script = format!("yes 'the agent is thinking about the next edit to make in src/lib.rs, line of about 100 bytes....' | head -c {}", mb * 1_000_000);
+    std::fs::write(&log_values, format!("pod:\n  command: [\"sh\", \"-c\", {}]\n", json!(script))).unwrap();
+    let _ = b.asdo(&["spawn", "--task-id", "LOGS", "--branch", "b", "--repo", "git@h:o/r.git", "-f", log_values.to_str().unwrap()]).stdout(Stdio::null()).status();
+    b.server.wait_for_phase(NS, "agent-logs", "Succeeded", Duration::from_secs(600));
+    let a = median((0..b.runs).map(|_| measure(b.asdo(&["logs", "LOGS"]))).collect());
+    let k = median((0..b.runs).map(|_| measure(b.kubectl(&["logs", "-f", "agent-logs", "-n", NS]))).collect());
+    let mbps = |s: Sample| mb as f64 / s.wall.as_secs_f64();
+    b.row(&format!("logs, {mb} MB (asdo {:.0} MB/s, kubectl {:.0} MB/s)", mbps(a), mbps(k)), a, "kubectl logs -f", k);
+    b.clear_pods();
+
+    // 5. Following many task pods at once.
+    let pods = knob("ASDO_BENCH_FOLLOW", 100);
+    let chatty = dir.join("chatty.yaml");
+    std::fs::write(&chatty, "pod:\n  command: [\"sh\", \"-c\", \"i=0; while [ $i -lt 100 ]; do echo tick $i; i=$((i+1)); sleep 0.1; done\"]\n").unwrap();
+    for i in 0..pods {
+        let _ = b.asdo(&["spawn", "--task-id", &format!("F{i}"), "--branch", "b", "--repo", "git@h:o/r.git", "-f", chatty.to_str().unwrap()]).stdout(Stdio::null()).status();
+    }
+    let a = measure_for(&mut b.asdo(&["logs", "--all"]), Some(Duration::from_secs(8)));
+    let mut kc = b.kubectl(&["logs", "-f", "-n", NS, "-l", "app=agent-orchestrator", "--prefix", "--max-log-requests", &pods.to_string()]);
+    let k = measure_for(&mut kc, Some(Duration::from_secs(8)));
+    b.row(&format!("follow {pods} task pods for 8 s"), a, "kubectl logs -f -l --prefix", k);
+    b.clear_pods();
+
+    println!("\n{} rows; machine: {} cores", b.rows.len(), std::thread::available_parallelism().map_or(0, |n| n.get()));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,129 @@
+//! `asdo wait`, `status`, `doctor` and task lists: knowing when and how tasks end.
+
+use std::time::Duration;
+
+use crate::common::*;
+
+#[test]
+fn wait_reports_each_task_and_writes_spec_kit_markers() {
+    let env = Env::new();
+    env.spawn_script("T1", "echo 'asdo: cloning x'; sleep 0.3; echo 'asdo: done 0123456789abcdef'");
+    env.spawn_script("T2", "echo 'asdo: running opencode'; echo 'asdo: failed agent: opencode exited 1'; exit 12");
+    let report = TempDir::new("report");
+    let r = env.asdo(&["wait", "T1", "T2", "--report-dir", path_str(&report.0)]);
+    assert_eq!(r.code, 1, "one task failed: {r:?}");
+    let mut lines: Vec<&str> = r.stdout.lines().collect();
+    lines.sort();
+    assert!(lines[0].starts_with("T1 Succeeded exit=0 duration="), "{r:?}");
+    assert!(lines[0].ends_with("commit=0123456789abcdef"), "{r:?}");
+    assert!(lines[1].starts_with("T2 Failed exit=12"), "{r:?}");
+    assert!(lines[1].contains("failed-step=agent"), "{r:?}");
+
+    let done = std::fs::read_to_string(report.0.join("delegation_completed/T1.txt")).unwrap();
+    assert!(done.contains("commit: 0123456789abcdef") && done.contains("branch: specs/001-auth/T1-async"), "{done}");
+    let err = std::fs::read_to_string(report.0.join("delegation_errors/T2.txt")).unwrap();
+    assert!(err.contains("failed_step: agent") && err.contains("  asdo: running opencode"), "{err}");
+    assert!(!report.0.join("delegation_errors/T1.txt").exists());
+}
+
+#[test]
+fn wait_all_succeeds_only_when_all_do() {
+    let env = Env::new();
+    env.spawn_script("W1", "sleep 0.2; echo 'asdo: done aaa'");
+    env.spawn_script("W2", "sleep 0.4; echo 'asdo: done no-changes'");
+    let r = env.asdo(&["wait", "--all"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.lines().count(), 2, "{r:?}");
+    assert!(r.stdout.contains("commit=none (no changes)"), "{r:?}");
+}
+
+#[test]
+fn wait_times_out_with_124_and_an_error_marker() {
+    let env = Env::new();
+    env.spawn_script("SLOW", "sleep 60");
+    let report = TempDir::new("timeout");
+    let r = env.asdo(&["wait", "SLOW", "--timeout", "1s", "--report-dir", path_str(&report.0)]);
+    assert_eq!(r.code, 124, "{r:?}");
+    assert!(r.stdout.starts_with("SLOW TimedOut("), "{r:?}");
+    let err = std::fs::read_to_string(report.0.join("delegation_errors/SLOW.txt")).unwrap();
+    assert!(err.contains("still "), "{err}");
+}
+
+#[test]
+fn wait_notices_a_deleted_or_missing_pod() {
+    let env = Env::new();
+    let pod = env.spawn_script("GONE", "sleep 60");
+    let child = env.cmd(&["wait", "GONE", "NEVER"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    assert!(env.server.wait_for_phase(NS, &pod, "Running", Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(300));
+    let k = env.kubectl(&["delete", "pod", &pod, "-n", NS, "--wait=false"]);
+    assert_eq!(k.code, 0, "{k:?}");
+    let r = wait_output(child, Duration::from_secs(30));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("NEVER NotFound"), "{r:?}");
+    assert!(r.stdout.contains("GONE Deleted"), "{r:?}");
+}
+
+#[test]
+fn status_shows_state_marker_and_events() {
+    let env = Env::new();
+    env.spawn_script("ST", "echo 'asdo: pushing b'; echo 'asdo: done cafe'");
+    assert!(env.server.wait_for_phase(NS, "agent-st", "Succeeded", Duration::from_secs(10)));
+    let r = env.asdo(&["status", "ST"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for want in ["Task:        ST", "Phase:       Succeeded", "Exit code:   0", "Node:        fake-node", "Last marker: asdo: done cafe", "Events:"] {
+        assert!(r.stdout.contains(want), "missing {want:?}: {r:?}");
+    }
+    assert!(r.stdout.contains("Scheduled") || r.stdout.contains("Started"), "events listed: {r:?}");
+    let r = env.asdo(&["status", "NOPE"]);
+    assert_eq!(r.code, 1, "{r:?}");
+}
+
+#[test]
+fn status_explains_a_pending_pod() {
+    let env = Env::new();
+    env.server.set_unschedulable(Some("0/1 nodes are available: 1 Insufficient cpu."));
+    env.spawn_script("PEND", "true");
+    let ok = eventually(Duration::from_secs(10), || env.asdo(&["status", "PEND"]).stdout.contains("Insufficient cpu"));
+    assert!(ok, "{:?}", env.asdo(&["status", "PEND"]));
+}
+
+#[test]
+fn doctor_checks_the_environment() {
+    let env = Env::new();
+    env.server.put_configmap(NS, "agentic-sdlc-orchestrator-dev-config", &[("values.yaml", "{}")]);
+    let r = env.asdo(&["doctor"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.lines().all(|l| l.starts_with("ok")), "{r:?}");
+    assert!(r.stdout.contains("may create pods") && r.stdout.contains("may get pods/log"), "{r:?}");
+
+    // Another environment: its namespace and objects are missing.
+    let r = env.asdo(&["doctor", "-e", "prod"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("FAIL  namespace agent-orchestrator-prod not found"), "{r:?}");
+}
+
+#[test]
+fn task_list_spawns_all_and_names_failures() {
+    let env = Env::new();
+    env.spawn_script("L2", "sleep 30");
+    let list = env.write(
+        "tasks.yaml",
+        "repo: git@github.com:org/repo.git\ntasks:\n  - {id: L1, branch: specs/1/L1-async, prompt: one}\n  - {id: L2, branch: specs/1/L2-async}\n  - {id: L3, branch: specs/1/L3-async, contextDir: specs/1}\n",
+    );
+    let r = env.asdo(&["spawn", "-f", path_str(&list)]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let mut created: Vec<&str> = r.stdout.lines().collect();
+    created.sort();
+    assert_eq!(created, ["pod/agent-l1 created", "pod/agent-l3 created"]);
+    assert!(r.stderr.contains("1 of 3 tasks failed: L2"), "{r:?}");
+    assert_eq!(env.server.pods(NS).len(), 3, "created pods stay");
+
+    // The whole list is validated before anything is sent.
+    let bad = env.write("bad-tasks.yaml", "tasks:\n  - {id: B1, branch: b, repo: git@h:o/r.git}\n  - {id: B2, branch: 'bad..branch', repo: git@h:o/r.git}\n");
+    env.server.clear_requests();
+    let r = env.asdo(&["spawn", "-f", path_str(&bad)]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("bad-tasks.yaml") && r.stderr.contains("invalid branch"), "{r:?}");
+    assert!(env.server.requests().is_empty());
+}

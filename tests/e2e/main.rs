@@ -1,0 +1,12 @@
+//! End-to-end tests: the real `asdo` binary against the project's fake API
+//! server (tests/support), with kubectl as an independent client.
+
+#[path = "../support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
+mod common;
+mod completion;
+mod list_cleanup;
+mod logs;
+mod spawn;
