@@ -8,7 +8,6 @@
 //! ASDO_BENCH_FOLLOW (100). Nothing here asserts: numbers go in README.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +21,10 @@ use support::FakeApiServer;
 const NS: &str = "agent-orchestrator-dev";
 
 fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Wall time and peak RSS of one child, from wait4's rusage.
@@ -38,7 +40,9 @@ fn measure(mut cmd: Command) -> Sample {
 
 /// Run `cmd`; with `limit`, kill it after that long (for commands that follow forever).
 fn measure_for(cmd: &mut Command, limit: Option<Duration>) -> Sample {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let start = Instant::now();
     let child = cmd.spawn().expect("spawn benchmark command");
     let pid = child.id() as libc::pid_t;
@@ -51,14 +55,20 @@ fn measure_for(cmd: &mut Command, limit: Option<Duration>) -> Sample {
     // SAFETY: pid is our child; wait4 fills status and usage.
     unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     std::mem::forget(child);
-    Sample { wall: start.elapsed(), rss_kb: usage.ru_maxrss }
+    Sample {
+        wall: start.elapsed(),
+        rss_kb: usage.ru_maxrss,
+    }
 }
 
 fn median(mut v: Vec<Sample>) -> Sample {
     v.sort_by_key(|s| s.wall);
     let wall = v[v.len() / 2].wall;
     v.sort_by_key(|s| s.rss_kb);
-    Sample { wall, rss_kb: v[v.len() / 2].rss_kb }
+    Sample {
+        wall,
+        rss_kb: v[v.len() / 2].rss_kb,
+    }
 }
 
 struct Bench {
@@ -101,7 +111,11 @@ impl Bench {
     }
 
     fn clear_pods(&self) {
-        let _ = self.asdo(&["cleanup", "--all", "--force"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = self
+            .asdo(&["cleanup", "--all", "--force"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -111,7 +125,9 @@ fn find_helm() -> Option<PathBuf> {
         return Some(local);
     }
     std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p).map(|d| d.join("helm")).find(|h| h.exists())
+        std::env::split_paths(&p)
+            .map(|d| d.join("helm"))
+            .find(|h| h.exists())
     })
 }
 
@@ -133,7 +149,11 @@ fn main() {
     // `cargo bench` passes --bench; nothing else is accepted.
     let server = FakeApiServer::start();
     server.create_namespace(NS);
-    server.put_secret(NS, "agentic-sdlc-orchestrator-dev-server-password", &[("server-password", "bench")]);
+    server.put_secret(
+        NS,
+        "agentic-sdlc-orchestrator-dev-server-password",
+        &[("server-password", "bench")],
+    );
     let dir = std::env::temp_dir().join(format!("asdo-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = server.write_kubeconfig(&dir, NS);
@@ -152,12 +172,27 @@ fn main() {
     // Cold start and size.
     let start = median((0..20).map(|_| measure(b.asdo(&["--version"]))).collect());
     let size = std::fs::metadata(&b.asdo).map(|m| m.len()).unwrap_or(0);
-    let kstart = median((0..20).map(|_| measure(b.kubectl(&["version", "--client"]))).collect());
-    b.row(&format!("cold start (`--version`), binary {:.1} MB", size as f64 / 1e6), start, "kubectl version --client", kstart);
+    let kstart = median(
+        (0..20)
+            .map(|_| measure(b.kubectl(&["version", "--client"])))
+            .collect(),
+    );
+    b.row(
+        &format!(
+            "cold start (`--version`), binary {:.1} MB",
+            size as f64 / 1e6
+        ),
+        start,
+        "kubectl version --client",
+        kstart,
+    );
 
     // 1. Spawn: N sequential creates, per spawn.
     let n = knob("ASDO_BENCH_SPAWNS", 50);
-    let per = |s: Sample| Sample { wall: s.wall / n as u32, rss_kb: s.rss_kb };
+    let per = |s: Sample| Sample {
+        wall: s.wall / n as u32,
+        rss_kb: s.rss_kb,
+    };
     let mut asdo_s = vec![];
     let mut run_s = vec![];
     let mut helm_s = vec![];
@@ -168,26 +203,65 @@ fn main() {
         let mut rss = 0;
         for i in 0..n {
             let id = format!("S{r}x{i}");
-            let s = measure(b.asdo(&["spawn", "--task-id", &id, "--branch", "b", "--repo", "git@h:o/r.git", "-f", values.to_str().unwrap()]));
+            let s = measure(b.asdo(&[
+                "spawn",
+                "--task-id",
+                &id,
+                "--branch",
+                "b",
+                "--repo",
+                "git@h:o/r.git",
+                "-f",
+                values.to_str().unwrap(),
+            ]));
             rss = rss.max(s.rss_kb);
         }
-        asdo_s.push(per(Sample { wall: t.elapsed(), rss_kb: rss }));
-        posts = b.server.requests().iter().filter(|q| q.method == "POST").count();
+        asdo_s.push(per(Sample {
+            wall: t.elapsed(),
+            rss_kb: rss,
+        }));
+        posts = b
+            .server
+            .requests()
+            .iter()
+            .filter(|q| q.method == "POST")
+            .count();
         b.clear_pods();
 
         let t = Instant::now();
         let mut rss = 0;
         for i in 0..n {
-            let s = measure(b.kubectl(&["run", &format!("k{r}x{i}"), "-n", NS, "--image=x", "--restart=Never", "--command", "--", "true"]));
+            let s = measure(b.kubectl(&[
+                "run",
+                &format!("k{r}x{i}"),
+                "-n",
+                NS,
+                "--image=x",
+                "--restart=Never",
+                "--command",
+                "--",
+                "true",
+            ]));
             rss = rss.max(s.rss_kb);
         }
-        run_s.push(per(Sample { wall: t.elapsed(), rss_kb: rss }));
-        let _ = b.kubectl(&["delete", "pods", "--all", "-n", NS, "--wait=false"]).stdout(Stdio::null()).status();
+        run_s.push(per(Sample {
+            wall: t.elapsed(),
+            rss_kb: rss,
+        }));
+        let _ = b
+            .kubectl(&["delete", "pods", "--all", "-n", NS, "--wait=false"])
+            .stdout(Stdio::null())
+            .status();
 
         if let Some(helm) = b.helm.clone() {
-            let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("releases/agentic-sdlc-orchestrator-dev");
+            let release = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("releases/agentic-sdlc-orchestrator-dev");
             if r == 0 {
-                let _ = Command::new(&helm).args(["dependency", "build"]).arg(&release).stdout(Stdio::null()).status();
+                let _ = Command::new(&helm)
+                    .args(["dependency", "build"])
+                    .arg(&release)
+                    .stdout(Stdio::null())
+                    .status();
             }
             let t = Instant::now();
             for i in 0..n {
@@ -195,21 +269,39 @@ fn main() {
                     "{h} template agentic-sdlc-orchestrator-dev {rel} -n {NS} --show-only charts/agentic-sdlc-orchestrator/templates/pod.yaml \
                      --set agentic-sdlc-orchestrator.task.id=H{r}x{i} --set agentic-sdlc-orchestrator.task.branch=b \
                      --set agentic-sdlc-orchestrator.task.repo=git@h:o/r.git | kubectl --kubeconfig {kc} apply -f -",
-                    h = helm.display(), rel = release.display(), kc = b.kubeconfig.display()
+                    h = helm.display(),
+                    rel = release.display(),
+                    kc = b.kubeconfig.display()
                 );
                 let mut c = Command::new("bash");
                 c.args(["-o", "pipefail", "-c", &script]);
                 measure(c);
             }
-            helm_s.push(per(Sample { wall: t.elapsed(), rss_kb: 0 }));
+            helm_s.push(per(Sample {
+                wall: t.elapsed(),
+                rss_kb: 0,
+            }));
             b.clear_pods();
         }
     }
     let asdo_spawn = median(asdo_s);
-    println!("<!-- spawn: {:.2} API writes per asdo spawn -->", posts as f64 / n as f64);
-    b.row(&format!("spawn, per pod ({n} sequential)"), asdo_spawn, "kubectl run", median(run_s));
+    println!(
+        "<!-- spawn: {:.2} API writes per asdo spawn -->",
+        posts as f64 / n as f64
+    );
+    b.row(
+        &format!("spawn, per pod ({n} sequential)"),
+        asdo_spawn,
+        "kubectl run",
+        median(run_s),
+    );
     if !helm_s.is_empty() {
-        b.row(&format!("spawn, per pod ({n} sequential)"), asdo_spawn, "helm template | kubectl apply", median(helm_s));
+        b.row(
+            &format!("spawn, per pod ({n} sequential)"),
+            asdo_spawn,
+            "helm template | kubectl apply",
+            median(helm_s),
+        );
     } else {
         println!("<!-- helm not found: run bash .ci/chart-checks.sh once to install it -->");
     }
@@ -217,11 +309,21 @@ fn main() {
     // 2. List 10,000 task pods.
     let count = knob("ASDO_BENCH_LIST", 10_000);
     for i in 0..count {
-        b.server.insert_pod(task_pod(&format!("agent-l{i:05}"), "Succeeded"));
+        b.server
+            .insert_pod(task_pod(&format!("agent-l{i:05}"), "Succeeded"));
     }
     let a = median((0..b.runs).map(|_| measure(b.asdo(&["list"]))).collect());
-    let k = median((0..b.runs).map(|_| measure(b.kubectl(&["get", "pods", "-n", NS, "-l", "app=agent-orchestrator"]))).collect());
-    b.row(&format!("list {count} task pods"), a, "kubectl get pods -l", k);
+    let k = median(
+        (0..b.runs)
+            .map(|_| measure(b.kubectl(&["get", "pods", "-n", NS, "-l", "app=agent-orchestrator"])))
+            .collect(),
+    );
+    b.row(
+        &format!("list {count} task pods"),
+        a,
+        "kubectl get pods -l",
+        k,
+    );
     b.clear_pods();
 
     // 3. Cleanup of 1,000 finished pods.
@@ -231,32 +333,103 @@ fn main() {
     let mut deletes = (0, 0);
     for _ in 0..b.runs {
         for i in 0..count {
-            b.server.insert_pod(task_pod(&format!("agent-c{i:05}"), "Succeeded"));
+            b.server
+                .insert_pod(task_pod(&format!("agent-c{i:05}"), "Succeeded"));
         }
         b.server.clear_requests();
         a.push(measure(b.asdo(&["cleanup"])));
-        deletes.0 = b.server.requests().iter().filter(|q| q.method == "DELETE").count();
+        deletes.0 = b
+            .server
+            .requests()
+            .iter()
+            .filter(|q| q.method == "DELETE")
+            .count();
         for i in 0..count {
-            b.server.insert_pod(task_pod(&format!("agent-c{i:05}"), "Succeeded"));
+            b.server
+                .insert_pod(task_pod(&format!("agent-c{i:05}"), "Succeeded"));
         }
         b.server.clear_requests();
-        k.push(measure(b.kubectl(&["delete", "pods", "-n", NS, "-l", "app=agent-orchestrator", "--field-selector", "status.phase=Succeeded", "--wait=false"])));
-        deletes.1 = b.server.requests().iter().filter(|q| q.method == "DELETE").count();
+        k.push(measure(b.kubectl(&[
+            "delete",
+            "pods",
+            "-n",
+            NS,
+            "-l",
+            "app=agent-orchestrator",
+            "--field-selector",
+            "status.phase=Succeeded",
+            "--wait=false",
+        ])));
+        deletes.1 = b
+            .server
+            .requests()
+            .iter()
+            .filter(|q| q.method == "DELETE")
+            .count();
     }
-    println!("<!-- cleanup: asdo {} DELETE requests, kubectl {} -->", deletes.0, deletes.1);
-    b.row(&format!("cleanup {count} finished pods ({} vs {} API calls)", deletes.0, deletes.1), median(a), "kubectl delete pods -l --field-selector", median(k));
+    println!(
+        "<!-- cleanup: asdo {} DELETE requests, kubectl {} -->",
+        deletes.0, deletes.1
+    );
+    b.row(
+        &format!(
+            "cleanup {count} finished pods ({} vs {} API calls)",
+            deletes.0, deletes.1
+        ),
+        median(a),
+        "kubectl delete pods -l --field-selector",
+        median(k),
+    );
 
     // 4. Logs throughput.
     let mb = knob("ASDO_BENCH_LOG_MB", 200);
     let log_values = dir.join("log.yaml");
-    let script = format!("yes 'the agent is thinking about the next edit to make in src/lib.rs, line of about 100 bytes....' | head -c {}", mb * 1_000_000);
-    std::fs::write(&log_values, format!("pod:\n  command: [\"sh\", \"-c\", {}]\n", json!(script))).unwrap();
-    let _ = b.asdo(&["spawn", "--task-id", "LOGS", "--branch", "b", "--repo", "git@h:o/r.git", "-f", log_values.to_str().unwrap()]).stdout(Stdio::null()).status();
-    b.server.wait_for_phase(NS, "agent-logs", "Succeeded", Duration::from_secs(600));
-    let a = median((0..b.runs).map(|_| measure(b.asdo(&["logs", "LOGS"]))).collect());
-    let k = median((0..b.runs).map(|_| measure(b.kubectl(&["logs", "-f", "agent-logs", "-n", NS]))).collect());
+    let script = format!(
+        "yes 'the agent is thinking about the next edit to make in src/lib.rs, line of about 100 bytes....' | head -c {}",
+        mb * 1_000_000
+    );
+    std::fs::write(
+        &log_values,
+        format!("pod:\n  command: [\"sh\", \"-c\", {}]\n", json!(script)),
+    )
+    .unwrap();
+    let _ = b
+        .asdo(&[
+            "spawn",
+            "--task-id",
+            "LOGS",
+            "--branch",
+            "b",
+            "--repo",
+            "git@h:o/r.git",
+            "-f",
+            log_values.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .status();
+    b.server
+        .wait_for_phase(NS, "agent-logs", "Succeeded", Duration::from_secs(600));
+    let a = median(
+        (0..b.runs)
+            .map(|_| measure(b.asdo(&["logs", "LOGS"])))
+            .collect(),
+    );
+    let k = median(
+        (0..b.runs)
+            .map(|_| measure(b.kubectl(&["logs", "-f", "agent-logs", "-n", NS])))
+            .collect(),
+    );
     let mbps = |s: Sample| mb as f64 / s.wall.as_secs_f64();
-    b.row(&format!("logs, {mb} MB (asdo {:.0} MB/s, kubectl {:.0} MB/s)", mbps(a), mbps(k)), a, "kubectl logs -f", k);
+    b.row(
+        &format!(
+            "logs, {mb} MB (asdo {:.0} MB/s, kubectl {:.0} MB/s)",
+            mbps(a),
+            mbps(k)
+        ),
+        a,
+        "kubectl logs -f",
+        k,
+    );
     b.clear_pods();
 
     // 5. Following many task pods at once.
@@ -264,14 +437,49 @@ fn main() {
     let chatty = dir.join("chatty.yaml");
     std::fs::write(&chatty, "pod:\n  command: [\"sh\", \"-c\", \"i=0; while [ $i -lt 100 ]; do echo tick $i; i=$((i+1)); sleep 0.1; done\"]\n").unwrap();
     for i in 0..pods {
-        let _ = b.asdo(&["spawn", "--task-id", &format!("F{i}"), "--branch", "b", "--repo", "git@h:o/r.git", "-f", chatty.to_str().unwrap()]).stdout(Stdio::null()).status();
+        let _ = b
+            .asdo(&[
+                "spawn",
+                "--task-id",
+                &format!("F{i}"),
+                "--branch",
+                "b",
+                "--repo",
+                "git@h:o/r.git",
+                "-f",
+                chatty.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .status();
     }
-    let a = measure_for(&mut b.asdo(&["logs", "--all"]), Some(Duration::from_secs(8)));
-    let mut kc = b.kubectl(&["logs", "-f", "-n", NS, "-l", "app=agent-orchestrator", "--prefix", "--max-log-requests", &pods.to_string()]);
+    let a = measure_for(
+        &mut b.asdo(&["logs", "--all"]),
+        Some(Duration::from_secs(8)),
+    );
+    let mut kc = b.kubectl(&[
+        "logs",
+        "-f",
+        "-n",
+        NS,
+        "-l",
+        "app=agent-orchestrator",
+        "--prefix",
+        "--max-log-requests",
+        &pods.to_string(),
+    ]);
     let k = measure_for(&mut kc, Some(Duration::from_secs(8)));
-    b.row(&format!("follow {pods} task pods for 8 s"), a, "kubectl logs -f -l --prefix", k);
+    b.row(
+        &format!("follow {pods} task pods for 8 s"),
+        a,
+        "kubectl logs -f -l --prefix",
+        k,
+    );
     b.clear_pods();
 
-    println!("\n{} rows; machine: {} cores", b.rows.len(), std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "\n{} rows; machine: {} cores",
+        b.rows.len(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

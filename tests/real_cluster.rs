@@ -12,8 +12,13 @@ impl Namespace {
         let ns = format!("asdo-e2e-{}", std::process::id());
         kubectl(&["create", "namespace", &ns]);
         kubectl(&[
-            "create", "secret", "generic", "agentic-sdlc-orchestrator-dev-server-password",
-            "--from-literal=server-password=real-cluster-test", "-n", &ns,
+            "create",
+            "secret",
+            "generic",
+            "agentic-sdlc-orchestrator-dev-server-password",
+            "--from-literal=server-password=real-cluster-test",
+            "-n",
+            &ns,
         ]);
         Namespace(ns)
     }
@@ -21,13 +26,22 @@ impl Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        let _ = Command::new("kubectl").args(["delete", "namespace", &self.0, "--wait=false"]).output();
+        let _ = Command::new("kubectl")
+            .args(["delete", "namespace", &self.0, "--wait=false"])
+            .output();
     }
 }
 
 fn kubectl(args: &[&str]) -> Output {
-    let out = Command::new("kubectl").args(args).output().expect("kubectl on PATH");
-    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("kubectl")
+        .args(args)
+        .output()
+        .expect("kubectl on PATH");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -49,12 +63,27 @@ fn asdo(ns: &str, args: &[&str]) -> (i32, String, String) {
 
 fn spawn(ns: &Namespace, id: &str, script: &str) {
     let values = std::env::temp_dir().join(format!("asdo-real-{id}-{}.yaml", std::process::id()));
-    std::fs::write(&values, format!("pod:\n  command: [\"sh\", \"-c\", {script:?}]\n")).unwrap();
-    let (code, out, err) = asdo(&ns.0, &[
-        "spawn", "--task-id", id, "--branch", &format!("specs/e2e/{id}-async"),
-        "--repo", "https://github.com/org/repo.git", "--image", "busybox:1.36",
-        "-f", values.to_str().unwrap(),
-    ]);
+    std::fs::write(
+        &values,
+        format!("pod:\n  command: [\"sh\", \"-c\", {script:?}]\n"),
+    )
+    .unwrap();
+    let (code, out, err) = asdo(
+        &ns.0,
+        &[
+            "spawn",
+            "--task-id",
+            id,
+            "--branch",
+            &format!("specs/e2e/{id}-async"),
+            "--repo",
+            "https://github.com/org/repo.git",
+            "--image",
+            "busybox:1.36",
+            "-f",
+            values.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
 }
 

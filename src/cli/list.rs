@@ -206,7 +206,7 @@ mod tests {
         }))
         .unwrap();
         let now: Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
-        let t = table(&[pod.clone()], false, false, now);
+        let t = table(std::slice::from_ref(&pod), false, false, now);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("TASK   POD          PHASE"), "{t}");
         let cells: Vec<&str> = lines[1].split_whitespace().collect();

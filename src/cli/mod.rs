@@ -200,14 +200,16 @@ fn shim_args(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::Os
 }
 
 fn init_tracing(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
+    // Quiet by default: asdo reports its own failure as one line, and kube-rs logs the same
+    // connection error at ERROR level, which would print it twice. -v shows the libraries too.
+    let directives = match verbose {
+        0 => "asdo=warn",
+        1 => "asdo=info,warn",
+        2 => "asdo=debug,info",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("asdo={level},{level}")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

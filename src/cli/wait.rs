@@ -91,10 +91,11 @@ impl Verdict {
 
 pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
     let scope = global.scope()?;
-    let mut wanted: BTreeSet<String> = args
+    // Pod name → the task id as the user spelled it, for pods that never show up.
+    let mut wanted: BTreeMap<String, String> = args
         .tasks
         .iter()
-        .map(|t| task::pod_name_for(t))
+        .map(|t| Ok((task::pod_name_for(t)?, t.clone())))
         .collect::<Result<_>>()?;
     let ns = scope.namespace.clone();
     let client = cluster::client(&scope.cluster).await?;
@@ -103,7 +104,14 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
         let lp = ListParams::default().labels(SELECTOR);
         let pods =
             cluster::list_all(&api, &lp, &format!("list task pods in namespace {ns}")).await?;
-        wanted = pods.into_iter().filter_map(|p| p.metadata.name).collect();
+        wanted = pods
+            .iter()
+            .filter_map(|p| {
+                let name = p.metadata.name.clone()?;
+                let id = task_of(p).unwrap_or_else(|| name.clone());
+                Some((name, id))
+            })
+            .collect();
         if wanted.is_empty() {
             eprintln!("No task pods in namespace {ns}.");
             return Ok(exit::OK);
@@ -119,7 +127,7 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
         code = exit::FAILURE;
     }
     if timed_out {
-        for pod in wanted.iter().filter(|p| !verdicts.contains_key(*p)) {
+        for (pod, id) in wanted.iter().filter(|(p, _)| !verdicts.contains_key(*p)) {
             let current = cluster::get_pod(&api, pod, &ns).await.ok().flatten();
             let phase = current
                 .as_ref()
@@ -129,7 +137,7 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
                 task: current
                     .as_ref()
                     .and_then(task_of)
-                    .unwrap_or_else(|| pod.clone()),
+                    .unwrap_or_else(|| id.clone()),
                 pod: pod.clone(),
                 phase: format!("TimedOut({phase})"),
                 code: None,
@@ -162,7 +170,7 @@ fn branch_of(p: &Pod) -> Option<String> {
 /// One watch over all task pods; returns when every wanted pod has a verdict.
 async fn watch_until_done(
     api: &Api<Pod>,
-    wanted: &BTreeSet<String>,
+    wanted: &BTreeMap<String, String>,
     verdicts: &mut BTreeMap<String, Verdict>,
     report_dir: Option<&Path>,
 ) -> Result<()> {
@@ -190,9 +198,10 @@ async fn watch_until_done(
             }
             Event::InitDone => {
                 // A wanted pod the list did not return does not exist.
-                for missing in wanted.iter().filter(|w| !seen_in_init.contains(*w)) {
+                for (missing, id) in wanted.iter().filter(|(w, _)| !seen_in_init.contains(*w)) {
                     if !verdicts.contains_key(missing) {
-                        let v = vanished(missing, "not found");
+                        let mut v = vanished(missing, "not found");
+                        v.task = id.clone();
                         conclude(v, verdicts, report_dir)?;
                     }
                 }
@@ -202,7 +211,7 @@ async fn watch_until_done(
             Event::Delete(p) => (p, true),
         };
         let name = pod.metadata.name.clone().unwrap_or_default();
-        if !wanted.contains(&name) || verdicts.contains_key(&name) {
+        if !wanted.contains_key(&name) || verdicts.contains_key(&name) {
             continue;
         }
         if follow::is_finished(&pod) {

@@ -63,7 +63,11 @@ impl Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -75,7 +79,11 @@ impl Env {
         server.put_secret(NS, PASSWORD_SECRET, &[("server-password", PASSWORD)]);
         let dir = TempDir::new("env");
         let kubeconfig = server.write_kubeconfig(&dir.0, "default");
-        Env { server, dir, kubeconfig }
+        Env {
+            server,
+            dir,
+            kubeconfig,
+        }
     }
 
     /// `asdo` with the fake's kubeconfig and a clean environment.
@@ -120,8 +128,15 @@ impl Env {
     pub fn spawn_script(&self, id: &str, script: &str) -> String {
         let values = self.script_values(script);
         let r = self.asdo(&[
-            "spawn", "--task-id", id, "--branch", &format!("specs/001-auth/{id}-async"),
-            "--repo", "git@github.com:org/repo.git", "-f", values.to_str().unwrap(),
+            "spawn",
+            "--task-id",
+            id,
+            "--branch",
+            &format!("specs/001-auth/{id}-async"),
+            "--repo",
+            "git@github.com:org/repo.git",
+            "-f",
+            values.to_str().unwrap(),
         ]);
         assert_eq!(r.code, 0, "{r:?}");
         format!("agent-{}", id.to_lowercase())
@@ -144,14 +159,23 @@ fn fastrand_suffix() -> usize {
 
 /// Env vars that would change asdo's defaults must not leak in from the developer's shell.
 pub fn isolate(c: &mut Command) {
-    for v in ["NAMESPACE", "ENVIRONMENT", "RELEASE_NAME", "SSH_SECRET_NAME", "KUBECONFIG", "RUST_LOG"] {
+    for v in [
+        "NAMESPACE",
+        "ENVIRONMENT",
+        "RELEASE_NAME",
+        "SSH_SECRET_NAME",
+        "KUBECONFIG",
+        "RUST_LOG",
+    ] {
         c.env_remove(v);
     }
     c.env("NO_COLOR", "1");
 }
 
 pub fn run_with_timeout(mut c: Command, limit: Duration) -> Run {
-    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let child = c.spawn().expect("run command");
     wait_output(child, limit)
 }
@@ -177,8 +201,10 @@ pub fn task_pod(task: &str, phase: &str, exit_code: Option<i32>, age: Duration) 
     let created = jiff_ago(age + Duration::from_secs(5));
     let finished = jiff_ago(age);
     let state = match exit_code {
-        Some(code) => json!({"terminated": {"exitCode": code, "reason": if code == 0 {"Completed"} else {"Error"},
-                              "startedAt": created, "finishedAt": finished}}),
+        Some(code) => {
+            json!({"terminated": {"exitCode": code, "reason": if code == 0 {"Completed"} else {"Error"},
+                              "startedAt": created, "finishedAt": finished}})
+        }
         None => json!({"running": {"startedAt": created}}),
     };
     serde_json::from_value(json!({
@@ -198,7 +224,9 @@ pub fn task_pod(task: &str, phase: &str, exit_code: Option<i32>, age: Duration) 
 fn jiff_ago(d: Duration) -> String {
     let now = k8s_openapi::jiff::Timestamp::now();
     let t = now - k8s_openapi::jiff::SignedDuration::try_from(d).unwrap();
-    t.round(k8s_openapi::jiff::Unit::Second).unwrap().to_string()
+    t.round(k8s_openapi::jiff::Unit::Second)
+        .unwrap()
+        .to_string()
 }
 
 /// Poll `f` until true or the deadline; for states reached asynchronously.

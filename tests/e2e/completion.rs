@@ -7,22 +7,38 @@ use crate::common::*;
 #[test]
 fn wait_reports_each_task_and_writes_spec_kit_markers() {
     let env = Env::new();
-    env.spawn_script("T1", "echo 'asdo: cloning x'; sleep 0.3; echo 'asdo: done 0123456789abcdef'");
-    env.spawn_script("T2", "echo 'asdo: running opencode'; echo 'asdo: failed agent: opencode exited 1'; exit 12");
+    env.spawn_script(
+        "T1",
+        "echo 'asdo: cloning x'; sleep 0.3; echo 'asdo: done 0123456789abcdef'",
+    );
+    env.spawn_script(
+        "T2",
+        "echo 'asdo: running opencode'; echo 'asdo: failed agent: opencode exited 1'; exit 12",
+    );
     let report = TempDir::new("report");
     let r = env.asdo(&["wait", "T1", "T2", "--report-dir", path_str(&report.0)]);
     assert_eq!(r.code, 1, "one task failed: {r:?}");
     let mut lines: Vec<&str> = r.stdout.lines().collect();
     lines.sort();
-    assert!(lines[0].starts_with("T1 Succeeded exit=0 duration="), "{r:?}");
+    assert!(
+        lines[0].starts_with("T1 Succeeded exit=0 duration="),
+        "{r:?}"
+    );
     assert!(lines[0].ends_with("commit=0123456789abcdef"), "{r:?}");
     assert!(lines[1].starts_with("T2 Failed exit=12"), "{r:?}");
     assert!(lines[1].contains("failed-step=agent"), "{r:?}");
 
     let done = std::fs::read_to_string(report.0.join("delegation_completed/T1.txt")).unwrap();
-    assert!(done.contains("commit: 0123456789abcdef") && done.contains("branch: specs/001-auth/T1-async"), "{done}");
+    assert!(
+        done.contains("commit: 0123456789abcdef")
+            && done.contains("branch: specs/001-auth/T1-async"),
+        "{done}"
+    );
     let err = std::fs::read_to_string(report.0.join("delegation_errors/T2.txt")).unwrap();
-    assert!(err.contains("failed_step: agent") && err.contains("  asdo: running opencode"), "{err}");
+    assert!(
+        err.contains("failed_step: agent") && err.contains("  asdo: running opencode"),
+        "{err}"
+    );
     assert!(!report.0.join("delegation_errors/T1.txt").exists());
 }
 
@@ -42,7 +58,14 @@ fn wait_times_out_with_124_and_an_error_marker() {
     let env = Env::new();
     env.spawn_script("SLOW", "sleep 60");
     let report = TempDir::new("timeout");
-    let r = env.asdo(&["wait", "SLOW", "--timeout", "1s", "--report-dir", path_str(&report.0)]);
+    let r = env.asdo(&[
+        "wait",
+        "SLOW",
+        "--timeout",
+        "1s",
+        "--report-dir",
+        path_str(&report.0),
+    ]);
     assert_eq!(r.code, 124, "{r:?}");
     assert!(r.stdout.starts_with("SLOW TimedOut("), "{r:?}");
     let err = std::fs::read_to_string(report.0.join("delegation_errors/SLOW.txt")).unwrap();
@@ -53,8 +76,16 @@ fn wait_times_out_with_124_and_an_error_marker() {
 fn wait_notices_a_deleted_or_missing_pod() {
     let env = Env::new();
     let pod = env.spawn_script("GONE", "sleep 60");
-    let child = env.cmd(&["wait", "GONE", "NEVER"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    assert!(env.server.wait_for_phase(NS, &pod, "Running", Duration::from_secs(10)));
+    let child = env
+        .cmd(&["wait", "GONE", "NEVER"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        env.server
+            .wait_for_phase(NS, &pod, "Running", Duration::from_secs(10))
+    );
     std::thread::sleep(Duration::from_millis(300));
     let k = env.kubectl(&["delete", "pod", &pod, "-n", NS, "--wait=false"]);
     assert_eq!(k.code, 0, "{k:?}");
@@ -68,13 +99,26 @@ fn wait_notices_a_deleted_or_missing_pod() {
 fn status_shows_state_marker_and_events() {
     let env = Env::new();
     env.spawn_script("ST", "echo 'asdo: pushing b'; echo 'asdo: done cafe'");
-    assert!(env.server.wait_for_phase(NS, "agent-st", "Succeeded", Duration::from_secs(10)));
+    assert!(
+        env.server
+            .wait_for_phase(NS, "agent-st", "Succeeded", Duration::from_secs(10))
+    );
     let r = env.asdo(&["status", "ST"]);
     assert_eq!(r.code, 0, "{r:?}");
-    for want in ["Task:        ST", "Phase:       Succeeded", "Exit code:   0", "Node:        fake-node", "Last marker: asdo: done cafe", "Events:"] {
+    for want in [
+        "Task:        ST",
+        "Phase:       Succeeded",
+        "Exit code:   0",
+        "Node:        fake-node",
+        "Last marker: asdo: done cafe",
+        "Events:",
+    ] {
         assert!(r.stdout.contains(want), "missing {want:?}: {r:?}");
     }
-    assert!(r.stdout.contains("Scheduled") || r.stdout.contains("Started"), "events listed: {r:?}");
+    assert!(
+        r.stdout.contains("Scheduled") || r.stdout.contains("Started"),
+        "events listed: {r:?}"
+    );
     let r = env.asdo(&["status", "NOPE"]);
     assert_eq!(r.code, 1, "{r:?}");
 }
@@ -82,25 +126,41 @@ fn status_shows_state_marker_and_events() {
 #[test]
 fn status_explains_a_pending_pod() {
     let env = Env::new();
-    env.server.set_unschedulable(Some("0/1 nodes are available: 1 Insufficient cpu."));
+    env.server
+        .set_unschedulable(Some("0/1 nodes are available: 1 Insufficient cpu."));
     env.spawn_script("PEND", "true");
-    let ok = eventually(Duration::from_secs(10), || env.asdo(&["status", "PEND"]).stdout.contains("Insufficient cpu"));
+    let ok = eventually(Duration::from_secs(10), || {
+        env.asdo(&["status", "PEND"])
+            .stdout
+            .contains("Insufficient cpu")
+    });
     assert!(ok, "{:?}", env.asdo(&["status", "PEND"]));
 }
 
 #[test]
 fn doctor_checks_the_environment() {
     let env = Env::new();
-    env.server.put_configmap(NS, "agentic-sdlc-orchestrator-dev-config", &[("values.yaml", "{}")]);
+    env.server.put_configmap(
+        NS,
+        "agentic-sdlc-orchestrator-dev-config",
+        &[("values.yaml", "{}")],
+    );
     let r = env.asdo(&["doctor"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.lines().all(|l| l.starts_with("ok")), "{r:?}");
-    assert!(r.stdout.contains("may create pods") && r.stdout.contains("may get pods/log"), "{r:?}");
+    assert!(
+        r.stdout.contains("may create pods") && r.stdout.contains("may get pods/log"),
+        "{r:?}"
+    );
 
     // Another environment: its namespace and objects are missing.
     let r = env.asdo(&["doctor", "-e", "prod"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stdout.contains("FAIL  namespace agent-orchestrator-prod not found"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("FAIL  namespace agent-orchestrator-prod not found"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -124,6 +184,9 @@ fn task_list_spawns_all_and_names_failures() {
     env.server.clear_requests();
     let r = env.asdo(&["spawn", "-f", path_str(&bad)]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("bad-tasks.yaml") && r.stderr.contains("invalid branch"), "{r:?}");
+    assert!(
+        r.stderr.contains("bad-tasks.yaml") && r.stderr.contains("invalid branch"),
+        "{r:?}"
+    );
     assert!(env.server.requests().is_empty());
 }

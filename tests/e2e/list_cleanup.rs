@@ -6,10 +6,14 @@ use crate::common::*;
 
 fn seed(env: &Env) {
     let h = Duration::from_secs(3600);
-    env.server.insert_pod(task_pod("T1", "Succeeded", Some(0), 3 * h));
-    env.server.insert_pod(task_pod("T2", "Failed", Some(12), h / 2));
-    env.server.insert_pod(task_pod("T3", "Running", None, h / 6));
-    env.server.insert_pod(task_pod("T4", "Succeeded", Some(0), h / 60));
+    env.server
+        .insert_pod(task_pod("T1", "Succeeded", Some(0), 3 * h));
+    env.server
+        .insert_pod(task_pod("T2", "Failed", Some(12), h / 2));
+    env.server
+        .insert_pod(task_pod("T3", "Running", None, h / 6));
+    env.server
+        .insert_pod(task_pod("T4", "Succeeded", Some(0), h / 60));
 }
 
 #[test]
@@ -21,8 +25,16 @@ fn list_shows_a_table_and_other_formats() {
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines.len(), 5, "{r:?}");
     let header: Vec<&str> = lines[0].split_whitespace().collect();
-    assert_eq!(header, ["TASK", "POD", "PHASE", "EXIT", "AGE", "DURATION", "BRANCH"]);
-    let t2: Vec<&str> = lines.iter().find(|l| l.starts_with("T2 ")).unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["TASK", "POD", "PHASE", "EXIT", "AGE", "DURATION", "BRANCH"]
+    );
+    let t2: Vec<&str> = lines
+        .iter()
+        .find(|l| l.starts_with("T2 "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
     assert_eq!(&t2[..4], ["T2", "agent-t2", "Failed", "12"]);
     assert_eq!(t2[6], "specs/1/T2-async");
 
@@ -34,24 +46,41 @@ fn list_shows_a_table_and_other_formats() {
     assert_eq!(v["items"].as_array().unwrap().len(), 4);
 
     let r = env.asdo(&["list", "-o", "wide"]);
-    assert!(r.stdout.lines().next().unwrap().contains("NODE") && r.stdout.contains("git@github.com:o/r.git"), "{r:?}");
+    assert!(
+        r.stdout.lines().next().unwrap().contains("NODE")
+            && r.stdout.contains("git@github.com:o/r.git"),
+        "{r:?}"
+    );
 
     let r = env.asdo(&["list", "-A"]);
     assert!(r.stdout.starts_with("NAMESPACE"), "{r:?}");
-    assert!(env.count("GET", "/api/v1/pods") >= 1, "-A lists cluster-wide");
+    assert!(
+        env.count("GET", "/api/v1/pods") >= 1,
+        "-A lists cluster-wide"
+    );
 }
 
 #[test]
 fn list_pages_through_large_results() {
     let env = Env::new();
     for i in 0..1203 {
-        env.server.insert_pod(task_pod(&format!("P{i:04}"), "Succeeded", Some(0), Duration::from_secs(60)));
+        env.server.insert_pod(task_pod(
+            &format!("P{i:04}"),
+            "Succeeded",
+            Some(0),
+            Duration::from_secs(60),
+        ));
     }
     env.server.clear_requests();
     let r = env.asdo(&["list", "-o", "name"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout.lines().count(), 1203);
-    let pages: Vec<_> = env.server.requests().into_iter().filter(|q| q.path.ends_with("/pods")).collect();
+    let pages: Vec<_> = env
+        .server
+        .requests()
+        .into_iter()
+        .filter(|q| q.path.ends_with("/pods"))
+        .collect();
     assert_eq!(pages.len(), 3, "500 per page: {pages:?}");
     assert!(pages[1].query.contains("continue="), "{pages:?}");
 }
@@ -73,8 +102,20 @@ fn cleanup_deletes_finished_pods_in_one_call() {
     assert_eq!(r.code, 0, "{r:?}");
     let mut deleted: Vec<&str> = r.stdout.lines().collect();
     deleted.sort();
-    assert_eq!(deleted, ["pod/agent-t1 deleted", "pod/agent-t2 deleted", "pod/agent-t4 deleted"]);
-    let deletes: Vec<_> = env.server.requests().into_iter().filter(|q| q.method == "DELETE").collect();
+    assert_eq!(
+        deleted,
+        [
+            "pod/agent-t1 deleted",
+            "pod/agent-t2 deleted",
+            "pod/agent-t4 deleted"
+        ]
+    );
+    let deletes: Vec<_> = env
+        .server
+        .requests()
+        .into_iter()
+        .filter(|q| q.method == "DELETE")
+        .collect();
     assert_eq!(deletes.len(), 1, "one deletecollection: {deletes:?}");
     // kubectl agrees: only the running task is left.
     let k = env.kubectl(&["get", "pods", "-n", NS, "-o", "name"]);
@@ -86,13 +127,21 @@ fn cleanup_older_than_and_dry_run() {
     let env = Env::new();
     seed(&env);
     let r = env.asdo(&["cleanup", "--older-than", "1h", "--dry-run"]);
-    assert_eq!((r.code, r.stdout.as_str()), (0, "pod/agent-t1 deleted (dry run)\n"), "{r:?}");
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "pod/agent-t1 deleted (dry run)\n"),
+        "{r:?}"
+    );
     assert_eq!(env.server.pods(NS).len(), 4, "dry run deletes nothing");
 
     let r = env.asdo(&["cleanup", "--older-than", "20m"]);
     let mut out: Vec<&str> = r.stdout.lines().collect();
     out.sort();
-    assert_eq!(out, ["pod/agent-t1 deleted", "pod/agent-t2 deleted"], "{r:?}");
+    assert_eq!(
+        out,
+        ["pod/agent-t1 deleted", "pod/agent-t2 deleted"],
+        "{r:?}"
+    );
     assert_eq!(env.server.pods(NS).len(), 2);
 }
 

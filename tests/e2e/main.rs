@@ -2,7 +2,6 @@
 //! server (tests/support), with kubectl as an independent client.
 
 #[path = "../support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 mod common;

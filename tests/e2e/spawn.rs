@@ -11,14 +11,29 @@ const BRANCH: &str = "specs/001-auth/T001-async";
 fn spawn_creates_the_task_pod_with_one_write() {
     let env = Env::new();
     env.server.clear_requests();
-    let r = env.asdo(&["spawn", "--task-id", "T001", "--branch", BRANCH, "--repo", REPO, "--prompt", "Add login"]);
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "T001",
+        "--branch",
+        BRANCH,
+        "--repo",
+        REPO,
+        "--prompt",
+        "Add login",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout, "pod/agent-t001 created\n");
     assert!(r.stderr.contains("asdo logs T001"), "{r:?}");
     assert!(!r.stdout.contains(PASSWORD) && !r.stderr.contains(PASSWORD));
 
     // One write; the only other request reads the chart's ConfigMap.
-    let writes: Vec<_> = env.server.requests().into_iter().filter(|q| q.method != "GET").collect();
+    let writes: Vec<_> = env
+        .server
+        .requests()
+        .into_iter()
+        .filter(|q| q.method != "GET")
+        .collect();
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert_eq!(writes[0].method, "POST");
     assert_eq!(writes[0].path, format!("/api/v1/namespaces/{NS}/pods"));
@@ -27,10 +42,20 @@ fn spawn_creates_the_task_pod_with_one_write() {
     let pod = env.kubectl_pod("agent-t001");
     assert_eq!(pod["metadata"]["labels"]["app"], "agent-orchestrator");
     assert_eq!(pod["metadata"]["labels"]["task-id"], "T001");
-    assert_eq!(pod["metadata"]["annotations"]["agentic-sdlc/branch"], BRANCH);
+    assert_eq!(
+        pod["metadata"]["annotations"]["agentic-sdlc/branch"],
+        BRANCH
+    );
     let c = &pod["spec"]["containers"][0];
     assert_eq!(c["name"], "agent");
-    let env_of = |name: &str| c["env"].as_array().unwrap().iter().find(|e| e["name"] == name).cloned();
+    let env_of = |name: &str| {
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+    };
     assert_eq!(env_of("TASK_ID").unwrap()["value"], "T001");
     assert_eq!(env_of("GIT_BRANCH").unwrap()["value"], BRANCH);
     assert_eq!(env_of("TASK_PROMPT").unwrap()["value"], "Add login");
@@ -47,9 +72,15 @@ fn positional_form_and_env_defaults() {
     let r = run_with_timeout(c, Duration::from_secs(30));
     assert_eq!(r.code, 0, "{r:?}");
     let pod = env.kubectl_pod("agent-t002");
-    assert_eq!(pod["metadata"]["annotations"]["agentic-sdlc/spec-dir"], "specs/x");
+    assert_eq!(
+        pod["metadata"]["annotations"]["agentic-sdlc/spec-dir"],
+        "specs/x"
+    );
     let vols = pod["spec"]["volumes"].as_array().unwrap();
-    let ssh = vols.iter().find(|v| v["name"] == "ssh-key").expect("ssh volume");
+    let ssh = vols
+        .iter()
+        .find(|v| v["name"] == "ssh-key")
+        .expect("ssh volume");
     assert_eq!(ssh["secret"]["secretName"], "git-ssh");
     assert_eq!(ssh["secret"]["defaultMode"], 256);
 }
@@ -60,14 +91,34 @@ fn dry_run_needs_no_cluster_and_prints_no_secret() {
     // A kubeconfig pointing at a port nothing listens on.
     let kc = dir.0.join("kc");
     std::fs::write(&kc, "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n").unwrap();
-    for (fmt, check) in [("json", "\"kind\": \"Pod\""), ("yaml", "kind: Pod"), ("name", "pod/agent-t001")] {
+    for (fmt, check) in [
+        ("json", "\"kind\": \"Pod\""),
+        ("yaml", "kind: Pod"),
+        ("name", "pod/agent-t001"),
+    ] {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_asdo"));
-        c.args(["--kubeconfig", path_str(&kc), "spawn", "--task-id", "T001", "--branch", BRANCH, "--repo", REPO, "--dry-run", "-o", fmt]);
+        c.args([
+            "--kubeconfig",
+            path_str(&kc),
+            "spawn",
+            "--task-id",
+            "T001",
+            "--branch",
+            BRANCH,
+            "--repo",
+            REPO,
+            "--dry-run",
+            "-o",
+            fmt,
+        ]);
         isolate(&mut c);
         let r = run_with_timeout(c, Duration::from_secs(30));
         assert_eq!(r.code, 0, "{r:?}");
         assert!(r.stdout.contains(check), "{r:?}");
-        assert!(!r.stdout.to_lowercase().contains("pw-"), "no secret value in dry-run output");
+        assert!(
+            !r.stdout.to_lowercase().contains("pw-"),
+            "no secret value in dry-run output"
+        );
     }
 }
 
@@ -75,14 +126,35 @@ fn dry_run_needs_no_cluster_and_prints_no_secret() {
 fn already_exists_says_what_to_do() {
     let env = Env::new();
     env.spawn_script("T003", "sleep 30");
-    let r = env.asdo(&["spawn", "--task-id", "T003", "--branch", BRANCH, "--repo", REPO]);
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "T003",
+        "--branch",
+        BRANCH,
+        "--repo",
+        REPO,
+    ]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("already exists") && r.stderr.contains("--replace"), "{r:?}");
+    assert!(
+        r.stderr.contains("already exists") && r.stderr.contains("--replace"),
+        "{r:?}"
+    );
     assert_eq!(r.stderr.lines().count(), 1, "one line: {r:?}");
 
     // --replace refuses to kill a running task...
-    env.server.wait_for_phase(NS, "agent-t003", "Running", Duration::from_secs(10));
-    let r = env.asdo(&["spawn", "--task-id", "T003", "--branch", BRANCH, "--repo", REPO, "--replace"]);
+    env.server
+        .wait_for_phase(NS, "agent-t003", "Running", Duration::from_secs(10));
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "T003",
+        "--branch",
+        BRANCH,
+        "--repo",
+        REPO,
+        "--replace",
+    ]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("still Running"), "{r:?}");
 }
@@ -91,10 +163,24 @@ fn already_exists_says_what_to_do() {
 fn replace_swaps_a_finished_pod() {
     let env = Env::new();
     env.spawn_script("T004", "echo first");
-    assert!(env.server.wait_for_phase(NS, "agent-t004", "Succeeded", Duration::from_secs(10)));
+    assert!(
+        env.server
+            .wait_for_phase(NS, "agent-t004", "Succeeded", Duration::from_secs(10))
+    );
     let old_uid = env.server.pod(NS, "agent-t004").unwrap().metadata.uid;
     let values = env.script_values("echo second");
-    let r = env.asdo(&["spawn", "--task-id", "T004", "--branch", BRANCH, "--repo", REPO, "--replace", "-f", path_str(&values)]);
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "T004",
+        "--branch",
+        BRANCH,
+        "--repo",
+        REPO,
+        "--replace",
+        "-f",
+        path_str(&values),
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     let new_uid = env.server.pod(NS, "agent-t004").unwrap().metadata.uid;
     assert_ne!(old_uid, new_uid);
@@ -104,7 +190,18 @@ fn replace_swaps_a_finished_pod() {
 fn follow_streams_and_exits_with_the_task_code() {
     let env = Env::new();
     let values = env.script_values("echo working; sleep 0.3; echo giving up; exit 7");
-    let r = env.asdo(&["spawn", "--task-id", "T005", "--branch", BRANCH, "--repo", REPO, "-f", path_str(&values), "--follow"]);
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "T005",
+        "--branch",
+        BRANCH,
+        "--repo",
+        REPO,
+        "-f",
+        path_str(&values),
+        "--follow",
+    ]);
     assert_eq!(r.code, 7, "{r:?}");
     assert_eq!(r.stdout, "pod/agent-t005 created\nworking\ngiving up\n");
     assert!(r.stderr.contains("Failed, exit code 7"), "{r:?}");
@@ -115,7 +212,18 @@ fn wait_returns_once_running() {
     let env = Env::new();
     env.server.set_schedule_delay(Duration::from_millis(600));
     let values = env.script_values("sleep 30");
-    let r = env.asdo(&["spawn", "--task-id", "T006", "--branch", BRANCH, "--repo", REPO, "-f", path_str(&values), "--wait"]);
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "T006",
+        "--branch",
+        BRANCH,
+        "--repo",
+        REPO,
+        "-f",
+        path_str(&values),
+        "--wait",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     let pod = env.server.pod(NS, "agent-t006").unwrap();
     assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Running"));
@@ -127,12 +235,28 @@ fn cluster_configmap_values_apply_and_flags_win() {
     env.server.put_configmap(
         NS,
         "agentic-sdlc-orchestrator-dev-config",
-        &[("values.yaml", "pod:\n  image:\n    tag: from-cluster\n  activeDeadlineSeconds: 60\n")],
+        &[(
+            "values.yaml",
+            "pod:\n  image:\n    tag: from-cluster\n  activeDeadlineSeconds: 60\n",
+        )],
     );
-    let r = env.asdo(&["spawn", "--task-id", "T007", "--branch", BRANCH, "--repo", REPO, "--set", "pod.activeDeadlineSeconds=90"]);
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "T007",
+        "--branch",
+        BRANCH,
+        "--repo",
+        REPO,
+        "--set",
+        "pod.activeDeadlineSeconds=90",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     let pod = env.kubectl_pod("agent-t007");
-    assert_eq!(pod["spec"]["containers"][0]["image"], "agentic-sdlc/opencode:from-cluster");
+    assert_eq!(
+        pod["spec"]["containers"][0]["image"],
+        "agentic-sdlc/opencode:from-cluster"
+    );
     assert_eq!(pod["spec"]["activeDeadlineSeconds"], 90);
 }
 
@@ -142,19 +266,117 @@ fn bad_input_fails_before_any_request() {
     let bad_yaml = env.write("bad.yaml", "pod:\n  image: [unclosed\n");
     let wrong_type = env.write("wrong.yaml", "pod:\n  activeDeadlineSeconds: soon\n");
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--branch", BRANCH, "--repo", REPO], "task-id is required"),
-        (vec!["--task-id", "T_1", "--branch", BRANCH, "--repo", REPO], "invalid task id"),
-        (vec!["--task-id", "T1", "--repo", REPO], "branch-name is required"),
-        (vec!["--task-id", "T1", "--branch", "a..b", "--repo", REPO], "invalid branch"),
-        (vec!["--task-id", "T1", "--branch", "has space", "--repo", REPO], "invalid branch"),
-        (vec!["--task-id", "T1", "--branch", BRANCH], "repo-url is required"),
-        (vec!["--task-id", "T1", "--branch", BRANCH, "--repo", "http://x/y"], "invalid repo"),
-        (vec!["--task-id", "T1", "--branch", BRANCH, "--repo", "https://u:hunter2@github.com/o/r"], "contains a password"),
-        (vec!["--task-id", "T1", "--branch", BRANCH, "--repo", REPO, "-e", "qa"], "unknown environment \"qa\""),
-        (vec!["--task-id", "T1", "--branch", BRANCH, "--repo", REPO, "-f", path_str(&bad_yaml)], "line"),
-        (vec!["--task-id", "T1", "--branch", BRANCH, "--repo", REPO, "-f", path_str(&wrong_type)], "invalid values"),
-        (vec!["--task-id", "T1", "--branch", BRANCH, "--repo", REPO, "--set", "novalue"], "invalid --set"),
-        (vec!["--task-id", "T1", "--branch", BRANCH, "--repo", REPO, "--prompt-file", "/nonexistent/p.md"], "cannot read --prompt-file"),
+        (
+            vec!["--branch", BRANCH, "--repo", REPO],
+            "task-id is required",
+        ),
+        (
+            vec!["--task-id", "T_1", "--branch", BRANCH, "--repo", REPO],
+            "invalid task id",
+        ),
+        (
+            vec!["--task-id", "T1", "--repo", REPO],
+            "branch-name is required",
+        ),
+        (
+            vec!["--task-id", "T1", "--branch", "a..b", "--repo", REPO],
+            "invalid branch",
+        ),
+        (
+            vec!["--task-id", "T1", "--branch", "has space", "--repo", REPO],
+            "invalid branch",
+        ),
+        (
+            vec!["--task-id", "T1", "--branch", BRANCH],
+            "repo-url is required",
+        ),
+        (
+            vec![
+                "--task-id",
+                "T1",
+                "--branch",
+                BRANCH,
+                "--repo",
+                "http://x/y",
+            ],
+            "invalid repo",
+        ),
+        (
+            vec![
+                "--task-id",
+                "T1",
+                "--branch",
+                BRANCH,
+                "--repo",
+                "https://u:hunter2@github.com/o/r",
+            ],
+            "contains a password",
+        ),
+        (
+            vec![
+                "--task-id",
+                "T1",
+                "--branch",
+                BRANCH,
+                "--repo",
+                REPO,
+                "-e",
+                "qa",
+            ],
+            "unknown environment \"qa\"",
+        ),
+        (
+            vec![
+                "--task-id",
+                "T1",
+                "--branch",
+                BRANCH,
+                "--repo",
+                REPO,
+                "-f",
+                path_str(&bad_yaml),
+            ],
+            "line",
+        ),
+        (
+            vec![
+                "--task-id",
+                "T1",
+                "--branch",
+                BRANCH,
+                "--repo",
+                REPO,
+                "-f",
+                path_str(&wrong_type),
+            ],
+            "invalid values",
+        ),
+        (
+            vec![
+                "--task-id",
+                "T1",
+                "--branch",
+                BRANCH,
+                "--repo",
+                REPO,
+                "--set",
+                "novalue",
+            ],
+            "invalid --set",
+        ),
+        (
+            vec![
+                "--task-id",
+                "T1",
+                "--branch",
+                BRANCH,
+                "--repo",
+                REPO,
+                "--prompt-file",
+                "/nonexistent/p.md",
+            ],
+            "cannot read --prompt-file",
+        ),
     ];
     env.server.clear_requests();
     for (args, expect) in cases {
@@ -162,12 +384,19 @@ fn bad_input_fails_before_any_request() {
         full.extend(args.iter().copied());
         let r = env.asdo(&full);
         assert_eq!(r.code, 2, "{full:?}: {r:?}");
-        assert!(r.stderr.contains(expect), "{full:?} should say {expect:?}: {r:?}");
+        assert!(
+            r.stderr.contains(expect),
+            "{full:?} should say {expect:?}: {r:?}"
+        );
         assert_eq!(r.stderr.trim_end().lines().count(), 1, "one line: {r:?}");
         assert!(r.stderr.starts_with("error: "), "{r:?}");
         assert!(!r.stderr.contains("hunter2"), "secret echoed: {r:?}");
     }
-    assert!(env.server.requests().is_empty(), "no API call on bad input: {:?}", env.server.requests());
+    assert!(
+        env.server.requests().is_empty(),
+        "no API call on bad input: {:?}",
+        env.server.requests()
+    );
     assert!(env.server.pods(NS).is_empty());
 }
 
@@ -175,22 +404,54 @@ fn bad_input_fails_before_any_request() {
 fn api_errors_are_one_clear_line() {
     let env = Env::new();
     // Unknown namespace: say how to get one.
-    let r = env.asdo(&["spawn", "--task-id", "T8", "--branch", BRANCH, "--repo", REPO, "-n", "nowhere"]);
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "T8",
+        "--branch",
+        BRANCH,
+        "--repo",
+        REPO,
+        "-n",
+        "nowhere",
+    ]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("nowhere") && r.stderr.contains("helm upgrade --install"), "{r:?}");
+    assert!(
+        r.stderr.contains("nowhere") && r.stderr.contains("helm upgrade --install"),
+        "{r:?}"
+    );
 
     // A server error on the create.
     env.server.fail_next_matching(1, 500, "POST", "/pods");
-    let r = env.asdo(&["spawn", "--task-id", "T9", "--branch", BRANCH, "--repo", REPO]);
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "T9",
+        "--branch",
+        BRANCH,
+        "--repo",
+        REPO,
+    ]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("500"), "{r:?}");
     assert!(env.server.pods(NS).is_empty(), "nothing half-created");
 
     // Forbidden: point at RBAC.
     env.server.forbid_namespace(NS);
-    let r = env.asdo(&["spawn", "--task-id", "T10", "--branch", BRANCH, "--repo", REPO]);
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "T10",
+        "--branch",
+        BRANCH,
+        "--repo",
+        REPO,
+    ]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("forbidden") && r.stderr.contains("rbac.subjects"), "{r:?}");
+    assert!(
+        r.stderr.contains("forbidden") && r.stderr.contains("rbac.subjects"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -200,7 +461,15 @@ fn unreachable_cluster_fails_fast() {
     // 127.0.0.1:9 (discard) has no listener: connection refused.
     std::fs::write(&kc, "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n").unwrap();
     for args in [
-        vec!["spawn", "--task-id", "T1", "--branch", BRANCH, "--repo", REPO],
+        vec![
+            "spawn",
+            "--task-id",
+            "T1",
+            "--branch",
+            BRANCH,
+            "--repo",
+            REPO,
+        ],
         vec!["list"],
         vec!["logs", "T1"],
         vec!["cleanup"],
