@@ -156,8 +156,10 @@ pub fn validate_repo(repo: &str) -> Result<()> {
     match scheme_rest {
         Some(rest) => {
             let authority = rest.split('/').next().unwrap_or("");
+            // A password, or for https any user name at all (GitHub tokens are often passed as
+            // `https://<token>@github.com/…`), would sit in the pod spec for anyone to read.
             if let Some((userinfo, _)) = authority.rsplit_once('@')
-                && userinfo.contains(':')
+                && (userinfo.contains(':') || repo.starts_with("https://"))
             {
                 return Err(Error::usage(
                     "repo URL contains a password or token: pass the credential as a Secret (--set pod.gitTokenSecret.name=…) instead, it would otherwise be visible in the pod spec",
@@ -229,7 +231,6 @@ mod tests {
             "ssh://git@github.com/org/repo.git",
             "git@github.com:org/repo.git",
             "file:///srv/git/repo.git",
-            "https://user@host/repo",
         ] {
             validate_repo(ok).unwrap();
         }
@@ -243,6 +244,8 @@ mod tests {
             "https://",
             "git@host:",
             "https://u:secret@github.com/org/repo",
+            // A bare token as the user name is just as secret.
+            "https://ghp_abc123@github.com/org/repo",
         ] {
             assert!(validate_repo(bad).is_err(), "{bad:?} should be refused");
         }

@@ -445,6 +445,11 @@ fn render_pod(
             "pod.sshSecret.enabled needs a Secret name: pass --ssh-secret NAME",
         ));
     }
+    if v.pod.git_token_secret.enabled && v.pod.git_token_secret.name.is_empty() {
+        return Err(Error::usage(
+            "pod.gitTokenSecret.enabled needs a Secret name: --set pod.gitTokenSecret.name=NAME",
+        ));
+    }
     let target = Target {
         release: scope.release.clone(),
         namespace: scope.namespace.clone(),
