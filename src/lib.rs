@@ -3,8 +3,10 @@
 //! - `render`: values + task → Pod (pure); `values`: chart values and merging;
 //! - `task`: names, labels and input validation; `follow`: waiting and resumable log streaming;
 //! - `cluster`: the thin kube-rs layer; `error`: the one error type;
-//! - `marker`: the agent's progress lines, as `wait`/`status` read them.
+//! - `marker`: the agent's progress lines, as `wait`/`status` read them;
+//! - `agent`: `asdo agent`, the image's entrypoint (clone, opencode, commit, push).
 
+pub mod agent;
 pub mod cli;
 pub mod cluster;
 pub mod error;

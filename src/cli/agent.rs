@@ -1,12 +1,24 @@
-//! `asdo agent`: the container entrypoint (issue 4). Placeholder until the agent lands.
+//! `asdo agent`: the container entrypoint. The work is in `crate::agent`; this is its flags.
 
 use clap::Args;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 #[derive(Debug, Args)]
-pub struct AgentArgs {}
+#[command(
+    after_help = "Reads the task from the environment (TASK_ID, GIT_REPO, GIT_BRANCH, TASK_CONTEXT_PATH,
+TASK_PROMPT or TASK_PROMPT_FILE, TASK_SPEC_DIR, OPENCODE_MODEL, GIT_AUTHOR_NAME, GIT_AUTHOR_EMAIL,
+GIT_SSH_KEY_DIR or GIT_TOKEN), prints `asdo: …` progress lines and ends with
+`asdo: done <sha>`, `asdo: done no-changes` or `asdo: failed <step>: <reason>`.
+Exit codes: 0 pushed (or nothing to change), 10 config, 11 clone/checkout, 12 agent,
+13 commit, 14 push, 130 SIGINT, 143 SIGTERM."
+)]
+pub struct AgentArgs {
+    /// Print the resolved settings and the prompt (no secrets), then exit; runs nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
 
-pub async fn run(_args: AgentArgs) -> Result<i32> {
-    Err(Error::other("asdo agent is not built yet"))
+pub async fn run(args: AgentArgs) -> Result<i32> {
+    Ok(crate::agent::run(args.dry_run).await)
 }

@@ -1,0 +1,367 @@
+//! Children (git, opencode) run in their own process group with their output relayed
+//! line by line as it comes, and SIGTERM/SIGINT forwarded to the whole group.
+//!
+//! Own process group: a Ctrl-C on a terminal reaches only asdo, and asdo decides what
+//! the child gets; a signal sent to the group reaches whatever opencode started too
+//! (language servers, test runs), which would otherwise outlive the pod's grace period.
+
+use std::io::Write;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// Lines kept from a child's stderr to explain a failure.
+const TAIL_LINES: usize = 20;
+/// A "line" longer than this is relayed in pieces rather than held in memory.
+const MAX_LINE: usize = 64 * 1024;
+/// How long to keep reading output after the child is gone, in case something
+/// that escaped its group still holds the pipe.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// SIGTERM and SIGINT, caught for the whole run so neither kills asdo before it
+/// has stopped its child and printed the failure marker.
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next SIGTERM or SIGINT, as its number.
+    pub async fn recv(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.term.recv() => libc::SIGTERM,
+            _ = self.int.recv() => libc::SIGINT,
+        }
+    }
+
+    /// A signal that arrived while no child was running, if any.
+    pub fn pending(&mut self) -> Option<i32> {
+        self.recv().now_or_never()
+    }
+}
+
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGKILL => "SIGKILL",
+        _ => "a signal",
+    }
+}
+
+/// Where relayed output goes; also the one writer of marker lines, so the two never interleave mid-line.
+pub struct Relay {
+    /// Values replaced by `***` in everything relayed (the git token).
+    secrets: Vec<Vec<u8>>,
+    /// Tests read what would have been written here instead.
+    #[cfg(test)]
+    captured: Option<std::sync::Mutex<Vec<u8>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Sink {
+    Stdout,
+    Stderr,
+}
+
+impl Relay {
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Relay {
+        Relay {
+            // Short values would redact ordinary text and protect nothing.
+            secrets: secrets
+                .into_iter()
+                .filter(|s| s.len() >= 4)
+                .map(String::into_bytes)
+                .collect(),
+            #[cfg(test)]
+            captured: None,
+        }
+    }
+
+    pub fn redact(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        for s in &self.secrets {
+            out = replace(&out, s, b"***");
+        }
+        out
+    }
+
+    /// Writes bytes as they are (after redaction) and flushes, so a follower of the log sees them now.
+    pub fn write(&self, sink: Sink, bytes: &[u8]) {
+        let bytes = self.redact(bytes);
+        #[cfg(test)]
+        if let Some(c) = &self.captured {
+            c.lock().unwrap().extend_from_slice(&bytes);
+            return;
+        }
+        // A closed stdout (the log reader went away) must not stop the task.
+        let _ = match sink {
+            Sink::Stdout => {
+                let mut o = std::io::stdout().lock();
+                o.write_all(&bytes).and_then(|_| o.flush())
+            }
+            Sink::Stderr => {
+                let mut e = std::io::stderr().lock();
+                e.write_all(&bytes).and_then(|_| e.flush())
+            }
+        };
+    }
+
+    /// One of asdo's own lines on stdout.
+    pub fn line(&self, text: &str) {
+        self.write(Sink::Stdout, format!("{text}\n").as_bytes());
+    }
+}
+
+fn replace(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Copies a child's stream to `sink` a line at a time and returns the last lines seen.
+async fn pump(mut r: impl AsyncRead + Unpin, sink: Sink, relay: Arc<Relay>) -> Vec<String> {
+    let mut tail: Vec<String> = vec![];
+    let mut pending: Vec<u8> = vec![];
+    let mut at_line_start = true;
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut emit = |piece: &[u8], at_line_start: &mut bool| {
+        let mut out = Vec::with_capacity(piece.len() + 2);
+        // `wait` and `status` take the last `asdo: ` line of the log as the verdict; a child
+        // must not be able to print one (opencode echoes whatever the model says).
+        if *at_line_start && piece.starts_with(crate::marker::PREFIX.trim_end().as_bytes()) {
+            out.extend_from_slice(b"| ");
+        }
+        out.extend_from_slice(piece);
+        relay.write(sink, &out);
+        *at_line_start = piece.ends_with(b"\n");
+        let text = String::from_utf8_lossy(&relay.redact(piece))
+            .trim()
+            .to_string();
+        if !text.is_empty() {
+            if tail.len() == TAIL_LINES {
+                tail.remove(0);
+            }
+            tail.push(text);
+        }
+    };
+    loop {
+        let n = match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&chunk[..n]);
+        while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            emit(&line, &mut at_line_start);
+        }
+        if pending.len() >= MAX_LINE {
+            let piece = std::mem::take(&mut pending);
+            emit(&piece, &mut at_line_start);
+        }
+    }
+    // Whatever follows (the next marker) must start on a line of its own.
+    if !pending.is_empty() || !at_line_start {
+        pending.push(b'\n');
+        emit(&pending, &mut at_line_start);
+    }
+    tail
+}
+
+/// How a child ended.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    /// Captured stdout (only with [`Output::Capture`]).
+    pub stdout: String,
+    /// The last lines of stderr, for failure reasons.
+    pub stderr_tail: Vec<String>,
+}
+
+impl Finished {
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// "exited 3", or "killed by SIGKILL".
+    pub fn describe_status(&self) -> String {
+        use std::os::unix::process::ExitStatusExt;
+        match (self.status.code(), self.status.signal()) {
+            (Some(c), _) => format!("exited {c}"),
+            (None, Some(s)) => format!("killed by {}", signal_name(s)),
+            _ => "ended".into(),
+        }
+    }
+
+    /// The last line of stderr, which is where git puts its `fatal:`/`error:` line.
+    pub fn last_error(&self) -> Option<&str> {
+        self.stderr_tail.last().map(String::as_str)
+    }
+}
+
+#[derive(Debug)]
+pub enum RunError {
+    /// The program could not be started.
+    Spawn(std::io::Error),
+    /// SIGTERM/SIGINT arrived; the child was stopped.
+    Signal(i32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// stdout and stderr relayed.
+    Stream,
+    /// stdout kept for the caller (e.g. `rev-parse`), stderr relayed.
+    Capture,
+}
+
+/// Runs children one at a time, watching for signals while each runs.
+pub struct Runner {
+    pub signals: Signals,
+    pub relay: Arc<Relay>,
+    pub grace: Duration,
+}
+
+fn kill_group(pgid: i32, sig: i32) {
+    // SAFETY: kill(2) has no memory effects; a group that is already gone gives ESRCH.
+    unsafe {
+        libc::kill(-pgid, sig);
+    }
+}
+
+impl Runner {
+    pub async fn run(&mut self, mut cmd: Command, output: Output) -> Result<Finished, RunError> {
+        if let Some(sig) = self.signals.pending() {
+            return Err(RunError::Signal(sig));
+        }
+        cmd.process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(RunError::Spawn)?;
+        let pgid = child.id().map(|p| p as i32);
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let out_task = match output {
+            Output::Stream => {
+                tokio::spawn(pump(stdout, Sink::Stdout, self.relay.clone()).map(|_| vec![]))
+            }
+            Output::Capture => tokio::spawn(async move {
+                let mut buf = vec![];
+                let mut stdout = stdout;
+                let _ = stdout.read_to_end(&mut buf).await;
+                buf
+            }),
+        };
+        let err_task = tokio::spawn(pump(stderr, Sink::Stderr, self.relay.clone()));
+
+        let waited = tokio::select! {
+            status = child.wait() => Ok(status),
+            sig = self.signals.recv() => Err(sig),
+        };
+        let status = match waited {
+            Ok(status) => status,
+            Err(sig) => {
+                if let Some(pgid) = pgid {
+                    kill_group(pgid, sig);
+                    if tokio::time::timeout(self.grace, child.wait())
+                        .await
+                        .is_err()
+                    {
+                        kill_group(pgid, libc::SIGKILL);
+                    }
+                }
+                let _ = child.wait().await;
+                if let Some(pgid) = pgid {
+                    kill_group(pgid, libc::SIGKILL);
+                }
+                let _ = tokio::time::timeout(DRAIN, async {
+                    let _ = out_task.await;
+                    let _ = err_task.await;
+                })
+                .await;
+                return Err(RunError::Signal(sig));
+            }
+        };
+        // Nothing a child started may outlive it and keep the pipes (and the pod) busy.
+        if let Some(pgid) = pgid {
+            kill_group(pgid, libc::SIGKILL);
+        }
+        let status = status.map_err(RunError::Spawn)?;
+        let drained = tokio::time::timeout(DRAIN, async {
+            (
+                out_task.await.unwrap_or_default(),
+                err_task.await.unwrap_or_default(),
+            )
+        })
+        .await;
+        let (stdout, stderr_tail) = drained.unwrap_or_default();
+        Ok(Finished {
+            status,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr_tail,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction() {
+        let r = Relay::new(["tok-abcdef".to_string(), "ab".to_string()]);
+        assert_eq!(
+            r.redact(b"x tok-abcdef y tok-abcdef"),
+            b"x *** y ***".to_vec()
+        );
+        // Too short to be a secret worth hiding; would mangle normal text.
+        assert_eq!(r.redact(b"ab"), b"ab".to_vec());
+    }
+
+    #[tokio::test]
+    async fn pump_splits_lines_escapes_markers_and_keeps_a_tail() {
+        let mut relay = Relay::new(["tok-abcdef".to_string()]);
+        relay.captured = Some(Default::default());
+        let relay = Arc::new(relay);
+        let input: &[u8] =
+            b"one\nasdo: done deadbeef\n\nsays asdo: x tok-abcdef\nlast without newline";
+        let tail = pump(input, Sink::Stderr, relay.clone()).await;
+        let out = relay.captured.as_ref().unwrap().lock().unwrap().clone();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "one\n| asdo: done deadbeef\n\nsays asdo: x ***\nlast without newline\n"
+        );
+        assert_eq!(
+            tail,
+            vec![
+                "one",
+                "asdo: done deadbeef",
+                "says asdo: x ***",
+                "last without newline"
+            ]
+        );
+    }
+}

@@ -1,0 +1,587 @@
+//! `asdo agent`, the image's entrypoint: clone the task's repository, check out its
+//! branch, run `opencode run`, commit what it left, push, and say how it went in
+//! marker lines (`crate::marker`) that `asdo wait`/`status` read back from the log.
+//!
+//! opencode's exit code is not trusted on its own: a zero exit is checked against the
+//! work tree, and success means only "the branch was pushed" (or "nothing to change").
+
+pub mod child;
+pub mod config;
+pub mod git;
+pub mod prompt;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::process::Command;
+
+use crate::marker::Marker;
+use child::{Finished, Output, Relay, RunError, Runner, Signals};
+use config::Config;
+use git::Git;
+
+/// Exit codes of `asdo agent`, one per step that can fail (documented in docker/README.md).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const CONFIG: i32 = 10;
+    pub const CLONE: i32 = 11;
+    pub const AGENT: i32 = 12;
+    pub const COMMIT: i32 = 13;
+    pub const PUSH: i32 = 14;
+    /// 128 + the signal, as a shell reports it.
+    pub const SIGINT: i32 = 130;
+    pub const SIGTERM: i32 = 143;
+}
+
+/// The steps named in `asdo: failed <step>: …`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Config,
+    Clone,
+    Agent,
+    Commit,
+    Push,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Config => "config",
+            Step::Clone => "clone",
+            Step::Agent => "agent",
+            Step::Commit => "commit",
+            Step::Push => "push",
+        }
+    }
+
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Step::Config => exit::CONFIG,
+            Step::Clone => exit::CLONE,
+            Step::Agent => exit::AGENT,
+            Step::Commit => exit::COMMIT,
+            Step::Push => exit::PUSH,
+        }
+    }
+}
+
+/// Why the run stopped at `step`.
+#[derive(Debug)]
+pub struct Failure {
+    pub step: Step,
+    pub reason: String,
+    pub code: i32,
+}
+
+impl Failure {
+    fn new(step: Step, reason: impl Into<String>) -> Failure {
+        Failure {
+            step,
+            reason: reason.into(),
+            code: step.exit_code(),
+        }
+    }
+
+    /// A child that could not start, or a signal that stopped it.
+    fn run_error(step: Step, program: &str, e: RunError) -> Failure {
+        match e {
+            RunError::Signal(sig) => Failure {
+                step,
+                reason: format!("terminated by {}", child::signal_name(sig)),
+                code: 128 + sig,
+            },
+            RunError::Spawn(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Failure::new(step, format!("{program} not found on PATH"))
+            }
+            RunError::Spawn(e) => Failure::new(step, format!("cannot run {program}: {e}")),
+        }
+    }
+
+    /// A child that ran and failed: its status plus git's most telling stderr line.
+    fn finished(step: Step, what: &str, f: &Finished) -> Failure {
+        let mut reason = format!("{what} {}", f.describe_status());
+        if let Some(why) = git::reason(&f.stderr_tail) {
+            reason.push_str(": ");
+            reason.push_str(&why);
+        }
+        Failure::new(step, reason)
+    }
+}
+
+/// How a run that did not fail ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Pushed(String),
+    NoChanges,
+}
+
+/// Runs the agent to the end and returns the process exit code. `dry_run` prints the
+/// resolved settings and the prompt instead of doing anything.
+pub async fn run(dry_run: bool) -> i32 {
+    // Only ever printed redacted: the token must not reach the log even if git or opencode echo it.
+    let relay = Arc::new(Relay::new(std::env::var("GIT_TOKEN").ok()));
+    // Installed first: from here on SIGTERM is ours to handle, not a silent death.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            return report(
+                &relay,
+                Err(Failure::new(
+                    Step::Config,
+                    format!("cannot catch signals: {e}"),
+                )),
+            );
+        }
+    };
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => return report(&relay, Err(Failure::new(Step::Config, e.0))),
+    };
+    if dry_run {
+        relay.write(child::Sink::Stdout, config.describe().as_bytes());
+        relay.write(
+            child::Sink::Stdout,
+            format!("prompt:\n{}", prompt::build(&config)).as_bytes(),
+        );
+        return exit::OK;
+    }
+    let mut agent = Agent {
+        runner: Runner {
+            signals,
+            relay: relay.clone(),
+            grace: config.kill_grace,
+        },
+        git: Git {
+            dir: config.context.clone(),
+            env: vec![],
+        },
+        config,
+    };
+    let outcome = agent.steps().await;
+    report(&relay, outcome)
+}
+
+/// Prints the final marker and picks the exit code.
+fn report(relay: &Relay, outcome: Result<Outcome, Failure>) -> i32 {
+    let (marker, code) = match outcome {
+        Ok(Outcome::Pushed(sha)) => (Marker::Done(sha), exit::OK),
+        Ok(Outcome::NoChanges) => (Marker::NoChanges, exit::OK),
+        Err(f) => (
+            Marker::Failed {
+                step: f.step.name().to_string(),
+                reason: one_line(&f.reason),
+            },
+            f.code,
+        ),
+    };
+    relay.line(&marker.to_string());
+    code
+}
+
+/// A reason fits on the marker line: one line, bounded.
+fn one_line(s: &str) -> String {
+    let flat: String = s
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() > 300 {
+        let cut: String = flat.chars().take(299).collect();
+        format!("{cut}…")
+    } else {
+        flat
+    }
+}
+
+struct Agent {
+    config: Config,
+    runner: Runner,
+    git: Git,
+}
+
+impl Agent {
+    fn say(&self, progress: impl Into<String>) {
+        self.runner
+            .relay
+            .line(&Marker::Progress(progress.into()).to_string());
+    }
+
+    /// A git command whose failure ends the run at `step`.
+    async fn git(
+        &mut self,
+        step: Step,
+        args: &[&str],
+        output: Output,
+    ) -> Result<Finished, Failure> {
+        let cmd = self.git.cmd(args);
+        let f = self
+            .runner
+            .run(cmd, output)
+            .await
+            .map_err(|e| Failure::run_error(step, "git", e))?;
+        if !f.success() {
+            let what = format!("git {}", args.first().copied().unwrap_or(""));
+            return Err(Failure::finished(step, &what, &f));
+        }
+        Ok(f)
+    }
+
+    /// A git query: Some(stdout) on success, None when git says no (e.g. a ref that does not exist).
+    async fn query(&mut self, step: Step, args: &[&str]) -> Result<Option<String>, Failure> {
+        let cmd = self.git.cmd(args);
+        let f = self
+            .runner
+            .run(cmd, Output::Capture)
+            .await
+            .map_err(|e| Failure::run_error(step, "git", e))?;
+        Ok(f.success().then(|| f.stdout.trim().to_string()))
+    }
+
+    async fn steps(&mut self) -> Result<Outcome, Failure> {
+        let c = &self.config;
+        self.say(format!(
+            "starting task {} (asdo {})",
+            c.task_id,
+            env!("CARGO_PKG_VERSION")
+        ));
+        self.setup_credentials()?;
+        self.clone_repo().await?;
+        let base = self.checkout().await?;
+        self.run_opencode().await?;
+        self.commit_and_push(base).await
+    }
+
+    fn setup_credentials(&mut self) -> Result<(), Failure> {
+        let c = &self.config;
+        let key_copy = match &c.credentials.ssh_key {
+            Some(key) => Some(git::copy_ssh_key(key, &c.home).map_err(|e| {
+                Failure::new(
+                    Step::Config,
+                    format!(
+                        "cannot copy the SSH key {} to {}: {e}",
+                        key.display(),
+                        c.home.display()
+                    ),
+                )
+            })?),
+            None => None,
+        };
+        self.git.env = git::merged(&[
+            &git::base_env(c),
+            &git::credential_env(c, key_copy.as_deref()),
+        ]);
+        Ok(())
+    }
+
+    async fn clone_repo(&mut self) -> Result<(), Failure> {
+        let dir = self.config.context.clone();
+        let shown = self.config.repo_for_display();
+        if is_empty_or_absent(&dir).map_err(|e| {
+            Failure::new(
+                Step::Clone,
+                format!("cannot read TASK_CONTEXT_PATH {}: {e}", dir.display()),
+            )
+        })? {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                Failure::new(Step::Clone, format!("cannot create {}: {e}", dir.display()))
+            })?;
+            self.say(format!("cloning {shown}"));
+            let repo = self.config.repo.clone();
+            self.git(Step::Clone, &["clone", "--", &repo, "."], Output::Stream)
+                .await?;
+            return Ok(());
+        }
+        // A kept volume (or a retried container) may hold the clone already.
+        let origin = if dir.join(".git").exists() {
+            self.query(Step::Clone, &["remote", "get-url", "origin"])
+                .await?
+        } else {
+            None
+        };
+        if origin.as_deref() != Some(self.config.repo.as_str()) {
+            return Err(Failure::new(
+                Step::Clone,
+                format!(
+                    "TASK_CONTEXT_PATH {} is not empty and is not a clone of {shown}",
+                    dir.display()
+                ),
+            ));
+        }
+        self.say(format!("reusing the clone of {shown} in {}", dir.display()));
+        self.git(Step::Clone, &["fetch", "--prune", "origin"], Output::Stream)
+            .await?;
+        Ok(())
+    }
+
+    /// Checks out the task branch (tracking the remote's) or creates it from the
+    /// remote's default branch. Returns the commit the agent starts from (None in an empty repository).
+    async fn checkout(&mut self) -> Result<Option<String>, Failure> {
+        let branch = self.config.branch.clone();
+        let remote_ref = format!("refs/remotes/origin/{branch}");
+        let local_ref = format!("refs/heads/{branch}");
+        let on_remote = self
+            .query(
+                Step::Clone,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("{remote_ref}^{{commit}}"),
+                ],
+            )
+            .await?
+            .is_some();
+        if on_remote {
+            self.say(format!("checking out {branch}"));
+            let local = self
+                .query(
+                    Step::Clone,
+                    &["rev-parse", "--verify", "--quiet", &local_ref],
+                )
+                .await?
+                .is_some();
+            if local {
+                self.git(
+                    Step::Clone,
+                    &["checkout", "--quiet", &branch, "--"],
+                    Output::Stream,
+                )
+                .await?;
+                self.git(
+                    Step::Clone,
+                    &["merge", "--ff-only", "--quiet", &remote_ref],
+                    Output::Stream,
+                )
+                .await?;
+            } else {
+                self.git(
+                    Step::Clone,
+                    &[
+                        "checkout",
+                        "--quiet",
+                        "--track",
+                        "-b",
+                        &branch,
+                        &remote_ref,
+                        "--",
+                    ],
+                    Output::Stream,
+                )
+                .await?;
+            }
+        } else {
+            match self.default_branch().await? {
+                Some(default) => {
+                    self.say(format!("creating branch {branch} from {default}"));
+                    let start = format!("refs/remotes/origin/{default}");
+                    self.git(
+                        Step::Clone,
+                        &[
+                            "checkout",
+                            "--quiet",
+                            "--no-track",
+                            "-b",
+                            &branch,
+                            &start,
+                            "--",
+                        ],
+                        Output::Stream,
+                    )
+                    .await?;
+                }
+                None => {
+                    self.say(format!("creating branch {branch} in an empty repository"));
+                    self.git(
+                        Step::Clone,
+                        &["symbolic-ref", "HEAD", &local_ref],
+                        Output::Stream,
+                    )
+                    .await?;
+                }
+            }
+        }
+        self.query(
+            Step::Clone,
+            &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
+        )
+        .await
+    }
+
+    /// The remote's HEAD branch; None when the remote has no branches at all.
+    async fn default_branch(&mut self) -> Result<Option<String>, Failure> {
+        let head = [
+            "symbolic-ref",
+            "--quiet",
+            "--short",
+            "refs/remotes/origin/HEAD",
+        ];
+        let mut found = self.query(Step::Clone, &head).await?;
+        if found.is_none() {
+            // A reused clone may predate the remote's HEAD; ask the remote.
+            let _ = self
+                .query(Step::Clone, &["remote", "set-head", "origin", "--auto"])
+                .await?;
+            found = self.query(Step::Clone, &head).await?;
+        }
+        if let Some(name) = found {
+            return Ok(Some(
+                name.strip_prefix("origin/").unwrap_or(&name).to_string(),
+            ));
+        }
+        let any = self
+            .query(
+                Step::Clone,
+                &["for-each-ref", "--count=1", "refs/remotes/origin/"],
+            )
+            .await?
+            .unwrap_or_default();
+        if any.is_empty() {
+            Ok(None)
+        } else {
+            Err(Failure::new(
+                Step::Clone,
+                "cannot tell the remote's default branch (origin/HEAD is not set)",
+            ))
+        }
+    }
+
+    async fn run_opencode(&mut self) -> Result<(), Failure> {
+        let c = &self.config;
+        self.say("running opencode");
+        let mut cmd = Command::new("opencode");
+        cmd.arg("run");
+        if let Some(model) = &c.model {
+            cmd.arg("-m").arg(model);
+        }
+        cmd.arg(prompt::build(c))
+            .current_dir(&c.context)
+            .envs(git::base_env(c))
+            .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+            // The agent needs no push rights: asdo pushes what it leaves behind.
+            .env_remove("GIT_TOKEN")
+            .env_remove("GIT_SSH_KEY_DIR");
+        let f = self
+            .runner
+            .run(cmd, Output::Stream)
+            .await
+            .map_err(|e| Failure::run_error(Step::Agent, "opencode", e))?;
+        if !f.success() {
+            return Err(Failure::new(
+                Step::Agent,
+                format!("opencode {}", f.describe_status()),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn commit_and_push(&mut self, base: Option<String>) -> Result<Outcome, Failure> {
+        let dirty = !self
+            .git(
+                Step::Commit,
+                &["status", "--porcelain", "--untracked-files=all"],
+                Output::Capture,
+            )
+            .await?
+            .stdout
+            .trim()
+            .is_empty();
+        let head_now = self
+            .query(
+                Step::Commit,
+                &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
+            )
+            .await?;
+        let committed_by_agent = head_now.is_some() && head_now != base;
+        if !dirty && !committed_by_agent {
+            return Ok(Outcome::NoChanges);
+        }
+        if dirty {
+            self.say("committing");
+            self.git(Step::Commit, &["add", "--all"], Output::Stream)
+                .await?;
+            let message = prompt::commit_message(&self.config);
+            // Hooks would need the project's dev tooling, which the image does not have.
+            self.git(
+                Step::Commit,
+                &["commit", "--quiet", "--no-verify", "-m", &message],
+                Output::Stream,
+            )
+            .await?;
+        } else {
+            self.say("opencode committed its changes itself; nothing left to commit");
+        }
+        let branch = self.config.branch.clone();
+        self.say(format!("pushing {branch}"));
+        let refspec = format!("HEAD:refs/heads/{branch}");
+        self.git(
+            Step::Push,
+            &["push", "--set-upstream", "--", "origin", &refspec],
+            Output::Stream,
+        )
+        .await?;
+        let sha = self
+            .query(Step::Push, &["rev-parse", "--verify", "HEAD^{commit}"])
+            .await?
+            .ok_or_else(|| Failure::new(Step::Push, "pushed, but cannot read HEAD"))?;
+        Ok(Outcome::Pushed(sha))
+    }
+}
+
+fn is_empty_or_absent(dir: &Path) -> std::io::Result<bool> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_per_step() {
+        let codes: Vec<_> = [
+            Step::Config,
+            Step::Clone,
+            Step::Agent,
+            Step::Commit,
+            Step::Push,
+        ]
+        .iter()
+        .map(|s| (s.name(), s.exit_code()))
+        .collect();
+        assert_eq!(
+            codes,
+            [
+                ("config", 10),
+                ("clone", 11),
+                ("agent", 12),
+                ("commit", 13),
+                ("push", 14)
+            ]
+        );
+        let f = Failure::run_error(Step::Agent, "opencode", RunError::Signal(libc::SIGTERM));
+        assert_eq!((f.code, f.reason.as_str()), (143, "terminated by SIGTERM"));
+        let f = Failure::run_error(Step::Push, "git", RunError::Signal(libc::SIGINT));
+        assert_eq!(f.code, 130);
+        let nf = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let f = Failure::run_error(Step::Agent, "opencode", RunError::Spawn(nf));
+        assert_eq!(
+            (f.code, f.reason.as_str()),
+            (12, "opencode not found on PATH")
+        );
+    }
+
+    #[test]
+    fn reasons_fit_on_one_marker_line() {
+        assert_eq!(one_line(" a\nb\tc "), "a b c");
+        let long = one_line(&"x".repeat(1000));
+        assert_eq!(long.chars().count(), 300);
+        let m = Marker::Failed {
+            step: "push".into(),
+            reason: one_line("line one\nline two"),
+        };
+        assert_eq!(crate::marker::parse(&m.to_string()), Some(m));
+    }
+}
