@@ -4,6 +4,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+#[path = "../agent_fixture/mod.rs"]
+mod agent_fixture;
+
+mod agent;
 mod common;
 mod completion;
 mod list_cleanup;

@@ -1,0 +1,740 @@
+//! `asdo agent` without a cluster: the built binary against a local bare repository
+//! (file:// or a stand-in ssh), with a stand-in `opencode` on PATH. Every check reads
+//! the result back from the remote with git, and the markers and exit codes as printed.
+
+mod agent_fixture;
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use agent_fixture::*;
+use asdo::marker::{self, Marker};
+
+fn set(env: &mut Vec<(String, String)>, k: &str, v: &str) {
+    env.retain(|(n, _)| n != k);
+    env.push((k.to_string(), v.to_string()));
+}
+
+fn unset(env: &mut Vec<(String, String)>, k: &str) {
+    env.retain(|(n, _)| n != k);
+}
+
+/// `git log -1` of a remote branch in a given format.
+fn log1(f: &Fixture, rev: &str, format: &str) -> String {
+    f.remote_git(&["log", "-1", &format!("--format={format}"), rev])
+}
+
+#[test]
+fn pushes_a_new_branch_created_from_the_default_branch() {
+    let f = Fixture::new("new-branch");
+    f.opencode(
+        "echo 'opencode: working'; echo 'opencode: a warning' >&2; printf 'hello\\n' > hello.txt",
+    );
+    let r = f.run_agent(&f.agent_env());
+    assert_eq!(r.code, 0, "{r:?}");
+
+    let sha = f.remote_branch(BRANCH).expect("branch pushed");
+    let main = f.remote_branch("main").unwrap();
+    assert_eq!(
+        r.markers(),
+        [
+            format!(
+                "asdo: starting task T001 (asdo {})",
+                env!("CARGO_PKG_VERSION")
+            ),
+            format!("asdo: cloning {}", f.repo_url()),
+            format!("asdo: creating branch {BRANCH} from main"),
+            "asdo: running opencode".into(),
+            "asdo: committing".into(),
+            format!("asdo: pushing {BRANCH}"),
+            format!("asdo: done {sha}"),
+        ]
+    );
+    assert_eq!(marker::last(&r.stdout), Some(Marker::Done(sha.clone())));
+    // opencode's output is relayed, stdout to stdout and stderr to stderr, between the markers.
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let pos = |l: &str| lines.iter().position(|x| *x == l).unwrap();
+    assert!(pos("asdo: running opencode") < pos("opencode: working"));
+    assert!(pos("opencode: working") < pos("asdo: committing"));
+    assert!(r.stderr.contains("opencode: a warning"), "{r:?}");
+
+    assert_eq!(f.remote_file(BRANCH, "hello.txt"), "hello");
+    assert_eq!(f.remote_file(BRANCH, "README.md"), "# demo");
+    assert_eq!(log1(&f, &sha, "%P"), main, "one commit on top of main");
+    assert_eq!(
+        log1(&f, &sha, "%B"),
+        format!(
+            "feat(T001): Add a greeting file\n\nTask-Id: T001\nTask-Branch: {BRANCH}\nGenerated-By: asdo agent (opencode)"
+        )
+    );
+    assert_eq!(
+        log1(&f, &sha, "%an <%ae> / %cn <%ce>"),
+        "asdo-agent <asdo-agent@users.noreply.github.com> / asdo-agent <asdo-agent@users.noreply.github.com>"
+    );
+
+    // opencode ran in the work tree with the prompt as its one message argument.
+    let argv = f.read_out("argv");
+    assert!(
+        argv.starts_with("run\nYou are working on task T001"),
+        "{argv}"
+    );
+    assert!(
+        argv.contains("Instructions:\nAdd a greeting file\n\nIt says hello.\n"),
+        "{argv}"
+    );
+    assert_eq!(f.read_out("cwd").trim(), f.workspace().to_str().unwrap());
+    let env = f.read_out("env");
+    assert!(
+        env.lines().any(|l| l == "OPENCODE_DISABLE_AUTOUPDATE=1"),
+        "{env}"
+    );
+    // The local branch tracks the pushed one.
+    let upstream = f.git_in(
+        &f.workspace(),
+        &["rev-parse", "--abbrev-ref", "@{upstream}"],
+    );
+    assert_eq!(upstream, format!("origin/{BRANCH}"));
+}
+
+#[test]
+fn builds_on_an_existing_remote_branch() {
+    let f = Fixture::new("existing-branch");
+    let before = f.remote_add_branch(BRANCH, "notes.txt", "one\n");
+    f.opencode("echo two >> notes.txt");
+    let r = f.run_agent(&f.agent_env());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.markers()
+            .contains(&format!("asdo: checking out {BRANCH}").as_str()),
+        "{r:?}"
+    );
+    let sha = f.remote_branch(BRANCH).unwrap();
+    assert_eq!(log1(&f, &sha, "%P"), before);
+    assert_eq!(f.remote_file(BRANCH, "notes.txt"), "one\ntwo");
+}
+
+#[test]
+fn nothing_changed_is_success_and_pushes_nothing() {
+    let f = Fixture::new("no-changes");
+    f.opencode("echo 'I looked and found nothing to do'");
+    let r = f.run_agent(&f.agent_env());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.last_marker(), "asdo: done no-changes");
+    assert!(!r.markers().contains(&"asdo: committing"));
+    assert_eq!(f.remote_branch(BRANCH), None, "no branch pushed");
+}
+
+#[test]
+fn commits_made_by_opencode_itself_are_pushed() {
+    let f = Fixture::new("own-commits");
+    f.opencode("echo a > a.txt && git add a.txt && git commit -q -m 'opencode: add a'");
+    let r = f.run_agent(&f.agent_env());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.markers().contains(&"asdo: committing"), "{r:?}");
+    let sha = f.remote_branch(BRANCH).unwrap();
+    assert_eq!(r.last_marker(), format!("asdo: done {sha}"));
+    assert_eq!(log1(&f, &sha, "%s|%an"), "opencode: add a|asdo-agent");
+    assert_eq!(f.remote_file(BRANCH, "a.txt"), "a");
+
+    // Commits plus uncommitted changes: both end up on the branch.
+    let f = Fixture::new("own-commits-and-more");
+    f.opencode(
+        "echo a > a.txt && git add a.txt && git commit -q -m 'opencode: add a'; echo b > b.txt",
+    );
+    let r = f.run_agent(&f.agent_env());
+    assert_eq!(r.code, 0, "{r:?}");
+    let sha = f.remote_branch(BRANCH).unwrap();
+    assert_eq!(log1(&f, &sha, "%s"), "feat(T001): Add a greeting file");
+    assert_eq!(log1(&f, &format!("{sha}~1"), "%s"), "opencode: add a");
+    assert_eq!(f.remote_file(BRANCH, "b.txt"), "b");
+}
+
+#[test]
+fn an_empty_remote_gets_the_branch_as_its_first_commit() {
+    let f = Fixture::new_empty_remote("empty-remote");
+    f.opencode("echo first > first.txt");
+    let r = f.run_agent(&f.agent_env());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.markers()
+            .contains(&format!("asdo: creating branch {BRANCH} in an empty repository").as_str()),
+        "{r:?}"
+    );
+    let sha = f.remote_branch(BRANCH).unwrap();
+    assert_eq!(log1(&f, &sha, "%P"), "", "a root commit");
+    assert_eq!(f.remote_file(BRANCH, "first.txt"), "first");
+}
+
+#[test]
+fn opencode_failing_is_exit_12_and_nothing_is_pushed() {
+    let f = Fixture::new("agent-fails");
+    f.opencode("echo half > half.txt; echo 'provider error: 401' >&2; exit 3");
+    let r = f.run_agent(&f.agent_env());
+    assert_eq!(r.code, 12, "{r:?}");
+    assert_eq!(r.last_marker(), "asdo: failed agent: opencode exited 3");
+    assert!(r.stderr.contains("provider error: 401"));
+    assert_eq!(f.remote_branch(BRANCH), None);
+}
+
+#[test]
+fn opencode_missing_is_exit_12() {
+    let f = Fixture::new("no-opencode");
+    let mut env = f.agent_env();
+    // git's directory only, so no opencode from the host can be found.
+    let git_dir = std::path::Path::new(&real_git())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let sh_dir = "/bin:/usr/bin";
+    set(&mut env, "PATH", &format!("{}:{sh_dir}", git_dir.display()));
+    if std::process::Command::new("sh")
+        .args(["-c", "command -v opencode"])
+        .env("PATH", format!("{}:{sh_dir}", git_dir.display()))
+        .status()
+        .unwrap()
+        .success()
+    {
+        eprintln!("skipped: an opencode is installed next to git");
+        return;
+    }
+    let r = f.run_agent(&env);
+    assert_eq!(r.code, 12, "{r:?}");
+    assert_eq!(
+        r.last_marker(),
+        "asdo: failed agent: opencode not found on PATH"
+    );
+}
+
+#[test]
+fn a_rejected_push_is_exit_14() {
+    let f = Fixture::new("push-rejected");
+    f.remote_hook(
+        "pre-receive",
+        "echo 'policy: pushes are closed' >&2; exit 1",
+    );
+    f.opencode("echo x > x.txt");
+    let r = f.run_agent(&f.agent_env());
+    assert_eq!(r.code, 14, "{r:?}");
+    let last = r.last_marker();
+    assert!(
+        last.starts_with("asdo: failed push: git push exited 1: "),
+        "{r:?}"
+    );
+    assert!(last.contains("pre-receive hook declined"), "{r:?}");
+    assert!(r.stderr.contains("policy: pushes are closed"), "{r:?}");
+    assert_eq!(f.remote_branch(BRANCH), None);
+    assert!(matches!(marker::last(&r.stdout), Some(Marker::Failed { step, .. }) if step == "push"));
+}
+
+#[test]
+fn a_missing_repository_is_exit_11() {
+    let f = Fixture::new("missing-repo");
+    f.opencode("touch ran");
+    let mut env = f.agent_env();
+    set(
+        &mut env,
+        "GIT_REPO",
+        &format!("file://{}/nope.git", f.root.display()),
+    );
+    let r = f.run_agent(&env);
+    assert_eq!(r.code, 11, "{r:?}");
+    let last = r.last_marker();
+    assert!(
+        last.starts_with("asdo: failed clone: git clone exited 128: fatal:"),
+        "{r:?}"
+    );
+    assert!(f.read_out("argv").is_empty(), "opencode never ran");
+}
+
+#[test]
+fn a_work_dir_holding_something_else_is_exit_11() {
+    let f = Fixture::new("dirty-ws");
+    std::fs::create_dir_all(f.workspace()).unwrap();
+    std::fs::write(f.workspace().join("stray.txt"), "x").unwrap();
+    f.opencode("true");
+    let r = f.run_agent(&f.agent_env());
+    assert_eq!(r.code, 11, "{r:?}");
+    assert!(
+        r.last_marker()
+            .contains("is not empty and is not a clone of"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn an_existing_clone_of_the_same_repo_is_reused() {
+    let f = Fixture::new("reuse");
+    f.opencode("echo one >> log.txt");
+    assert_eq!(f.run_agent(&f.agent_env()).code, 0);
+    let first = f.remote_branch(BRANCH).unwrap();
+    // Someone else pushes to the branch in between; the rerun must build on that.
+    let tmp = f.path("other");
+    f.git(&[
+        "clone",
+        "--quiet",
+        "-b",
+        BRANCH,
+        f.remote_str(),
+        tmp.to_str().unwrap(),
+    ]);
+    std::fs::write(tmp.join("other.txt"), "o\n").unwrap();
+    f.git_in(&tmp, &["add", "other.txt"]);
+    f.git_in(&tmp, &["commit", "-q", "-m", "other"]);
+    f.git_in(&tmp, &["push", "-q", "origin", "HEAD"]);
+
+    f.opencode("echo two >> log.txt");
+    let r = f.run_agent(&f.agent_env());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.markers()[1].starts_with("asdo: reusing the clone of"),
+        "{r:?}"
+    );
+    assert!(
+        r.markers()
+            .contains(&format!("asdo: checking out {BRANCH}").as_str())
+    );
+    let sha = f.remote_branch(BRANCH).unwrap();
+    assert_eq!(f.remote_file(BRANCH, "log.txt"), "one\ntwo");
+    assert_eq!(f.remote_file(BRANCH, "other.txt"), "o");
+    assert_eq!(log1(&f, &format!("{sha}~2"), "%H"), first);
+}
+
+#[test]
+fn bad_config_is_exit_10_and_runs_nothing() {
+    let f = Fixture::new("config");
+    f.opencode("touch ran");
+    let cases: [(&str, Option<&str>, &str); 6] = [
+        ("TASK_ID", None, "asdo: failed config: TASK_ID is not set"),
+        ("GIT_REPO", None, "asdo: failed config: GIT_REPO is not set"),
+        (
+            "GIT_BRANCH",
+            Some("a..b"),
+            "asdo: failed config: GIT_BRANCH: invalid branch",
+        ),
+        (
+            "GIT_BRANCH",
+            Some("-f"),
+            "asdo: failed config: GIT_BRANCH: invalid branch",
+        ),
+        (
+            "GIT_REPO",
+            Some("https://bob:pw-s3cr3t-9@example.com/o/r.git"),
+            "asdo: failed config: GIT_REPO: repo URL contains a password or token",
+        ),
+        (
+            "GIT_REPO",
+            Some("https://tok3n-s3cr3t-9@example.com/o/r.git"),
+            "asdo: failed config: GIT_REPO: repo URL contains a password or token",
+        ),
+    ];
+    for (var, value, expected) in cases {
+        let mut env = f.agent_env();
+        match value {
+            Some(v) => set(&mut env, var, v),
+            None => unset(&mut env, var),
+        }
+        let r = f.run_agent(&env);
+        assert_eq!(r.code, 10, "{var}={value:?}: {r:?}");
+        assert!(
+            r.last_marker().starts_with(expected),
+            "{var}={value:?}: {r:?}"
+        );
+        assert!(
+            !r.stdout.contains("s3cr3t") && !r.stderr.contains("s3cr3t"),
+            "{r:?}"
+        );
+    }
+    assert!(f.read_out("argv").is_empty(), "opencode never ran");
+    assert!(!f.workspace().exists(), "nothing was cloned");
+}
+
+#[test]
+fn prompt_file_spec_dir_and_model_reach_opencode() {
+    let f = Fixture::new("prompt");
+    std::fs::write(
+        f.path("prompt.md"),
+        "Implement the login endpoint\nUse JWT.\n",
+    )
+    .unwrap();
+    f.opencode("echo done > done.txt");
+    let mut env = f.agent_env();
+    unset(&mut env, "TASK_PROMPT");
+    set(
+        &mut env,
+        "TASK_PROMPT_FILE",
+        f.path("prompt.md").to_str().unwrap(),
+    );
+    set(&mut env, "TASK_SPEC_DIR", "specs/001-auth");
+    set(&mut env, "OPENCODE_MODEL", "anthropic/claude-sonnet-4-5");
+    set(&mut env, "GIT_AUTHOR_NAME", "Spec Bot");
+    set(&mut env, "GIT_AUTHOR_EMAIL", "bot@example.com");
+    let r = f.run_agent(&env);
+    assert_eq!(r.code, 0, "{r:?}");
+    let argv = f.read_out("argv");
+    let mut lines = argv.lines();
+    assert_eq!(
+        [lines.next(), lines.next(), lines.next()],
+        [Some("run"), Some("-m"), Some("anthropic/claude-sonnet-4-5")]
+    );
+    assert!(
+        argv.contains("Task T001 is listed in specs/001-auth/tasks.md"),
+        "{argv}"
+    );
+    assert!(
+        argv.contains("Implement the login endpoint\nUse JWT."),
+        "{argv}"
+    );
+    let sha = f.remote_branch(BRANCH).unwrap();
+    assert_eq!(
+        log1(&f, &sha, "%s|%an <%ae>|%cn"),
+        "feat(T001): Implement the login endpoint|Spec Bot <bot@example.com>|Spec Bot"
+    );
+}
+
+/// GIT_TOKEN reaches git's credential helper through the environment only: not any
+/// argv, not opencode's environment, not the log (even when a child prints it).
+#[test]
+fn the_git_token_stays_out_of_argv_logs_and_opencode() {
+    const TOKEN: &str = "tok-0a1b2c3d-never-print-me";
+    let f = Fixture::new("token");
+    let git = real_git();
+    let out = f.path("out");
+    // A git that records its argv, the helper it was given, and what the helper answers.
+    f.stand_in(
+        "git",
+        &format!(
+            "printf '%s\\n' \"$*\" >> '{o}/git-argv'\n\
+             '{git}' config --get-all credential.helper >> '{o}/git-helpers' 2>/dev/null\n\
+             exec '{git}' \"$@\"",
+            o = out.display()
+        ),
+    );
+    f.opencode(&format!(
+        "echo \"opencode saw the token: {TOKEN}\"\n\
+         for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done > '{o}/all-argv'\n\
+         '{git}' config --get-all credential.helper > '{o}/opencode-helpers' 2>&1\n\
+         echo change > change.txt",
+        o = out.display()
+    ));
+    let mut env = f.agent_env();
+    set(&mut env, "GIT_TOKEN", TOKEN);
+    let r = f.run_agent(&env);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(f.remote_branch(BRANCH).is_some());
+
+    assert!(
+        !r.stdout.contains(TOKEN) && !r.stderr.contains(TOKEN),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains("opencode saw the token: ***"),
+        "redacted: {r:?}"
+    );
+    let git_argv = f.read_out("git-argv");
+    assert!(
+        git_argv.contains(&format!("clone -- {} .", f.repo_url())),
+        "{git_argv}"
+    );
+    assert!(
+        git_argv.contains(&format!(
+            "push --set-upstream -- origin HEAD:refs/heads/{BRANCH}"
+        )),
+        "{git_argv}"
+    );
+    assert!(!git_argv.contains(TOKEN), "{git_argv}");
+    let all_argv = f.read_out("all-argv");
+    assert!(
+        all_argv.contains("opencode"),
+        "the process list was read: {all_argv}"
+    );
+    assert!(!all_argv.contains(TOKEN), "{all_argv}");
+    // git had the env-reading helper; opencode had neither the helper nor the token.
+    let helpers = f.read_out("git-helpers");
+    assert!(helpers.contains("password=$GIT_TOKEN"), "{helpers}");
+    assert!(!helpers.contains(TOKEN));
+    assert!(!f.read_out("opencode-helpers").contains("GIT_TOKEN"));
+    let opencode_env = f.read_out("env");
+    assert!(!opencode_env.contains(TOKEN), "{opencode_env}");
+    assert!(!opencode_env.lines().any(|l| l.starts_with("GIT_TOKEN=")));
+}
+
+/// ssh:// through GIT_SSH_COMMAND: a stand-in `ssh` checks the options and the key
+/// copy, then plays the server by running the requested git command locally.
+#[test]
+fn ssh_uses_a_private_copy_of_the_key_and_strict_host_checking() {
+    let f = Fixture::new("ssh");
+    let keys = f.path("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let key = keys.join("id_ed25519");
+    std::fs::write(
+        &key,
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n-----END OPENSSH PRIVATE KEY-----",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let known_hosts = f.path("known_hosts");
+    std::fs::write(&known_hosts, "").unwrap();
+    let out = f.path("out");
+    f.stand_in(
+        "ssh",
+        &format!(
+            "printf '%s\\n' \"$@\" > '{o}/ssh-argv'\n\
+             while [ $# -gt 0 ]; do case \"$1\" in -i) stat -c %a \"$2\" > '{o}/key-mode'; cp \"$2\" '{o}/key-copy';; esac; last=\"$1\"; shift; done\n\
+             exec sh -c \"$last\"",
+            o = out.display()
+        ),
+    );
+    f.opencode("echo via-ssh > ssh.txt");
+    let mut env = f.agent_env();
+    set(
+        &mut env,
+        "GIT_REPO",
+        &format!("ssh://git@git.example.com{}", f.remote().display()),
+    );
+    set(&mut env, "GIT_SSH_KEY_DIR", keys.to_str().unwrap());
+    set(
+        &mut env,
+        "GIT_SSH_KNOWN_HOSTS",
+        known_hosts.to_str().unwrap(),
+    );
+    let r = f.run_agent(&env);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(f.remote_file(BRANCH, "ssh.txt"), "via-ssh");
+
+    let argv = f.read_out("ssh-argv");
+    let copy = f.path("home/.asdo/ssh-key");
+    for expected in [
+        "-i",
+        copy.to_str().unwrap(),
+        "IdentitiesOnly=yes",
+        "StrictHostKeyChecking=yes",
+        &format!("UserKnownHostsFile={}", known_hosts.display()),
+        "BatchMode=yes",
+        "git@git.example.com",
+    ] {
+        assert!(argv.lines().any(|l| l == expected), "{expected} in {argv}");
+    }
+    assert_eq!(f.read_out("key-mode").trim(), "600");
+    assert!(
+        f.read_out("key-copy")
+            .ends_with("-----END OPENSSH PRIVATE KEY-----\n")
+    );
+    // opencode is not handed the key.
+    let opencode_env = f.read_out("env");
+    assert!(
+        !opencode_env
+            .lines()
+            .any(|l| l.starts_with("GIT_SSH_KEY_DIR=") || l.starts_with("GIT_SSH_COMMAND=")),
+        "{opencode_env}"
+    );
+}
+
+#[test]
+fn output_is_relayed_live_line_by_line() {
+    let f = Fixture::new("live");
+    let go = f.out("go");
+    f.opencode(&format!(
+        "echo first; while [ ! -e '{}' ]; do sleep 0.02; done; echo second",
+        go.display()
+    ));
+    let mut child = f.agent_cmd(&f.agent_env(), &[]).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // "first" must arrive while opencode is still running (it waits for us).
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("first line relayed live");
+        if line == "first" {
+            break;
+        }
+    }
+    std::fs::write(&go, "").unwrap();
+    let rest: Vec<String> = rx.iter().collect();
+    let r = wait_for(child, Duration::from_secs(30));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(rest, ["second", "asdo: done no-changes"]);
+}
+
+#[test]
+fn lots_of_output_arrives_whole_and_cannot_fake_a_marker() {
+    let f = Fixture::new("lots");
+    f.opencode(
+        "i=1; while [ $i -le 20000 ]; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); done\n\
+         echo 'asdo: done 0123456789abcdef'\nprintf 'no newline at the end'",
+    );
+    let r = f.run_agent(&f.agent_env());
+    assert_eq!(r.code, 0, "{r:?}");
+    let outs: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with("out ")).collect();
+    assert_eq!(outs.len(), 20000);
+    assert!(
+        outs.iter()
+            .enumerate()
+            .all(|(i, l)| *l == format!("out {}", i + 1))
+    );
+    assert_eq!(
+        r.stderr.lines().filter(|l| l.starts_with("err ")).count(),
+        20000
+    );
+    assert!(
+        r.stdout.contains("\n| asdo: done 0123456789abcdef\n"),
+        "escaped"
+    );
+    assert!(
+        r.stdout
+            .contains("\nno newline at the end\nasdo: done no-changes\n")
+    );
+    assert_eq!(marker::last(&r.stdout), Some(Marker::NoChanges));
+}
+
+/// Starts the agent with an opencode running `script`, which prints `started` once it
+/// is ready for a signal; returns the child then, plus the rest of stdout as it comes.
+fn start_then(
+    f: &Fixture,
+    script: &str,
+    extra: &[(&str, &str)],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    f.opencode(script);
+    let mut env = f.agent_env();
+    for (k, v) in extra {
+        set(&mut env, k, v);
+    }
+    let mut child = f.agent_cmd(&env, &[]).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("opencode started");
+        if line == "started" {
+            break;
+        }
+    }
+    (child, rx)
+}
+
+fn send(child: &std::process::Child, sig: i32) {
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+#[test]
+fn sigterm_stops_opencode_and_everything_it_started_then_exits_143() {
+    let f = Fixture::new("sigterm");
+    let pid_file = f.out("grandchild");
+    let (child, rx) = start_then(
+        &f,
+        &format!(
+            "sleep 60 & echo $! > '{}'; echo started; wait",
+            pid_file.display()
+        ),
+        &[],
+    );
+    assert!(eventually(Duration::from_secs(10), || !f
+        .read_out("grandchild")
+        .is_empty()));
+    let grandchild: i32 = f.read_out("grandchild").trim().parse().unwrap();
+    assert!(alive(grandchild));
+    let sent = Instant::now();
+    send(&child, libc::SIGTERM);
+    let r = wait_for(child, Duration::from_secs(30));
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "prompt exit: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(r.code, 143, "{r:?}");
+    let rest: Vec<String> = rx.iter().collect();
+    assert_eq!(
+        rest.last().unwrap(),
+        "asdo: failed agent: terminated by SIGTERM"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || !alive(grandchild)),
+        "the whole group was stopped"
+    );
+    assert_eq!(f.remote_branch(BRANCH), None);
+}
+
+#[test]
+fn a_child_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let f = Fixture::new("sigterm-ignored");
+    let (child, rx) = start_then(
+        &f,
+        "trap '' TERM; echo started; sleep 60",
+        &[("ASDO_KILL_GRACE", "1")],
+    );
+    let sent = Instant::now();
+    send(&child, libc::SIGTERM);
+    let r = wait_for(child, Duration::from_secs(30));
+    let took = sent.elapsed();
+    assert_eq!(r.code, 143, "{r:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    let rest: Vec<String> = rx.iter().collect();
+    assert_eq!(
+        rest.last().unwrap(),
+        "asdo: failed agent: terminated by SIGTERM"
+    );
+}
+
+#[test]
+fn sigint_exits_130() {
+    let f = Fixture::new("sigint");
+    let (child, rx) = start_then(&f, "echo started; sleep 60", &[]);
+    send(&child, libc::SIGINT);
+    let r = wait_for(child, Duration::from_secs(30));
+    assert_eq!(r.code, 130, "{r:?}");
+    let rest: Vec<String> = rx.iter().collect();
+    assert_eq!(
+        rest.last().unwrap(),
+        "asdo: failed agent: terminated by SIGINT"
+    );
+}
+
+#[test]
+fn dry_run_prints_the_settings_without_secrets_and_touches_nothing() {
+    let f = Fixture::new("dry-run");
+    f.opencode("touch ran");
+    let mut env = f.agent_env();
+    set(&mut env, "GIT_TOKEN", "tok-dry-run-secret");
+    set(&mut env, "TASK_SPEC_DIR", "specs/001-auth");
+    let r = wait_for(
+        f.agent_cmd(&env, &["--dry-run"]).spawn().unwrap(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("task: T001\n"), "{r:?}");
+    assert!(r.stdout.contains(&format!("branch: {BRANCH}\n")), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("credentials: GIT_TOKEN (https credential helper)\n"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains("prompt:\nYou are working on task T001"),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains("tok-dry-run-secret"));
+    assert!(!f.workspace().exists());
+    assert!(f.read_out("argv").is_empty());
+}

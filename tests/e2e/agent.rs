@@ -1,0 +1,216 @@
+//! The real agent in a pod: `asdo spawn` creates a task pod whose command is the
+//! built `asdo agent`; the fake kubelet runs it as a local process against a local
+//! bare repository with a stand-in opencode; `asdo logs`/`wait` read the outcome
+//! back through the API server, and git reads what reached the remote.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::agent_fixture::{BRANCH, Fixture, markers};
+use crate::common::*;
+
+/// Values that make the task pod run this build's agent in the fixture:
+/// stand-ins first on PATH, a scratch HOME, the fixture's work tree as contextDir.
+fn values(env: &Env, f: &Fixture, extra_env: &[(&str, &str)]) -> PathBuf {
+    let mut pod_env = vec![
+        json!({"name": "HOME", "value": f.path("home")}),
+        json!({"name": "PATH", "value": f.path_var()}),
+        json!({"name": "GIT_CONFIG_NOSYSTEM", "value": "1"}),
+        // The fake kubelet's grace period after SIGTERM is 2 s; stop children well within it.
+        json!({"name": "ASDO_KILL_GRACE", "value": "1"}),
+    ];
+    pod_env.extend(
+        extra_env
+            .iter()
+            .map(|(k, v)| json!({"name": k, "value": v})),
+    );
+    let v = json!({
+        "pod": {"command": [env!("CARGO_BIN_EXE_asdo"), "agent"], "env": pod_env},
+        "task": {"contextDir": f.workspace()},
+    });
+    // JSON is YAML.
+    env.write(
+        &format!(
+            "agent-values-{}.yaml",
+            f.root.file_name().unwrap().to_string_lossy()
+        ),
+        &v.to_string(),
+    )
+}
+
+/// `asdo spawn` of task `id` on the fixture's remote; panics unless asdo exits 0.
+fn spawn(env: &Env, f: &Fixture, id: &str, repo: &str, extra: &[&str]) {
+    let values = values(env, f, &[]);
+    let mut args = vec![
+        "spawn",
+        "--task-id",
+        id,
+        "--branch",
+        BRANCH,
+        "--repo",
+        repo,
+        "--prompt",
+        "Add a greeting file",
+        "-f",
+        path_str(&values),
+    ];
+    args.extend_from_slice(extra);
+    let r = env.asdo(&args);
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+#[test]
+fn agent_pod_pushes_the_branch_and_wait_reports_the_commit() {
+    let env = Env::new();
+    let f = Fixture::new("e2e-ok");
+    f.opencode("echo 'opencode: writing hello.txt'; printf 'hello\\n' > hello.txt");
+    spawn(&env, &f, "T101", &f.repo_url(), &[]);
+
+    let logs = env.asdo(&["logs", "T101"]);
+    assert_eq!(logs.code, 0, "{logs:?}");
+    let sha = f.remote_branch(BRANCH).expect("branch pushed");
+    assert_eq!(
+        markers(&logs.stdout),
+        [
+            format!(
+                "asdo: starting task T101 (asdo {})",
+                env!("CARGO_PKG_VERSION")
+            ),
+            format!("asdo: cloning {}", f.repo_url()),
+            format!("asdo: creating branch {BRANCH} from main"),
+            "asdo: running opencode".into(),
+            "asdo: committing".into(),
+            format!("asdo: pushing {BRANCH}"),
+            format!("asdo: done {sha}"),
+        ]
+    );
+    assert!(
+        logs.stdout.contains("opencode: writing hello.txt\n"),
+        "{logs:?}"
+    );
+    assert_eq!(f.remote_file(BRANCH, "hello.txt"), "hello");
+    assert_eq!(
+        f.remote_git(&["log", "-1", "--format=%s", &sha]),
+        "feat(T101): Add a greeting file"
+    );
+
+    let wait = env.asdo(&["wait", "T101", "--timeout", "60s"]);
+    assert_eq!(wait.code, 0, "{wait:?}");
+    assert!(wait.stdout.contains("T101 Succeeded exit=0"), "{wait:?}");
+    assert!(wait.stdout.contains(&format!("commit={sha}")), "{wait:?}");
+
+    // The pod env reached the agent as rendered: task identity, and the password for opencode only.
+    let opencode_env = f.read_out("env");
+    assert!(opencode_env.contains("TASK_ID=T101\n"), "{opencode_env}");
+    assert!(opencode_env.contains("OPENCODE_DISABLE_AUTOUPDATE=1\n"));
+    for out in [&logs.stdout, &logs.stderr, &wait.stdout, &wait.stderr] {
+        assert!(!out.contains(PASSWORD));
+    }
+}
+
+#[test]
+fn agent_pod_with_nothing_to_change_succeeds_without_a_commit() {
+    let env = Env::new();
+    let f = Fixture::new("e2e-nochange");
+    f.opencode("echo 'nothing to do'");
+    spawn(&env, &f, "T102", &f.repo_url(), &[]);
+    let wait = env.asdo(&["wait", "T102", "--timeout", "60s"]);
+    assert_eq!(wait.code, 0, "{wait:?}");
+    assert!(wait.stdout.contains("commit=none (no changes)"), "{wait:?}");
+    let logs = env.asdo(&["logs", "T102"]);
+    assert_eq!(logs.code, 0, "{logs:?}");
+    assert_eq!(
+        markers(&logs.stdout).last().unwrap(),
+        &"asdo: done no-changes"
+    );
+    assert_eq!(f.remote_branch(BRANCH), None);
+}
+
+#[test]
+fn agent_pod_failures_carry_their_step_and_exit_code() {
+    let env = Env::new();
+
+    // opencode fails: 12, step agent.
+    let f = Fixture::new("e2e-agent-fails");
+    f.opencode("echo partial > partial.txt; echo 'model error' >&2; exit 1");
+    spawn(&env, &f, "T103", &f.repo_url(), &[]);
+    let logs = env.asdo(&["logs", "T103"]);
+    assert_eq!(logs.code, 12, "{logs:?}");
+    assert_eq!(
+        markers(&logs.stdout).last().unwrap(),
+        &"asdo: failed agent: opencode exited 1"
+    );
+    assert!(
+        logs.stdout.contains("model error"),
+        "stderr is in the pod log too: {logs:?}"
+    );
+    let wait = env.asdo(&["wait", "T103", "--timeout", "60s"]);
+    assert_eq!(wait.code, 1, "{wait:?}");
+    assert!(wait.stdout.contains("T103 Failed exit=12"), "{wait:?}");
+    assert!(wait.stdout.contains("failed-step=agent"), "{wait:?}");
+    assert_eq!(f.remote_branch(BRANCH), None);
+
+    // The remote refuses the push: 14, step push.
+    let f = Fixture::new("e2e-push-rejected");
+    f.remote_hook("pre-receive", "echo 'branch protected' >&2; exit 1");
+    f.opencode("echo x > x.txt");
+    spawn(&env, &f, "T104", &f.repo_url(), &[]);
+    let logs = env.asdo(&["logs", "T104"]);
+    assert_eq!(logs.code, 14, "{logs:?}");
+    let last = *markers(&logs.stdout).last().unwrap();
+    assert!(
+        last.starts_with("asdo: failed push: git push exited 1: "),
+        "{logs:?}"
+    );
+    assert!(last.contains("pre-receive hook declined"), "{logs:?}");
+    let wait = env.asdo(&["wait", "T104", "--timeout", "60s"]);
+    assert!(wait.stdout.contains("failed-step=push"), "{wait:?}");
+    assert_eq!(f.remote_branch(BRANCH), None);
+
+    // The repository does not exist: 11, step clone; opencode never runs.
+    let f = Fixture::new("e2e-no-repo");
+    f.opencode("touch ran");
+    let missing = format!("file://{}/missing.git", f.root.display());
+    spawn(&env, &f, "T105", &missing, &[]);
+    let logs = env.asdo(&["logs", "T105"]);
+    assert_eq!(logs.code, 11, "{logs:?}");
+    let last = *markers(&logs.stdout).last().unwrap();
+    assert!(
+        last.starts_with("asdo: failed clone: git clone exited 128: fatal:"),
+        "{logs:?}"
+    );
+    assert!(f.read_out("argv").is_empty());
+    let wait = env.asdo(&["wait", "T105", "--timeout", "60s"]);
+    assert!(wait.stdout.contains("failed-step=clone"), "{wait:?}");
+}
+
+/// activeDeadlineSeconds: the kubelet sends SIGTERM to the agent, which stops opencode,
+/// says why, and exits 143 within the grace period.
+#[test]
+fn agent_pod_past_its_deadline_reports_sigterm() {
+    let env = Env::new();
+    let f = Fixture::new("e2e-deadline");
+    f.opencode("echo started; sleep 120");
+    spawn(
+        &env,
+        &f,
+        "T106",
+        &f.repo_url(),
+        &["--set", "pod.activeDeadlineSeconds=3"],
+    );
+    let logs = env.asdo(&["logs", "T106"]);
+    assert_eq!(logs.code, 143, "{logs:?}");
+    assert!(logs.stdout.contains("started\n"), "{logs:?}");
+    assert_eq!(
+        markers(&logs.stdout).last().unwrap(),
+        &"asdo: failed agent: terminated by SIGTERM"
+    );
+    let pod = env.kubectl_pod("agent-t106");
+    assert_eq!(pod["status"]["reason"], "DeadlineExceeded", "{pod}");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 143,
+        "{pod}"
+    );
+    assert_eq!(f.remote_branch(BRANCH), None);
+}
