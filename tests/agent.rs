@@ -516,6 +516,7 @@ fn ssh_uses_a_private_copy_of_the_key_and_strict_host_checking() {
         assert!(argv.lines().any(|l| l == expected), "{expected} in {argv}");
     }
     assert_eq!(f.read_out("key-mode").trim(), "600");
+    assert!(!copy.exists(), "the key copy is removed at the end");
     assert!(
         f.read_out("key-copy")
             .ends_with("-----END OPENSSH PRIVATE KEY-----\n")

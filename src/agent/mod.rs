@@ -156,8 +156,13 @@ pub async fn run(dry_run: bool) -> i32 {
             env: vec![],
         },
         config,
+        key_copy: None,
     };
     let outcome = agent.steps().await;
+    if let Some(key) = &agent.key_copy {
+        // Only git needs the key; leave no copy for whatever runs in this HOME later.
+        let _ = std::fs::remove_file(key);
+    }
     report(&relay, outcome)
 }
 
@@ -197,6 +202,8 @@ struct Agent {
     config: Config,
     runner: Runner,
     git: Git,
+    /// The private copy of the SSH key, removed when the run ends.
+    key_copy: Option<std::path::PathBuf>,
 }
 
 impl Agent {
@@ -270,6 +277,7 @@ impl Agent {
             &git::base_env(c),
             &git::credential_env(c, key_copy.as_deref()),
         ]);
+        self.key_copy = key_copy;
         Ok(())
     }
 
