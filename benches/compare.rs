@@ -34,30 +34,100 @@ struct Sample {
     rss_kb: i64,
 }
 
-fn measure(mut cmd: Command) -> Sample {
-    measure_for(&mut cmd, None)
+/// Set in the environment of the measurer process (see `Measurer`).
+const MEASURER_ENV: &str = "ASDO_BENCH_MEASURER";
+
+/// Linux carries a process's RSS high-water mark across fork and exec into `ru_maxrss`, so a
+/// child of this process (which holds the fake API server, 10,000 pods and 200 MB of log) would
+/// report at least our size. Commands are therefore started by a copy of this binary launched
+/// at the very beginning, while it is still a few MB, talking JSON lines over a pipe.
+struct Measurer {
+    _child: std::process::Child,
+    to: std::process::ChildStdin,
+    from: std::io::BufReader<std::process::ChildStdout>,
 }
 
-/// Run `cmd`; with `limit`, kill it after that long (for commands that follow forever).
-fn measure_for(cmd: &mut Command, limit: Option<Duration>) -> Sample {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let start = Instant::now();
-    let child = cmd.spawn().expect("spawn benchmark command");
-    let pid = child.id() as libc::pid_t;
-    if let Some(limit) = limit {
-        std::thread::sleep(limit);
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our child; wait4 fills status and usage.
-    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    std::mem::forget(child);
+static MEASURER: std::sync::OnceLock<std::sync::Mutex<Measurer>> = std::sync::OnceLock::new();
+
+fn start_measurer() {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(MEASURER_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the measurer process");
+    let m = Measurer {
+        to: child.stdin.take().unwrap(),
+        from: std::io::BufReader::new(child.stdout.take().unwrap()),
+        _child: child,
+    };
+    let _ = MEASURER.set(std::sync::Mutex::new(m));
+}
+
+fn measure(cmd: Command) -> Sample {
+    measure_for(&cmd, None)
+}
+
+/// Run `cmd` (through the measurer); with `limit`, stop it after that long (for commands that
+/// follow forever).
+fn measure_for(cmd: &Command, limit: Option<Duration>) -> Sample {
+    use std::io::{BufRead, Write};
+    let req = json!({
+        "program": cmd.get_program().to_string_lossy(),
+        "args": cmd.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
+        "env": cmd.get_envs()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned())))
+            .collect::<Vec<_>>(),
+        "limit_ms": limit.map(|l| l.as_millis() as u64),
+    });
+    let mut m = MEASURER.get().expect("measurer started").lock().unwrap();
+    writeln!(m.to, "{req}").unwrap();
+    let mut line = String::new();
+    m.from.read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("measurer reply");
     Sample {
-        wall: start.elapsed(),
-        rss_kb: usage.ru_maxrss,
+        wall: Duration::from_micros(v["wall_us"].as_u64().unwrap()),
+        rss_kb: v["rss_kb"].as_i64().unwrap(),
+    }
+}
+
+/// The measurer process: one request per line, one reply per line.
+fn measurer_loop() {
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    for line in stdin.lock().lines() {
+        let req: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let mut cmd = Command::new(req["program"].as_str().unwrap());
+        for a in req["args"].as_array().unwrap() {
+            cmd.arg(a.as_str().unwrap());
+        }
+        for kv in req["env"].as_array().unwrap() {
+            match kv[1].as_str() {
+                Some(v) => cmd.env(kv[0].as_str().unwrap(), v),
+                None => cmd.env_remove(kv[0].as_str().unwrap()),
+            };
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let start = Instant::now();
+        let child = cmd.spawn().expect("spawn benchmark command");
+        let pid = child.id() as libc::pid_t;
+        if let Some(ms) = req["limit_ms"].as_u64() {
+            std::thread::sleep(Duration::from_millis(ms));
+            // SAFETY: pid is our unreaped child.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let mut status = 0;
+        // SAFETY: zeroed rusage is a valid value; wait4 fills status and usage for our child.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        std::mem::forget(child);
+        let reply =
+            json!({"wall_us": start.elapsed().as_micros() as u64, "rss_kb": usage.ru_maxrss});
+        writeln!(out, "{reply}").unwrap();
+        out.flush().unwrap();
     }
 }
 
@@ -146,6 +216,10 @@ fn task_pod(name: &str, phase: &str) -> Pod {
 }
 
 fn main() {
+    if std::env::var_os(MEASURER_ENV).is_some() {
+        return measurer_loop();
+    }
+    start_measurer();
     // `cargo bench` passes --bench; nothing else is accepted.
     let server = FakeApiServer::start();
     server.create_namespace(NS);
@@ -264,6 +338,7 @@ fn main() {
                     .status();
             }
             let t = Instant::now();
+            let mut rss = 0;
             for i in 0..n {
                 let script = format!(
                     "{h} template agentic-sdlc-orchestrator-dev {rel} -n {NS} --show-only charts/agentic-sdlc-orchestrator/templates/pod.yaml \
@@ -275,11 +350,11 @@ fn main() {
                 );
                 let mut c = Command::new("bash");
                 c.args(["-o", "pipefail", "-c", &script]);
-                measure(c);
+                rss = rss.max(measure(c).rss_kb);
             }
             helm_s.push(per(Sample {
                 wall: t.elapsed(),
-                rss_kb: 0,
+                rss_kb: rss,
             }));
             b.clear_pods();
         }
@@ -452,11 +527,8 @@ fn main() {
             .stdout(Stdio::null())
             .status();
     }
-    let a = measure_for(
-        &mut b.asdo(&["logs", "--all"]),
-        Some(Duration::from_secs(8)),
-    );
-    let mut kc = b.kubectl(&[
+    let a = measure_for(&b.asdo(&["logs", "--all"]), Some(Duration::from_secs(8)));
+    let kc = b.kubectl(&[
         "logs",
         "-f",
         "-n",
@@ -467,7 +539,7 @@ fn main() {
         "--max-log-requests",
         &pods.to_string(),
     ]);
-    let k = measure_for(&mut kc, Some(Duration::from_secs(8)));
+    let k = measure_for(&kc, Some(Duration::from_secs(8)));
     b.row(
         &format!("follow {pods} task pods for 8 s"),
         a,
