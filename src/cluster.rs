@@ -88,14 +88,26 @@ pub async fn delete_pod(api: &Api<Pod>, name: &str, ns: &str) -> Result<()> {
 
 /// List every page: API servers cap a page, and 10,000 pods must not be one response.
 pub async fn list_all(api: &Api<Pod>, lp: &ListParams, what: &str) -> Result<Vec<Pod>> {
-    let mut lp = lp.clone().limit(500);
     let mut out = Vec::new();
+    for_each_page(api, lp, what, |page| out.extend(page)).await?;
+    Ok(out)
+}
+
+/// Pages of 500, handed to `f` one at a time, so a caller that keeps only a summary of each
+/// pod (`asdo list`'s table) never holds more than one page of full objects.
+pub async fn for_each_page(
+    api: &Api<Pod>,
+    lp: &ListParams,
+    what: &str,
+    mut f: impl FnMut(Vec<Pod>),
+) -> Result<()> {
+    let mut lp = lp.clone().limit(500);
     loop {
         let page: ObjectList<Pod> = api.list(&lp).await.map_err(|e| Error::from_kube(what, e))?;
-        out.extend(page.items);
+        f(page.items);
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => lp = lp.continue_token(&token),
-            None => return Ok(out),
+            None => return Ok(()),
         }
     }
 }

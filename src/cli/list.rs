@@ -49,43 +49,57 @@ pub async fn run(global: &Global, args: ListArgs) -> Result<i32> {
         lp = lp.fields(&format!("status.phase={p}"));
     }
     let where_ = ns.map_or("all namespaces".to_string(), |n| format!("namespace {n}"));
-    let mut pods = cluster::list_all(&api, &lp, &format!("list pods in {where_}")).await?;
-    pods.sort_by(|a, b| {
-        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
-    });
+    let what = format!("list pods in {where_}");
 
-    match args.output {
-        Some(Output::Name) => {
-            for p in &pods {
-                println!("pod/{}", p.metadata.name.as_deref().unwrap_or(""));
-            }
-        }
-        Some(f @ (Output::Yaml | Output::Json)) => {
-            let list = ObjectList::<Pod> {
-                types: kube::core::TypeMeta {
-                    api_version: "v1".into(),
-                    kind: "List".into(),
-                },
-                metadata: Default::default(),
-                items: pods,
-            };
-            print_object(&list, f)?;
-        }
-        other => {
-            if pods.is_empty() {
-                eprintln!("No task pods found in {where_}.");
+    if let Some(f @ (Output::Yaml | Output::Json)) = args.output {
+        let mut pods = cluster::list_all(&api, &lp, &what).await?;
+        pods.sort_by(|a, b| {
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
+        let list = ObjectList::<Pod> {
+            types: kube::core::TypeMeta {
+                api_version: "v1".into(),
+                kind: "List".into(),
+            },
+            metadata: Default::default(),
+            items: pods,
+        };
+        print_object(&list, f)?;
+        return Ok(exit::OK);
+    }
+
+    // Names and tables keep a few strings per pod, not the pods: 10,000 task pods would
+    // otherwise sit in memory as full objects.
+    let wide = args.output == Some(Output::Wide);
+    let now = Timestamp::now();
+    let mut rows: Vec<((String, String), Vec<String>)> = Vec::new();
+    cluster::for_each_page(&api, &lp, &what, |page| {
+        for p in &page {
+            let key = (
+                p.metadata.namespace.clone().unwrap_or_default(),
+                p.metadata.name.clone().unwrap_or_default(),
+            );
+            let cells = if args.output == Some(Output::Name) {
+                vec![]
             } else {
-                print!(
-                    "{}",
-                    table(
-                        &pods,
-                        other == Some(Output::Wide),
-                        args.all_namespaces,
-                        Timestamp::now()
-                    )
-                );
-            }
+                row(p, wide, args.all_namespaces, now)
+            };
+            rows.push((key, cells));
         }
+    })
+    .await?;
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+
+    if args.output == Some(Output::Name) {
+        for ((_, name), _) in &rows {
+            println!("pod/{name}");
+        }
+    } else if rows.is_empty() {
+        eprintln!("No task pods found in {where_}.");
+    } else {
+        let cells: Vec<Vec<String>> = rows.into_iter().map(|(_, c)| c).collect();
+        print!("{}", layout(header(wide, args.all_namespaces), cells));
     }
     Ok(exit::OK)
 }
@@ -104,8 +118,7 @@ fn since(t: Option<Timestamp>, now: Timestamp) -> Option<Duration> {
     ))
 }
 
-/// The table, kubectl style: left-aligned columns, three spaces apart.
-pub fn table(pods: &[Pod], wide: bool, with_ns: bool, now: Timestamp) -> String {
+fn header(wide: bool, with_ns: bool) -> Vec<String> {
     let mut header = vec![];
     if with_ns {
         header.push("NAMESPACE");
@@ -114,57 +127,70 @@ pub fn table(pods: &[Pod], wide: bool, with_ns: bool, now: Timestamp) -> String 
     if wide {
         header.extend(["NODE", "IMAGE", "REPO"]);
     }
-    let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
-    for p in pods {
-        let meta = &p.metadata;
-        let ann = |k: &str| {
-            meta.annotations
-                .as_ref()
-                .and_then(|a| a.get(k).cloned())
-                .unwrap_or_else(|| "<none>".into())
-        };
-        let started = p
-            .status
+    header.into_iter().map(String::from).collect()
+}
+
+/// One pod's table cells, in `header` order.
+fn row(p: &Pod, wide: bool, with_ns: bool, now: Timestamp) -> Vec<String> {
+    let meta = &p.metadata;
+    let ann = |k: &str| {
+        meta.annotations
             .as_ref()
-            .and_then(|s| s.start_time.as_ref())
-            .map(|t| t.0);
-        let finished = follow::agent_status(p)
-            .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
-            .map(|t| t.0);
-        let duration = match (started, finished) {
-            (Some(s), Some(f)) => since(Some(s), f),
-            (Some(s), None) => since(Some(s), now),
-            _ => None,
-        };
-        let mut row = vec![];
-        if with_ns {
-            row.push(meta.namespace.clone().unwrap_or_default());
-        }
-        row.extend([
-            meta.labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_TASK_ID).cloned())
-                .unwrap_or_default(),
-            meta.name.clone().unwrap_or_default(),
-            follow::phase(p).to_string(),
-            follow::exit_code(p).map_or("-".into(), |c| c.to_string()),
-            since(meta.creation_timestamp.as_ref().map(|t| t.0), now)
-                .map_or("-".into(), humantime::short),
-            duration.map_or("-".into(), humantime::short),
-            ann(ANN_BRANCH),
-        ]);
-        if wide {
-            let spec = p.spec.as_ref();
-            row.extend([
-                spec.and_then(|s| s.node_name.clone())
-                    .unwrap_or_else(|| "<none>".into()),
-                spec.and_then(|s| s.containers.first()?.image.clone())
-                    .unwrap_or_default(),
-                ann(ANN_REPO),
-            ]);
-        }
-        rows.push(row);
+            .and_then(|a| a.get(k).cloned())
+            .unwrap_or_else(|| "<none>".into())
+    };
+    let started = p
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .map(|t| t.0);
+    let finished = follow::agent_status(p)
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+        .map(|t| t.0);
+    let duration = match (started, finished) {
+        (Some(s), Some(f)) => since(Some(s), f),
+        (Some(s), None) => since(Some(s), now),
+        _ => None,
+    };
+    let mut row = vec![];
+    if with_ns {
+        row.push(meta.namespace.clone().unwrap_or_default());
     }
+    row.extend([
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_TASK_ID).cloned())
+            .unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+        follow::phase(p).to_string(),
+        follow::exit_code(p).map_or("-".into(), |c| c.to_string()),
+        since(meta.creation_timestamp.as_ref().map(|t| t.0), now)
+            .map_or("-".into(), humantime::short),
+        duration.map_or("-".into(), humantime::short),
+        ann(ANN_BRANCH),
+    ]);
+    if wide {
+        let spec = p.spec.as_ref();
+        row.extend([
+            spec.and_then(|s| s.node_name.clone())
+                .unwrap_or_else(|| "<none>".into()),
+            spec.and_then(|s| s.containers.first()?.image.clone())
+                .unwrap_or_default(),
+            ann(ANN_REPO),
+        ]);
+    }
+    row
+}
+
+#[cfg(test)]
+fn table(pods: &[Pod], wide: bool, with_ns: bool, now: Timestamp) -> String {
+    let rows = pods.iter().map(|p| row(p, wide, with_ns, now)).collect();
+    layout(header(wide, with_ns), rows)
+}
+
+/// The table, kubectl style: left-aligned columns, three spaces apart.
+fn layout(header: Vec<String>, body: Vec<Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = std::iter::once(header).chain(body).collect();
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
