@@ -35,21 +35,7 @@ fn pushes_a_new_branch_created_from_the_default_branch() {
 
     let sha = f.remote_branch(BRANCH).expect("branch pushed");
     let main = f.remote_branch("main").unwrap();
-    assert_eq!(
-        r.markers(),
-        [
-            format!(
-                "asdo: starting task T001 (asdo {})",
-                env!("CARGO_PKG_VERSION")
-            ),
-            format!("asdo: cloning {}", f.repo_url()),
-            format!("asdo: creating branch {BRANCH} from main"),
-            "asdo: running opencode".into(),
-            "asdo: committing".into(),
-            format!("asdo: pushing {BRANCH}"),
-            format!("asdo: done {sha}"),
-        ]
-    );
+    assert_eq!(r.markers(), f.new_branch_markers("T001", &sha));
     assert_eq!(marker::last(&r.stdout), Some(Marker::Done(sha.clone())));
     // opencode's output is relayed, stdout to stdout and stderr to stderr, between the markers.
     let lines: Vec<&str> = r.stdout.lines().collect();
@@ -535,29 +521,12 @@ fn ssh_uses_a_private_copy_of_the_key_and_strict_host_checking() {
 fn output_is_relayed_live_line_by_line() {
     let f = Fixture::new("live");
     let go = f.out("go");
-    f.opencode(&format!(
-        "echo first; while [ ! -e '{}' ]; do sleep 0.02; done; echo second",
+    // "started" must arrive while opencode is still running: it waits for us to create `go`.
+    let script = format!(
+        "echo started; while [ ! -e '{}' ]; do sleep 0.02; done; echo second",
         go.display()
-    ));
-    let mut child = f.agent_cmd(&f.agent_env(), &[]).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    // "first" must arrive while opencode is still running (it waits for us).
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("first line relayed live");
-        if line == "first" {
-            break;
-        }
-    }
+    );
+    let (child, rx) = start_then(&f, &script, &[]);
     std::fs::write(&go, "").unwrap();
     let rest: Vec<String> = rx.iter().collect();
     let r = wait_for(child, Duration::from_secs(30));

@@ -126,6 +126,22 @@ impl Fixture {
         &self.remote
     }
 
+    /// Every marker of a run that creates BRANCH from main and pushes `sha`, in order.
+    pub fn new_branch_markers(&self, task: &str, sha: &str) -> Vec<String> {
+        vec![
+            format!(
+                "asdo: starting task {task} (asdo {})",
+                env!("CARGO_PKG_VERSION")
+            ),
+            format!("asdo: cloning {}", self.repo_url()),
+            format!("asdo: creating branch {BRANCH} from main"),
+            "asdo: running opencode".into(),
+            "asdo: committing".into(),
+            format!("asdo: pushing {BRANCH}"),
+            format!("asdo: done {sha}"),
+        ]
+    }
+
     pub fn repo_url(&self) -> String {
         format!("file://{}", self.remote().display())
     }

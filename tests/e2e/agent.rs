@@ -70,21 +70,7 @@ fn agent_pod_pushes_the_branch_and_wait_reports_the_commit() {
     let logs = env.asdo(&["logs", "T101"]);
     assert_eq!(logs.code, 0, "{logs:?}");
     let sha = f.remote_branch(BRANCH).expect("branch pushed");
-    assert_eq!(
-        markers(&logs.stdout),
-        [
-            format!(
-                "asdo: starting task T101 (asdo {})",
-                env!("CARGO_PKG_VERSION")
-            ),
-            format!("asdo: cloning {}", f.repo_url()),
-            format!("asdo: creating branch {BRANCH} from main"),
-            "asdo: running opencode".into(),
-            "asdo: committing".into(),
-            format!("asdo: pushing {BRANCH}"),
-            format!("asdo: done {sha}"),
-        ]
-    );
+    assert_eq!(markers(&logs.stdout), f.new_branch_markers("T101", &sha));
     assert!(
         logs.stdout.contains("opencode: writing hello.txt\n"),
         "{logs:?}"

@@ -7,21 +7,18 @@ use crate::common::*;
 const REPO: &str = "git@github.com:org/repo.git";
 const BRANCH: &str = "specs/001-auth/T001-async";
 
+/// `spawn --task-id <id> --branch BRANCH --repo REPO`, then `extra`.
+fn spawn_args<'a>(id: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["spawn", "--task-id", id, "--branch", BRANCH, "--repo", REPO];
+    v.extend_from_slice(extra);
+    v
+}
+
 #[test]
 fn spawn_creates_the_task_pod_with_one_write() {
     let env = Env::new();
     env.server.clear_requests();
-    let r = env.asdo(&[
-        "spawn",
-        "--task-id",
-        "T001",
-        "--branch",
-        BRANCH,
-        "--repo",
-        REPO,
-        "--prompt",
-        "Add login",
-    ]);
+    let r = env.asdo(&spawn_args("T001", &["--prompt", "Add login"]));
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout, "pod/agent-t001 created\n");
     assert!(r.stderr.contains("asdo logs T001"), "{r:?}");
@@ -126,15 +123,7 @@ fn dry_run_needs_no_cluster_and_prints_no_secret() {
 fn already_exists_says_what_to_do() {
     let env = Env::new();
     env.spawn_script("T003", "sleep 30");
-    let r = env.asdo(&[
-        "spawn",
-        "--task-id",
-        "T003",
-        "--branch",
-        BRANCH,
-        "--repo",
-        REPO,
-    ]);
+    let r = env.asdo(&spawn_args("T003", &[]));
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr.contains("already exists") && r.stderr.contains("--replace"),
@@ -145,16 +134,7 @@ fn already_exists_says_what_to_do() {
     // --replace refuses to kill a running task...
     env.server
         .wait_for_phase(NS, "agent-t003", "Running", Duration::from_secs(10));
-    let r = env.asdo(&[
-        "spawn",
-        "--task-id",
-        "T003",
-        "--branch",
-        BRANCH,
-        "--repo",
-        REPO,
-        "--replace",
-    ]);
+    let r = env.asdo(&spawn_args("T003", &["--replace"]));
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("still Running"), "{r:?}");
 }
@@ -169,18 +149,7 @@ fn replace_swaps_a_finished_pod() {
     );
     let old_uid = env.server.pod(NS, "agent-t004").unwrap().metadata.uid;
     let values = env.script_values("echo second");
-    let r = env.asdo(&[
-        "spawn",
-        "--task-id",
-        "T004",
-        "--branch",
-        BRANCH,
-        "--repo",
-        REPO,
-        "--replace",
-        "-f",
-        path_str(&values),
-    ]);
+    let r = env.asdo(&spawn_args("T004", &["--replace", "-f", path_str(&values)]));
     assert_eq!(r.code, 0, "{r:?}");
     let new_uid = env.server.pod(NS, "agent-t004").unwrap().metadata.uid;
     assert_ne!(old_uid, new_uid);
@@ -190,18 +159,7 @@ fn replace_swaps_a_finished_pod() {
 fn follow_streams_and_exits_with_the_task_code() {
     let env = Env::new();
     let values = env.script_values("echo working; sleep 0.3; echo giving up; exit 7");
-    let r = env.asdo(&[
-        "spawn",
-        "--task-id",
-        "T005",
-        "--branch",
-        BRANCH,
-        "--repo",
-        REPO,
-        "-f",
-        path_str(&values),
-        "--follow",
-    ]);
+    let r = env.asdo(&spawn_args("T005", &["-f", path_str(&values), "--follow"]));
     assert_eq!(r.code, 7, "{r:?}");
     assert_eq!(r.stdout, "pod/agent-t005 created\nworking\ngiving up\n");
     assert!(r.stderr.contains("Failed, exit code 7"), "{r:?}");
@@ -212,18 +170,7 @@ fn wait_returns_once_running() {
     let env = Env::new();
     env.server.set_schedule_delay(Duration::from_millis(600));
     let values = env.script_values("sleep 30");
-    let r = env.asdo(&[
-        "spawn",
-        "--task-id",
-        "T006",
-        "--branch",
-        BRANCH,
-        "--repo",
-        REPO,
-        "-f",
-        path_str(&values),
-        "--wait",
-    ]);
+    let r = env.asdo(&spawn_args("T006", &["-f", path_str(&values), "--wait"]));
     assert_eq!(r.code, 0, "{r:?}");
     let pod = env.server.pod(NS, "agent-t006").unwrap();
     assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Running"));
@@ -240,17 +187,10 @@ fn cluster_configmap_values_apply_and_flags_win() {
             "pod:\n  image:\n    tag: from-cluster\n  activeDeadlineSeconds: 60\n",
         )],
     );
-    let r = env.asdo(&[
-        "spawn",
-        "--task-id",
+    let r = env.asdo(&spawn_args(
         "T007",
-        "--branch",
-        BRANCH,
-        "--repo",
-        REPO,
-        "--set",
-        "pod.activeDeadlineSeconds=90",
-    ]);
+        &["--set", "pod.activeDeadlineSeconds=90"],
+    ));
     assert_eq!(r.code, 0, "{r:?}");
     let pod = env.kubectl_pod("agent-t007");
     assert_eq!(
@@ -417,17 +357,7 @@ fn bad_input_fails_before_any_request() {
 fn api_errors_are_one_clear_line() {
     let env = Env::new();
     // Unknown namespace: say how to get one.
-    let r = env.asdo(&[
-        "spawn",
-        "--task-id",
-        "T8",
-        "--branch",
-        BRANCH,
-        "--repo",
-        REPO,
-        "-n",
-        "nowhere",
-    ]);
+    let r = env.asdo(&spawn_args("T8", &["-n", "nowhere"]));
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr.contains("nowhere") && r.stderr.contains("helm upgrade --install"),
@@ -436,30 +366,14 @@ fn api_errors_are_one_clear_line() {
 
     // A server error on the create.
     env.server.fail_next_matching(1, 500, "POST", "/pods");
-    let r = env.asdo(&[
-        "spawn",
-        "--task-id",
-        "T9",
-        "--branch",
-        BRANCH,
-        "--repo",
-        REPO,
-    ]);
+    let r = env.asdo(&spawn_args("T9", &[]));
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("500"), "{r:?}");
     assert!(env.server.pods(NS).is_empty(), "nothing half-created");
 
     // Forbidden: point at RBAC.
     env.server.forbid_namespace(NS);
-    let r = env.asdo(&[
-        "spawn",
-        "--task-id",
-        "T10",
-        "--branch",
-        BRANCH,
-        "--repo",
-        REPO,
-    ]);
+    let r = env.asdo(&spawn_args("T10", &[]));
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr.contains("forbidden") && r.stderr.contains("rbac.subjects"),
