@@ -37,6 +37,9 @@ pub const RELEASES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The chart's JSON schema: Helm refuses values it does not allow, so asdo does too.
+const SCHEMA: &str = include_str!("../charts/agentic-sdlc-orchestrator/values.schema.json");
+
 /// Key of the ConfigMap data entry the chart publishes with its effective values.
 pub const CONFIGMAP_KEY: &str = "values.yaml";
 
@@ -84,6 +87,63 @@ pub fn defaults_for(environment: &str) -> Result<Value> {
         merge(&mut values, sub.clone());
     }
     Ok(values)
+}
+
+/// Refuse keys the chart's schema does not allow (`additionalProperties: false`), as `helm
+/// install` would, so a typo such as `pod.imagee.tag` is an error rather than silently ignored.
+/// Types and formats are left to the typed view and the renderer.
+pub fn check_keys(origin: &str, values: &Value) -> Result<()> {
+    let schema: Value = serde_json::from_str(SCHEMA).expect("the chart's schema is valid JSON");
+    let mut unknown = vec![];
+    unknown_keys(&schema, &schema, values, "", &mut unknown);
+    match unknown.as_slice() {
+        [] => Ok(()),
+        keys => Err(Error::usage(format!(
+            "unknown value {} in {origin}: the chart has no such key (see charts/{CHART_NAME}/README.md)",
+            keys.join(", ")
+        ))),
+    }
+}
+
+fn unknown_keys(root: &Value, node: &Value, v: &Value, path: &str, out: &mut Vec<String>) {
+    let node = match node.get("$ref").and_then(Value::as_str) {
+        Some(r) => match r
+            .strip_prefix("#/")
+            .and_then(|p| root.pointer(&format!("/{p}")))
+        {
+            Some(target) => target,
+            None => return,
+        },
+        None => node,
+    };
+    match v {
+        Value::Object(m) => {
+            let props = node.get("properties").and_then(Value::as_object);
+            let extra = node.get("additionalProperties");
+            for (k, child) in m {
+                let here = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                if let Some(schema) = props.and_then(|p| p.get(k)) {
+                    unknown_keys(root, schema, child, &here, out);
+                } else if extra == Some(&Value::Bool(false)) {
+                    out.push(here);
+                } else if let Some(schema @ Value::Object(_)) = extra {
+                    unknown_keys(root, schema, child, &here, out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(schema) = node.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    unknown_keys(root, schema, item, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Values files are written for the chart itself; a file written for a release
@@ -474,6 +534,22 @@ mod tests {
         );
         assert!(apply_set(&mut v, "novalue").is_err());
         assert!(apply_set(&mut v, "a..b=1").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_like_helm() {
+        let ok = parse_yaml("t", "pod:\n  image:\n    tag: x\n  annotations:\n    any/key: v\n  env:\n    - name: A\n      value: b\nglobal:\n  whatever: 1\n").unwrap();
+        check_keys("t", &ok).unwrap();
+        let bad = parse_yaml("my.yaml", "pod:\n  imagee:\n    tag: x\ntask:\n  idd: T1\n").unwrap();
+        let e = check_keys("my.yaml", &bad).unwrap_err().to_string();
+        assert!(
+            e.contains("pod.imagee") && e.contains("task.idd") && e.contains("my.yaml"),
+            "{e}"
+        );
+        // Every compiled-in values file passes its own schema.
+        for env in environments() {
+            check_keys(env, &defaults_for(env).unwrap()).unwrap();
+        }
     }
 
     #[test]

@@ -320,11 +320,16 @@ fn plan(args: &SpawnArgs) -> Result<Plan> {
                 .map_err(|e| Error::usage(format!("invalid task list {origin}: {e}")))?;
             lists.push((origin, list));
         } else {
-            values::merge(&mut user_values, values::unwrap_subchart(v));
+            let v = values::unwrap_subchart(v);
+            values::check_keys(&origin, &v)?;
+            values::merge(&mut user_values, v);
         }
     }
     for s in &args.sets {
-        values::apply_set(&mut user_values, s)?;
+        let mut one = Value::Object(Default::default());
+        values::apply_set(&mut one, s)?;
+        values::check_keys(&format!("--set {s}"), &one)?;
+        values::merge(&mut user_values, one);
     }
     let prompt = read_prompt(args)?;
 

@@ -205,6 +205,7 @@ fn bad_input_fails_before_any_request() {
     let env = Env::new();
     let bad_yaml = env.write("bad.yaml", "pod:\n  image: [unclosed\n");
     let wrong_type = env.write("wrong.yaml", "pod:\n  activeDeadlineSeconds: soon\n");
+    let typo = env.write("typo.yaml", "task:\n  contxtDir: /workspace/x\n");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["--branch", BRANCH, "--repo", REPO],
@@ -264,6 +265,32 @@ fn bad_input_fails_before_any_request() {
                 "pod.gitTokenSecret.enabled=true",
             ],
             "gitTokenSecret.enabled needs a Secret name",
+        ),
+        (
+            vec![
+                "--task-id",
+                "T1",
+                "--branch",
+                BRANCH,
+                "--repo",
+                REPO,
+                "--set",
+                "pod.imagee.tag=1.0",
+            ],
+            "unknown value pod.imagee in --set pod.imagee.tag=1.0",
+        ),
+        (
+            vec![
+                "--task-id",
+                "T1",
+                "--branch",
+                BRANCH,
+                "--repo",
+                REPO,
+                "-f",
+                path_str(&typo),
+            ],
+            "unknown value task.contxtDir in",
         ),
         (
             vec![
