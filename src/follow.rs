@@ -428,7 +428,7 @@ async fn pump(
         };
         let n = buf.len();
         let mut start = 0;
-        while let Some(i) = buf[start..].iter().position(|b| *b == b'\n') {
+        while let Some(i) = memchr::memchr(b'\n', &buf[start..]) {
             let end = start + i + 1;
             if tail.is_empty() {
                 emit(&buf[start..end], cursor, sink).map_err(write_err)?;
