@@ -32,6 +32,8 @@ fn knob(name: &str, default: usize) -> usize {
 struct Sample {
     wall: Duration,
     rss_kb: i64,
+    /// User + system CPU time.
+    cpu: Duration,
 }
 
 /// Set in the environment of the measurer process (see `Measurer`).
@@ -88,6 +90,7 @@ fn measure_for(cmd: &Command, limit: Option<Duration>) -> Sample {
     Sample {
         wall: Duration::from_micros(v["wall_us"].as_u64().unwrap()),
         rss_kb: v["rss_kb"].as_i64().unwrap(),
+        cpu: Duration::from_micros(v["cpu_us"].as_u64().unwrap()),
     }
 }
 
@@ -124,8 +127,12 @@ fn measurer_loop() {
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
         std::mem::forget(child);
-        let reply =
-            json!({"wall_us": start.elapsed().as_micros() as u64, "rss_kb": usage.ru_maxrss});
+        let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        let reply = json!({
+            "wall_us": start.elapsed().as_micros() as u64,
+            "rss_kb": usage.ru_maxrss,
+            "cpu_us": tv(usage.ru_utime) + tv(usage.ru_stime),
+        });
         writeln!(out, "{reply}").unwrap();
         out.flush().unwrap();
     }
@@ -135,9 +142,12 @@ fn median(mut v: Vec<Sample>) -> Sample {
     v.sort_by_key(|s| s.wall);
     let wall = v[v.len() / 2].wall;
     v.sort_by_key(|s| s.rss_kb);
+    let rss_kb = v[v.len() / 2].rss_kb;
+    v.sort_by_key(|s| s.cpu);
     Sample {
         wall,
-        rss_kb: v[v.len() / 2].rss_kb,
+        rss_kb,
+        cpu: v[v.len() / 2].cpu,
     }
 }
 
@@ -266,6 +276,7 @@ fn main() {
     let per = |s: Sample| Sample {
         wall: s.wall / n as u32,
         rss_kb: s.rss_kb,
+        cpu: s.cpu / n as u32,
     };
     let mut asdo_s = vec![];
     let mut run_s = vec![];
@@ -293,6 +304,7 @@ fn main() {
         asdo_s.push(per(Sample {
             wall: t.elapsed(),
             rss_kb: rss,
+            cpu: Duration::ZERO,
         }));
         posts = b
             .server
@@ -321,6 +333,7 @@ fn main() {
         run_s.push(per(Sample {
             wall: t.elapsed(),
             rss_kb: rss,
+            cpu: Duration::ZERO,
         }));
         let _ = b
             .kubectl(&["delete", "pods", "--all", "-n", NS, "--wait=false"])
@@ -355,6 +368,7 @@ fn main() {
             helm_s.push(per(Sample {
                 wall: t.elapsed(),
                 rss_kb: rss,
+                cpu: Duration::ZERO,
             }));
             b.clear_pods();
         }
@@ -497,9 +511,11 @@ fn main() {
     let mbps = |s: Sample| mb as f64 / s.wall.as_secs_f64();
     b.row(
         &format!(
-            "logs, {mb} MB (asdo {:.0} MB/s, kubectl {:.0} MB/s)",
+            "logs, {mb} MB (asdo {:.0} MB/s, {:.2} s CPU; kubectl {:.0} MB/s, {:.2} s CPU)",
             mbps(a),
-            mbps(k)
+            a.cpu.as_secs_f64(),
+            mbps(k),
+            k.cpu.as_secs_f64()
         ),
         a,
         "kubectl logs -f",
