@@ -157,15 +157,26 @@ pub fn unwrap_subchart(v: Value) -> Value {
     }
 }
 
-/// Helm's coalescing: maps merge key by key, anything else is replaced, and `null` deletes.
+/// Helm's coalescing of user values onto defaults: maps merge key by key, anything else is
+/// replaced, and `null` deletes the default.
 pub fn merge(base: &mut Value, overlay: Value) {
+    merge_inner(base, overlay, false);
+}
+
+/// Stacking user-supplied values (`-f` files, then `--set`) before they meet the defaults:
+/// like `merge`, but a `null` is kept, so it can still delete a default later (Helm's order).
+pub fn layer(base: &mut Value, overlay: Value) {
+    merge_inner(base, overlay, true);
+}
+
+fn merge_inner(base: &mut Value, overlay: Value, keep_nulls: bool) {
     match (base, overlay) {
         (Value::Object(b), Value::Object(o)) => {
             for (k, v) in o {
-                if v.is_null() {
+                if v.is_null() && !keep_nulls {
                     b.remove(&k);
                 } else if let Some(existing) = b.get_mut(&k) {
-                    merge(existing, v);
+                    merge_inner(existing, v, keep_nulls);
                 } else {
                     b.insert(k, v);
                 }
@@ -195,7 +206,7 @@ pub fn apply_set(values: &mut Value, expr: &str) -> Result<()> {
         m.insert(k, overlay);
         overlay = Value::Object(m);
     }
-    merge(values, overlay);
+    layer(values, overlay);
     Ok(())
 }
 
@@ -534,6 +545,17 @@ mod tests {
         );
         assert!(apply_set(&mut v, "novalue").is_err());
         assert!(apply_set(&mut v, "a..b=1").is_err());
+    }
+
+    #[test]
+    fn null_from_user_values_deletes_a_default() {
+        let mut user = json!({});
+        layer(&mut user, json!({"pod": {"activeDeadlineSeconds": 60}}));
+        apply_set(&mut user, "pod.activeDeadlineSeconds=null").unwrap();
+        assert_eq!(user, json!({"pod": {"activeDeadlineSeconds": null}}));
+        let mut defaults = json!({"pod": {"activeDeadlineSeconds": 3600, "x": 1}});
+        merge(&mut defaults, user);
+        assert_eq!(defaults, json!({"pod": {"x": 1}}));
     }
 
     #[test]

@@ -322,14 +322,14 @@ fn plan(args: &SpawnArgs) -> Result<Plan> {
         } else {
             let v = values::unwrap_subchart(v);
             values::check_keys(&origin, &v)?;
-            values::merge(&mut user_values, v);
+            values::layer(&mut user_values, v);
         }
     }
     for s in &args.sets {
         let mut one = Value::Object(Default::default());
         values::apply_set(&mut one, s)?;
         values::check_keys(&format!("--set {s}"), &one)?;
-        values::merge(&mut user_values, one);
+        values::layer(&mut user_values, one);
     }
     let prompt = read_prompt(args)?;
 
