@@ -200,8 +200,7 @@ async fn watch_until_done(
                 // A wanted pod the list did not return does not exist.
                 for (missing, id) in wanted.iter().filter(|(w, _)| !seen_in_init.contains(*w)) {
                     if !verdicts.contains_key(missing) {
-                        let mut v = vanished(missing, "not found");
-                        v.task = id.clone();
+                        let v = vanished(missing, id, "not found");
                         conclude(v, verdicts, report_dir)?;
                     }
                 }
@@ -218,8 +217,8 @@ async fn watch_until_done(
             let v = verdict(api, &pod).await;
             conclude(v, verdicts, report_dir)?;
         } else if deleted {
-            let mut v = vanished(&name, "deleted before it finished");
-            v.task = task_of(&pod).unwrap_or(v.task);
+            let id = task_of(&pod).unwrap_or_else(|| wanted[&name].clone());
+            let mut v = vanished(&name, &id, "deleted before it finished");
             v.branch = branch_of(&pod);
             conclude(v, verdicts, report_dir)?;
         }
@@ -227,12 +226,9 @@ async fn watch_until_done(
     Ok(())
 }
 
-fn vanished(pod: &str, why: &str) -> Verdict {
+fn vanished(pod: &str, task: &str, why: &str) -> Verdict {
     Verdict {
-        task: pod
-            .strip_prefix(task::POD_PREFIX)
-            .unwrap_or(pod)
-            .to_string(),
+        task: task.to_string(),
         pod: pod.to_string(),
         phase: if why == "not found" {
             "NotFound"
