@@ -93,9 +93,13 @@ pub fn defaults_for(environment: &str) -> Result<Value> {
 /// install` would, so a typo such as `pod.imagee.tag` is an error rather than silently ignored.
 /// Types and formats are left to the typed view and the renderer.
 pub fn check_keys(origin: &str, values: &Value) -> Result<()> {
-    let schema: Value = serde_json::from_str(SCHEMA).expect("the chart's schema is valid JSON");
+    // Parsed once per process: spawn checks every -f file and every --set against it.
+    static PARSED: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        serde_json::from_str(SCHEMA).expect("the chart's schema is valid JSON")
+    });
+    let schema = &*PARSED;
     let mut unknown = vec![];
-    unknown_keys(&schema, &schema, values, "", &mut unknown);
+    unknown_keys(schema, schema, values, "", &mut unknown);
     match unknown.as_slice() {
         [] => Ok(()),
         keys => Err(Error::usage(format!(
