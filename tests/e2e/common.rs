@@ -94,6 +94,17 @@ impl Env {
         c
     }
 
+    /// `asdo` started in the background with piped output, for commands that run until
+    /// something happens; the test reads stdout as it comes, then `wait_output`.
+    pub fn start(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn asdo(&self, args: &[&str]) -> Run {
         run_with_timeout(self.cmd(args), Duration::from_secs(60))
     }

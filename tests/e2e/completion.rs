@@ -76,12 +76,7 @@ fn wait_times_out_with_124_and_an_error_marker() {
 fn wait_notices_a_deleted_or_missing_pod() {
     let env = Env::new();
     let pod = env.spawn_script("GONE", "sleep 60");
-    let child = env
-        .cmd(&["wait", "GONE", "NEVER"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = env.start(&["wait", "GONE", "NEVER"]);
     assert!(
         env.server
             .wait_for_phase(NS, &pod, "Running", Duration::from_secs(10))

@@ -1,7 +1,6 @@
 //! `asdo logs`: follow to the end, survive cuts, exit with the task's code.
 
 use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::*;
@@ -54,14 +53,7 @@ fn survives_repeated_stream_cuts_without_loss_or_duplicates() {
 fn survives_a_cut_during_a_long_silence() {
     let env = Env::new();
     env.spawn_script("T003", "echo before; sleep 2; echo after");
-    let child = env
-        .cmd(&["logs", "T003"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = child;
+    let mut child = env.start(&["logs", "T003"]);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     out.read_line(&mut first).unwrap();
@@ -148,13 +140,7 @@ fn missing_secret_is_reported() {
 fn pod_deleted_mid_stream_is_an_error() {
     let env = Env::new();
     let pod = env.spawn_script("T008", "echo one; sleep 30");
-    let mut child = env
-        .cmd(&["logs", "T008"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = env.start(&["logs", "T008"]);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     out.read_line(&mut first).unwrap();
@@ -209,13 +195,7 @@ fn no_follow_tail_and_timestamps() {
 fn all_follows_every_task_pod_including_new_ones() {
     let env = Env::new();
     env.spawn_script("A1", "echo from-a1; sleep 30");
-    let mut child = env
-        .cmd(&["logs", "--all"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = env.start(&["logs", "--all"]);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();

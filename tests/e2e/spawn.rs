@@ -208,31 +208,45 @@ fn bad_input_fails_before_any_request() {
     let typo = env.write("typo.yaml", "task:\n  contxtDir: /workspace/x\n");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
-            vec!["--branch", BRANCH, "--repo", REPO],
+            vec!["spawn", "--branch", BRANCH, "--repo", REPO],
             "task-id is required",
         ),
+        (spawn_args("T_1", &[]), "invalid task id"),
         (
-            vec!["--task-id", "T_1", "--branch", BRANCH, "--repo", REPO],
-            "invalid task id",
-        ),
-        (
-            vec!["--task-id", "T1", "--repo", REPO],
+            vec!["spawn", "--task-id", "T1", "--repo", REPO],
             "branch-name is required",
         ),
         (
-            vec!["--task-id", "T1", "--branch", "a..b", "--repo", REPO],
+            vec![
+                "spawn",
+                "--task-id",
+                "T1",
+                "--branch",
+                "a..b",
+                "--repo",
+                REPO,
+            ],
             "invalid branch",
         ),
         (
-            vec!["--task-id", "T1", "--branch", "has space", "--repo", REPO],
+            vec![
+                "spawn",
+                "--task-id",
+                "T1",
+                "--branch",
+                "has space",
+                "--repo",
+                REPO,
+            ],
             "invalid branch",
         ),
         (
-            vec!["--task-id", "T1", "--branch", BRANCH],
+            vec!["spawn", "--task-id", "T1", "--branch", BRANCH],
             "repo-url is required",
         ),
         (
             vec![
+                "spawn",
                 "--task-id",
                 "T1",
                 "--branch",
@@ -244,6 +258,7 @@ fn bad_input_fails_before_any_request() {
         ),
         (
             vec![
+                "spawn",
                 "--task-id",
                 "T1",
                 "--branch",
@@ -254,114 +269,34 @@ fn bad_input_fails_before_any_request() {
             "contains a password",
         ),
         (
-            vec![
-                "--task-id",
-                "T1",
-                "--branch",
-                BRANCH,
-                "--repo",
-                REPO,
-                "--set",
-                "pod.gitTokenSecret.enabled=true",
-            ],
+            spawn_args("T1", &["--set", "pod.gitTokenSecret.enabled=true"]),
             "gitTokenSecret.enabled needs a Secret name",
         ),
         (
-            vec![
-                "--task-id",
-                "T1",
-                "--branch",
-                BRANCH,
-                "--repo",
-                REPO,
-                "--set",
-                "pod.imagee.tag=1.0",
-            ],
+            spawn_args("T1", &["--set", "pod.imagee.tag=1.0"]),
             "unknown value pod.imagee in --set pod.imagee.tag=1.0",
         ),
         (
-            vec![
-                "--task-id",
-                "T1",
-                "--branch",
-                BRANCH,
-                "--repo",
-                REPO,
-                "-f",
-                path_str(&typo),
-            ],
+            spawn_args("T1", &["-f", path_str(&typo)]),
             "unknown value task.contxtDir in",
         ),
         (
-            vec![
-                "--task-id",
-                "T1",
-                "--branch",
-                BRANCH,
-                "--repo",
-                REPO,
-                "-e",
-                "qa",
-            ],
+            spawn_args("T1", &["-e", "qa"]),
             "unknown environment \"qa\"",
         ),
+        (spawn_args("T1", &["-f", path_str(&bad_yaml)]), "line"),
         (
-            vec![
-                "--task-id",
-                "T1",
-                "--branch",
-                BRANCH,
-                "--repo",
-                REPO,
-                "-f",
-                path_str(&bad_yaml),
-            ],
-            "line",
-        ),
-        (
-            vec![
-                "--task-id",
-                "T1",
-                "--branch",
-                BRANCH,
-                "--repo",
-                REPO,
-                "-f",
-                path_str(&wrong_type),
-            ],
+            spawn_args("T1", &["-f", path_str(&wrong_type)]),
             "invalid values",
         ),
+        (spawn_args("T1", &["--set", "novalue"]), "invalid --set"),
         (
-            vec![
-                "--task-id",
-                "T1",
-                "--branch",
-                BRANCH,
-                "--repo",
-                REPO,
-                "--set",
-                "novalue",
-            ],
-            "invalid --set",
-        ),
-        (
-            vec![
-                "--task-id",
-                "T1",
-                "--branch",
-                BRANCH,
-                "--repo",
-                REPO,
-                "--prompt-file",
-                "/nonexistent/p.md",
-            ],
+            spawn_args("T1", &["--prompt-file", "/nonexistent/p.md"]),
             "cannot read --prompt-file",
         ),
     ];
     env.server.clear_requests();
-    for (args, expect) in cases {
-        let mut full = vec!["spawn"];
-        full.extend(args.iter().copied());
+    for (full, expect) in cases {
         let r = env.asdo(&full);
         assert_eq!(r.code, 2, "{full:?}: {r:?}");
         assert!(

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
-use super::resources::{Kind, name_of};
+use super::resources::{Kind, RW_VERBS, name_of};
 use super::store::{Collection, Store};
 use super::table::{self, AGE, Column, NAME, col};
 use super::util;
@@ -20,15 +20,7 @@ impl Kind for Pod {
     const NAMESPACED: bool = true;
     const SINGULAR: &'static str = "pod";
     const SHORT_NAMES: &'static [&'static str] = &["po"];
-    const VERBS: &'static [&'static str] = &[
-        "create",
-        "delete",
-        "deletecollection",
-        "get",
-        "list",
-        "patch",
-        "watch",
-    ];
+    const VERBS: &'static [&'static str] = RW_VERBS;
     const FIELDS: &'static [&'static str] = &[
         "spec.nodeName",
         "spec.restartPolicy",

@@ -114,7 +114,8 @@ fn age_cell(meta: &ObjectMeta, now: Timestamp) -> Value {
     table::age(meta.creation_timestamp.as_ref(), now).into()
 }
 
-const RW_VERBS: &[&str] = &[
+/// Every verb the fake serves for a read-write resource (pods included).
+pub(crate) const RW_VERBS: &[&str] = &[
     "create",
     "delete",
     "deletecollection",
