@@ -36,6 +36,14 @@ struct Fixture {
     kubeconfig: PathBuf,
 }
 
+/// `follow=true` and nothing else.
+fn follow_params() -> LogParams {
+    LogParams {
+        follow: true,
+        ..Default::default()
+    }
+}
+
 impl Fixture {
     fn new() -> Fixture {
         static N: AtomicUsize = AtomicUsize::new(0);
@@ -96,6 +104,14 @@ impl Fixture {
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// Create a pod running `script` and wait until its process runs.
+    async fn running_script(&self, pods: &Api<Pod>, name: &str, script: &str) {
+        pods.create(&PostParams::default(), &script_pod(name, json!({}), script))
+            .await
+            .unwrap();
+        self.wait_phase(name, "Running");
     }
 
     fn wait_phase(&self, name: &str, phase: &str) {
@@ -848,17 +864,11 @@ async fn await_condition_and_exit_codes() {
 async fn logs_follow_streams_while_the_process_runs() {
     let f = Fixture::new();
     let pods = f.pods().await;
-    pods.create(
-        &PostParams::default(),
-        &script_pod("talker", json!({}), "echo a; sleep 0.5; echo b"),
-    )
-    .await
-    .unwrap();
-    f.wait_phase("talker", "Running");
+    f.running_script(&pods, "talker", "echo a; sleep 0.5; echo b")
+        .await;
     let lp = LogParams {
-        follow: true,
         timestamps: true,
-        ..Default::default()
+        ..follow_params()
     };
     let mut lines = pods.log_stream("talker", &lp).await.unwrap().lines();
     let first = lines.try_next().await.unwrap().unwrap();
@@ -1204,25 +1214,14 @@ async fn image_pull_failure_backs_off_and_never_runs() {
 async fn delete_returns_the_pod_and_kills_the_process() {
     let f = Fixture::new();
     let pods = f.pods().await;
-    pods.create(
-        &PostParams::default(),
-        &script_pod(
-            "sleeper",
-            json!({}),
-            "echo $$$$ > \"$HOME/pid\"; echo up; exec sleep 60",
-        ),
+    f.running_script(
+        &pods,
+        "sleeper",
+        "echo $$$$ > \"$HOME/pid\"; echo up; exec sleep 60",
     )
-    .await
-    .unwrap();
-    f.wait_phase("sleeper", "Running");
+    .await;
     let mut follow = pods
-        .log_stream(
-            "sleeper",
-            &LogParams {
-                follow: true,
-                ..Default::default()
-            },
-        )
+        .log_stream("sleeper", &follow_params())
         .await
         .unwrap()
         .lines();
@@ -1578,16 +1577,7 @@ async fn log_streams_cut_without_the_terminating_chunk() {
     );
     // kube-rs sees a body error after exactly those bytes, each time it asks.
     for _ in 0..2 {
-        let mut body = pods
-            .log_stream(
-                "chatty",
-                &LogParams {
-                    follow: true,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let mut body = pods.log_stream("chatty", &follow_params()).await.unwrap();
         let mut got = vec![];
         let result = body.read_to_end(&mut got).await;
         assert_eq!(got.len(), 50);
@@ -1604,21 +1594,10 @@ async fn log_streams_cut_without_the_terminating_chunk() {
     );
 
     // drop_log_streams_now cuts streams that are open right now.
-    pods.create(
-        &PostParams::default(),
-        &script_pod("quiet", json!({}), "echo first; exec sleep 60"),
-    )
-    .await
-    .unwrap();
-    f.wait_phase("quiet", "Running");
+    f.running_script(&pods, "quiet", "echo first; exec sleep 60")
+        .await;
     let mut lines = pods
-        .log_stream(
-            "quiet",
-            &LogParams {
-                follow: true,
-                ..Default::default()
-            },
-        )
+        .log_stream("quiet", &follow_params())
         .await
         .unwrap()
         .lines();
@@ -1630,13 +1609,7 @@ async fn log_streams_cut_without_the_terminating_chunk() {
     assert!(next.is_err(), "{next:?}");
     // A new stream works again (and starts over).
     let mut lines = pods
-        .log_stream(
-            "quiet",
-            &LogParams {
-                follow: true,
-                ..Default::default()
-            },
-        )
+        .log_stream("quiet", &follow_params())
         .await
         .unwrap()
         .lines();
