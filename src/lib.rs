@@ -15,4 +15,5 @@ pub mod humantime;
 pub mod marker;
 pub mod render;
 pub mod task;
+pub mod validate;
 pub mod values;
