@@ -219,6 +219,20 @@ async fn follow_many(client: &Client, ns: &str, selector: &str, opts: &LogOption
         return Ok(exit::OK);
     }
 
+    // One bounded list first: a refused selector, missing RBAC or a server that never
+    // answers is one line and exit 1 here, not a watch retrying in silence.
+    let probe = kube::api::ListParams::default().labels(selector).limit(1);
+    cluster::bounded(
+        &format!("list pods ({selector}) in namespace {ns}"),
+        api.list(&probe),
+    )
+    .await
+    .map_err(|e| match e {
+        Error::Api(m) if m.contains(" 400 ") => {
+            Error::Api(format!("{m}; check the label selector (-l)"))
+        }
+        other => other,
+    })?;
     eprintln!("==> following task pods ({selector}) in namespace {ns}; Ctrl-C to stop");
     let mut followed = HashSet::new();
     let mut outage = follow::Outage::new(opts.retry_for, "the pod watch");
@@ -271,4 +285,27 @@ async fn follow_many(client: &Client, ns: &str, selector: &str, opts: &LogOption
         }
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endings_name_the_reason() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "agent-k1"},
+            "status": {"phase": "Failed", "containerStatuses": [{"name": "agent", "image": "i", "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}
+        }))
+        .unwrap();
+        assert_eq!(ending(&pod), "Failed, exit code 137 (OOMKilled)");
+        let deadline: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "agent-k2"},
+            "status": {"phase": "Failed", "reason": "DeadlineExceeded"}
+        }))
+        .unwrap();
+        assert_eq!(ending(&deadline), "Failed, exit code 1 (DeadlineExceeded)");
+    }
 }

@@ -398,7 +398,8 @@ pub fn write_report(dir: &Path, v: &Verdict) -> Result<()> {
     let io =
         |e: std::io::Error| Error::other(format!("cannot write report in {}: {e}", dir.display()));
     let parent = target.parent().unwrap_or(dir);
-    std::fs::create_dir_all(parent).map_err(io)?;
+    std::fs::create_dir_all(parent)
+        .map_err(|e| Error::other(format!("cannot write report in {}: {e}", parent.display())))?;
     marker::write_atomic(&target, report_text(v).as_bytes())
         .map_err(|e| Error::other(format!("cannot write report {}: {e}", target.display())))?;
     if stale.exists() {
