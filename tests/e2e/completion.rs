@@ -267,3 +267,37 @@ fn wait_keeps_waiting_through_api_errors_and_says_so() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.starts_with("O1 Succeeded"), "{r:?}");
 }
+
+#[test]
+fn wait_reports_every_task_across_an_api_server_restart() {
+    let mut env = Env::new();
+    env.server
+        .insert_pod(task_pod("S1", "Running", None, Duration::from_secs(5)));
+    env.server
+        .insert_pod(task_pod("S2", "Running", None, Duration::from_secs(5)));
+    let child = env.start(&["wait", "S1", "S2", "--timeout", "90s"]);
+    assert!(eventually(Duration::from_secs(30), || env
+        .server
+        .requests()
+        .iter()
+        .any(|r| r.query.contains("watch=true"))));
+    env.restart_server(Duration::from_secs(2));
+    // Back, with the tasks finished meanwhile.
+    env.server
+        .insert_pod(task_pod("S1", "Succeeded", Some(0), Duration::from_secs(1)));
+    env.server
+        .insert_pod(task_pod("S2", "Failed", Some(5), Duration::from_secs(1)));
+    let r = wait_output(child, Duration::from_secs(90));
+    assert_eq!(r.code, 1, "{r:?}");
+    let mut lines: Vec<&str> = r.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{r:?}");
+    assert!(
+        lines[0].starts_with("S1 Succeeded") && lines[1].starts_with("S2 Failed exit=5"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("not answering") && r.stderr.contains("answering again"),
+        "{r:?}"
+    );
+}

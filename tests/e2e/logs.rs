@@ -364,3 +364,135 @@ fn a_finished_pod_whose_log_keeps_failing_is_retried_with_backoff_then_given_up(
     eprintln!("{n} log requests in {secs:.1}s = {rate:.1}/s");
     assert!(n <= 20, "backoff: {n} log requests in {secs:.1}s");
 }
+
+#[test]
+fn transient_waiting_reasons_are_waited_through() {
+    let env = Env::new();
+    // A pull that fails for a few seconds, then works.
+    let values = env.script_values("echo pulled-at-last");
+    let r = env.asdo(&spawn_with(
+        &[
+            "--image",
+            "registry.example/slow-pull:1",
+            "-f",
+            path_str(&values),
+        ],
+        "W1",
+    ));
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = env.asdo(&["logs", "W1", "--start-timeout", "60s"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "pulled-at-last\n"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("ErrImagePull") || r.stderr.contains("ImagePullBackOff"),
+        "the reason is on stderr: {r:?}"
+    );
+
+    // The password Secret appears after the pod (External Secrets syncing after install).
+    let ns = "late-secret";
+    env.server.create_namespace(ns);
+    let values = env.script_values("echo secret-synced");
+    let r = env.asdo(&spawn_with(&["-n", ns, "-f", path_str(&values)], "W2"));
+    assert_eq!(r.code, 0, "{r:?}");
+    let child = env.start(&["logs", "W2", "-n", ns, "--start-timeout", "60s"]);
+    assert!(eventually(Duration::from_secs(30), || {
+        env.server
+            .pod(ns, "agent-w2")
+            .and_then(|p| {
+                p.status?
+                    .container_statuses?
+                    .first()?
+                    .state
+                    .clone()?
+                    .waiting?
+                    .reason
+            })
+            .as_deref()
+            == Some("CreateContainerConfigError")
+    }));
+    env.server
+        .put_secret(ns, PASSWORD_SECRET, &[("server-password", PASSWORD)]);
+    let r = wait_output(child, Duration::from_secs(60));
+    assert_eq!((r.code, r.stdout.as_str()), (0, "secret-synced\n"), "{r:?}");
+    assert!(r.stderr.contains("CreateContainerConfigError"), "{r:?}");
+
+    // A name that can never be pulled fails at once, naming the reason.
+    let r = env.asdo(&spawn_with(&["--image", "Bad:Name:x"], "W3"));
+    assert_eq!(r.code, 2, "refused locally: {r:?}");
+}
+
+fn spawn_with<'a>(extra: &[&'a str], id: &'a str) -> Vec<&'a str> {
+    let mut v = vec![
+        "spawn",
+        "--task-id",
+        id,
+        "--branch",
+        "b",
+        "--repo",
+        "git@h:o/r.git",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// Replace the pod under the same name, as `spawn --replace` from another terminal would.
+fn replace_pod(env: &Env, name: &str, script: &str) {
+    let mut pod = env.server.pod(NS, name).unwrap();
+    pod.metadata.uid = None;
+    pod.metadata.resource_version = None;
+    pod.status = None;
+    let c = &mut pod.spec.as_mut().unwrap().containers[0];
+    c.command = Some(vec!["sh".into(), "-c".into(), script.into()]);
+    env.server.insert_pod(pod);
+}
+
+#[test]
+fn a_replaced_pod_is_never_spliced_into_the_stream() {
+    let env = Env::new();
+    env.spawn_script("RP", "echo old-run; sleep 60");
+    let mut child = env.start(&["logs", "RP"]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "old-run\n");
+    replace_pod(&env, "agent-rp", "echo new-run; exit 4");
+    env.server.drop_log_streams_now();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let r = wait_output(child, Duration::from_secs(60));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(rest, "", "nothing of the new run: {r:?}");
+    assert!(r.stderr.contains("replaced by another run"), "{r:?}");
+
+    // --follow-replaced: a separator, then the new run, and its exit code.
+    env.spawn_script("RQ", "echo old-run; sleep 60");
+    let mut child = env.start(&["logs", "RQ", "--follow-replaced"]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "old-run\n");
+    replace_pod(&env, "agent-rq", "echo new-run; exit 4");
+    env.server.drop_log_streams_now();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let r = wait_output(child, Duration::from_secs(60));
+    assert_eq!((r.code, rest.as_str()), (4, "new-run\n"), "{r:?}");
+    assert!(r.stderr.contains("following it"), "{r:?}");
+}
+
+#[test]
+fn a_burst_of_server_errors_loses_nothing_and_says_it_retried() {
+    let env = Env::new();
+    env.spawn_script("B5", &numbered(30, "0.2"));
+    // Six refused log reads in a row (about 6 s with backoff), then the server recovers.
+    env.server.fail_next_matching(6, 500, "GET", "/log");
+    env.server.set_log_drop_after_bytes(Some(500));
+    let r = env.asdo(&["logs", "B5"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, expected(30));
+    assert!(r.stderr.contains("server error 500"), "{r:?}");
+    assert!(r.stderr.contains("retrying for up to 5m"), "{r:?}");
+}

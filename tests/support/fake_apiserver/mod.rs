@@ -25,7 +25,7 @@
 //! - the kubelet runs only the first container, never restarts it, ignores
 //!   init containers, probes, volumes' contents (missing Secret/ConfigMap
 //!   volumes do block the pod), images (a name containing `does-not-exist`
-//!   fails to pull) and security contexts; the process runs on this machine;
+//!   fails to pull; one containing `slow-pull` fails for 3 s, then starts) and security contexts; the process runs on this machine;
 //! - watches send no periodic BOOKMARKs; history holds the last 4096 changes
 //!   (older resourceVersions get 410 Gone);
 //! - logs: no `previous`, one log per pod; `sinceTime` counts in whole seconds
@@ -349,6 +349,16 @@ impl FakeApiServer {
         self.shared
             .faults
             .add_failure(n, code, Some(method), Some(path_contains));
+    }
+
+    /// The store's current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.store().resource_version()
+    }
+
+    /// Number new changes after `rv`, as a server restarted on the same etcd would.
+    pub fn advance_resource_version(&self, rv: u64) {
+        self.shared.store().advance_resource_version(rv);
     }
 
     /// Forgets every injected failure and hang still pending.
