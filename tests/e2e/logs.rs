@@ -230,7 +230,7 @@ impl Lcg {
 /// once, whatever N (0 included: a reconnect never reuses tailLines).
 #[test]
 fn tail_then_random_cuts_lose_and_double_nothing() {
-    for (seed, tail) in [(1u64, 0usize), (2, 0), (3, 2), (4, 20)] {
+    for (seed, tail) in [(1u64, 0usize), (2, 0), (3, 2), (4, 20), (5, 0), (6, 1)] {
         let mut rng = Lcg(seed);
         let env = Env::new();
         let go = env.dir.0.join("go");
@@ -264,6 +264,10 @@ fn tail_then_random_cuts_lose_and_double_nothing() {
         // lines, see survives_repeated_stream_cuts_…), and a few at random moments.
         env.server
             .set_log_drop_after_bytes(Some(400 + rng.next(300) as usize));
+        if rng.next(2) == 0 {
+            // A cut before the first new line: the reconnect must not reuse tailLines.
+            env.server.drop_log_streams_now();
+        }
         std::fs::write(&go, "").unwrap();
         for _ in 0..rng.next(4) {
             std::thread::sleep(Duration::from_millis(100 + rng.next(600)));
