@@ -500,3 +500,40 @@ fn a_burst_of_server_errors_loses_nothing_and_says_it_retried() {
     assert!(r.stderr.contains("server error 500"), "{r:?}");
     assert!(r.stderr.contains("retrying for up to 5m"), "{r:?}");
 }
+
+#[test]
+fn all_caps_concurrent_streams_and_queues_the_rest() {
+    let env = Env::new();
+    for i in 0..8 {
+        env.spawn_script(&format!("M{i}"), "echo first; sleep 1; echo last");
+    }
+    assert!(eventually(Duration::from_secs(30), || {
+        (0..8).all(|i| {
+            env.server
+                .pod(NS, &format!("agent-m{i}"))
+                .and_then(|p| p.status?.phase)
+                .is_some_and(|p| p == "Running" || p == "Succeeded")
+        })
+    }));
+    let before = env.server.connections().0;
+    let mut child = env.start(&["logs", "--all", "--max-log-requests", "2"]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..16 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        lines.push(line);
+    }
+    let (_, max) = env.server.connections();
+    child.kill().unwrap();
+    let r = wait_output(child, Duration::from_secs(30));
+    lines.sort();
+    for i in 0..8 {
+        assert!(lines.contains(&format!("[M{i}] first\n")), "{lines:?}");
+        assert!(lines.contains(&format!("[M{i}] last\n")), "{lines:?}");
+    }
+    eprintln!("connections: {before} before, at most {max} with --max-log-requests 2");
+    // 2 streams + the pod watch + a get; never one per pod.
+    assert!(max <= before + 5, "at most {max} connections");
+    assert!(r.stderr.contains("queued"), "{r:?}");
+}

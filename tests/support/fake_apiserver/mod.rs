@@ -112,6 +112,8 @@ pub(crate) struct Shared {
     store: Mutex<Store>,
     pub faults: Faults,
     pub requests: RequestLog,
+    /// TCP connections open now, and the most ever open at once.
+    pub connections: (AtomicUsize, AtomicUsize),
     pub logs: logs::Registry,
     pub kubelet: kubelet::Registry,
     pub events: events::Recorder,
@@ -163,6 +165,7 @@ impl FakeApiServer {
             store: Mutex::new(Store::new()),
             faults: Faults::new(),
             requests: RequestLog::default(),
+            connections: Default::default(),
             logs: logs::Registry::default(),
             kubelet: kubelet::Registry::default(),
             events: events::Recorder::default(),
@@ -307,6 +310,12 @@ impl FakeApiServer {
             .iter()
             .map(|(_, r)| r.clone())
             .collect()
+    }
+
+    /// (open now, most open at once) TCP connections from clients.
+    pub fn connections(&self) -> (usize, usize) {
+        let (open, max) = &self.shared.connections;
+        (open.load(Ordering::SeqCst), max.load(Ordering::SeqCst))
     }
 
     pub fn clear_requests(&self) {

@@ -85,10 +85,16 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(shared.clone(), req));
+            use std::sync::atomic::Ordering::SeqCst;
+            let (open, max) = &shared.connections;
+            let now = open.fetch_add(1, SeqCst) + 1;
+            max.fetch_max(now, SeqCst);
+            let s = shared.clone();
+            let svc = service_fn(move |req| handle(s.clone(), req));
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
+            shared.connections.0.fetch_sub(1, SeqCst);
         });
     }
 }
