@@ -386,6 +386,10 @@ fn a_server_that_never_answers_bounds_every_command() {
     let r = env.asdo(&["--request-timeout", "1s", "wait", "T1", "--timeout", "2s"]);
     assert_eq!(r.code, 124, "{r:?}");
     assert!(r.stdout.starts_with("T1 TimedOut"), "{r:?}");
+    assert!(
+        r.stderr.contains("not answering"),
+        "says why it waits: {r:?}"
+    );
     // Nothing was created behind our back.
     env.server.clear_failures();
     assert!(env.server.pod(NS, "agent-t9").is_none());
