@@ -581,3 +581,28 @@ fn concurrent_replaces_never_delete_the_other_runs_pod() {
         env.server.insert_pod(done);
     }
 }
+
+#[test]
+fn a_create_stored_but_never_answered_is_reported_as_created() {
+    let env = Env::new();
+    env.server.hang_next_after_handling(1, "POST", "/pods");
+    let mut args = vec!["--request-timeout", "2s"];
+    args.extend(spawn_args("TH", &[]));
+    let r = env.asdo(&args);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "pod/agent-th created\n"),
+        "{r:?}"
+    );
+    assert_eq!(env.server.pods(NS).len(), 1);
+
+    // Not stored and never answered: one line naming the server and the bound, exit 1.
+    env.server
+        .hang_next_matching(1, Some("POST"), Some("/pods"));
+    let mut args = vec!["--request-timeout", "2s"];
+    args.extend(spawn_args("TJ", &[]));
+    let r = env.asdo(&args);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("did not answer within 2s"), "{r:?}");
+    assert!(env.server.pod(NS, "agent-tj").is_none());
+}

@@ -383,6 +383,11 @@ impl FakeApiServer {
             .add_failure_after(n, code, method, path_contains);
     }
 
+    /// The next `n` matching requests are handled (a create stores its object), then never answered.
+    pub fn hang_next_after_handling(&self, n: usize, method: &str, path_contains: &str) {
+        self.shared.faults.add_hang_after(n, method, path_contains);
+    }
+
     /// The next `n` requests with this method (any if None) whose path contains
     /// `path_contains` (any if None) are accepted and never answered.
     pub fn hang_next_matching(&self, n: usize, method: Option<&str>, path_contains: Option<&str>) {

@@ -128,6 +128,7 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Re
         std::future::pending::<()>().await;
     }
     let after = shared.faults.take_failure_after(&method, &path);
+    let hang_after = shared.faults.take_hang_after(&method, &path);
     let resp = match shared.faults.take_failure(&method, &path) {
         Some(code) => error(&ApiError::injected(code)),
         None => {
@@ -144,6 +145,10 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Re
                 .unwrap_or_else(|e| error(&e))
         }
     };
+    if hang_after {
+        // The work is done (a create stored), the answer never comes.
+        std::future::pending::<()>().await;
+    }
     let resp = match after {
         Some(code) => error(&ApiError::injected(code)),
         None => resp,
