@@ -537,3 +537,23 @@ fn all_caps_concurrent_streams_and_queues_the_rest() {
     assert!(max <= before + 5, "at most {max} connections");
     assert!(r.stderr.contains("queued"), "{r:?}");
 }
+
+#[test]
+fn all_gives_up_when_the_server_is_gone_past_retry_for() {
+    let mut env = Env::new();
+    env.spawn_script("G7", "echo up; sleep 60");
+    let mut child = env.start(&["logs", "--all", "--retry-for", "3s"]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "[G7] up\n");
+    // The API server goes away for good (this port stays closed).
+    drop(std::mem::replace(
+        &mut env.server,
+        crate::support::FakeApiServer::start(),
+    ));
+    let r = wait_output(child, Duration::from_secs(60));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("not answering"), "{r:?}");
+    assert!(r.stderr.contains("giving up (--retry-for)"), "{r:?}");
+}
