@@ -4,9 +4,11 @@
 //! - `task`: names, labels and input validation; `follow`: waiting and resumable log streaming;
 //! - `cluster`: the thin kube-rs layer; `error`: the one error type;
 //! - `marker`: the agent's progress lines, as `wait`/`status` read them;
+//! - `archive`: `cleanup --save-logs`, a finished pod's log and summary kept before deletion;
 //! - `agent`: `asdo agent`, the image's entrypoint (clone, opencode, commit, push).
 
 pub mod agent;
+pub mod archive;
 pub mod cli;
 pub mod cluster;
 pub mod error;

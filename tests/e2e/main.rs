@@ -8,6 +8,7 @@ mod support;
 mod agent_fixture;
 
 mod agent;
+mod archive;
 mod common;
 mod completion;
 mod list_cleanup;
