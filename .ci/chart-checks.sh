@@ -204,6 +204,7 @@ render() {
         --set externalSecret.sshKey.enabled=true,externalSecret.sshKey.remoteRef.key=agentic-sdlc/ssh-key \
         --set 'externalSecret.extraData[0].secretKey=anthropic-api-key,externalSecret.extraData[0].remoteRef.key=agentic-sdlc/anthropic' \
         --set pod.runtimeClassName=gvisor,pod.priorityClassName=agents-low \
+        --set cleanupJob.enabled=true,cleanupJob.saveLogs.enabled=true \
         --set 'networkPolicy.egress[0].to[0].ipBlock.cidr=10.1.2.3/32,networkPolicy.egress[0].ports[0].port=3128' \
         >"$OUT/chart-all-on.yaml"
     # The other egress presets.
@@ -264,7 +265,8 @@ checkov_scan() {
             echo "$id is suppressed inline in $CHART/templates but not listed under '## checkov skips' in $CHART/README.md" >&2
             return 1
         }
-    done < <(grep -rhoE 'checkov:skip=[A-Z0-9_]+' "$CHART/templates" | sort -u | cut -d= -f2)
+    done < <(grep -rhoE 'checkov:skip=[A-Z0-9_]+|checkov\.io/skip[0-9]+: [A-Z0-9_]+' "$CHART/templates" |
+        sed -E 's/.*[=:] ?//' | sort -u)
     local skip
     skip=$(IFS=,; echo "${ids[*]}")
     local rc=0

@@ -9,6 +9,8 @@ Per environment:
   (169.254.169.254), the cluster's private ranges or loopback, on any port,
   while DNS to kube-dns and TCP 443/22 to a public address are allowed;
   policyTypes has Ingress and Egress and ingress is empty;
+* the optional cleanup CronJob runs a command line asdo accepts, as its own
+  ServiceAccount, whose Role is exactly list/delete pods and get pods/log;
 * S3: every emptyDir of the task Pod (Helm's and asdo's) has a sizeLimit, the
   agent container has ephemeral-storage requests and limits, and the limit
   covers the emptyDirs' sizeLimits.
@@ -151,11 +153,30 @@ def main():
                     if d and d["kind"] == "Pod"][0]
         check_storage(f"{env} helm", helm_pod, problems)
         check_storage(f"{env} asdo", cli_pod, problems)
+    # The optional cleanup CronJob runs an asdo command line asdo accepts, under a Role
+    # with no verb beyond what cleanup --older-than --save-logs calls.
+    docs = [d for d in yaml.safe_load_all(run([helm, "template", "demo", os.path.join("charts", CHART),
+                                                 "--set", "cleanupJob.enabled=true,cleanupJob.saveLogs.enabled=true"]))
+            if d]
+    cron = next(d for d in docs if d["kind"] == "CronJob")
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    cmd = pod["containers"][0]["command"]
+    r = subprocess.run([asdo, *cmd[1:], "--help"], capture_output=True, text=True)
+    if cmd[:2] != ["asdo", "cleanup"] or r.returncode != 0:
+        problems.append(f"cleanup CronJob command {cmd} is not one asdo accepts: {r.stderr.strip()}")
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-cleanup"))
+    granted = {(res, v) for rule in role["rules"] for res in rule["resources"] for v in rule["verbs"]}
+    if granted != {("pods", "list"), ("pods", "delete"), ("pods/log", "get")}:
+        problems.append(f"cleanup Role grants {sorted(granted)}, not exactly list/delete pods and get pods/log")
+    if pod.get("serviceAccountName") != role["metadata"]["name"] or any(
+            "emptyDir" in v or "secret" in v for v in pod.get("volumes", [])):
+        problems.append("cleanup pod must run as its own ServiceAccount and mount only the archive")
     for p in problems:
         print(f"FAIL {p}", file=sys.stderr)
     print(f"policy: {checks} NetworkPolicies (release name as asdo derives it and another) select asdo's pods, "
           f"deny {len(FORBIDDEN)} internal/metadata addresses, allow DNS and 443/22 out; "
-          f"{len(ENVS) * 2} task Pods bound their disk; {len(problems)} problem(s)")
+          f"{len(ENVS) * 2} task Pods bound their disk; the cleanup CronJob's command is asdo's and its Role "
+          f"least-privilege; {len(problems)} problem(s)")
     return 1 if problems else 0
 
 
