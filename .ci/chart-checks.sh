@@ -205,6 +205,7 @@ render() {
         --set 'externalSecret.extraData[0].secretKey=anthropic-api-key,externalSecret.extraData[0].remoteRef.key=agentic-sdlc/anthropic' \
         --set pod.runtimeClassName=gvisor,pod.priorityClassName=agents-low \
         --set cleanupJob.enabled=true,cleanupJob.saveLogs.enabled=true \
+        --set resourceQuota.enabled=true,resourceQuota.pods=5 \
         --set 'networkPolicy.egress[0].to[0].ipBlock.cidr=10.1.2.3/32,networkPolicy.egress[0].ports[0].port=3128' \
         >"$OUT/chart-all-on.yaml"
     # The other egress presets.

@@ -13,4 +13,5 @@ mod common;
 mod completion;
 mod list_cleanup;
 mod logs;
+mod quota;
 mod spawn;
