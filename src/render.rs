@@ -97,6 +97,8 @@ pub fn pod(values: &Values, task: &Task, target: &Target) -> Pod {
             node_selector: (!p.node_selector.is_empty()).then(|| p.node_selector.clone()),
             tolerations: non_empty(p.tolerations.clone()),
             affinity: p.affinity.clone().filter(|a| *a != Default::default()),
+            runtime_class_name: non_empty_str(&p.runtime_class_name),
+            priority_class_name: non_empty_str(&p.priority_class_name),
             containers: vec![Container {
                 name: CONTAINER.into(),
                 image: Some(values.image()),
@@ -119,6 +121,10 @@ pub fn pod(values: &Values, task: &Task, target: &Target) -> Pod {
 
 fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
+}
+
+fn non_empty_str(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
 }
 
 fn literal(name: &str, value: impl Into<String>) -> EnvVar {
@@ -210,8 +216,8 @@ fn volumes(values: &Values, task: &Task) -> (Vec<Volume>, Vec<VolumeMount>) {
     let p = &values.pod;
     let mut volumes = vec![
         empty_dir("workspace", p.workspace.size_limit.as_deref()),
-        empty_dir("home", None),
-        empty_dir("tmp", None),
+        empty_dir("home", p.home.size_limit.as_deref()),
+        empty_dir("tmp", p.tmp.size_limit.as_deref()),
     ];
     let mut mounts = vec![
         mount("workspace", &task.context_dir, false),

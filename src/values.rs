@@ -89,39 +89,218 @@ pub fn defaults_for(environment: &str) -> Result<Value> {
     Ok(values)
 }
 
-/// Refuse keys the chart's schema does not allow (`additionalProperties: false`), as `helm
-/// install` would, so a typo such as `pod.imagee.tag` is an error rather than silently ignored.
-/// Types and formats are left to the typed view and the renderer.
-pub fn check_keys(origin: &str, values: &Value) -> Result<()> {
-    // Parsed once per process: spawn checks every -f file and every --set against it.
+/// The chart's schema, parsed once per process: spawn checks every -f file and every --set.
+fn schema() -> &'static Value {
     static PARSED: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
         serde_json::from_str(SCHEMA).expect("the chart's schema is valid JSON")
     });
-    let schema = &*PARSED;
-    let mut unknown = vec![];
-    unknown_keys(schema, schema, values, "", &mut unknown);
-    match unknown.as_slice() {
-        [] => Ok(()),
-        keys => Err(Error::usage(format!(
+    &PARSED
+}
+
+/// Check user values (one `-f` file or one `--set`) against the chart's schema, as `helm
+/// install` would, before anything is merged or sent: unknown keys at any depth (every object
+/// in the schema is closed, the Kubernetes ones included), wrong types, enums, patterns and
+/// lengths. Such a layer is partial, so a `null` (which deletes a default) passes, and keys the
+/// schema requires are enforced only inside list items (lists replace, maps merge).
+pub fn check_keys(origin: &str, values: &Value) -> Result<()> {
+    check(origin, values, Mode::Overlay)
+}
+
+/// Check the final, merged values the way Helm does after coalescing (`required` everywhere).
+pub fn check_final(values: &Value) -> Result<()> {
+    check(
+        "the merged values (chart, release, cluster ConfigMap, -f, --set)",
+        values,
+        Mode::Final,
+    )
+}
+
+fn check(origin: &str, values: &Value, mode: Mode) -> Result<()> {
+    let schema = schema();
+    let mut found = Findings::default();
+    validate(schema, schema, values, "", mode, &mut found);
+    if !found.unknown.is_empty() {
+        return Err(Error::usage(format!(
             "unknown value {} in {origin}: the chart has no such key (see charts/{CHART_NAME}/README.md)",
-            keys.join(", ")
+            found.unknown.join(", ")
+        )));
+    }
+    match found.invalid.as_slice() {
+        [] => Ok(()),
+        problems => Err(Error::usage(format!(
+            "invalid values in {origin}: {} (see charts/{CHART_NAME}/values.schema.json)",
+            problems.join("; ")
         ))),
     }
 }
 
-fn unknown_keys(root: &Value, node: &Value, v: &Value, path: &str, out: &mut Vec<String>) {
-    let node = match node.get("$ref").and_then(Value::as_str) {
-        Some(r) => match r
-            .strip_prefix("#/")
-            .and_then(|p| root.pointer(&format!("/{p}")))
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// One layer of user values: nulls delete defaults, maps are partial.
+    Overlay,
+    /// The coalesced values, or anything inside a list item (lists are never merged).
+    Final,
+}
+
+#[derive(Default)]
+struct Findings {
+    unknown: Vec<String>,
+    invalid: Vec<String>,
+}
+
+/// Every schema keyword `validate` enforces or deliberately ignores (annotations and
+/// containers). A unit test fails when the schema uses any other, so none is skipped silently.
+#[cfg(test)]
+const KEYWORDS: &[&str] = &[
+    "$ref",
+    "type",
+    "enum",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "required",
+    "properties",
+    "additionalProperties",
+    "items",
+    "oneOf",
+    "anyOf",
+    // annotations and the definitions container
+    "$schema",
+    "$id",
+    "title",
+    "description",
+    "definitions",
+];
+
+fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
+    let mut node = node;
+    // $ref chains are short (a definition pointing at another); a cycle would be a schema bug.
+    for _ in 0..8 {
+        match node.get("$ref").and_then(Value::as_str) {
+            Some(r) => match r
+                .strip_prefix("#/")
+                .and_then(|p| root.pointer(&format!("/{p}")))
+            {
+                Some(target) => node = target,
+                None => return &Value::Null,
+            },
+            None => break,
+        }
+    }
+    node
+}
+
+fn type_matches(t: &str, v: &Value) -> bool {
+    match t {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "boolean" => v.is_boolean(),
+        "null" => v.is_null(),
+        "number" => v.is_number(),
+        "integer" => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
+        _ => false,
+    }
+}
+
+fn show(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn validate(root: &Value, node: &Value, v: &Value, path: &str, mode: Mode, out: &mut Findings) {
+    let node = resolve(root, node);
+    let at = if path.is_empty() { "(top level)" } else { path };
+    let mut bad = |msg: String| out.invalid.push(format!("{at}: {msg}"));
+
+    if let Some(t) = node.get("type") {
+        let ok = match t {
+            Value::String(t) => type_matches(t, v),
+            Value::Array(ts) => ts
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|t| type_matches(t, v)),
+            _ => true,
+        };
+        if !ok {
+            bad(format!("{} is not of type {t}", show(v)));
+            return;
+        }
+    }
+    if let Some(allowed) = node.get("enum").and_then(Value::as_array)
+        && !allowed.contains(v)
+    {
+        bad(format!(
+            "{} is not one of {}",
+            show(v),
+            Value::Array(allowed.clone())
+        ));
+    }
+    if let Some(s) = v.as_str() {
+        let len = s.chars().count() as u64;
+        if let Some(min) = node.get("minLength").and_then(Value::as_u64)
+            && len < min
         {
-            Some(target) => target,
-            None => return,
-        },
-        None => node,
-    };
+            bad(if min == 1 {
+                "must not be empty".to_string()
+            } else {
+                format!("{} is shorter than {min} characters", show(v))
+            });
+        }
+        if let Some(max) = node.get("maxLength").and_then(Value::as_u64)
+            && len > max
+        {
+            bad(format!("{} is longer than {max} characters", show(v)));
+        }
+        if let Some(p) = node.get("pattern").and_then(Value::as_str) {
+            match regex::Regex::new(p) {
+                Ok(re) if re.is_match(s) => {}
+                Ok(_) => bad(format!("{} does not match {p}", show(v))),
+                Err(e) => bad(format!("the schema's pattern {p} is invalid: {e}")),
+            }
+        }
+    }
+    if let (Some(min), Some(n)) = (node.get("minimum").and_then(Value::as_f64), v.as_f64())
+        && n < min
+    {
+        bad(format!("{n} is less than {min}"));
+    }
+    for (key, need) in [("oneOf", Some(1)), ("anyOf", None)] {
+        if let Some(branches) = node.get(key).and_then(Value::as_array) {
+            let matching = branches
+                .iter()
+                .filter(|b| {
+                    let mut f = Findings::default();
+                    validate(root, b, v, path, mode, &mut f);
+                    f.unknown.is_empty() && f.invalid.is_empty()
+                })
+                .count();
+            let ok = match need {
+                Some(n) => matching == n,
+                None => matching > 0,
+            };
+            if !ok {
+                out.invalid
+                    .push(format!("{at}: {} is not an allowed value here", show(v)));
+            }
+        }
+    }
     match v {
         Value::Object(m) => {
+            if mode == Mode::Final
+                && let Some(req) = node.get("required").and_then(Value::as_array)
+            {
+                for r in req.iter().filter_map(Value::as_str) {
+                    if !m.contains_key(r) {
+                        out.invalid.push(format!("{at}: {r} is required"));
+                    }
+                }
+            }
             let props = node.get("properties").and_then(Value::as_object);
             let extra = node.get("additionalProperties");
             for (k, child) in m {
@@ -130,19 +309,35 @@ fn unknown_keys(root: &Value, node: &Value, v: &Value, path: &str, out: &mut Vec
                 } else {
                     format!("{path}.{k}")
                 };
-                if let Some(schema) = props.and_then(|p| p.get(k)) {
-                    unknown_keys(root, schema, child, &here, out);
-                } else if extra == Some(&Value::Bool(false)) {
-                    out.push(here);
-                } else if let Some(schema @ Value::Object(_)) = extra {
-                    unknown_keys(root, schema, child, &here, out);
+                let schema = props.and_then(|p| p.get(k));
+                if schema.is_none() && extra == Some(&Value::Bool(false)) {
+                    out.unknown.push(here);
+                    continue;
+                }
+                // A null in user values deletes the default (Helm), whatever the key's type.
+                if child.is_null() && mode == Mode::Overlay {
+                    continue;
+                }
+                match (schema, extra) {
+                    (Some(s), _) => validate(root, s, child, &here, mode, out),
+                    (None, Some(s @ Value::Object(_))) => {
+                        validate(root, s, child, &here, mode, out)
+                    }
+                    _ => {}
                 }
             }
         }
         Value::Array(items) => {
             if let Some(schema) = node.get("items") {
                 for (i, item) in items.iter().enumerate() {
-                    unknown_keys(root, schema, item, &format!("{path}[{i}]"), out);
+                    validate(
+                        root,
+                        schema,
+                        item,
+                        &format!("{path}[{i}]"),
+                        Mode::Final,
+                        out,
+                    );
                 }
             }
         }
@@ -326,6 +521,11 @@ pub struct PodValues {
     #[serde(default)]
     pub tolerations: Vec<Toleration>,
     pub affinity: Option<Affinity>,
+    /// RuntimeClass (gVisor, Kata, …) for task pods; "" = the cluster default.
+    #[serde(default)]
+    pub runtime_class_name: String,
+    #[serde(default)]
+    pub priority_class_name: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
@@ -334,6 +534,11 @@ pub struct PodValues {
     pub container_security_context: Option<SecurityContext>,
     #[serde(default)]
     pub workspace: WorkspaceValues,
+    /// The /home/agent and /tmp emptyDirs (same shape as `workspace`).
+    #[serde(default)]
+    pub home: WorkspaceValues,
+    #[serde(default)]
+    pub tmp: WorkspaceValues,
     #[serde(default)]
     pub ssh_secret: SshSecretValues,
     #[serde(default)]
@@ -408,7 +613,9 @@ pub struct TaskDefaults {
 }
 
 impl Values {
+    /// The typed view of fully merged values, after the same schema check Helm makes.
     pub fn from_value(v: Value) -> Result<Values> {
+        check_final(&v)?;
         serde_json::from_value(v).map_err(|e| {
             Error::usage(format!(
                 "invalid values: {e}; compare with charts/{CHART_NAME}/values.yaml"
@@ -575,6 +782,234 @@ mod tests {
         // Every compiled-in values file passes its own schema.
         for env in environments() {
             check_keys(env, &defaults_for(env).unwrap()).unwrap();
+        }
+    }
+
+    /// Every keyword the schema uses is one `validate` knows: none is skipped silently.
+    #[test]
+    fn schema_uses_only_enforced_keywords() {
+        fn walk(node: &Value, out: &mut std::collections::BTreeSet<String>) {
+            match node {
+                Value::Object(m) => {
+                    for (k, v) in m {
+                        match k.as_str() {
+                            // Maps of names to schemas: the names are not keywords.
+                            "properties" | "definitions" => v
+                                .as_object()
+                                .into_iter()
+                                .flatten()
+                                .for_each(|(_, s)| walk(s, out)),
+                            // Values, not schemas.
+                            "enum" | "required" | "type" | "description" | "pattern" => {
+                                out.insert(k.clone());
+                            }
+                            _ => {
+                                out.insert(k.clone());
+                                walk(v, out);
+                            }
+                        }
+                    }
+                }
+                Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                _ => {}
+            }
+        }
+        let mut used = Default::default();
+        walk(schema(), &mut used);
+        let unknown: Vec<_> = used
+            .iter()
+            .filter(|k| !KEYWORDS.contains(&k.as_str()))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "schema keywords asdo does not enforce: {unknown:?}"
+        );
+    }
+
+    fn refused(yaml: &str) -> String {
+        let v = parse_yaml("t.yaml", yaml).unwrap();
+        match check_keys("t.yaml", &v) {
+            Ok(()) => panic!("accepted: {yaml}"),
+            Err(e) => {
+                assert_eq!(e.exit_code(), 2);
+                e.to_string()
+            }
+        }
+    }
+
+    /// Typos inside the Kubernetes objects the chart passes through (H3): Helm refuses them
+    /// now, and asdo must too instead of dropping them from the Pod.
+    #[test]
+    fn typos_inside_kubernetes_objects_are_refused() {
+        for (yaml, key) in [
+            (
+                "pod:\n  securityContext:\n    runAsNonroot: true\n",
+                "pod.securityContext.runAsNonroot",
+            ),
+            (
+                "pod:\n  containerSecurityContext:\n    readOnlyRootFileSystem: true\n",
+                "readOnlyRootFileSystem",
+            ),
+            (
+                "pod:\n  securityContext:\n    seccompProfile:\n      typ: RuntimeDefault\n",
+                "seccompProfile.typ",
+            ),
+            (
+                "pod:\n  env:\n    - name: A\n      valuefrom: {secretKeyRef: {name: s, key: k}}\n",
+                "pod.env[0].valuefrom",
+            ),
+            (
+                "pod:\n  env:\n    - name: A\n      valueFrom: {secretKeyRef: {name: s, kee: k}}\n",
+                "secretKeyRef.kee",
+            ),
+            (
+                "pod:\n  extraVolumes:\n    - name: v\n      emptydir: {}\n",
+                "pod.extraVolumes[0].emptydir",
+            ),
+            (
+                "pod:\n  tolerations:\n    - {key: a, operater: Exists}\n",
+                "operater",
+            ),
+            (
+                "pod:\n  affinity:\n    nodeaffinity: {}\n",
+                "pod.affinity.nodeaffinity",
+            ),
+            (
+                "networkPolicy:\n  egress:\n    - to: [{ipblock: {cidr: 10.0.0.0/8}}]\n",
+                "ipblock",
+            ),
+        ] {
+            let e = refused(yaml);
+            assert!(e.contains(key) && e.contains("no such key"), "{yaml}: {e}");
+        }
+        for (yaml, what) in [
+            (
+                "pod:\n  extraVolumeMounts:\n    - {name: v, mountPath: /v, readOnly: \"yes\"}\n",
+                "readOnly",
+            ),
+            (
+                "pod:\n  securityContext:\n    seccompProfile: {type: runtimedefault}\n",
+                "seccompProfile.type",
+            ),
+            (
+                "pod:\n  securityContext:\n    runAsUser: \"10001\"\n",
+                "runAsUser",
+            ),
+            ("pod:\n  env:\n    - value: x\n", "name is required"),
+            (
+                "pod:\n  tolerations:\n    - {operator: exists}\n",
+                "operator",
+            ),
+        ] {
+            let e = refused(yaml);
+            assert!(
+                e.contains(what) && e.contains("invalid value"),
+                "{yaml}: {e}"
+            );
+        }
+    }
+
+    /// Names Kubernetes would refuse and an empty store key (H4), and the new pod values (S4).
+    #[test]
+    fn names_and_store_keys_follow_the_schema() {
+        for (yaml, what) in [
+            ("serviceAccount:\n  name: My_SA\n", "serviceAccount.name"),
+            ("fullnameOverride: My_Release\n", "fullnameOverride"),
+            (
+                "externalSecret:\n  remoteRef:\n    key: \"\"\n",
+                "must not be empty",
+            ),
+            (
+                "externalSecret:\n  extraData:\n    - {secretKey: \"a key\", remoteRef: {key: k}}\n",
+                "secretKey",
+            ),
+            (
+                "externalSecret:\n  extraData:\n    - {secretKey: k}\n",
+                "remoteRef is required",
+            ),
+            ("pod:\n  runtimeClassName: gVisor\n", "pod.runtimeClassName"),
+            (
+                "pod:\n  priorityClassName: \"high prio\"\n",
+                "pod.priorityClassName",
+            ),
+            ("pod:\n  home:\n    sizeLimit: 1GB\n", "pod.home.sizeLimit"),
+            ("networkPolicy:\n  egressPreset: open\n", "egressPreset"),
+        ] {
+            let e = refused(yaml);
+            assert!(e.contains(what), "{yaml}: {e}");
+        }
+        let ok = parse_yaml(
+            "t",
+            "pod:\n  runtimeClassName: gvisor\n  priorityClassName: agents-low\n  tmp: {sizeLimit: 512Mi}\n  activeDeadlineSeconds: null\n",
+        )
+        .unwrap();
+        check_keys("t", &ok).unwrap();
+        // null deletes a default in a layer, but the merged values are typed.
+        let mut merged = defaults_for("dev").unwrap();
+        merge(&mut merged, ok);
+        let v = Values::from_value(merged).unwrap();
+        assert_eq!(v.pod.runtime_class_name, "gvisor");
+        assert_eq!(v.pod.active_deadline_seconds, None);
+        let mut broken = defaults_for("dev").unwrap();
+        broken["pod"]["image"]["repository"] = Value::Null;
+        assert!(Values::from_value(broken).is_err());
+    }
+
+    /// Whatever the schema lets through reaches the Pod: the typed view keeps every key of
+    /// the Kubernetes objects (k8s-openapi is built for the schema's Kubernetes version).
+    #[test]
+    fn kubernetes_objects_are_never_dropped() {
+        let input = json!({
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 10001, "fsGroupChangePolicy": "OnRootMismatch",
+                "seLinuxOptions": {"level": "s0:c1"}, "appArmorProfile": {"type": "RuntimeDefault"},
+                "supplementalGroups": [5], "sysctls": [{"name": "net.ipv4.ping_group_range", "value": "0 1"}],
+                "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}},
+            "containerSecurityContext": {"capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+                "procMount": "Default", "privileged": false, "runAsGroup": 1},
+            "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name", "apiVersion": "v1"}}},
+                    {"name": "B", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}}],
+            "extraVolumes": [{"name": "p", "projected": {"defaultMode": 256, "sources": [
+                {"secret": {"name": "s", "items": [{"key": "k", "path": "p"}]}},
+                {"serviceAccountToken": {"audience": "git", "expirationSeconds": 600, "path": "t"}}]}},
+                {"name": "e", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}}}}}}],
+            "extraVolumeMounts": [{"name": "p", "mountPath": "/p", "readOnly": true, "subPath": "x",
+                                   "mountPropagation": "None"}],
+            "tolerations": [{"key": "k", "operator": "Equal", "value": "v", "effect": "NoExecute", "tolerationSeconds": 5}],
+            "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1,
+                "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "matchLabelKeys": ["task-id"],
+                    "labelSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["x"]}]}}}]}},
+        });
+        let mut v = defaults_for("dev").unwrap();
+        merge(&mut v, json!({"pod": input.clone()}));
+        check_keys("t", &json!({"pod": input.clone()})).unwrap();
+        let typed = Values::from_value(v).unwrap();
+        let p = &typed.pod;
+        let back = json!({
+            "securityContext": p.security_context, "containerSecurityContext": p.container_security_context,
+            "env": p.env, "extraVolumes": p.extra_volumes, "extraVolumeMounts": p.extra_volume_mounts,
+            "tolerations": p.tolerations, "affinity": p.affinity,
+        });
+        // The chart's defaults merge under the input's securityContexts: compare the input's keys.
+        for k in [
+            "env",
+            "extraVolumes",
+            "extraVolumeMounts",
+            "tolerations",
+            "affinity",
+        ] {
+            assert_eq!(
+                back[k], input[k],
+                "{k} changed on its way through asdo's types"
+            );
+        }
+        for k in ["securityContext", "containerSecurityContext"] {
+            for (field, value) in input[k].as_object().unwrap() {
+                assert_eq!(
+                    &back[k][field], value,
+                    "{k}.{field} changed on its way through asdo's types"
+                );
+            }
         }
     }
 

@@ -43,6 +43,10 @@ pub struct CleanupArgs {
     /// Print what would be deleted; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Before deleting a pod, write its full log and a JSON summary into DIR/<namespace>/;
+    /// a pod whose log could not be saved is kept (exit 1).
+    #[arg(long, value_name = "DIR")]
+    pub save_logs: Option<std::path::PathBuf>,
 }
 
 const PHASES: &[&str] = &["Pending", "Running", "Succeeded", "Failed", "Unknown"];
@@ -97,10 +101,15 @@ pub async fn run(global: &Global, args: CleanupArgs) -> Result<i32> {
         lp = lp.fields(f);
     }
     let ns = &scope.namespace;
+    let archive = match (&args.save_logs, args.dry_run) {
+        (Some(dir), false) => Some(crate::archive::Archive::open(dir)?),
+        _ => None,
+    };
+    let mut kept = 0;
     let client = cluster::client(&scope.cluster).await?;
     let api = cluster::pods(&client, Some(ns))?;
 
-    let deleted: Vec<String> = if args.older_than.is_none() && !args.dry_run {
+    let deleted: Vec<String> = if args.older_than.is_none() && !args.dry_run && archive.is_none() {
         let res = cluster::bounded(
             &format!("delete task pods in namespace {ns}"),
             api.delete_collection(&DeleteParams::default(), &lp),
@@ -118,18 +127,33 @@ pub async fn run(global: &Global, args: CleanupArgs) -> Result<i32> {
         let pods =
             cluster::list_all(&api, &lp, &format!("list task pods in namespace {ns}")).await?;
         let now = Timestamp::now();
-        let chosen: Vec<(String, String)> = pods
+        let mut chosen: Vec<(String, String)> = vec![];
+        for p in pods
             .iter()
             .filter(|p| args.older_than.is_none_or(|min| age(p, now) >= min))
-            .filter_map(|p| Some((p.metadata.name.clone()?, p.metadata.uid.clone()?)))
-            .collect();
+        {
+            let (Some(name), Some(uid)) = (p.metadata.name.clone(), p.metadata.uid.clone()) else {
+                continue;
+            };
+            if let Some(a) = &archive {
+                match a.save(&api, p).await {
+                    Ok(s) => eprintln!("pod/{name} log saved: {}", s.summary.display()),
+                    Err(e) => {
+                        eprintln!("pod/{name} kept: its log could not be saved: {e}");
+                        kept += 1;
+                        continue;
+                    }
+                }
+            }
+            chosen.push((name, uid));
+        }
         let mut deleted = Vec::new();
         for (name, uid) in chosen {
             if args.dry_run {
                 deleted.push(name);
                 continue;
             }
-            // Exactly the pod that was judged old enough: a new run under the same name
+            // Exactly the pod that was judged (and archived): a new run under the same name
             // (spawn --replace meanwhile) fails the uid precondition and is left alone.
             match cluster::delete_pod_uid(&api, &name, &uid, ns).await {
                 Ok(true) => deleted.push(name),
@@ -150,10 +174,10 @@ pub async fn run(global: &Global, args: CleanupArgs) -> Result<i32> {
     for name in &deleted {
         println!("pod/{name} {verb}");
     }
-    if deleted.is_empty() {
+    if deleted.is_empty() && kept == 0 {
         eprintln!("No task pods to delete in namespace {ns}.");
     }
-    Ok(exit::OK)
+    Ok(if kept > 0 { exit::FAILURE } else { exit::OK })
 }
 
 /// Time since the task finished, or since the pod was created if it has not.

@@ -1,4 +1,5 @@
-//! `asdo doctor`: can this user run tasks in this environment? One line per check.
+//! `asdo doctor`: can this user run tasks in this environment? One line per check; what it
+//! cannot check with the chart's Role it says so (`skip`) instead of guessing.
 
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -24,7 +25,9 @@ enum Check {
     Skip(String),
 }
 
-/// The API calls asdo makes, as (verb, resource, subresource).
+/// The chart's Role, rule by rule, as (verb, resource, subresource): exactly what asdo calls
+/// and nothing else (a unit test holds this list and templates/rbac.yaml together). The
+/// ConfigMap rule is limited to one name, so it is checked for that name.
 const NEEDED: &[(&str, &str, &str)] = &[
     ("create", "pods", ""),
     ("get", "pods", ""),
@@ -33,6 +36,8 @@ const NEEDED: &[(&str, &str, &str)] = &[
     ("delete", "pods", ""),
     ("deletecollection", "pods", ""),
     ("get", "pods", "log"),
+    ("list", "events", ""),
+    ("get", "configmaps", ""),
 ];
 
 pub async fn run(global: &Global, _args: DoctorArgs) -> Result<i32> {
@@ -77,6 +82,7 @@ pub async fn run(global: &Global, _args: DoctorArgs) -> Result<i32> {
             &ns,
             "namespace",
             "install the chart: helm upgrade --install … (namespace.create) or pass -n",
+            "Namespaces are cluster-scoped, which the chart's Role cannot grant",
         )
         .await,
     );
@@ -87,6 +93,7 @@ pub async fn run(global: &Global, _args: DoctorArgs) -> Result<i32> {
             &cm,
             "ConfigMap",
             "install the chart for this environment (configMap.create)",
+            "the chart's Role grants get on it: are you in rbac.subjects?",
         )
         .await,
     );
@@ -97,42 +104,67 @@ pub async fn run(global: &Global, _args: DoctorArgs) -> Result<i32> {
             &secret,
             "password Secret",
             "check the ExternalSecret (kubectl describe externalsecret) and its secret store",
+            "the chart's Role grants no Secret access (asdo needs none)",
         )
         .await,
     );
     for (verb, resource, sub) in NEEDED {
-        report(allowed(&client, &ns, verb, resource, sub).await);
+        let name = (*resource == "configmaps").then_some(cm.as_str());
+        report(allowed(&client, Some(&ns), verb, resource, sub, name).await);
     }
+    // Not in the Role: `asdo list -A` lists pods cluster-wide, which needs a ClusterRole.
+    report(match allowed(&client, None, "list", "pods", "", None).await {
+        Check::Ok(_) => Check::Ok("may list pods in all namespaces (asdo list -A)".into()),
+        _ => Check::Skip(
+            "asdo list -A needs list pods in all namespaces, a ClusterRole the chart does not ship; \
+             asdo list -e ENV works with the Role"
+                .into(),
+        ),
+    });
     Ok(if failed { exit::FAILURE } else { exit::OK })
 }
 
-async fn exists<K>(api: Api<K>, name: &str, what: &str, fix: &str) -> Check
+/// Whether `name` exists. Metadata only (`PartialObjectMetadata`): for the Secret that means
+/// no secret data ever crosses the wire, even for users allowed to read it.
+async fn exists<K>(api: Api<K>, name: &str, what: &str, fix: &str, why_forbidden: &str) -> Check
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    match api.get_opt(name).await {
+    match api.get_metadata_opt(name).await {
         Ok(Some(_)) => Check::Ok(format!("{what} {name} exists")),
         Ok(None) => Check::Fail(format!("{what} {name} not found: {fix}")),
         Err(kube::Error::Api(s)) if s.code == 403 => Check::Skip(format!(
-            "{what} {name}: not allowed to read it, so not checked"
+            "{what} {name}: not checked, you may not read it ({why_forbidden})"
         )),
         Err(e) => Check::Fail(format!("{what} {name}: {e}")),
     }
 }
 
-async fn allowed(client: &Client, ns: &str, verb: &str, resource: &str, sub: &str) -> Check {
-    let what = if sub.is_empty() {
+async fn allowed(
+    client: &Client,
+    ns: Option<&str>,
+    verb: &str,
+    resource: &str,
+    sub: &str,
+    name: Option<&str>,
+) -> Check {
+    let mut what = if sub.is_empty() {
         format!("{verb} {resource}")
     } else {
         format!("{verb} {resource}/{sub}")
     };
+    if let Some(n) = name {
+        what = format!("{what} {n}");
+    }
+    let ns_text = ns.map_or("all namespaces".to_string(), str::to_string);
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
             resource_attributes: Some(ResourceAttributes {
-                namespace: Some(ns.to_string()),
+                namespace: ns.map(str::to_string),
                 verb: Some(verb.to_string()),
                 resource: Some(resource.to_string()),
                 subresource: (!sub.is_empty()).then(|| sub.to_string()),
+                name: name.map(str::to_string),
                 ..Default::default()
             }),
             ..Default::default()
@@ -142,13 +174,60 @@ async fn allowed(client: &Client, ns: &str, verb: &str, resource: &str, sub: &st
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     match api.create(&PostParams::default(), &review).await {
         Ok(r) => match r.status {
-            Some(s) if s.allowed => Check::Ok(format!("may {what} in {ns}")),
+            Some(s) if s.allowed => Check::Ok(format!("may {what} in {ns_text}")),
             Some(s) => Check::Fail(format!(
-                "may not {what} in {ns}{}: ask an admin to add you to rbac.subjects of the chart",
+                "may not {what} in {ns_text}{}: ask an admin to add you to rbac.subjects of the chart",
                 s.reason.map(|r| format!(" ({r})")).unwrap_or_default()
             )),
-            None => Check::Fail(format!("no answer on whether you may {what} in {ns}")),
+            None => Check::Fail(format!("no answer on whether you may {what} in {ns_text}")),
         },
         Err(e) => Check::Fail(format!("cannot ask whether you may {what}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NEEDED;
+
+    /// doctor checks exactly the Role's verbs: every (verb, resource) of the chart's
+    /// templates/rbac.yaml is in NEEDED and nothing else is.
+    #[test]
+    fn checks_are_the_roles_rules() {
+        let rbac = include_str!("../../charts/agentic-sdlc-orchestrator/templates/rbac.yaml");
+        let list = |line: &str| -> Vec<String> {
+            let inner = line.split_once('[').and_then(|(_, r)| r.rsplit_once(']'));
+            inner
+                .map(|(i, _)| {
+                    i.split(',')
+                        .map(|x| x.trim().trim_matches('"').to_string())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut role = std::collections::BTreeSet::new();
+        let mut resources: Vec<String> = vec![];
+        // Rules of the Role only (the RoleBinding follows `---`).
+        for line in rbac.split("\n---").next().unwrap().lines() {
+            let l = line.trim();
+            if l.starts_with("resources:") {
+                resources = list(l);
+            } else if l.starts_with("verbs:") {
+                for r in &resources {
+                    let (res, sub) = r.split_once('/').unwrap_or((r, ""));
+                    for v in list(l) {
+                        role.insert((v, res.to_string(), sub.to_string()));
+                    }
+                }
+            }
+        }
+        let checked: std::collections::BTreeSet<_> = NEEDED
+            .iter()
+            .map(|(v, r, s)| (v.to_string(), r.to_string(), s.to_string()))
+            .collect();
+        assert!(
+            role.len() >= 9,
+            "parsed too few rules from rbac.yaml: {role:?}"
+        );
+        assert_eq!(checked, role, "doctor's checks and the chart's Role differ");
     }
 }

@@ -11,8 +11,10 @@ and compare as JSON; a difference prints a unified diff.
 
 Also checked: no Pod without task.id, and inputs both sides must refuse (task.id
 without repo or branch, a relative contextDir, a repo URL with a password, an
-invalid task id, sshSecret without a name) make helm fail with the chart's message
-and asdo exit non-zero.
+invalid task id, sshSecret without a name; typos inside the security contexts,
+seccompProfile, env, extra volumes, tolerations and affinity; names that are not
+DNS-1123; an empty store key) make helm fail with the chart's message and asdo
+exit 2 (naming the key, for the schema cases).
 
 Runs `helm dependency build` in each release first, so the chart as it is now
 is what gets compared (never a stale charts/*.tgz).
@@ -134,6 +136,46 @@ VARIANTS = [
     ),
 ]
 
+VARIANTS += [
+    # 6. Sandboxed runtime, priority, bounded scratch and ephemeral storage (S3, S4),
+    # and Kubernetes objects deep enough that a dropped key would show.
+    Variant(
+        "runtime-priority-storage-deep-objects",
+        ["--task-id", "T006", "--branch", BRANCH, "--repo", REPO],
+        {"task": {"id": "T006", "branch": BRANCH, "repo": REPO}},
+        asdo_values={
+            "pod": {
+                "runtimeClassName": "gvisor", "priorityClassName": "agents-low",
+                "home": {"sizeLimit": "2Gi"}, "tmp": {"sizeLimit": "512Mi"},
+                "resources": {"limits": {"ephemeral-storage": "15Gi"}, "requests": {"ephemeral-storage": "3Gi"}},
+                "securityContext": {"appArmorProfile": {"type": "RuntimeDefault"},
+                                    "seLinuxOptions": {"level": "s0:c123,c456"},
+                                    "fsGroupChangePolicy": "OnRootMismatch"},
+                "containerSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "procMount": "Default"},
+                "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "ANTHROPIC_API_KEY", "valueFrom": {"secretKeyRef": {
+                            "name": "agentic-sdlc-orchestrator-dev-server-password", "key": "anthropic-api-key"}}}],
+                "extraVolumes": [{"name": "token", "projected": {"sources": [
+                    {"serviceAccountToken": {"audience": "git", "expirationSeconds": 600, "path": "t"}}]}}],
+                "extraVolumeMounts": [{"name": "token", "mountPath": "/var/run/git", "readOnly": True,
+                                       "mountPropagation": "None"}],
+                "tolerations": [{"key": "sandbox", "operator": "Equal", "value": "gvisor", "effect": "NoSchedule"}],
+                "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                    "weight": 10, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                                      "labelSelector": {"matchLabels": {"app": "agent-orchestrator"}}}}]}},
+            },
+        },
+    ),
+    # 7. The new scratch limits deleted with null: both omit them.
+    Variant(
+        "scratch-limits-null",
+        ["--task-id", "T007", "--branch", BRANCH, "--repo", REPO],
+        {"task": {"id": "T007", "branch": BRANCH, "repo": REPO}},
+        asdo_values={"pod": {"home": {"sizeLimit": None}, "tmp": {"sizeLimit": None},
+                             "runtimeClassName": "", "priorityClassName": ""}},
+    ),
+]
+
 # Inputs both renderers must refuse: (name, chart values, asdo args, text helm's error must contain).
 REFUSED = [
     ("id without repo", {"task": {"id": "T001", "branch": BRANCH}},
@@ -152,6 +194,38 @@ REFUSED = [
      ["--task-id", "T001", "--branch", BRANCH, "--repo", REPO, "--set", "pod.sshSecret.enabled=true"],
      "pod.sshSecret.enabled needs a Secret name"),
 ]
+# Typos and bad names inside the objects the chart passes through (H3/H4): the schema
+# refuses them for Helm, and asdo must refuse them too instead of dropping them.
+_T = ["--task-id", "T001", "--branch", BRANCH, "--repo", REPO]
+_TV = {"id": "T001", "branch": BRANCH, "repo": REPO}
+for _name, _pod, _sets, _msg in [
+    ("securityContext typo", {"securityContext": {"runAsNonroot": True}},
+     ["pod.securityContext.runAsNonroot=true"], "runAsNonroot"),
+    ("containerSecurityContext typo", {"containerSecurityContext": {"readOnlyRootFileSystem": True}},
+     ["pod.containerSecurityContext.readOnlyRootFileSystem=true"], "readOnlyRootFileSystem"),
+    ("seccompProfile typo", {"securityContext": {"seccompProfile": {"typ": "RuntimeDefault"}}},
+     ["pod.securityContext.seccompProfile.typ=RuntimeDefault"], "typ"),
+    ("env valuefrom typo", {"env": [{"name": "A", "valuefrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]},
+     ["pod.env[0].name=A", "pod.env[0].valuefrom.secretKeyRef.name=s"], "valuefrom"),
+    ("extraVolumes emptydir typo", {"extraVolumes": [{"name": "v", "emptydir": {}}]},
+     ["pod.extraVolumes[0].name=v", "pod.extraVolumes[0].emptydir.medium=Memory"], "emptydir"),
+    ("toleration operator", {"tolerations": [{"key": "a", "operator": "exists"}]},
+     ["pod.tolerations[0].key=a", "pod.tolerations[0].operator=exists"], "operator"),
+    ("affinity typo", {"affinity": {"nodeaffinity": {}}}, ["pod.affinity.nodeaffinity.x=1"], "nodeaffinity"),
+    ("runtimeClassName not DNS", {"runtimeClassName": "gVisor"}, ["pod.runtimeClassName=gVisor"], "runtimeClassName"),
+    ("priorityClassName not DNS", {"priorityClassName": "High_Prio"}, ["pod.priorityClassName=High_Prio"],
+     "priorityClassName"),
+]:
+    # asdo reads the same values file Helm gets (a release-shaped file is accepted).
+    REFUSED.append((_name, {"task": _TV, "pod": _pod}, _T + ["-f", "@VALUES"], _msg, _msg))
+for _name, _values, _sets, _msg in [
+    ("serviceAccount.name not DNS", {"serviceAccount": {"name": "My_SA"}}, ["serviceAccount.name=My_SA"],
+     "serviceAccount/name"),
+    ("empty remoteRef.key", {"externalSecret": {"remoteRef": {"key": ""}}}, ["externalSecret.remoteRef.key="],
+     "remoteRef/key"),
+]:
+    REFUSED.append((_name, {"task": _TV, **_values}, _T + [a for s in _sets for a in ("--set", s)], _msg,
+                    _msg.replace("/", ".")))
 
 
 def clean_env():
@@ -263,9 +337,11 @@ def main():
                                                         "asdo spawn --dry-run -o json", "helm template (pod.yaml)"))
                     failures.append(f"{label}: the chart's Pod differs from asdo's:\n{diff}")
 
-            for name, values, asdo_args, message in REFUSED:
+            for name, values, asdo_args, message, *asdo_message in REFUSED:
                 label = f"{env}/refuse {name}"
-                h = helm_template(helm, env, write_values(tmp, f"{env}-refuse.json", values))
+                vf = write_values(tmp, f"{env}-refuse.json", values)
+                h = helm_template(helm, env, vf)
+                asdo_args = [vf if x == "@VALUES" else x for x in asdo_args]
                 a = run([asdo, "spawn", *asdo_args, "--dry-run", "-o", "json", "-e", env])
                 before = len(failures)
                 if h.returncode == 0:
@@ -274,6 +350,9 @@ def main():
                     failures.append(f"{label}: helm failed without {message!r}:\n{h.stderr.strip()}")
                 if a.returncode == 0:
                     failures.append(f"{label}: asdo spawn --dry-run accepted it")
+                elif a.returncode != 2 or (asdo_message and asdo_message[0] not in a.stderr):
+                    failures.append(f"{label}: asdo refused it ({a.returncode}) without naming "
+                                    f"{asdo_message[0] if asdo_message else 'it'}: {a.stderr.strip()}")
                 refused_ok += len(failures) == before
 
     for f in failures:

@@ -79,6 +79,12 @@ def check_external_secret(doc):
                                               "decodingStrategy", "metadataPolicy"], f"spec.data[{i}].remoteRef", e)
         if not (item.get("remoteRef") or {}).get("key"):
             e.append(f"spec.data[{i}].remoteRef.key is empty")
+        # ESO 0.16-2.8 default these in the CRD; left out, the live object differs
+        # from Git forever and ArgoCD selfHeal fights the API server.
+        for field, default in (("conversionStrategy", "Default"), ("decodingStrategy", "None"),
+                               ("metadataPolicy", "None")):
+            if (item.get("remoteRef") or {}).get(field) != default:
+                e.append(f"spec.data[{i}].remoteRef.{field} must be rendered as {default!r} (the CRD default)")
     if "server-password" not in keys:
         e.append("no server-password entry")
     if len(keys) != len(set(keys)):
@@ -108,6 +114,30 @@ def check_application(doc):
     for opt in sp.get("syncOptions", []):
         if not re.fullmatch(r"[A-Za-z]+=[A-Za-z0-9]+", str(opt)):
             e.append(f"syncOptions entry {opt!r} is not Key=Value")
+    return e
+
+
+@crd("argoproj.io/v1alpha1", "AppProject")
+def check_app_project(doc):
+    e = []
+    need(doc, "metadata.name", e)
+    need(doc, "metadata.namespace", e)
+    spec = need(doc, "spec", e, dict) or {}
+    only_keys(spec, ["description", "sourceRepos", "destinations", "clusterResourceWhitelist",
+                     "namespaceResourceWhitelist", "clusterResourceBlacklist", "namespaceResourceBlacklist",
+                     "roles", "orphanedResources", "syncWindows", "sourceNamespaces", "signatureKeys"], "spec", e)
+    for r in need(doc, "spec.sourceRepos", e, list) or []:
+        if r in ("*", "") or not isinstance(r, str):
+            e.append(f"sourceRepos entry {r!r}: name the repository")
+    for i, d in enumerate(need(doc, "spec.destinations", e, list) or []):
+        only_keys(d, ["server", "name", "namespace"], f"spec.destinations[{i}]", e)
+        if d.get("server") in (None, "*") or d.get("namespace") in (None, "*"):
+            e.append(f"spec.destinations[{i}] must name a server and a namespace pattern")
+    for field in ("clusterResourceWhitelist", "namespaceResourceWhitelist"):
+        for i, k in enumerate(need(doc, f"spec.{field}", e, list) or []):
+            only_keys(k, ["group", "kind"], f"spec.{field}[{i}]", e)
+            if "*" in (k.get("group"), k.get("kind")) or not isinstance(k.get("kind"), str):
+                e.append(f"spec.{field}[{i}] {k}: no wildcards")
     return e
 
 

@@ -8,8 +8,10 @@ mod support;
 mod agent_fixture;
 
 mod agent;
+mod archive;
 mod common;
 mod completion;
 mod list_cleanup;
 mod logs;
+mod quota;
 mod spawn;

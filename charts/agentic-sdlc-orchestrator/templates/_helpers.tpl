@@ -101,3 +101,14 @@ come first and the fixed labels win over them, as in render.rs.
   "helm.sh/chart" (include "agentic-sdlc-orchestrator.chart" .) }}
 {{- toYaml (merge $fixed (deepCopy (.Values.pod.labels | default dict))) }}
 {{- end }}
+
+{{/*
+The remoteRef fields ESO's v1 CRD defaults (0.16-2.8). Rendered explicitly so
+the object ArgoCD compares equals the one the API server stores. nullBytePolicy
+(defaulted only in 2.3-2.6) is left out: ESO < 2.3 rejects it.
+*/}}
+{{- define "agentic-sdlc-orchestrator.remoteRefDefaults" -}}
+conversionStrategy: Default
+decodingStrategy: None
+metadataPolicy: None
+{{- end }}

@@ -26,6 +26,8 @@ struct Settings {
     schedule_delay: Duration,
     forbidden: HashSet<String>,
     unschedulable: Option<String>,
+    /// namespace -> (ResourceQuota name, count/pods limit): a stand-in for quota admission.
+    pod_quota: std::collections::HashMap<String, (String, usize)>,
 }
 
 struct Failure {
@@ -72,6 +74,7 @@ impl Faults {
                 schedule_delay: Duration::from_millis(200),
                 forbidden: HashSet::new(),
                 unschedulable: None,
+                pod_quota: Default::default(),
             }),
             log_cuts: watch::Sender::new(0),
         }
@@ -179,6 +182,17 @@ impl Faults {
 
     pub fn schedule_delay(&self) -> Duration {
         self.with(|s| s.schedule_delay)
+    }
+
+    pub fn set_pod_quota(&self, ns: &str, quota: Option<(&str, usize)>) {
+        self.with(|s| match quota {
+            Some((name, n)) => s.pod_quota.insert(ns.to_string(), (name.to_string(), n)),
+            None => s.pod_quota.remove(ns),
+        });
+    }
+
+    pub fn pod_quota(&self, ns: &str) -> Option<(String, usize)> {
+        self.with(|s| s.pod_quota.get(ns).cloned())
     }
 
     pub fn forbid(&self, ns: &str) {

@@ -277,6 +277,23 @@ fn create<K: Kind>(shared: &Arc<Shared>, req: &Request, ns: &str) -> Result<Resp
     if K::NAMESPACED && !store.has_namespace(ns) {
         return Err(ApiError::not_found("namespaces", ns));
     }
+    // Quota admission: count/pods charges pods that are not Succeeded or Failed.
+    if K::KIND == "Pod"
+        && let Some((quota, limit)) = shared.faults.pod_quota(ns)
+    {
+        let used = store
+            .page::<Pod>(Some(ns), &Default::default(), None, None)
+            .items
+            .iter()
+            .filter(|p| {
+                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+                !matches!(phase, Some("Succeeded" | "Failed"))
+            })
+            .count();
+        if used >= limit {
+            return Err(ApiError::exceeded_quota(&name, &quota, used, limit));
+        }
+    }
     if req.dry_run() {
         if store.get::<K>(ns, &name).is_some() {
             return Err(ApiError::already_exists(K::URL_PATH_SEGMENT, &name));

@@ -403,6 +403,12 @@ impl FakeApiServer {
         self.shared.faults.set_schedule_delay(d);
     }
 
+    /// A ResourceQuota `name` with `count/pods: limit` in `ns` (None removes it): creating a
+    /// pod while `limit` non-terminal pods exist gets quota admission's 403.
+    pub fn set_pod_quota(&self, ns: &str, quota: Option<(&str, usize)>) {
+        self.shared.faults.set_pod_quota(ns, quota);
+    }
+
     /// Every request in `ns` gets RBAC's 403.
     pub fn forbid_namespace(&self, ns: &str) {
         self.shared.faults.forbid(ns);

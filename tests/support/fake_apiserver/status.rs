@@ -90,6 +90,18 @@ impl ApiError {
         e
     }
 
+    /// ResourceQuota admission's refusal, in the API server's words.
+    pub fn exceeded_quota(pod: &str, quota: &str, used: usize, limit: usize) -> ApiError {
+        ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "pods \"{pod}\" is forbidden: exceeded quota: {quota}, requested: count/pods=1, used: count/pods={used}, limited: count/pods={limit}"
+            ),
+        )
+        .with_details(pod, "pods")
+    }
+
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(400, "BadRequest", message)
     }

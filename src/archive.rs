@@ -1,0 +1,231 @@
+//! `asdo cleanup --save-logs DIR`: keep a finished task's transcript before its pod goes.
+//!
+//! For each pod: the agent container's full log and a JSON summary (task, phase, exit code,
+//! outcome marker, branch, repo, commit, times) are written to `DIR/<namespace>/`, each
+//! through a temporary file that is synced and then renamed, so a file that exists is
+//! complete. Only then may the caller delete the pod: `save` returning an error means "keep
+//! it". Names carry the pod's UID prefix, so a re-run of the same task id never overwrites
+//! the earlier run's archive.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::LogParams;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::follow;
+use crate::marker::{self, Marker};
+use crate::task::{ANN_BRANCH, ANN_ENVIRONMENT, ANN_REPO, ANN_SPEC_DIR, CONTAINER, LABEL_TASK_ID};
+
+/// Where the archive goes; created (with parents) when opened.
+pub struct Archive {
+    dir: PathBuf,
+}
+
+/// What was written for one pod.
+pub struct Saved {
+    pub log: Option<PathBuf>,
+    pub summary: PathBuf,
+}
+
+impl Archive {
+    /// Create `dir` if needed and prove it is writable, before any pod is touched.
+    pub fn open(dir: &Path) -> Result<Archive> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::usage(format!(
+                "--save-logs {}: cannot create the directory: {e}",
+                dir.display()
+            ))
+        })?;
+        let probe = dir.join(format!(".asdo-write-test-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                Error::usage(format!(
+                    "--save-logs {}: the directory is not writable: {e}",
+                    dir.display()
+                ))
+            })?;
+        Ok(Archive {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Save `pod`'s log and summary. An error means nothing may be deleted for this pod.
+    pub async fn save(&self, api: &Api<Pod>, pod: &Pod) -> Result<Saved> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let uid: String = pod
+            .metadata
+            .uid
+            .as_deref()
+            .unwrap_or("nouid")
+            .chars()
+            .take(8)
+            .collect();
+        let dir = self.dir.join(&ns);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::other(format!("create {}: {e}", dir.display())))?;
+        let stem = format!("{name}-{uid}");
+
+        let params = LogParams {
+            container: Some(CONTAINER.to_string()),
+            ..Default::default()
+        };
+        let (log, log_note) = match api.logs(&name, &params).await {
+            Ok(text) => (Some(text), None),
+            // The container never ran (e.g. the image could not be pulled): there is no log to
+            // lose, and the summary says why.
+            Err(kube::Error::Api(s)) if s.code == 400 && !ever_ran(pod) => (
+                None,
+                Some(format!("no log: the container never ran ({})", s.message)),
+            ),
+            Err(e) => {
+                return Err(Error::from_kube(&format!("read the log of pod {name}"), e));
+            }
+        };
+
+        let log_path = match &log {
+            Some(text) => {
+                let p = dir.join(format!("{stem}.log"));
+                write_atomically(&p, text.as_bytes())?;
+                Some(p)
+            }
+            None => None,
+        };
+        let summary = summary(pod, log.as_deref(), log_path.as_deref(), log_note);
+        let summary_path = dir.join(format!("{stem}.json"));
+        let mut text = serde_json::to_vec_pretty(&summary)
+            .map_err(|e| Error::other(format!("encode the summary of pod {name}: {e}")))?;
+        text.push(b'\n');
+        write_atomically(&summary_path, &text)?;
+        Ok(Saved {
+            log: log_path,
+            summary: summary_path,
+        })
+    }
+}
+
+/// Whether the agent container ever started (so a log exists, or existed).
+fn ever_ran(pod: &Pod) -> bool {
+    follow::agent_status(pod).is_some_and(|c| {
+        c.last_state
+            .as_ref()
+            .is_some_and(|s| s.terminated.is_some())
+            || c.state
+                .as_ref()
+                .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+    })
+}
+
+/// Write, sync, then rename: the final name only ever holds complete content.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    let fail = |e: std::io::Error| Error::other(format!("write {}: {e}", path.display()));
+    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
+    f.write_all(bytes).map_err(fail)?;
+    f.sync_all().map_err(fail)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// The JSON summary of one task pod: what `asdo list`/`wait` would say about it, kept.
+pub fn summary(
+    pod: &Pod,
+    log: Option<&str>,
+    log_file: Option<&Path>,
+    note: Option<String>,
+) -> Value {
+    let m = &pod.metadata;
+    let ann = |k: &str| m.annotations.as_ref().and_then(|a| a.get(k)).cloned();
+    let (phase, exit_code) = follow::outcome(pod);
+    let terminated = follow::agent_status(pod).and_then(|c| c.state.as_ref()?.terminated.as_ref());
+    // The agent's last outcome marker (not a progress line).
+    let outcome = log.and_then(|l| {
+        l.lines()
+            .rev()
+            .filter_map(marker::parse)
+            .find(|mk| !matches!(mk, Marker::Progress(_)))
+    });
+    let commit = match &outcome {
+        Some(Marker::Done(sha)) => Some(sha.clone()),
+        _ => None,
+    };
+    json!({
+        "task": m.labels.as_ref().and_then(|l| l.get(LABEL_TASK_ID)),
+        "pod": m.name,
+        "namespace": m.namespace,
+        "uid": m.uid,
+        "environment": ann(ANN_ENVIRONMENT),
+        "branch": ann(ANN_BRANCH),
+        "repo": ann(ANN_REPO),
+        "specDir": ann(ANN_SPEC_DIR),
+        "phase": phase,
+        "exitCode": terminated.map(|t| t.exit_code).or((phase == "Succeeded").then_some(exit_code)),
+        "reason": terminated.and_then(|t| t.reason.clone())
+            .or_else(|| pod.status.as_ref().and_then(|s| s.reason.clone())),
+        "outcome": outcome.map(|o| o.to_string()),
+        "commit": commit,
+        "created": m.creation_timestamp.as_ref().map(|t| t.0.to_string()),
+        "started": terminated.and_then(|t| t.started_at.as_ref()).map(|t| t.0.to_string()),
+        "finished": terminated.and_then(|t| t.finished_at.as_ref()).map(|t| t.0.to_string()),
+        "log": log_file.and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()),
+        "logBytes": log.map(str::len),
+        "note": note,
+        "savedAt": k8s_openapi::jiff::Timestamp::now().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "agent-t1", "namespace": "ns", "uid": "0123456789ab",
+                         "labels": {"task-id": "T1"},
+                         "annotations": {"agentic-sdlc/branch": "b", "agentic-sdlc/repo": "r"},
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"phase": "Failed", "containerStatuses": [{"name": "agent", "ready": false,
+                "restartCount": 0, "image": "i", "imageID": "",
+                "state": {"terminated": {"exitCode": 12, "reason": "Error",
+                    "startedAt": "2026-01-01T00:00:05Z", "finishedAt": "2026-01-01T00:10:00Z"}}}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn summary_says_how_the_task_ended() {
+        let log = "asdo: cloning\nasdo: failed push: rejected\nasdo: running hooks\n";
+        let s = summary(
+            &pod(),
+            Some(log),
+            Some(Path::new("/a/agent-t1-01234567.log")),
+            None,
+        );
+        assert_eq!(s["task"], "T1");
+        assert_eq!(s["phase"], "Failed");
+        assert_eq!(s["exitCode"], 12);
+        assert_eq!(s["outcome"], "asdo: failed push: rejected");
+        assert_eq!(s["commit"], Value::Null);
+        assert_eq!(s["branch"], "b");
+        assert_eq!(s["finished"], "2026-01-01T00:10:00Z");
+        assert_eq!(s["log"], "agent-t1-01234567.log");
+        assert_eq!(s["logBytes"], log.len());
+        let done = summary(&pod(), Some("asdo: done abc123\n"), None, None);
+        assert_eq!(done["commit"], "abc123");
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_refused_up_front() {
+        let file = std::env::temp_dir().join(format!("asdo-archive-file-{}", std::process::id()));
+        std::fs::write(&file, b"x").unwrap();
+        let e = Archive::open(&file.join("sub")).err().unwrap();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--save-logs"), "{e}");
+        std::fs::remove_file(&file).unwrap();
+    }
+}
