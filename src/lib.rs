@@ -4,6 +4,7 @@
 //! - `task`: names, labels and input validation; `follow`: waiting and resumable log streaming;
 //! - `cluster`: the thin kube-rs layer; `error`: the one error type;
 //! - `marker`: the agent's progress lines, as `wait`/`status` read them;
+//! - `results` + `localgit`: a task's result read back and fetched/diffed/merged in the user's clone;
 //! - `agent`: `asdo agent`, the image's entrypoint (clone, opencode, commit, push).
 
 pub mod agent;
@@ -12,7 +13,9 @@ pub mod cluster;
 pub mod error;
 pub mod follow;
 pub mod humantime;
+pub mod localgit;
 pub mod marker;
 pub mod render;
+pub mod results;
 pub mod task;
 pub mod values;

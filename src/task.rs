@@ -20,6 +20,8 @@ pub const ANN_BRANCH: &str = "agentic-sdlc/branch";
 pub const ANN_REPO: &str = "agentic-sdlc/repo";
 pub const ANN_ENVIRONMENT: &str = "agentic-sdlc/environment";
 pub const ANN_SPEC_DIR: &str = "agentic-sdlc/spec-dir";
+/// The ref a task branch is created from when it does not exist yet (read by diff/apply).
+pub const ANN_BASE: &str = "agentic-sdlc/base";
 pub const ANN_ASDO_VERSION: &str = "agentic-sdlc/asdo-version";
 
 /// A pod name is at most 63 characters; `agent-` takes 6 of them.
