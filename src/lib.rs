@@ -12,6 +12,8 @@ pub mod cli;
 pub mod cluster;
 pub mod error;
 pub mod follow;
+pub mod hooks;
+pub mod http;
 pub mod humantime;
 pub mod localgit;
 pub mod marker;

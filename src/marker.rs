@@ -35,6 +35,14 @@ pub fn parse(line: &str) -> Option<Marker> {
     Some(Marker::Progress(rest.to_string()))
 }
 
+/// The pull/merge request the agent opened (`asdo: pr <url>`), if its log says so.
+pub fn pr_url(log: &str) -> Option<String> {
+    log.lines().rev().find_map(|l| {
+        let url = l.trim_end().strip_prefix(PREFIX)?.strip_prefix("pr ")?;
+        url.starts_with("http").then(|| url.to_string())
+    })
+}
+
 /// The newest marker in a log excerpt.
 pub fn last(log: &str) -> Option<Marker> {
     log.lines().rev().find_map(parse)

@@ -18,6 +18,7 @@ use super::Global;
 use crate::cluster;
 use crate::error::{Error, Result, exit};
 use crate::follow;
+use crate::hooks::{self, Hooks};
 use crate::humantime;
 use crate::marker::{self, Marker};
 use crate::task::{self, ANN_BRANCH, CONTAINER, LABEL_TASK_ID, SELECTOR};
@@ -48,6 +49,22 @@ pub struct WaitArgs {
     /// Write spec-kit markers: <dir>/delegation_completed/<id>.txt or <dir>/delegation_errors/<id>.txt.
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
+    /// Run this shell command for each task as it is reported, with ASDO_TASK_ID, ASDO_PHASE,
+    /// ASDO_EXIT, ASDO_COMMIT, ASDO_PR_URL, ASDO_BRANCH, … in its environment.
+    #[arg(long, value_name = "CMD")]
+    pub on_done: Option<String>,
+    /// POST each task's result as JSON (Slack-compatible "text") to this URL. Prefer the env
+    /// var: a webhook URL is a secret, and argv is visible to every user of the machine.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ASDO_WEBHOOK_URL",
+        hide_env_values = true
+    )]
+    pub webhook: Option<String>,
+    /// Bound on each --on-done run and each webhook attempt.
+    #[arg(long, default_value = "30s", value_parser = crate::humantime::parse)]
+    pub hook_timeout: Duration,
 }
 
 /// How one task ended, as printed and as written for spec-kit.
@@ -89,8 +106,42 @@ impl Verdict {
     }
 }
 
+impl Verdict {
+    /// What the completion hooks are told.
+    pub fn outcome(&self) -> hooks::Outcome {
+        let (commit, failed_step, reason) = match &self.marker {
+            Some(Marker::Done(sha)) => (Some(sha.clone()), None, None),
+            Some(Marker::Failed { step, reason }) => {
+                (None, Some(step.clone()), Some(reason.clone()))
+            }
+            _ => (None, None, None),
+        };
+        hooks::Outcome {
+            task_id: self.task.clone(),
+            pod: self.pod.clone(),
+            phase: self.phase.clone(),
+            exit_code: self.code,
+            duration_seconds: self.duration.map(|d| d.as_secs()),
+            branch: self.branch.clone(),
+            commit,
+            pr_url: marker::pr_url(&self.log_tail),
+            failed_step,
+            reason,
+            text: self.line(),
+        }
+    }
+}
+
 pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
     let scope = global.scope()?;
+    if let Some(url) = &args.webhook {
+        crate::http::check_url(url).map_err(|e| Error::usage(format!("invalid --webhook: {e}")))?;
+    }
+    let mut hooks = Hooks::new(hooks::Config {
+        on_done: args.on_done.clone(),
+        webhook: args.webhook.clone(),
+        timeout: args.hook_timeout,
+    });
     // Pod name → the task id as the user spelled it, for pods that never show up.
     let mut wanted: BTreeMap<String, String> = args
         .tasks
@@ -119,7 +170,13 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
     }
 
     let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
-    let watch = watch_until_done(&api, &wanted, &mut verdicts, args.report_dir.as_deref());
+    let watch = watch_until_done(
+        &api,
+        &wanted,
+        &mut verdicts,
+        args.report_dir.as_deref(),
+        &mut hooks,
+    );
     let timed_out = tokio::time::timeout(args.timeout, watch).await.is_err();
 
     let mut code = exit::OK;
@@ -151,11 +208,13 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
             if let Some(dir) = &args.report_dir {
                 write_report(dir, &v)?;
             }
+            hooks.fire(&v.outcome());
         }
         if code == exit::OK {
             code = EXIT_TIMEOUT;
         }
     }
+    hooks.finish().await;
     Ok(code)
 }
 
@@ -173,6 +232,7 @@ async fn watch_until_done(
     wanted: &BTreeMap<String, String>,
     verdicts: &mut BTreeMap<String, Verdict>,
     report_dir: Option<&Path>,
+    hooks: &mut Hooks,
 ) -> Result<()> {
     let cfg = watcher::Config::default().labels(SELECTOR);
     let mut events = pin!(watcher::watcher(api.clone(), cfg));
@@ -201,7 +261,7 @@ async fn watch_until_done(
                 for (missing, id) in wanted.iter().filter(|(w, _)| !seen_in_init.contains(*w)) {
                     if !verdicts.contains_key(missing) {
                         let v = vanished(missing, id, "not found");
-                        conclude(v, verdicts, report_dir)?;
+                        conclude(v, verdicts, report_dir, hooks)?;
                     }
                 }
                 continue;
@@ -215,12 +275,12 @@ async fn watch_until_done(
         }
         if follow::is_finished(&pod) {
             let v = verdict(api, &pod).await;
-            conclude(v, verdicts, report_dir)?;
+            conclude(v, verdicts, report_dir, hooks)?;
         } else if deleted {
             let id = task_of(&pod).unwrap_or_else(|| wanted[&name].clone());
             let mut v = vanished(&name, &id, "deleted before it finished");
             v.branch = branch_of(&pod);
-            conclude(v, verdicts, report_dir)?;
+            conclude(v, verdicts, report_dir, hooks)?;
         }
     }
     Ok(())
@@ -249,11 +309,13 @@ fn conclude(
     v: Verdict,
     verdicts: &mut BTreeMap<String, Verdict>,
     report_dir: Option<&Path>,
+    hooks: &mut Hooks,
 ) -> Result<()> {
     println!("{}", v.line());
     if let Some(dir) = report_dir {
         write_report(dir, &v)?;
     }
+    hooks.fire(&v.outcome());
     verdicts.insert(v.pod.clone(), v);
     Ok(())
 }

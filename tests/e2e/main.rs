@@ -10,6 +10,7 @@ mod agent_fixture;
 mod agent;
 mod common;
 mod completion;
+mod hooks;
 mod list_cleanup;
 mod logs;
 mod results;
