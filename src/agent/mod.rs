@@ -7,6 +7,7 @@
 
 pub mod child;
 pub mod config;
+pub mod forge;
 pub mod git;
 pub mod prompt;
 
