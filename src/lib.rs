@@ -20,4 +20,5 @@ pub mod marker;
 pub mod render;
 pub mod results;
 pub mod task;
+pub mod validate;
 pub mod values;

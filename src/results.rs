@@ -58,7 +58,7 @@ pub async fn lookup(scope: &Scope, task_or_pod: &str, given: &Given) -> Result<T
     }
     let ns = &scope.namespace;
     let client = cluster::client(&scope.cluster).await?;
-    let api = cluster::pods(&client, Some(ns));
+    let api = cluster::pods(&client, Some(ns))?;
     let Some(pod) = cluster::get_pod(&api, &name, ns).await? else {
         return Err(Error::NotFound(format!(
             "no pod {name} in namespace {ns}; if it was cleaned up, pass --repo and --branch"
@@ -70,7 +70,10 @@ pub async fn lookup(scope: &Scope, task_or_pod: &str, given: &Given) -> Result<T
             tail_lines: Some(TAIL_LINES),
             ..Default::default()
         };
-        api.logs(&name, &lp).await.unwrap_or_default()
+        // Best effort: without the marker, apply refuses and diff uses the branch tip.
+        cluster::bounded(&format!("read logs of pod {name}"), api.logs(&name, &lp))
+            .await
+            .unwrap_or_default()
     } else {
         String::new()
     };
