@@ -62,6 +62,9 @@ pub fn pod(values: &Values, task: &Task, target: &Target) -> Pod {
     if let Some(dir) = &task.spec_dir {
         annotations.insert(ANN_SPEC_DIR.into(), dir.clone());
     }
+    if let Some(base) = &task.base {
+        annotations.insert(crate::task::ANN_BASE.into(), base.clone());
+    }
     annotations.insert(
         ANN_ASDO_VERSION.into(),
         env!("CARGO_PKG_VERSION").to_string(),
@@ -152,8 +155,11 @@ fn env(values: &Values, task: &Task, target: &Target) -> Vec<EnvVar> {
         literal("TASK_ID", &task.id),
         literal("GIT_REPO", &task.repo),
         literal("GIT_BRANCH", &task.branch),
-        literal("TASK_CONTEXT_PATH", &task.context_dir),
     ];
+    if let Some(base) = &task.base {
+        env.push(literal("GIT_BASE", base));
+    }
+    env.push(literal("TASK_CONTEXT_PATH", &task.context_dir));
     if let Some(dir) = &task.spec_dir {
         env.push(literal("TASK_SPEC_DIR", dir));
     }
@@ -252,6 +258,7 @@ mod tests {
             repo: "git@github.com:org/repo.git".into(),
             context_dir: "/workspace".into(),
             spec_dir: Some("specs/001-auth".into()),
+            base: None,
             prompt: Some("Implement T001".into()),
             model: None,
         }

@@ -40,6 +40,8 @@ pub struct Task {
     pub context_dir: String,
     /// Repository-relative directory holding the spec (TASK_SPEC_DIR), when known.
     pub spec_dir: Option<String>,
+    /// Branch, tag or commit a new task branch starts from (GIT_BASE); None: the remote's default branch.
+    pub base: Option<String>,
     pub prompt: Option<String>,
     pub model: Option<String>,
 }

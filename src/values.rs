@@ -398,6 +398,8 @@ pub struct TaskDefaults {
     #[serde(default)]
     pub spec_dir: String,
     #[serde(default)]
+    pub base: String,
+    #[serde(default)]
     pub prompt: String,
     #[serde(default)]
     pub model: String,

@@ -43,6 +43,8 @@ pub struct Config {
     pub task_id: String,
     pub repo: String,
     pub branch: String,
+    /// Where a new task branch starts (GIT_BASE: a branch, tag or commit); None: the remote's default branch.
+    pub base: Option<String>,
     /// The work tree (TASK_CONTEXT_PATH).
     pub context: PathBuf,
     /// The user's instructions as given (TASK_PROMPT or the file's text), if any.
@@ -96,6 +98,10 @@ impl Config {
 
         let branch = required("GIT_BRANCH")?;
         task::validate_branch(&branch).map_err(|e| ConfigError(format!("GIT_BRANCH: {e}")))?;
+        let base = get("GIT_BASE");
+        if let Some(b) = &base {
+            task::validate_branch(b).map_err(|e| ConfigError(format!("GIT_BASE: {e}")))?;
+        }
 
         let context = PathBuf::from(get("TASK_CONTEXT_PATH").unwrap_or(DEFAULT_CONTEXT.into()));
         if !context.is_absolute() {
@@ -150,6 +156,7 @@ impl Config {
             task_id,
             repo,
             branch,
+            base,
             context,
             prompt,
             spec_dir,

@@ -341,7 +341,13 @@ impl Agent {
             .await?
             .is_some();
         if on_remote {
-            self.say(format!("checking out {branch}"));
+            // An existing task branch is continued, never reset onto a base.
+            match &self.config.base {
+                Some(base) => self.say(format!(
+                    "checking out {branch} (it exists: continuing it, base {base} not applied)"
+                )),
+                None => self.say(format!("checking out {branch}")),
+            }
             let local = self
                 .query(
                     Step::Clone,
@@ -378,6 +384,23 @@ impl Agent {
                 )
                 .await?;
             }
+        } else if let Some(base) = self.config.base.clone() {
+            let start = self.resolve_base(&base).await?;
+            self.say(format!("creating branch {branch} from {base}"));
+            self.git(
+                Step::Clone,
+                &[
+                    "checkout",
+                    "--quiet",
+                    "--no-track",
+                    "-b",
+                    &branch,
+                    &start,
+                    "--",
+                ],
+                Output::Stream,
+            )
+            .await?;
         } else {
             match self.default_branch().await? {
                 Some(default) => {
@@ -414,6 +437,27 @@ impl Agent {
             &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
         )
         .await
+    }
+
+    /// GIT_BASE as a commit: a branch of the remote, a tag, or a commit the clone has.
+    async fn resolve_base(&mut self, base: &str) -> Result<String, Failure> {
+        for candidate in [
+            format!("refs/remotes/origin/{base}"),
+            format!("refs/tags/{base}"),
+            base.to_string(),
+        ] {
+            let rev = format!("{candidate}^{{commit}}");
+            if let Some(sha) = self
+                .query(Step::Clone, &["rev-parse", "--verify", "--quiet", &rev])
+                .await?
+            {
+                return Ok(sha);
+            }
+        }
+        Err(Failure::new(
+            Step::Clone,
+            format!("base {base:?} is not a branch, tag or commit of the repository"),
+        ))
     }
 
     /// The remote's HEAD branch; None when the remote has no branches at all.

@@ -68,10 +68,12 @@ VARIANTS = [
         "prompt-specdir-model",
         ["--task-id", "T002", "--branch", "specs/001-auth/T002-async", "--repo",
          "https://github.com/org/repo.git", "--prompt", NASTY_PROMPT,
-         "--context-dir", "specs/001-auth", "--model", "anthropic/claude-sonnet-4"],
+         "--context-dir", "specs/001-auth", "--model", "anthropic/claude-sonnet-4",
+         "--base", "release/1.2"],
         {"task": {"id": "T002", "branch": "specs/001-auth/T002-async",
                   "repo": "https://github.com/org/repo.git", "prompt": NASTY_PROMPT,
-                  "specDir": "specs/001-auth", "model": "anthropic/claude-sonnet-4"}},
+                  "specDir": "specs/001-auth", "model": "anthropic/claude-sonnet-4",
+                  "base": "release/1.2"}},
     ),
     # 3. Git credentials from Secrets and a node selector.
     Variant(

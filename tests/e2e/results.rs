@@ -290,3 +290,104 @@ fn apply_checks_every_task_before_merging_any() {
     assert!(r.stderr.contains("uncommitted changes"), "{r:?}");
     let _ = env.asdo(&["cleanup", "--all", "--force"]);
 }
+
+/// `--base` and task-list branch templates, as the rendered pods carry them.
+#[test]
+fn base_and_branch_templates_reach_the_pod() {
+    let env = Env::new();
+    let pods = |r: &Run| -> Vec<serde_json::Value> {
+        // Several pods print as JSON documents separated by `---`, like kubectl's YAML lists.
+        r.stdout
+            .split("\n---\n")
+            .map(|doc| serde_json::from_str(doc).unwrap())
+            .collect()
+    };
+    let env_of = |p: &serde_json::Value, k: &str| {
+        p["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == k)
+            .map(|e| e["value"].as_str().unwrap().to_string())
+    };
+    let r = env.asdo(&[
+        "spawn",
+        "--dry-run",
+        "-o",
+        "json",
+        "--task-id",
+        "T001",
+        "--branch",
+        &branch("T001"),
+        "--repo",
+        "git@github.com:org/app.git",
+        "--base",
+        "release/1.2",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let p = &pods(&r)[0];
+    assert_eq!(env_of(p, "GIT_BASE").as_deref(), Some("release/1.2"));
+    assert_eq!(
+        p["metadata"]["annotations"]["agentic-sdlc/base"],
+        "release/1.2"
+    );
+
+    let list = env.write(
+        "list.yaml",
+        "repo: git@github.com:org/app.git\nbranch: \"specs/{feature}/{id}-async\"\nfeature: 001-auth\nbase: release/1.2\ntasks:\n  - {id: T001}\n  - {id: T002, branch: own/branch, base: v2}\n  - {id: T003, contextDir: specs/002-billing}\n",
+    );
+    let r = env.asdo(&["spawn", "--dry-run", "-o", "json", "-f", path_str(&list)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let ps = pods(&r);
+    let got: Vec<(Option<String>, Option<String>)> = ps
+        .iter()
+        .map(|p| (env_of(p, "GIT_BRANCH"), env_of(p, "GIT_BASE")))
+        .collect();
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        got,
+        [
+            (s("specs/001-auth/T001-async"), s("release/1.2")),
+            (s("own/branch"), s("v2")),
+            // `feature:` wins over the spec dir's name.
+            (s("specs/001-auth/T003-async"), s("release/1.2")),
+        ]
+    );
+    // Without `feature:`, {feature} is the spec dir's last part; unknown placeholders and
+    // bad bases are refused before any call.
+    let list = env.write(
+        "list2.yaml",
+        "repo: git@github.com:org/app.git\nbranch: \"specs/{feature}/{id}-async\"\ntasks:\n  - {id: T004, contextDir: specs/002-billing}\n",
+    );
+    let r = env.asdo(&["spawn", "--dry-run", "-o", "json", "-f", path_str(&list)]);
+    assert_eq!(
+        env_of(&pods(&r)[0], "GIT_BRANCH").as_deref(),
+        Some("specs/002-billing/T004-async"),
+        "{r:?}"
+    );
+    let before = env.server.requests().len();
+    for (name, text) in [
+        (
+            "bad1.yaml",
+            "repo: git@github.com:o/r.git\nbranch: \"x/{nope}\"\ntasks:\n  - {id: T005}\n",
+        ),
+        (
+            "bad2.yaml",
+            "repo: git@github.com:o/r.git\nbranch: \"x/{feature}\"\ntasks:\n  - {id: T005}\n",
+        ),
+        (
+            "bad3.yaml",
+            "repo: git@github.com:o/r.git\ntasks:\n  - {id: T005}\n",
+        ),
+        (
+            "bad4.yaml",
+            "repo: git@github.com:o/r.git\nbase: \"a..b\"\ntasks:\n  - {id: T005, branch: b}\n",
+        ),
+    ] {
+        let f = env.write(name, text);
+        let r = env.asdo(&["spawn", "-f", path_str(&f)]);
+        assert_eq!(r.code, 2, "{name}: {r:?}");
+        assert_eq!(r.stderr.lines().count(), 1, "{name}: {r:?}");
+    }
+    assert_eq!(env.server.requests().len(), before, "nothing sent");
+}
