@@ -6,6 +6,7 @@
 //! - `marker`: the agent's progress lines, as `wait`/`status` read them;
 //! - `results` + `localgit`: a task's result read back and fetched/diffed/merged in the user's clone;
 //! - `agent`: `asdo agent`, the image's entrypoint (clone, opencode, commit, push).
+//! - `opencode`: a small client for OpenCode's server API (sessions, prompts, `/event`).
 
 pub mod agent;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod http;
 pub mod humantime;
 pub mod localgit;
 pub mod marker;
+pub mod opencode;
 pub mod render;
 pub mod results;
 pub mod task;
