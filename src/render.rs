@@ -182,6 +182,19 @@ fn env(values: &Values, task: &Task, target: &Target) -> Vec<EnvVar> {
             &p.git_token_secret.key,
         ));
     }
+    let a = &values.agent;
+    if a.pull_request {
+        env.push(literal("ASDO_PULL_REQUEST", "true"));
+    }
+    if !a.forge.kind.is_empty() {
+        env.push(literal("ASDO_FORGE", &a.forge.kind));
+    }
+    if !a.forge.api_url.is_empty() {
+        env.push(literal("ASDO_FORGE_API_URL", &a.forge.api_url));
+    }
+    if !a.forge.project.is_empty() {
+        env.push(literal("ASDO_FORGE_PROJECT", &a.forge.project));
+    }
     env.push(from_secret(
         "OPENCODE_SERVER_PASSWORD",
         &values.server_password_secret(&target.release),

@@ -37,7 +37,7 @@ fn req(base: &str) -> Request {
 #[test]
 fn github_opens_a_draft_then_updates_it() {
     let fake = FakeForge::start(TOKEN);
-    let f = forge::resolve("git@github.com:org/app.git", None, Some(&fake.url)).unwrap();
+    let f = forge::resolve("git@github.com:org/app.git", None, Some(&fake.url), None).unwrap();
     let rt = rt();
     let url = rt
         .block_on(forge::open_or_update(&f, TOKEN, &req("main")))
@@ -80,6 +80,7 @@ fn gitlab_opens_a_draft_merge_request_in_a_subgroup_then_updates_it() {
         "git@gitlab.com:g/sub/p.git",
         None,
         Some(&format!("{}/api/v4", fake.url)),
+        None,
     )
     .unwrap();
     let rt = rt();
@@ -115,7 +116,7 @@ fn gitlab_opens_a_draft_merge_request_in_a_subgroup_then_updates_it() {
 #[test]
 fn refusals_are_one_line_without_the_token() {
     let fake = FakeForge::start(TOKEN);
-    let f = forge::resolve("git@github.com:org/app.git", None, Some(&fake.url)).unwrap();
+    let f = forge::resolve("git@github.com:org/app.git", None, Some(&fake.url), None).unwrap();
     let rt = rt();
     let e = rt
         .block_on(forge::open_or_update(&f, "wrong-token", &req("main")))
@@ -138,6 +139,7 @@ fn refusals_are_one_line_without_the_token() {
         "git@github.com:org/app.git",
         None,
         Some(&format!("http://{dead}")),
+        None,
     )
     .unwrap();
     let e = rt

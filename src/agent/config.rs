@@ -49,6 +49,8 @@ pub struct Config {
     pub task_id: String,
     pub repo: String,
     pub branch: String,
+    /// Open a draft pull/merge request after the push (ASDO_PULL_REQUEST), on this forge.
+    pub forge: Option<super::forge::Forge>,
     /// Where a new task branch starts (GIT_BASE: a branch, tag or commit); None: the remote's default branch.
     pub base: Option<String>,
     /// The work tree (TASK_CONTEXT_PATH).
@@ -185,7 +187,32 @@ impl Config {
             })?,
         };
 
+        let forge = match get("ASDO_PULL_REQUEST").as_deref() {
+            None | Some("false") | Some("0") => None,
+            Some("true") | Some("1") => {
+                if !credentials.token {
+                    return err(
+                        "ASDO_PULL_REQUEST needs GIT_TOKEN (pod.gitTokenSecret): the forge API takes a token, not an SSH key",
+                    );
+                }
+                let f = super::forge::resolve(
+                    &repo,
+                    get("ASDO_FORGE").as_deref(),
+                    get("ASDO_FORGE_API_URL").as_deref(),
+                    get("ASDO_FORGE_PROJECT").as_deref(),
+                )
+                .map_err(|e| ConfigError(format!("ASDO_PULL_REQUEST: {e}")))?;
+                Some(f)
+            }
+            Some(other) => {
+                return err(format!(
+                    "ASDO_PULL_REQUEST {other:?}: expected true or false"
+                ));
+            }
+        };
+
         Ok(Config {
+            forge,
             task_id,
             repo,
             branch,

@@ -18,7 +18,7 @@ pub enum Kind {
 }
 
 /// Where and how to open the request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forge {
     pub kind: Kind,
     /// e.g. https://api.github.com, https://ghe.example.com/api/v3, https://gitlab.com/api/v4
@@ -55,11 +55,32 @@ pub fn host_and_path(repo: &str) -> Option<(String, String)> {
     (!host.is_empty() && path.contains('/')).then_some((host, path))
 }
 
-/// The forge for `repo`: the kind and API URL given (`ASDO_FORGE`, `ASDO_FORGE_API_URL`),
-/// else guessed from the host (github.com, gitlab.com, or a host whose name says which).
-pub fn resolve(repo: &str, kind: Option<&str>, api_url: Option<&str>) -> Result<Forge, String> {
-    let (host, path) = host_and_path(repo)
-        .ok_or_else(|| "cannot tell the forge's owner/repository from GIT_REPO".to_string())?;
+/// The forge for `repo`: the kind, API URL and project given (`ASDO_FORGE`,
+/// `ASDO_FORGE_API_URL`, `ASDO_FORGE_PROJECT` — the last for a repository cloned from a
+/// mirror), else guessed from the host (github.com, gitlab.com, or a host whose name says which).
+pub fn resolve(
+    repo: &str,
+    kind: Option<&str>,
+    api_url: Option<&str>,
+    project: Option<&str>,
+) -> Result<Forge, String> {
+    let (host, path) = match (host_and_path(repo), project) {
+        (found, Some(p)) => {
+            let p = p.trim_matches('/');
+            if !p.contains('/') || p.split('/').any(str::is_empty) {
+                return Err(format!("project {p:?} must be owner/repository"));
+            }
+            let host = found.map(|(h, _)| h).unwrap_or_default();
+            (host, p.to_string())
+        }
+        (Some(found), None) => found,
+        (None, None) => {
+            return Err(
+                "cannot tell the forge's owner/repository from GIT_REPO: set agent.forge.project (ASDO_FORGE_PROJECT)"
+                    .into(),
+            );
+        }
+    };
     let kind = match kind.map(str::to_ascii_lowercase).as_deref() {
         Some("github") => Kind::GitHub,
         Some("gitlab") => Kind::GitLab,
@@ -74,6 +95,9 @@ pub fn resolve(repo: &str, kind: Option<&str>, api_url: Option<&str>) -> Result<
     };
     let api_url = match (api_url, kind) {
         (Some(u), _) => u.trim_end_matches('/').to_string(),
+        (None, _) if host.is_empty() => {
+            return Err("set agent.forge.apiUrl (ASDO_FORGE_API_URL): the repository URL names no forge host".into());
+        }
         (None, Kind::GitHub) if host == "github.com" => "https://api.github.com".into(),
         (None, Kind::GitHub) => format!("https://{host}/api/v3"),
         (None, Kind::GitLab) => format!("https://{host}/api/v4"),
@@ -301,28 +325,43 @@ mod tests {
 
     #[test]
     fn forge_and_api_url() {
-        let f = resolve("git@github.com:org/app.git", None, None).unwrap();
+        let f = resolve("git@github.com:org/app.git", None, None, None).unwrap();
         assert_eq!(
             (f.kind, f.api_url.as_str()),
             (Kind::GitHub, "https://api.github.com")
         );
-        let f = resolve("https://github.corp.example/org/app", None, None).unwrap();
+        let f = resolve("https://github.corp.example/org/app", None, None, None).unwrap();
         assert_eq!(f.api_url, "https://github.corp.example/api/v3");
-        let f = resolve("git@gitlab.com:g/sub/p.git", None, None).unwrap();
+        let f = resolve("git@gitlab.com:g/sub/p.git", None, None, None).unwrap();
         assert_eq!((f.kind, f.path.as_str()), (Kind::GitLab, "g/sub/p"));
         let f = resolve(
             "git@git.corp:g/p.git",
             Some("gitlab"),
             Some("http://127.0.0.1:9/api/v4/"),
+            None,
         )
         .unwrap();
         assert_eq!(f.api_url, "http://127.0.0.1:9/api/v4");
         assert!(
-            resolve("git@git.corp:g/p.git", None, None)
+            resolve("git@git.corp:g/p.git", None, None, None)
                 .unwrap_err()
                 .contains("ASDO_FORGE")
         );
-        assert!(resolve("git@git.corp:g/p.git", Some("bitbucket"), None).is_err());
+        assert!(resolve("git@git.corp:g/p.git", Some("bitbucket"), None, None).is_err());
+        // A local or mirrored remote: the project and API URL are given.
+        let f = resolve(
+            "file:///srv/r.git",
+            Some("github"),
+            Some("http://127.0.0.1:9"),
+            Some("o/r"),
+        )
+        .unwrap();
+        assert_eq!(
+            (f.path.as_str(), f.api_url.as_str()),
+            ("o/r", "http://127.0.0.1:9")
+        );
+        assert!(resolve("file:///srv/r.git", Some("github"), None, Some("o/r")).is_err());
+        assert!(resolve("file:///srv/r.git", None, None, None).is_err());
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub mod exit {
     pub const AGENT: i32 = 12;
     pub const COMMIT: i32 = 13;
     pub const PUSH: i32 = 14;
+    /// The branch was pushed but the forge refused the pull/merge request.
+    pub const PR: i32 = 15;
     /// 128 + the signal, as a shell reports it.
     pub const SIGINT: i32 = 130;
     pub const SIGTERM: i32 = 143;
@@ -50,6 +52,8 @@ pub enum Step {
     Agent,
     Commit,
     Push,
+    /// Opening the pull/merge request after a successful push.
+    Pr,
     /// Stopped by SIGTERM mid-session (deletion, activeDeadlineSeconds), exit 143.
     Timeout,
 }
@@ -62,6 +66,7 @@ impl Step {
             Step::Agent => "agent",
             Step::Commit => "commit",
             Step::Push => "push",
+            Step::Pr => "pr",
             Step::Timeout => "timeout",
         }
     }
@@ -73,6 +78,7 @@ impl Step {
             Step::Agent => exit::AGENT,
             Step::Commit => exit::COMMIT,
             Step::Push => exit::PUSH,
+            Step::Pr => exit::PR,
             Step::Timeout => exit::SIGTERM,
         }
     }
@@ -300,7 +306,11 @@ impl Agent {
         match self.run_opencode().await {
             Ok(summary) => {
                 self.runner.relay.line(&summary.marker().to_string());
-                self.commit_and_push(base).await
+                let outcome = self.commit_and_push(base).await?;
+                if let (Outcome::Pushed(sha), Some(forge)) = (&outcome, self.config.forge.clone()) {
+                    self.pull_request(&forge, sha, &summary).await?;
+                }
+                Ok(outcome)
             }
             Err(Stop::Failed(f)) => Err(f),
             Err(Stop::Signal(sig)) => Err(self.partial(sig, base).await),
@@ -642,6 +652,72 @@ impl Agent {
                 f.reason
             )),
         }
+    }
+
+    /// After the push: open (or update) the draft pull/merge request and say where it is.
+    async fn pull_request(
+        &mut self,
+        forge: &forge::Forge,
+        sha: &str,
+        summary: &crate::marker::Summary,
+    ) -> Result<(), Failure> {
+        let pushed = |why: String| {
+            Failure::new(
+                Step::Pr,
+                format!("{why}; the branch was pushed ({sha}), open the request by hand"),
+            )
+        };
+        // A PR targets a branch: the base if it is one of the remote's, else the default branch.
+        let as_branch = match self.config.base.clone() {
+            Some(b) => {
+                let r = format!("refs/remotes/origin/{b}");
+                self.query(Step::Pr, &["rev-parse", "--verify", "--quiet", &r])
+                    .await?
+                    .map(|_| b)
+            }
+            None => None,
+        };
+        let base = match as_branch {
+            Some(b) => b,
+            None => self
+                .default_branch()
+                .await
+                .map_err(|f| pushed(f.reason))?
+                .ok_or_else(|| pushed("the remote has no default branch to target".into()))?,
+        };
+        let range = format!("refs/remotes/origin/{base}...HEAD");
+        let files: Vec<String> = self
+            .query(Step::Pr, &["diff", "--name-only", &range])
+            .await?
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let c = &self.config;
+        let (title, body) = forge::describe(
+            &c.task_id,
+            c.prompt
+                .as_deref()
+                .unwrap_or("Implement the task from its spec"),
+            &c.branch,
+            &base,
+            &files,
+            Some(&summary.to_string()),
+        );
+        self.say(format!("opening a pull request {} -> {base}", c.branch));
+        // Read here, used once in a header, dropped: never stored, printed or passed on.
+        let token = std::env::var("GIT_TOKEN").unwrap_or_default();
+        let req = forge::Request {
+            branch: c.branch.clone(),
+            base,
+            title,
+            body,
+        };
+        let url = forge::open_or_update(forge, &token, &req)
+            .await
+            .map_err(pushed)?;
+        self.say(format!("pr {url}"));
+        Ok(())
     }
 
     async fn commit_and_push(&mut self, base: Option<String>) -> Result<Outcome, Failure> {

@@ -45,6 +45,10 @@ pub struct SpawnArgs {
     /// Git repository URL (https://, ssh://, git@host:path or file://).
     #[arg(long)]
     pub repo: Option<String>,
+    /// After the push, open (or update) a draft pull/merge request to the base (value
+    /// agent.pullRequest; needs pod.gitTokenSecret: the forge API takes a token).
+    #[arg(long)]
+    pub pr: bool,
     /// Branch, tag or commit the task branch is created from when it does not exist yet
     /// (default: the remote's default branch). An existing task branch is continued, never reset.
     #[arg(long, value_name = "REF")]
@@ -110,6 +114,7 @@ struct Plan {
     user_values: Value,
     image: Option<String>,
     ssh_secret: Option<String>,
+    pr: bool,
 }
 
 /// How many creates a task list sends at once: enough to hide latency, few
@@ -549,6 +554,7 @@ fn plan(args: &SpawnArgs) -> Result<Plan> {
         user_values,
         image: args.image.clone(),
         ssh_secret: args.ssh_secret.clone().filter(|s| !s.is_empty()),
+        pr: args.pr,
     })
 }
 
@@ -568,6 +574,12 @@ fn render_pod(
         values::merge(
             &mut merged,
             serde_json::json!({"pod": {"sshSecret": {"enabled": true, "name": secret}}}),
+        );
+    }
+    if plan.pr {
+        values::merge(
+            &mut merged,
+            serde_json::json!({"agent": {"pullRequest": true}}),
         );
     }
     let mut v = Values::from_value(merged)?;
@@ -605,6 +617,11 @@ fn render_pod(
     if v.pod.git_token_secret.enabled && v.pod.git_token_secret.name.is_empty() {
         return Err(Error::usage(
             "pod.gitTokenSecret.enabled needs a Secret name: --set pod.gitTokenSecret.name=NAME",
+        ));
+    }
+    if v.agent.pull_request && !v.pod.git_token_secret.enabled {
+        return Err(Error::usage(
+            "agent.pullRequest (--pr) needs a forge token: --set pod.gitTokenSecret.enabled=true --set pod.gitTokenSecret.name=NAME",
         ));
     }
     let target = Target {

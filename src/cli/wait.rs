@@ -107,6 +107,9 @@ impl Verdict {
             }
             _ => {}
         }
+        if let Some(url) = marker::pr_url(&self.log_tail) {
+            s.push_str(&format!(" pr={url}"));
+        }
         s
     }
 }
