@@ -7,7 +7,9 @@
 //! - `marker`: the agent's progress lines, as `wait`/`status` read them;
 //! - `quota`: a ResourceQuota's refusal of a task pod, said in one line;
 //! - `archive`: `cleanup --save-logs`, a finished pod's log and summary kept before deletion;
+//! - `results` + `localgit`: a task's result read back and fetched/diffed/merged in the user's clone;
 //! - `agent`: `asdo agent`, the image's entrypoint (clone, opencode, commit, push).
+//! - `opencode`: a small client for OpenCode's server API (sessions, prompts, `/event`).
 
 pub mod agent;
 pub mod archive;
@@ -15,10 +17,15 @@ pub mod cli;
 pub mod cluster;
 pub mod error;
 pub mod follow;
+pub mod hooks;
+pub mod http;
 pub mod humantime;
+pub mod localgit;
 pub mod marker;
+pub mod opencode;
 pub mod quota;
 pub mod render;
+pub mod results;
 pub mod task;
 pub mod validate;
 pub mod values;

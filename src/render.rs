@@ -62,6 +62,9 @@ pub fn pod(values: &Values, task: &Task, target: &Target) -> Pod {
     if let Some(dir) = &task.spec_dir {
         annotations.insert(ANN_SPEC_DIR.into(), dir.clone());
     }
+    if let Some(base) = &task.base {
+        annotations.insert(crate::task::ANN_BASE.into(), base.clone());
+    }
     annotations.insert(
         ANN_ASDO_VERSION.into(),
         env!("CARGO_PKG_VERSION").to_string(),
@@ -158,8 +161,11 @@ fn env(values: &Values, task: &Task, target: &Target) -> Vec<EnvVar> {
         literal("TASK_ID", &task.id),
         literal("GIT_REPO", &task.repo),
         literal("GIT_BRANCH", &task.branch),
-        literal("TASK_CONTEXT_PATH", &task.context_dir),
     ];
+    if let Some(base) = &task.base {
+        env.push(literal("GIT_BASE", base));
+    }
+    env.push(literal("TASK_CONTEXT_PATH", &task.context_dir));
     if let Some(dir) = &task.spec_dir {
         env.push(literal("TASK_SPEC_DIR", dir));
     }
@@ -181,6 +187,19 @@ fn env(values: &Values, task: &Task, target: &Target) -> Vec<EnvVar> {
             &p.git_token_secret.name,
             &p.git_token_secret.key,
         ));
+    }
+    let a = &values.agent;
+    if a.pull_request {
+        env.push(literal("ASDO_PULL_REQUEST", "true"));
+    }
+    if !a.forge.kind.is_empty() {
+        env.push(literal("ASDO_FORGE", &a.forge.kind));
+    }
+    if !a.forge.api_url.is_empty() {
+        env.push(literal("ASDO_FORGE_API_URL", &a.forge.api_url));
+    }
+    if !a.forge.project.is_empty() {
+        env.push(literal("ASDO_FORGE_PROJECT", &a.forge.project));
     }
     env.push(from_secret(
         "OPENCODE_SERVER_PASSWORD",
@@ -258,6 +277,7 @@ mod tests {
             repo: "git@github.com:org/repo.git".into(),
             context_dir: "/workspace".into(),
             spec_dir: Some("specs/001-auth".into()),
+            base: None,
             prompt: Some("Implement T001".into()),
             model: None,
         }

@@ -20,6 +20,8 @@ pub const ANN_BRANCH: &str = "agentic-sdlc/branch";
 pub const ANN_REPO: &str = "agentic-sdlc/repo";
 pub const ANN_ENVIRONMENT: &str = "agentic-sdlc/environment";
 pub const ANN_SPEC_DIR: &str = "agentic-sdlc/spec-dir";
+/// The ref a task branch is created from when it does not exist yet (read by diff/apply).
+pub const ANN_BASE: &str = "agentic-sdlc/base";
 pub const ANN_ASDO_VERSION: &str = "agentic-sdlc/asdo-version";
 /// A per-call id stamped by `spawn`, so a create whose answer was lost (and that the
 /// client retried into AlreadyExists) is recognised as this call's own pod.
@@ -38,6 +40,8 @@ pub struct Task {
     pub context_dir: String,
     /// Repository-relative directory holding the spec (TASK_SPEC_DIR), when known.
     pub spec_dir: Option<String>,
+    /// Branch, tag or commit a new task branch starts from (GIT_BASE); None: the remote's default branch.
+    pub base: Option<String>,
     pub prompt: Option<String>,
     pub model: Option<String>,
 }

@@ -470,6 +470,8 @@ pub struct Values {
     pub pod: PodValues,
     #[serde(default)]
     pub task: TaskDefaults,
+    #[serde(default)]
+    pub agent: AgentValues,
     /// `spawn --image`: a full image reference that replaces repository:tag.
     #[serde(skip)]
     pub image_override: Option<String>,
@@ -589,6 +591,31 @@ pub struct GitTokenSecretValues {
     pub key: String,
 }
 
+/// What the agent does besides the task itself.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentValues {
+    /// Open a draft pull/merge request after the push (ASDO_PULL_REQUEST).
+    #[serde(default)]
+    pub pull_request: bool,
+    #[serde(default)]
+    pub forge: ForgeValues,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForgeValues {
+    /// github or gitlab (ASDO_FORGE); empty: guessed from the repository's host.
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    /// REST API base URL (ASDO_FORGE_API_URL); empty: the forge's usual one for the host.
+    #[serde(default)]
+    pub api_url: String,
+    /// owner/repository on the forge (ASDO_FORGE_PROJECT); empty: from the repository URL.
+    #[serde(default)]
+    pub project: String,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskDefaults {
@@ -602,6 +629,8 @@ pub struct TaskDefaults {
     pub context_dir: String,
     #[serde(default)]
     pub spec_dir: String,
+    #[serde(default)]
+    pub base: String,
     #[serde(default)]
     pub prompt: String,
     #[serde(default)]

@@ -3,12 +3,16 @@
 //! the result back from the remote with git, and the markers and exit codes as printed.
 
 mod agent_fixture;
+#[path = "support/model_server/mod.rs"]
+mod model_server;
 
 use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agent_fixture::*;
 use asdo::marker::{self, Marker};
+use model_server::{ModelServer, Step};
 
 fn set(env: &mut Vec<(String, String)>, k: &str, v: &str) {
     env.retain(|(n, _)| n != k);
@@ -35,7 +39,7 @@ fn pushes_a_new_branch_created_from_the_default_branch() {
 
     let sha = f.remote_branch(BRANCH).expect("branch pushed");
     let main = f.remote_branch("main").unwrap();
-    assert_eq!(r.markers(), f.new_branch_markers("T001", &sha));
+    assert_eq!(stable(r.markers()), f.new_branch_markers("T001", &sha));
     assert_eq!(marker::last(&r.stdout), Some(Marker::Done(sha.clone())));
     // opencode's output is relayed, stdout to stdout and stderr to stderr, between the markers.
     let lines: Vec<&str> = r.stdout.lines().collect();
@@ -58,15 +62,24 @@ fn pushes_a_new_branch_created_from_the_default_branch() {
         "asdo-agent <asdo-agent@users.noreply.github.com> / asdo-agent <asdo-agent@users.noreply.github.com>"
     );
 
-    // opencode ran in the work tree with the prompt as its one message argument.
-    let argv = f.read_out("argv");
+    // `opencode serve` ran in the work tree (cwd and PWD), on loopback, its warnings on
+    // stderr; the prompt went in the request body.
+    assert_eq!(
+        f.read_out("argv"),
+        "serve\n--hostname\n127.0.0.1\n--port\n0\n--print-logs\n--log-level\nWARN\n"
+    );
+    let prompt = f.read_out("prompt");
     assert!(
-        argv.starts_with("run\nYou are working on task T001"),
-        "{argv}"
+        prompt.starts_with("You are working on task T001"),
+        "{prompt}"
     );
     assert!(
-        argv.contains("Instructions:\nAdd a greeting file\n\nIt says hello.\n"),
-        "{argv}"
+        prompt.contains("Instructions:\nAdd a greeting file\n\nIt says hello.\n"),
+        "{prompt}"
+    );
+    assert_eq!(
+        f.read_out("session"),
+        r#"{"title": "T001: Add a greeting file"}"#
     );
     assert_eq!(f.read_out("cwd").trim(), f.workspace().to_str().unwrap());
     let env = f.read_out("env");
@@ -157,7 +170,12 @@ fn opencode_failing_is_exit_12_and_nothing_is_pushed() {
     f.opencode("echo half > half.txt; echo 'provider error: 401' >&2; exit 3");
     let r = f.run_agent(&f.agent_env());
     assert_eq!(r.code, 12, "{r:?}");
-    assert_eq!(r.last_marker(), "asdo: failed agent: opencode exited 3");
+    // The verdict is the session's error in the provider's words, not an exit status.
+    assert_eq!(r.last_marker(), "asdo: failed agent: provider error: 401");
+    assert!(
+        r.stdout.contains("\n· error: provider error: 401\n"),
+        "{r:?}"
+    );
     assert!(r.stderr.contains("provider error: 401"));
     assert_eq!(f.remote_branch(BRANCH), None);
 }
@@ -356,19 +374,19 @@ fn prompt_file_spec_dir_and_model_reach_opencode() {
     set(&mut env, "GIT_AUTHOR_EMAIL", "bot@example.com");
     let r = f.run_agent(&env);
     assert_eq!(r.code, 0, "{r:?}");
-    let argv = f.read_out("argv");
-    let mut lines = argv.lines();
+    let request: serde_json::Value = serde_json::from_str(&f.read_out("prompt_request")).unwrap();
     assert_eq!(
-        [lines.next(), lines.next(), lines.next()],
-        [Some("run"), Some("-m"), Some("anthropic/claude-sonnet-4-5")]
+        request,
+        serde_json::json!({"model": {"providerID": "anthropic", "modelID": "claude-sonnet-4-5"}})
+    );
+    let prompt = f.read_out("prompt");
+    assert!(
+        prompt.contains("Task T001 is listed in specs/001-auth/tasks.md"),
+        "{prompt}"
     );
     assert!(
-        argv.contains("Task T001 is listed in specs/001-auth/tasks.md"),
-        "{argv}"
-    );
-    assert!(
-        argv.contains("Implement the login endpoint\nUse JWT."),
-        "{argv}"
+        prompt.contains("Implement the login endpoint\nUse JWT."),
+        "{prompt}"
     );
     let sha = f.remote_branch(BRANCH).unwrap();
     assert_eq!(
@@ -531,7 +549,15 @@ fn output_is_relayed_live_line_by_line() {
     let rest: Vec<String> = rx.iter().collect();
     let r = wait_for(child, Duration::from_secs(30));
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(rest, ["second", "asdo: done no-changes"]);
+    assert_eq!(
+        rest,
+        [
+            "second",
+            "· says: stand-in finished",
+            "asdo: summary: files 0, tokens 10 in / 5 out",
+            "asdo: done no-changes"
+        ]
+    );
 }
 
 #[test]
@@ -558,10 +584,9 @@ fn lots_of_output_arrives_whole_and_cannot_fake_a_marker() {
         r.stdout.contains("\n| asdo: done 0123456789abcdef\n"),
         "escaped"
     );
-    assert!(
-        r.stdout
-            .contains("\nno newline at the end\nasdo: done no-changes\n")
-    );
+    // The unterminated last line is ended for it, and the verdict is on a line of its own.
+    assert!(r.stdout.contains("\nno newline at the end\n"), "{r:?}");
+    assert!(r.stdout.ends_with("\nasdo: done no-changes\n"));
     assert_eq!(marker::last(&r.stdout), Some(Marker::NoChanges));
 }
 
@@ -634,7 +659,7 @@ fn sigterm_stops_opencode_and_everything_it_started_then_exits_143() {
     let rest: Vec<String> = rx.iter().collect();
     assert_eq!(
         rest.last().unwrap(),
-        "asdo: failed agent: terminated by SIGTERM"
+        "asdo: failed timeout: terminated by SIGTERM; no changes to push"
     );
     assert!(
         eventually(Duration::from_secs(5), || !alive(grandchild)),
@@ -648,8 +673,9 @@ fn a_child_ignoring_sigterm_is_killed_after_the_grace_period() {
     let f = Fixture::new("sigterm-ignored");
     let (child, rx) = start_then(
         &f,
-        "trap '' TERM; echo started; sleep 60",
-        &[("ASDO_KILL_GRACE", "1")],
+        "echo started; sleep 60",
+        // The stand-in server itself ignores SIGTERM.
+        &[("ASDO_KILL_GRACE", "1"), ("ASDO_STANDIN_IGNORE_TERM", "1")],
     );
     let sent = Instant::now();
     send(&child, libc::SIGTERM);
@@ -663,7 +689,7 @@ fn a_child_ignoring_sigterm_is_killed_after_the_grace_period() {
     let rest: Vec<String> = rx.iter().collect();
     assert_eq!(
         rest.last().unwrap(),
-        "asdo: failed agent: terminated by SIGTERM"
+        "asdo: failed timeout: terminated by SIGTERM; no changes to push"
     );
 }
 
@@ -707,4 +733,86 @@ fn dry_run_prints_the_settings_without_secrets_and_touches_nothing() {
     assert!(!r.stdout.contains("tok-dry-run-secret"));
     assert!(!f.workspace().exists());
     assert!(f.read_out("argv").is_empty());
+}
+
+/// The OpenCode client (src/opencode) against the real `opencode serve` and the
+/// scripted model server: session, async prompt, events to idle, messages.
+#[test]
+fn real_opencode_client_drives_one_session() {
+    let f = Fixture::new("client");
+    let repo = f.path("repo");
+    f.git(&["clone", "--quiet", f.remote_str(), repo.to_str().unwrap()]);
+    let model = ModelServer::start(vec![
+        Step::write(&repo.join("hello.txt"), "hi\n"),
+        Step::text("Wrote it."),
+    ]);
+    let mut serve = Command::new(opencode_bin())
+        .args(["serve", "--hostname", "127.0.0.1", "--port", "0"])
+        .current_dir(&repo)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", f.path("home"))
+        .env("PWD", &repo)
+        .env("OPENCODE_SERVER_PASSWORD", "pw-client-test")
+        .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
+        .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+        .env("OPENCODE_CONFIG_CONTENT", model.opencode_config())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(serve.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let authority = first.trim().rsplit("http://").next().unwrap().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (kinds, messages) = rt.block_on(async {
+        let wrong = asdo::opencode::Client::new(&authority, Some("nope"));
+        assert!(matches!(
+            wrong.healthy().await,
+            Err(asdo::opencode::Error::Status { status: 401, .. })
+        ));
+        let c = asdo::opencode::Client::new(&authority, Some("pw-client-test"));
+        assert!(c.healthy().await.unwrap());
+        let mut events = c.events().await.unwrap();
+        let s = c.create_session("T001 client test").await.unwrap();
+        assert_eq!(std::path::Path::new(&s.directory), repo.as_path());
+        c.prompt_async(&s.id, "write hello.txt", Some("stub/stub-model"))
+            .await
+            .unwrap();
+        let mut kinds = vec![];
+        while let Some(ev) = tokio::time::timeout(Duration::from_secs(120), events.next())
+            .await
+            .expect("events keep coming")
+        {
+            let ev = ev.unwrap();
+            kinds.push(ev.kind.clone());
+            if ev.kind == "session.idle" && ev.session_id() == Some(s.id.as_str()) {
+                break;
+            }
+        }
+        (kinds, c.messages(&s.id).await.unwrap())
+    });
+    let _ = serve.kill();
+    let _ = serve.wait();
+    eprintln!("{kinds:?}");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("hello.txt")).unwrap(),
+        "hi\n"
+    );
+    assert!(
+        kinds.iter().any(|k| k == "message.part.updated"),
+        "{kinds:?}"
+    );
+    let roles: Vec<_> = messages
+        .iter()
+        .filter_map(|m| m["info"]["role"].as_str())
+        .collect();
+    assert_eq!(roles.first(), Some(&"user"), "{roles:?}");
+    assert_eq!(model.turns().len(), 2, "a tool call, then the final answer");
+    assert!(model.turns()[0].text().contains("write hello.txt"));
 }

@@ -12,8 +12,10 @@ use crate::error::{Error, Result, exit};
 use crate::values;
 
 pub mod agent;
+pub mod apply;
 pub mod cleanup;
 pub mod completion;
+pub mod diff;
 pub mod doctor;
 pub mod list;
 pub mod logs;
@@ -51,6 +53,10 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Delete finished task pods.
     Cleanup(cleanup::CleanupArgs),
+    /// Show what a task changed: its branch against the base it started from (in this clone).
+    Diff(diff::DiffArgs),
+    /// Merge finished tasks' branches into the current branch, one by one, stopping at a conflict.
+    Apply(apply::ApplyArgs),
     /// Check that this user can run tasks here (cluster, namespace, chart objects, RBAC).
     Doctor(doctor::DoctorArgs),
     /// Run a task inside its pod: clone, run OpenCode, commit, push (the image's entrypoint).
@@ -199,6 +205,8 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Wait(a) => wait::run(g, a).await,
         Command::Status(a) => status::run(g, a).await,
         Command::Cleanup(a) => cleanup::run(g, a).await,
+        Command::Diff(a) => diff::run(g, a).await,
+        Command::Apply(a) => apply::run(g, a).await,
         Command::Doctor(a) => doctor::run(g, a).await,
         Command::Agent(a) => agent::run(a).await,
         Command::Completion(a) => {

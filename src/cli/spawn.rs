@@ -45,6 +45,14 @@ pub struct SpawnArgs {
     /// Git repository URL (https://, ssh://, git@host:path or file://).
     #[arg(long)]
     pub repo: Option<String>,
+    /// After the push, open (or update) a draft pull/merge request to the base (value
+    /// agent.pullRequest; needs pod.gitTokenSecret: the forge API takes a token).
+    #[arg(long)]
+    pub pr: bool,
+    /// Branch, tag or commit the task branch is created from when it does not exist yet
+    /// (default: the remote's default branch). An existing task branch is continued, never reset.
+    #[arg(long, value_name = "REF")]
+    pub base: Option<String>,
     /// A pod path under /workspace, or the spec directory (spec-kit's FEATURE_DIR):
     /// a host path inside a git checkout becomes TASK_SPEC_DIR relative to the repository root.
     #[arg(long)]
@@ -106,6 +114,7 @@ struct Plan {
     user_values: Value,
     image: Option<String>,
     ssh_secret: Option<String>,
+    pr: bool,
 }
 
 /// How many creates a task list sends at once: enough to hide latency, few
@@ -323,6 +332,15 @@ struct TaskList {
     /// Default repository for every task.
     #[serde(default)]
     repo: Option<String>,
+    /// Default base for every task.
+    #[serde(default)]
+    base: Option<String>,
+    /// Branch-name template for tasks without a `branch`: `{id}` and `{feature}`.
+    #[serde(default)]
+    branch: Option<String>,
+    /// What `{feature}` stands for (default: the last part of each task's spec dir).
+    #[serde(default)]
+    feature: Option<String>,
     tasks: Vec<TaskEntry>,
 }
 
@@ -330,7 +348,10 @@ struct TaskList {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct TaskEntry {
     id: String,
-    branch: String,
+    #[serde(default)]
+    branch: Option<String>,
+    #[serde(default)]
+    base: Option<String>,
     #[serde(default)]
     repo: Option<String>,
     #[serde(default)]
@@ -339,6 +360,54 @@ struct TaskEntry {
     context_dir: Option<String>,
     #[serde(default)]
     model: Option<String>,
+}
+
+/// A task's branch: its own, else the list's template with `{id}` and `{feature}` filled in.
+fn branch_for(e: &TaskEntry, list: &TaskList, context: Option<&str>) -> Result<String> {
+    if let Some(b) = &e.branch {
+        return Ok(b.clone());
+    }
+    let Some(template) = &list.branch else {
+        return Err(Error::usage(format!(
+            "task {} has no branch: give it `branch:` or give the list a template (branch: \"specs/{{feature}}/{{id}}-async\")",
+            e.id
+        )));
+    };
+    let feature = || {
+        list.feature.clone().or_else(|| {
+            context
+                .map(|c| c.trim_end_matches('/'))
+                .and_then(|c| c.rsplit('/').next())
+                .filter(|f| !f.is_empty() && *f != "workspace")
+                .map(str::to_string)
+        })
+    };
+    let mut out = String::new();
+    let mut rest = template.as_str();
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .map(|i| start + i)
+            .ok_or_else(|| Error::usage(format!("branch template {template:?}: unclosed '{{'")))?;
+        match &rest[start + 1..end] {
+            "id" => out.push_str(&e.id),
+            "feature" => out.push_str(&feature().ok_or_else(|| {
+                Error::usage(format!(
+                    "branch template {template:?} uses {{feature}}: set `feature:` in the task list or a contextDir for task {}",
+                    e.id
+                ))
+            })?),
+            other => {
+                return Err(Error::usage(format!(
+                    "branch template {template:?}: unknown placeholder {{{other}}} (use {{id}} and {{feature}})"
+                )));
+            }
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 fn read_prompt(args: &SpawnArgs) -> Result<Option<String>> {
@@ -359,10 +428,16 @@ fn make_task(
     context: Option<&str>,
     prompt: Option<String>,
     model: Option<String>,
+    base: Option<String>,
 ) -> Result<Task> {
     task::validate_task_id(&id)?;
     task::validate_branch(&branch)?;
     task::validate_repo(&repo)?;
+    let base = base.filter(|b| !b.is_empty());
+    if let Some(b) = &base {
+        // A branch, tag or commit: git's ref rules cover all three.
+        task::validate_branch(b).map_err(|e| Error::usage(format!("--base: {e}")))?;
+    }
     let (context_dir, spec_dir) = split_context_dir(context)?;
     Ok(Task {
         id,
@@ -370,6 +445,7 @@ fn make_task(
         repo,
         context_dir: context_dir.unwrap_or_default(),
         spec_dir,
+        base,
         prompt,
         model: model.filter(|m| !m.is_empty()),
     })
@@ -422,6 +498,7 @@ fn plan(args: &SpawnArgs) -> Result<Plan> {
             context.as_deref(),
             prompt,
             args.model.clone(),
+            args.base.clone(),
         )?]
     } else {
         if single_given {
@@ -435,22 +512,30 @@ fn plan(args: &SpawnArgs) -> Result<Plan> {
             ));
         }
         let mut tasks = Vec::new();
-        for (origin, list) in lists {
-            for e in list.tasks {
+        for (origin, mut list) in lists {
+            for e in std::mem::take(&mut list.tasks) {
+                let context = e.context_dir.clone().or_else(|| args.context_dir.clone());
+                let branch = branch_for(&e, &list, context.as_deref());
                 let repo = e
                     .repo
                     .or_else(|| list.repo.clone())
                     .or_else(|| args.repo.clone())
                     .unwrap_or_default();
-                let t = make_task(
-                    e.id,
-                    e.branch,
-                    repo,
-                    e.context_dir.as_deref().or(args.context_dir.as_deref()),
-                    e.prompt.or_else(|| prompt.clone()),
-                    e.model.or_else(|| args.model.clone()),
-                )
-                .map_err(|err| Error::usage(format!("{origin}: {err}")))?;
+                let t = branch
+                    .and_then(|branch| {
+                        make_task(
+                            e.id,
+                            branch,
+                            repo,
+                            context.as_deref(),
+                            e.prompt.or_else(|| prompt.clone()),
+                            e.model.or_else(|| args.model.clone()),
+                            e.base
+                                .or_else(|| list.base.clone())
+                                .or_else(|| args.base.clone()),
+                        )
+                    })
+                    .map_err(|err| Error::usage(format!("{origin}: {err}")))?;
                 tasks.push(t);
             }
         }
@@ -469,6 +554,7 @@ fn plan(args: &SpawnArgs) -> Result<Plan> {
         user_values,
         image: args.image.clone(),
         ssh_secret: args.ssh_secret.clone().filter(|s| !s.is_empty()),
+        pr: args.pr,
     })
 }
 
@@ -490,6 +576,12 @@ fn render_pod(
             serde_json::json!({"pod": {"sshSecret": {"enabled": true, "name": secret}}}),
         );
     }
+    if plan.pr {
+        values::merge(
+            &mut merged,
+            serde_json::json!({"agent": {"pullRequest": true}}),
+        );
+    }
     let mut v = Values::from_value(merged)?;
     if let Some(image) = &plan.image {
         v.image_override = Some(image.clone());
@@ -507,6 +599,10 @@ fn render_pod(
     if task.spec_dir.is_none() && !v.task.spec_dir.is_empty() {
         task.spec_dir = Some(v.task.spec_dir.clone());
     }
+    if task.base.is_none() && !v.task.base.is_empty() {
+        task::validate_branch(&v.task.base).map_err(|e| Error::usage(format!("task.base: {e}")))?;
+        task.base = Some(v.task.base.clone());
+    }
     if task.prompt.is_none() && !v.task.prompt.is_empty() {
         task.prompt = Some(v.task.prompt.clone());
     }
@@ -521,6 +617,11 @@ fn render_pod(
     if v.pod.git_token_secret.enabled && v.pod.git_token_secret.name.is_empty() {
         return Err(Error::usage(
             "pod.gitTokenSecret.enabled needs a Secret name: --set pod.gitTokenSecret.name=NAME",
+        ));
+    }
+    if v.agent.pull_request && !v.pod.git_token_secret.enabled {
+        return Err(Error::usage(
+            "agent.pullRequest (--pr) needs a forge token: --set pod.gitTokenSecret.enabled=true --set pod.gitTokenSecret.name=NAME",
         ));
     }
     let target = Target {

@@ -131,6 +131,9 @@ fn describe(
         "Last marker",
         v.marker.as_ref().map_or("-".into(), |m| m.to_string()),
     ));
+    if let Some(url) = crate::marker::pr_url(&v.log_tail) {
+        rows.push(("Pull request", url));
+    }
     let mut out: String = rows
         .iter()
         .map(|(k, val)| format!("{:<12} {val}\n", format!("{k}:")))

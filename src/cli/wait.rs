@@ -18,6 +18,7 @@ use super::Global;
 use crate::cluster;
 use crate::error::{Error, Result, exit};
 use crate::follow;
+use crate::hooks::{self, Hooks};
 use crate::humantime;
 use crate::marker::{self, Marker};
 use crate::task::{self, ANN_BRANCH, CONTAINER, LABEL_TASK_ID, SELECTOR};
@@ -48,6 +49,22 @@ pub struct WaitArgs {
     /// Write spec-kit markers: <dir>/delegation_completed/<id>.txt or <dir>/delegation_errors/<id>.txt.
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
+    /// Run this shell command for each task as it is reported, with ASDO_TASK_ID, ASDO_PHASE,
+    /// ASDO_EXIT, ASDO_COMMIT, ASDO_PR_URL, ASDO_BRANCH, … in its environment.
+    #[arg(long, value_name = "CMD")]
+    pub on_done: Option<String>,
+    /// POST each task's result as JSON (Slack-compatible "text") to this URL. Prefer the env
+    /// var: a webhook URL is a secret, and argv is visible to every user of the machine.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ASDO_WEBHOOK_URL",
+        hide_env_values = true
+    )]
+    pub webhook: Option<String>,
+    /// Bound on each --on-done run and each webhook attempt.
+    #[arg(long, default_value = "30s", value_parser = crate::humantime::parse)]
+    pub hook_timeout: Duration,
 }
 
 /// How one task ended, as printed and as written for spec-kit.
@@ -90,12 +107,49 @@ impl Verdict {
             }
             _ => {}
         }
+        if let Some(url) = marker::pr_url(&self.log_tail) {
+            s.push_str(&format!(" pr={url}"));
+        }
         s
+    }
+}
+
+impl Verdict {
+    /// What the completion hooks are told.
+    pub fn outcome(&self) -> hooks::Outcome {
+        let (commit, failed_step, reason) = match &self.marker {
+            Some(Marker::Done(sha)) => (Some(sha.clone()), None, None),
+            Some(Marker::Failed { step, reason }) => {
+                (None, Some(step.clone()), Some(reason.clone()))
+            }
+            _ => (None, None, None),
+        };
+        hooks::Outcome {
+            task_id: self.task.clone(),
+            pod: self.pod.clone(),
+            phase: self.phase.clone(),
+            exit_code: self.code,
+            duration_seconds: self.duration.map(|d| d.as_secs()),
+            branch: self.branch.clone(),
+            commit,
+            pr_url: marker::pr_url(&self.log_tail),
+            failed_step,
+            reason,
+            text: self.line(),
+        }
     }
 }
 
 pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
     let scope = global.scope()?;
+    if let Some(url) = &args.webhook {
+        crate::http::check_url(url).map_err(|e| Error::usage(format!("invalid --webhook: {e}")))?;
+    }
+    let mut hooks = Hooks::new(hooks::Config {
+        on_done: args.on_done.clone(),
+        webhook: args.webhook.clone(),
+        timeout: args.hook_timeout,
+    });
     // Pod name → the task id as the user spelled it, for pods that never show up.
     let mut wanted: BTreeMap<String, String> = args
         .tasks
@@ -135,6 +189,7 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
         &mut verdicts,
         args.report_dir.as_deref(),
         &mut write_failed,
+        &mut hooks,
     );
     let timed_out = match tokio::time::timeout(args.timeout, watch).await {
         Ok(Ok(())) => false,
@@ -176,11 +231,13 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
                 eprintln!("error: {e}");
                 code = exit::FAILURE;
             }
+            hooks.fire(&v.outcome());
         }
         if code == exit::OK {
             code = EXIT_TIMEOUT;
         }
     }
+    hooks.finish().await;
     if write_failed {
         eprintln!(
             "error: some reports could not be written (see above); spec-kit will not see those tasks' results"
@@ -218,6 +275,7 @@ async fn watch_until_done(
     verdicts: &mut BTreeMap<String, Verdict>,
     report_dir: Option<&Path>,
     write_failed: &mut bool,
+    hooks: &mut Hooks,
 ) -> Result<()> {
     let cfg = watcher::Config::default().labels(SELECTOR);
     let mut events = pin!(watcher::watcher(api.clone(), cfg));
@@ -248,7 +306,7 @@ async fn watch_until_done(
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
     let mut finish = |v: Verdict, verdicts: &mut BTreeMap<String, Verdict>| {
-        if let Err(e) = conclude(v, verdicts, report_dir) {
+        if let Err(e) = conclude(v, verdicts, report_dir, hooks) {
             // Every task still gets its outcome; the exit code says a report is missing.
             eprintln!("error: {e}");
             *write_failed = true;
@@ -336,10 +394,12 @@ fn conclude(
     v: Verdict,
     verdicts: &mut BTreeMap<String, Verdict>,
     report_dir: Option<&Path>,
+    hooks: &mut Hooks,
 ) -> Result<()> {
     println!("{}", v.line());
     // The outcome counts even when its report cannot be written.
     let written = report_dir.map_or(Ok(()), |dir| write_report(dir, &v));
+    hooks.fire(&v.outcome());
     verdicts.insert(v.pod.clone(), v);
     written
 }

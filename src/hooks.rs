@@ -1,0 +1,168 @@
+//! Completion hooks for `asdo wait`: a command run per finished task (`--on-done`) and a
+//! JSON POST (`--webhook`, Slack-compatible `text`). Each runs in its own task with a
+//! timeout and never changes wait's exit code or holds up another task's report: a
+//! failing hook is one warning line on stderr.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::http;
+
+/// What a hook is told about one finished task.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    pub task_id: String,
+    pub pod: String,
+    pub phase: String,
+    pub exit_code: Option<i32>,
+    pub duration_seconds: Option<u64>,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub pr_url: Option<String>,
+    pub failed_step: Option<String>,
+    pub reason: Option<String>,
+    /// wait's own line for the task, e.g. `T001 Succeeded exit=0 duration=3m commit=…`.
+    pub text: String,
+}
+
+impl Outcome {
+    /// The same facts as env vars for `--on-done` (empty when unknown).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let s = |o: &Option<String>| o.clone().unwrap_or_default();
+        vec![
+            ("ASDO_TASK_ID", self.task_id.clone()),
+            ("ASDO_POD", self.pod.clone()),
+            ("ASDO_PHASE", self.phase.clone()),
+            (
+                "ASDO_EXIT",
+                self.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            ),
+            (
+                "ASDO_DURATION_SECONDS",
+                self.duration_seconds
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+            ),
+            ("ASDO_BRANCH", s(&self.branch)),
+            ("ASDO_COMMIT", s(&self.commit)),
+            ("ASDO_PR_URL", s(&self.pr_url)),
+            ("ASDO_FAILED_STEP", s(&self.failed_step)),
+            ("ASDO_REASON", s(&self.reason)),
+            ("ASDO_LINE", self.text.clone()),
+        ]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub on_done: Option<String>,
+    pub webhook: Option<String>,
+    /// Bound on each hook run (a webhook gets it per attempt).
+    pub timeout: Duration,
+}
+
+/// Hooks in flight; `finish` waits for them, each already bounded by its timeout.
+pub struct Hooks {
+    cfg: Config,
+    running: JoinSet<()>,
+}
+
+/// Wait between the two webhook attempts.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+impl Hooks {
+    pub fn new(cfg: Config) -> Hooks {
+        Hooks {
+            cfg,
+            running: JoinSet::new(),
+        }
+    }
+
+    /// Start this task's hooks and return at once.
+    pub fn fire(&mut self, o: &Outcome) {
+        if let Some(cmd) = self.cfg.on_done.clone() {
+            let (o, t) = (o.clone(), self.cfg.timeout);
+            self.running.spawn(async move {
+                if let Err(e) = run_command(&cmd, &o, t).await {
+                    eprintln!("warning: --on-done for {}: {e}", o.task_id);
+                }
+            });
+        }
+        if let Some(url) = self.cfg.webhook.clone() {
+            let (o, t) = (o.clone(), self.cfg.timeout);
+            self.running.spawn(async move {
+                if let Err(e) = post(&url, &o, t).await {
+                    eprintln!("warning: --webhook for {}: {e}", o.task_id);
+                }
+            });
+        }
+    }
+
+    /// Let every started hook end (each is bounded) so none is killed half-way.
+    pub async fn finish(mut self) {
+        while self.running.join_next().await.is_some() {}
+    }
+}
+
+async fn run_command(cmd: &str, o: &Outcome, timeout: Duration) -> Result<(), String> {
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .envs(o.env())
+        .stdin(std::process::Stdio::null())
+        // Its output is the user's; stdout stays wait's own report lines.
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        // Its own process group, so a timeout ends what it started too (a `sleep` holding
+        // our stdout open would otherwise outlive asdo).
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start sh: {e}"))?;
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(st)) if st.success() => Ok(()),
+        Ok(Ok(st)) => Err(format!("exited with {st}")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => {
+            if let Some(pid) = child.id() {
+                // SAFETY: kill(2) on the group we created; no memory is involved.
+                unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            }
+            let _ = child.kill().await;
+            Err(format!(
+                "still running after {}; killed",
+                crate::humantime::short(timeout)
+            ))
+        }
+    }
+}
+
+async fn post(url: &str, o: &Outcome, timeout: Duration) -> Result<(), String> {
+    let body = serde_json::to_string(o).map_err(|e| e.to_string())?;
+    let mut last = String::new();
+    for attempt in 0..2 {
+        if attempt > 0 {
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+        match http::send(
+            hyper::Method::POST,
+            url,
+            &[("content-type", "application/json")],
+            Some(body.clone()),
+            timeout,
+        )
+        .await
+        {
+            Ok(r) if r.ok() => return Ok(()),
+            // A 4xx will not get better by asking again.
+            Ok(r) if r.status < 500 => {
+                return Err(format!("{} answered {}", http::origin(url), r.status));
+            }
+            Ok(r) => last = format!("{} answered {}", http::origin(url), r.status),
+            Err(e) => last = e,
+        }
+    }
+    Err(format!("{last} (tried twice)"))
+}

@@ -1,0 +1,175 @@
+//! A finished task's result as the main session takes it back: which repository and
+//! branch it pushed, the base it started from, and the commit its agent reported.
+//! Read from the task pod (annotations + the agent's last marker line), or given by
+//! the caller when the pod is gone (`--repo`/`--branch`).
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::LogParams;
+
+use crate::cli::Scope;
+use crate::cluster;
+use crate::error::{Error, Result};
+use crate::follow;
+use crate::marker::{self, Marker};
+use crate::task::{self, ANN_BASE, ANN_BRANCH, ANN_REPO, CONTAINER, LABEL_TASK_ID};
+
+/// Enough log to find the agent's last marker, which it prints at the very end.
+const TAIL_LINES: i64 = 40;
+
+#[derive(Debug, Clone)]
+pub struct TaskResult {
+    /// The task id as the pod labels it (or as the user typed it).
+    pub id: String,
+    pub repo: String,
+    pub branch: String,
+    /// The base recorded at spawn time, if any.
+    pub base: Option<String>,
+    /// Pod phase; None when the caller named the branch and no pod was read.
+    pub phase: Option<String>,
+    pub marker: Option<Marker>,
+}
+
+/// Overrides a caller may give instead of (or on top of) the pod's annotations.
+#[derive(Debug, Clone, Default)]
+pub struct Given {
+    pub repo: Option<String>,
+    pub branch: Option<String>,
+}
+
+/// The task's result. With both `repo` and `branch` given no cluster call is made, so a
+/// task whose pod was cleaned up can still be diffed.
+pub async fn lookup(scope: &Scope, task_or_pod: &str, given: &Given) -> Result<TaskResult> {
+    let name = task::pod_name_for(task_or_pod)?;
+    if let Some(repo) = &given.repo {
+        task::validate_repo(repo)?;
+    }
+    if let Some(branch) = &given.branch {
+        task::validate_branch(branch)?;
+    }
+    if let (Some(repo), Some(branch)) = (&given.repo, &given.branch) {
+        return Ok(TaskResult {
+            id: task_or_pod.to_string(),
+            repo: repo.clone(),
+            branch: branch.clone(),
+            base: None,
+            phase: None,
+            marker: None,
+        });
+    }
+    let ns = &scope.namespace;
+    let client = cluster::client(&scope.cluster).await?;
+    let api = cluster::pods(&client, Some(ns))?;
+    let Some(pod) = cluster::get_pod(&api, &name, ns).await? else {
+        return Err(Error::NotFound(format!(
+            "no pod {name} in namespace {ns}; if it was cleaned up, pass --repo and --branch"
+        )));
+    };
+    let log = if follow::is_finished(&pod) {
+        let lp = LogParams {
+            container: Some(CONTAINER.into()),
+            tail_lines: Some(TAIL_LINES),
+            ..Default::default()
+        };
+        // Best effort: without the marker, apply refuses and diff uses the branch tip.
+        cluster::bounded(&format!("read logs of pod {name}"), api.logs(&name, &lp))
+            .await
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    from_pod(&pod, &log, given)
+}
+
+fn from_pod(pod: &Pod, log: &str, given: &Given) -> Result<TaskResult> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let ann = |k: &str| {
+        pod.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(k))
+            .filter(|v| !v.is_empty())
+            .cloned()
+    };
+    let missing = |what: &str, flag: &str| {
+        Error::other(format!(
+            "pod {name} records no {what}; pass {flag} (it was not spawned by asdo?)"
+        ))
+    };
+    let repo = given
+        .repo
+        .clone()
+        .or_else(|| ann(ANN_REPO))
+        .ok_or_else(|| missing("repository", "--repo"))?;
+    let branch = given
+        .branch
+        .clone()
+        .or_else(|| ann(ANN_BRANCH))
+        .ok_or_else(|| missing("branch", "--branch"))?;
+    // Annotations can be edited by anyone with patch rights: check them as input.
+    task::validate_repo(&repo)?;
+    task::validate_branch(&branch)?;
+    let id = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_TASK_ID).cloned())
+        .unwrap_or(name);
+    Ok(TaskResult {
+        id,
+        repo,
+        branch,
+        base: ann(ANN_BASE),
+        phase: Some(follow::outcome(pod).0),
+        marker: marker::last(log),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(ann: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "agent-t001", "labels": {"task-id": "T001"}, "annotations": ann},
+            "status": {"phase": "Succeeded"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn reads_annotations_and_marker() {
+        let p = pod(
+            json!({"agentic-sdlc/repo": "file:///srv/r.git", "agentic-sdlc/branch": "specs/1/T001-async"}),
+        );
+        let r = from_pod(
+            &p,
+            "asdo: pushing x\nasdo: done 0123abcd\n",
+            &Given::default(),
+        )
+        .unwrap();
+        assert_eq!(r.id, "T001");
+        assert_eq!(r.repo, "file:///srv/r.git");
+        assert_eq!(r.branch, "specs/1/T001-async");
+        assert_eq!(r.phase.as_deref(), Some("Succeeded"));
+        assert_eq!(r.marker, Some(Marker::Done("0123abcd".into())));
+    }
+
+    #[test]
+    fn edited_annotations_are_checked_like_flags() {
+        let p = pod(
+            json!({"agentic-sdlc/repo": "file:///srv/r.git", "agentic-sdlc/branch": "--upload-pack=x"}),
+        );
+        assert_eq!(
+            from_pod(&p, "", &Given::default()).unwrap_err().exit_code(),
+            2
+        );
+        let p = pod(json!({"agentic-sdlc/branch": "b"}));
+        assert!(
+            from_pod(&p, "", &Given::default())
+                .unwrap_err()
+                .to_string()
+                .contains("--repo")
+        );
+    }
+}
