@@ -41,6 +41,10 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `host` and `owner/repo` of a git URL in any of the forms asdo accepts.
 pub fn host_and_path(repo: &str) -> Option<(String, String)> {
+    // A local path names no forge (and `file:` would read as an scp-like host).
+    if repo.starts_with("file:") {
+        return None;
+    }
     let rest = repo
         .strip_prefix("https://")
         .or_else(|| repo.strip_prefix("ssh://"))
