@@ -6,6 +6,8 @@
 //! - `marker`: the agent's progress lines, as `wait`/`status` read them;
 //! - `agent`: `asdo agent`, the image's entrypoint (clone, opencode, commit, push).
 //! - `opencode`: a small client for OpenCode's server API (sessions, prompts, `/event`).
+//! - `portforward`: a local port forwarded to a pod's; `remote`: a task's OpenCode server
+//!   reached through it (password, session, follow-up messages), for attach/send/mcp.
 
 pub mod agent;
 pub mod cli;
@@ -15,6 +17,8 @@ pub mod follow;
 pub mod humantime;
 pub mod marker;
 pub mod opencode;
+pub mod portforward;
+pub mod remote;
 pub mod render;
 pub mod task;
 pub mod values;

@@ -12,11 +12,13 @@ use crate::error::{Error, Result, exit};
 use crate::values;
 
 pub mod agent;
+pub mod attach;
 pub mod cleanup;
 pub mod completion;
 pub mod doctor;
 pub mod list;
 pub mod logs;
+pub mod send;
 pub mod spawn;
 pub mod status;
 pub mod wait;
@@ -57,6 +59,10 @@ pub enum Command {
     Agent(agent::AgentArgs),
     /// Print a shell completion script.
     Completion(completion::CompletionArgs),
+    /// Open a running task's OpenCode session in the local TUI, through a port-forward.
+    Attach(attach::AttachArgs),
+    /// Send a follow-up message into a running task's session; stream the reply.
+    Send(send::SendArgs),
 }
 
 /// Flags every subcommand takes, kubectl style.
@@ -178,6 +184,8 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Cleanup(a) => cleanup::run(g, a).await,
         Command::Doctor(a) => doctor::run(g, a).await,
         Command::Agent(a) => agent::run(a).await,
+        Command::Attach(a) => attach::run(g, a).await,
+        Command::Send(a) => send::run(g, a).await,
         Command::Completion(a) => {
             completion::run(a, &mut Cli::command());
             Ok(exit::OK)

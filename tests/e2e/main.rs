@@ -13,3 +13,4 @@ mod completion;
 mod list_cleanup;
 mod logs;
 mod spawn;
+mod visibility;
