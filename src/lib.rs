@@ -21,4 +21,5 @@ pub mod portforward;
 pub mod remote;
 pub mod render;
 pub mod task;
+pub mod validate;
 pub mod values;

@@ -26,7 +26,7 @@
 //! - the kubelet runs only the first container, never restarts it, ignores
 //!   init containers, probes, volumes' contents (missing Secret/ConfigMap
 //!   volumes do block the pod), images (a name containing `does-not-exist`
-//!   fails to pull) and security contexts; the process runs on this machine;
+//!   fails to pull; one containing `slow-pull` fails for 3 s, then starts) and security contexts; the process runs on this machine;
 //! - watches send no periodic BOOKMARKs; history holds the last 4096 changes
 //!   (older resourceVersions get 410 Gone);
 //! - logs: no `previous`, one log per pod; `sinceTime` counts in whole seconds
@@ -354,6 +354,35 @@ impl FakeApiServer {
         self.shared
             .faults
             .add_failure(n, code, Some(method), Some(path_contains));
+    }
+
+    /// The store's current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.store().resource_version()
+    }
+
+    /// Number new changes after `rv`, as a server restarted on the same etcd would.
+    pub fn advance_resource_version(&self, rv: u64) {
+        self.shared.store().advance_resource_version(rv);
+    }
+
+    /// Forgets every injected failure and hang still pending.
+    pub fn clear_failures(&self) {
+        self.shared.faults.clear();
+    }
+
+    /// The next `n` matching requests are handled as usual (a create stores its object),
+    /// then answered with `code`, as a proxy's 504 after the API server did the work.
+    pub fn fail_next_after_handling(&self, n: usize, code: u16, method: &str, path_contains: &str) {
+        self.shared
+            .faults
+            .add_failure_after(n, code, method, path_contains);
+    }
+
+    /// The next `n` requests with this method (any if None) whose path contains
+    /// `path_contains` (any if None) are accepted and never answered.
+    pub fn hang_next_matching(&self, n: usize, method: Option<&str>, path_contains: Option<&str>) {
+        self.shared.faults.add_hang(n, method, path_contains);
     }
 
     pub fn set_response_delay(&self, d: Duration) {
