@@ -8,6 +8,7 @@
 //! - `opencode`: a small client for OpenCode's server API (sessions, prompts, `/event`).
 //! - `portforward`: a local port forwarded to a pod's; `remote`: a task's OpenCode server
 //!   reached through it (password, session, follow-up messages), for attach/send/mcp.
+//! - `mcp`: `asdo mcp`, the verbs as MCP tools (rmcp), each run through the CLI itself.
 
 pub mod agent;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod follow;
 pub mod humantime;
 pub mod marker;
+pub mod mcp;
 pub mod opencode;
 pub mod portforward;
 pub mod remote;

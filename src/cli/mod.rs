@@ -18,6 +18,7 @@ pub mod completion;
 pub mod doctor;
 pub mod list;
 pub mod logs;
+pub mod mcp;
 pub mod send;
 pub mod spawn;
 pub mod status;
@@ -63,6 +64,8 @@ pub enum Command {
     Attach(attach::AttachArgs),
     /// Send a follow-up message into a running task's session; stream the reply.
     Send(send::SendArgs),
+    /// Serve asdo's verbs as MCP tools on stdio (for OpenCode and other MCP clients).
+    Mcp(mcp::McpArgs),
 }
 
 /// Flags every subcommand takes, kubectl style.
@@ -209,6 +212,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Agent(a) => agent::run(a).await,
         Command::Attach(a) => attach::run(g, a).await,
         Command::Send(a) => send::run(g, a).await,
+        Command::Mcp(a) => mcp::run(g, a).await,
         Command::Completion(a) => {
             completion::run(a, &mut Cli::command());
             Ok(exit::OK)

@@ -12,5 +12,6 @@ mod common;
 mod completion;
 mod list_cleanup;
 mod logs;
+mod mcp;
 mod spawn;
 mod visibility;
