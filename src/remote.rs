@@ -333,7 +333,10 @@ impl Posted<'_> {
     ) -> Result<SendOutcome> {
         let r = self.remote;
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut view = Transcript::default();
+        let mut view = Transcript {
+            ours: self.text.clone(),
+            ..Default::default()
+        };
         loop {
             let ev = match tokio::time::timeout_at(deadline, self.events.next()).await {
                 Err(_) => return Ok(SendOutcome::TimedOut),
@@ -364,6 +367,11 @@ impl Posted<'_> {
                 "session.idle" => {
                     // A message sent while the session was busy is answered after the
                     // current turn: idle only counts once our message has its answer.
+                    // The events usually say so; the agent may end the pod right after
+                    // this idle, so ask the server only when they did not.
+                    if view.answered {
+                        return Ok(SendOutcome::Answered);
+                    }
                     let messages = r
                         .client
                         .messages(&self.session)
@@ -401,6 +409,11 @@ fn answered(messages: &[serde_json::Value], text: &str) -> bool {
 /// deltas, completed from the final part) and one line per finished tool call.
 #[derive(Default)]
 struct Transcript {
+    /// The text we sent, to recognise our user message; its id once seen.
+    ours: String,
+    our_message: Option<String>,
+    /// An assistant message answering ours has completed.
+    answered: bool,
     roles: std::collections::HashMap<String, String>,
     /// Text parts of assistant messages, and how many bytes of each were shown.
     shown: std::collections::HashMap<String, usize>,
@@ -417,6 +430,17 @@ impl Transcript {
             "message.updated" => {
                 let id = ev.str_at("/info/id")?.to_string();
                 let role = ev.str_at("/info/role")?.to_string();
+                let completed = !ev
+                    .properties
+                    .pointer("/info/time/completed")
+                    .is_none_or(|v| v.is_null());
+                if role == "assistant"
+                    && completed
+                    && let Some(ours) = &self.our_message
+                    && ev.str_at("/info/parentID").is_none_or(|p| p == ours)
+                {
+                    self.answered = true;
+                }
                 self.roles.insert(id, role);
                 None
             }
@@ -435,7 +459,15 @@ impl Transcript {
             "message.part.updated" => {
                 let p = ev.properties.get("part")?;
                 let id = p.get("id")?.as_str()?.to_string();
-                if !self.assistant(p.get("messageID").and_then(|v| v.as_str())) {
+                let message = p.get("messageID").and_then(|v| v.as_str());
+                if p.get("type").and_then(|v| v.as_str()) == Some("text")
+                    && p.get("text").and_then(|v| v.as_str()) == Some(self.ours.as_str())
+                    && !self.assistant(message)
+                {
+                    self.our_message = message.map(str::to_string);
+                    return None;
+                }
+                if !self.assistant(message) {
                     return None;
                 }
                 match p.get("type")?.as_str()? {

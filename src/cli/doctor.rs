@@ -33,6 +33,9 @@ const NEEDED: &[(&str, &str, &str)] = &[
     ("delete", "pods", ""),
     ("deletecollection", "pods", ""),
     ("get", "pods", "log"),
+    // attach, send (the WebSocket forward is a GET, authorized as get or create).
+    ("create", "pods", "portforward"),
+    ("get", "pods", "portforward"),
 ];
 
 pub async fn run(global: &Global, _args: DoctorArgs) -> Result<i32> {
@@ -103,6 +106,8 @@ pub async fn run(global: &Global, _args: DoctorArgs) -> Result<i32> {
     for (verb, resource, sub) in NEEDED {
         report(allowed(&client, &ns, verb, resource, sub).await);
     }
+    // attach/send read the password from this one Secret (or take --password-file).
+    report(allowed_named(&client, &ns, "get", "secrets", &secret).await);
     Ok(if failed { exit::FAILURE } else { exit::OK })
 }
 
@@ -121,11 +126,29 @@ where
 }
 
 async fn allowed(client: &Client, ns: &str, verb: &str, resource: &str, sub: &str) -> Check {
-    let what = if sub.is_empty() {
+    review(client, ns, verb, resource, sub, None).await
+}
+
+async fn allowed_named(client: &Client, ns: &str, verb: &str, resource: &str, name: &str) -> Check {
+    review(client, ns, verb, resource, "", Some(name)).await
+}
+
+async fn review(
+    client: &Client,
+    ns: &str,
+    verb: &str,
+    resource: &str,
+    sub: &str,
+    name: Option<&str>,
+) -> Check {
+    let mut what = if sub.is_empty() {
         format!("{verb} {resource}")
     } else {
         format!("{verb} {resource}/{sub}")
     };
+    if let Some(n) = name {
+        what = format!("{what} {n}");
+    }
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
             resource_attributes: Some(ResourceAttributes {
@@ -133,6 +156,7 @@ async fn allowed(client: &Client, ns: &str, verb: &str, resource: &str, sub: &st
                 verb: Some(verb.to_string()),
                 resource: Some(resource.to_string()),
                 subresource: (!sub.is_empty()).then(|| sub.to_string()),
+                name: name.map(str::to_string),
                 ..Default::default()
             }),
             ..Default::default()

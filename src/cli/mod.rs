@@ -16,6 +16,7 @@ pub mod attach;
 pub mod cleanup;
 pub mod completion;
 pub mod doctor;
+pub mod init;
 pub mod list;
 pub mod logs;
 pub mod mcp;
@@ -66,6 +67,8 @@ pub enum Command {
     Send(send::SendArgs),
     /// Serve asdo's verbs as MCP tools on stdio (for OpenCode and other MCP clients).
     Mcp(mcp::McpArgs),
+    /// Set up a project for asdo: `asdo init opencode` registers `asdo mcp` and a subagent.
+    Init(init::InitArgs),
 }
 
 /// Flags every subcommand takes, kubectl style.
@@ -213,6 +216,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Attach(a) => attach::run(g, a).await,
         Command::Send(a) => send::run(g, a).await,
         Command::Mcp(a) => mcp::run(g, a).await,
+        Command::Init(a) => init::run(a),
         Command::Completion(a) => {
             completion::run(a, &mut Cli::command());
             Ok(exit::OK)

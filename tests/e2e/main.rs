@@ -10,6 +10,7 @@ mod agent_fixture;
 mod agent;
 mod common;
 mod completion;
+mod init;
 mod list_cleanup;
 mod logs;
 mod mcp;

@@ -165,3 +165,120 @@ fn bad_send_input_is_refused_before_any_call() {
     }
     assert!(env.server.requests().is_empty());
 }
+
+/// The real agent in a pod (this build's `asdo agent`, the real opencode, the scripted
+/// model server): `asdo send` steers it while its first turn is held on a gate, and the
+/// file the second message asks for is on the pushed branch.
+#[test]
+fn send_steers_a_running_agent_and_its_file_is_pushed() {
+    use crate::agent_fixture::{BRANCH, Fixture};
+    use crate::support::model_server::{ModelServer, Step};
+
+    let env = Env::new();
+    let f = Fixture::new("e2e-steer");
+    let gate = f.path("gate");
+    let ws = f.workspace();
+    let model = ModelServer::start(vec![
+        Step::write(&ws.join("first.txt"), "first\n"),
+        // Holds the first turn until the test has sent its message.
+        Step::bash(&format!(
+            "while [ ! -e '{}' ]; do sleep 0.1; done; echo released",
+            gate.display()
+        )),
+        Step::write(&ws.join("second.txt"), "second\n"),
+        Step::text("Wrote first.txt and second.txt."),
+    ]);
+    let pod_env = json!([
+        {"name": "HOME", "value": f.path("home")},
+        {"name": "PATH", "value": format!("{}:{}", opencode_dir().display(), f.path_var())},
+        {"name": "GIT_CONFIG_NOSYSTEM", "value": "1"},
+        {"name": "ASDO_KILL_GRACE", "value": "1"},
+        {"name": "ASDO_OPENCODE_PORT", "value": "$(FAKE_KUBELET_PORT_4096)"},
+        {"name": "OPENCODE_CONFIG_CONTENT", "value": model.opencode_config()},
+        {"name": "OPENCODE_DISABLE_MODELS_FETCH", "value": "1"},
+    ]);
+    let values = env.write(
+        "steer.yaml",
+        &json!({
+            "pod": {"command": [env!("CARGO_BIN_EXE_asdo"), "agent"], "env": pod_env},
+            "task": {"contextDir": ws},
+        })
+        .to_string(),
+    );
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "T210",
+        "--branch",
+        BRANCH,
+        "--repo",
+        &f.repo_url(),
+        "--prompt",
+        "Write first.txt",
+        "--model",
+        "stub/stub-model",
+        "-f",
+        path_str(&values),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // The agent announces its session in the log once it exists.
+    assert!(
+        eventually(Duration::from_secs(180), || {
+            env.asdo(&["logs", "T210", "--no-follow"])
+                .stdout
+                .contains("asdo: opencode session ses")
+        }),
+        "no session: {:?}",
+        env.asdo(&["logs", "T210", "--no-follow"])
+    );
+
+    let mut send = env.start(&["send", "T210", "Also write second.txt", "--timeout", "5m"]);
+    let mut stderr = BufReader::new(send.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with("sent to task T210 (session ses"),
+        "{line:?}"
+    );
+    std::fs::write(&gate, "").unwrap();
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    let out = wait_output(send, Duration::from_secs(300));
+    assert_eq!(out.code, 0, "{out:?}\n{rest}");
+    assert!(out.stdout.contains("second.txt"), "{out:?}");
+    assert!(!out.stdout.contains(PASSWORD) && !rest.contains(PASSWORD));
+
+    let w = env.asdo(&["wait", "T210", "--timeout", "5m"]);
+    assert_eq!(
+        w.code,
+        0,
+        "{w:?}\n{:?}",
+        env.asdo(&["logs", "T210", "--no-follow"])
+    );
+    assert_eq!(f.remote_file(BRANCH, "first.txt"), "first");
+    assert_eq!(f.remote_file(BRANCH, "second.txt"), "second");
+    // The steering message reached the model before it wrote second.txt.
+    let turns = model.turns();
+    let wrote_second = turns
+        .iter()
+        .position(|t| t.text().contains("Also write second.txt"))
+        .expect("the model saw the second message");
+    assert!(
+        wrote_second <= 2,
+        "seen at turn {wrote_second} of {}",
+        turns.len()
+    );
+}
+
+#[test]
+fn doctor_checks_the_rights_attach_and_send_need() {
+    let env = Env::new();
+    let r = env.asdo(&["doctor"]);
+    for want in [
+        "may create pods/portforward in",
+        "may get pods/portforward in",
+        "may get secrets agentic-sdlc-orchestrator-dev-server-password in",
+    ] {
+        assert!(r.stdout.contains(want), "{want}: {r:?}");
+    }
+}

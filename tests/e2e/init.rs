@@ -1,0 +1,92 @@
+//! `asdo init opencode`, then the real OpenCode (1.18.33) reading what it wrote: it
+//! connects to `asdo mcp` as an MCP client and lists the asdo subagent.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::agent_fixture::opencode_bin;
+use crate::common::*;
+
+fn init(env: &Env, dir: &std::path::Path) -> Run {
+    env.asdo(&[
+        "init",
+        "opencode",
+        "--dir",
+        path_str(dir),
+        "--command",
+        env!("CARGO_BIN_EXE_asdo"),
+        "--kubeconfig",
+        path_str(&env.kubeconfig),
+        "mcp",
+    ])
+}
+
+fn opencode(dir: &std::path::Path, home: &std::path::Path, args: &[&str]) -> Run {
+    let mut c = Command::new(opencode_bin());
+    c.args(args)
+        .current_dir(dir)
+        .env("HOME", home)
+        .env("PWD", dir)
+        .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
+        .env("OPENCODE_DISABLE_AUTOUPDATE", "1");
+    run_with_timeout(c, Duration::from_secs(180))
+}
+
+#[test]
+fn init_opencode_registers_asdo_mcp_and_real_opencode_connects() {
+    let env = Env::new();
+    let project = TempDir::new("init");
+    let home = TempDir::new("init-home");
+    let r = init(&env, &project.0);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("created") && r.stdout.contains("asdo.md"),
+        "{r:?}"
+    );
+    let again = init(&env, &project.0);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(again.stdout.matches("unchanged").count(), 2, "{again:?}");
+
+    let mcp = opencode(&project.0, &home.0, &["mcp", "list"]);
+    let text = format!("{}{}", mcp.stdout, mcp.stderr);
+    assert!(
+        text.contains("asdo") && text.contains("connected"),
+        "{mcp:?}"
+    );
+    let agents = opencode(&project.0, &home.0, &["agent", "list"]);
+    assert!(
+        format!("{}{}", agents.stdout, agents.stderr).contains("asdo"),
+        "{agents:?}"
+    );
+}
+
+#[test]
+fn init_opencode_merges_into_a_users_config_and_refuses_a_different_entry() {
+    let env = Env::new();
+    let project = TempDir::new("init-merge");
+    let config = project.0.join("opencode.json");
+    let user = "{\n  \"theme\": \"dark\",\n  \"mcp\": {\n    \"other\": {\"type\": \"remote\", \"url\": \"http://127.0.0.1:9\"}\n  }\n}\n";
+    std::fs::write(&config, user).unwrap();
+    let r = init(&env, &project.0);
+    assert_eq!(r.code, 0, "{r:?}");
+    let merged = std::fs::read_to_string(&config).unwrap();
+    assert!(merged.starts_with("{\n  \"theme\": \"dark\",\n  \"mcp\": {\n    \"asdo\": {"));
+    assert!(merged.ends_with(
+        "\n    \"other\": {\"type\": \"remote\", \"url\": \"http://127.0.0.1:9\"}\n  }\n}\n"
+    ));
+
+    let other =
+        "{\"mcp\": {\"asdo\": {\"type\": \"local\", \"command\": [\"/opt/asdo\", \"mcp\"]}}}\n";
+    std::fs::write(&config, other).unwrap();
+    let r = init(&env, &project.0);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("already set to something else") && r.stderr.contains("/opt/asdo"),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        other,
+        "left alone"
+    );
+}
