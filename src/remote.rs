@@ -265,6 +265,41 @@ mod tests {
     }
 
     #[test]
+    fn transcript_streams_the_assistant_and_knows_when_ours_is_answered() {
+        let ev = |v: serde_json::Value| opencode::Event::from_json(v);
+        let mut t = Transcript {
+            ours: "more please".into(),
+            ..Default::default()
+        };
+        let mut out = String::new();
+        let events = [
+            serde_json::json!({"type": "message.updated", "properties": {"info": {"id": "m1", "role": "user", "time": {"created": 10}}}}),
+            serde_json::json!({"type": "message.updated", "properties": {"info": {"id": "a1", "role": "assistant", "parentID": "m1", "time": {"created": 11}}}}),
+            serde_json::json!({"type": "message.updated", "properties": {"info": {"id": "m2", "role": "user", "time": {"created": 20}}}}),
+            serde_json::json!({"type": "message.part.updated", "properties": {"part": {"id": "p0", "messageID": "m2", "type": "text", "text": "more please"}}}),
+            // The first turn ends after ours was sent: not an answer to ours.
+            serde_json::json!({"type": "message.updated", "properties": {"info": {"id": "a1", "role": "assistant", "parentID": "m1", "time": {"created": 11, "completed": 25}}}}),
+            serde_json::json!({"type": "message.updated", "properties": {"info": {"id": "a2", "role": "assistant", "parentID": "m1", "time": {"created": 26}}}}),
+            serde_json::json!({"type": "message.part.updated", "properties": {"part": {"id": "p1", "messageID": "a2", "type": "text", "text": ""}}}),
+            serde_json::json!({"type": "message.part.delta", "properties": {"messageID": "a2", "partID": "p1", "field": "text", "delta": "Hel"}}),
+            serde_json::json!({"type": "message.part.updated", "properties": {"part": {"id": "p1", "messageID": "a2", "type": "text", "text": "Hello", "time": {"end": 30}}}}),
+            serde_json::json!({"type": "message.part.updated", "properties": {"part": {"id": "p2", "messageID": "a2", "type": "tool", "tool": "write", "state": {"status": "completed", "title": "x.txt"}}}}),
+        ];
+        for e in events {
+            if let Some(s) = t.take(&ev(e)) {
+                out.push_str(&s);
+            }
+        }
+        assert_eq!(out, "Hello\n· write x.txt\n");
+        assert!(!t.answered, "a1 started before ours");
+        t.take(&ev(serde_json::json!({"type": "message.updated", "properties": {"info": {"id": "a2", "role": "assistant", "parentID": "m1", "time": {"created": 26, "completed": 31}}}})));
+        assert!(
+            t.answered,
+            "a2 started after ours (folded into the running loop)"
+        );
+    }
+
+    #[test]
     fn server_port_is_the_named_port_or_4096() {
         let pod: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "agent-t1"},
@@ -414,6 +449,8 @@ struct Transcript {
     our_message: Option<String>,
     /// An assistant message answering ours has completed.
     answered: bool,
+    /// When each user message was created (ms), to tell what came after ours.
+    created: std::collections::HashMap<String, i64>,
     roles: std::collections::HashMap<String, String>,
     /// Text parts of assistant messages, and how many bytes of each were shown.
     shown: std::collections::HashMap<String, usize>,
@@ -434,12 +471,25 @@ impl Transcript {
                     .properties
                     .pointer("/info/time/completed")
                     .is_none_or(|v| v.is_null());
+                let created = ev
+                    .properties
+                    .pointer("/info/time/created")
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or(0);
+                if role == "user" {
+                    self.created.insert(id.clone(), created);
+                }
+                // Ours answered: by an assistant message that names it as its parent, or
+                // that started after it (OpenCode may fold a message sent mid-turn into
+                // the running loop, whose messages keep the first prompt as parent).
                 if role == "assistant"
                     && completed
                     && let Some(ours) = &self.our_message
-                    && ev.str_at("/info/parentID").is_none_or(|p| p == ours)
                 {
-                    self.answered = true;
+                    let after = self.created.get(ours).is_some_and(|t| created >= *t);
+                    if after || ev.str_at("/info/parentID") == Some(ours.as_str()) {
+                        self.answered = true;
+                    }
                 }
                 self.roles.insert(id, role);
                 None
