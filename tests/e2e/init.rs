@@ -90,3 +90,49 @@ fn init_opencode_merges_into_a_users_config_and_refuses_a_different_entry() {
         "left alone"
     );
 }
+
+/// The real OpenCode as the MCP client: the scripted model calls `asdo_spawn_task`,
+/// and the pod appears in the fake API server.
+#[test]
+fn real_opencode_spawns_a_task_through_asdo_mcp() {
+    use crate::support::model_server::{ModelServer, Step};
+    let env = Env::new();
+    let project = TempDir::new("init-run");
+    let home = TempDir::new("init-run-home");
+    assert_eq!(init(&env, &project.0).code, 0);
+    let model = ModelServer::start(vec![
+        Step::tool(
+            "asdo_spawn_task",
+            serde_json::json!({"task_id": "T401", "branch": "specs/1/T401-async",
+                "repo": "git@github.com:org/repo.git", "prompt": "Add a greeting"}),
+        ),
+        Step::text("Spawned T401."),
+    ]);
+    let mut c = Command::new(opencode_bin());
+    c.args(["run", "-m", "stub/stub-model", "Run T401 through asdo"])
+        .current_dir(&project.0)
+        .env("HOME", &home.0)
+        .env("PWD", &project.0)
+        .env("OPENCODE_CONFIG_CONTENT", model.opencode_config())
+        .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
+        .env("OPENCODE_DISABLE_AUTOUPDATE", "1");
+    let r = run_with_timeout(c, Duration::from_secs(240));
+    assert_eq!(r.code, 0, "{r:?}");
+    let pod = env
+        .server
+        .pod(NS, "agent-t401")
+        .expect("the pod spawn_task created");
+    assert_eq!(pod.metadata.labels.unwrap()["task-id"], "T401");
+    let turns = model.turns();
+    assert!(
+        turns[0].tools().iter().any(|t| t == "asdo_spawn_task"),
+        "{:?}",
+        turns[0].tools()
+    );
+    // The tool's result reached the model.
+    assert!(
+        turns[1].text().contains("pod/agent-t401 created"),
+        "{}",
+        turns[1].text()
+    );
+}
