@@ -10,6 +10,9 @@
 //! - `results` + `localgit`: a task's result read back and fetched/diffed/merged in the user's clone;
 //! - `agent`: `asdo agent`, the image's entrypoint (clone, opencode, commit, push).
 //! - `opencode`: a small client for OpenCode's server API (sessions, prompts, `/event`).
+//! - `portforward`: a local port forwarded to a pod's; `remote`: a task's OpenCode server
+//!   reached through it (password, session, follow-up messages), for attach/send/mcp.
+//! - `mcp`: `asdo mcp`, the verbs as MCP tools (rmcp), each run through the CLI itself.
 
 pub mod agent;
 pub mod archive;
@@ -22,8 +25,11 @@ pub mod http;
 pub mod humantime;
 pub mod localgit;
 pub mod marker;
+pub mod mcp;
 pub mod opencode;
+pub mod portforward;
 pub mod quota;
+pub mod remote;
 pub mod render;
 pub mod results;
 pub mod task;

@@ -4,6 +4,9 @@
 
 mod support;
 
+#[path = "fake_apiserver/portforward.rs"]
+mod portforward;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

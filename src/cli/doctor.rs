@@ -27,7 +27,7 @@ enum Check {
 
 /// The chart's Role, rule by rule, as (verb, resource, subresource): exactly what asdo calls
 /// and nothing else (a unit test holds this list and templates/rbac.yaml together). The
-/// ConfigMap rule is limited to one name, so it is checked for that name.
+/// ConfigMap and Secret `get` rules are limited to one name each, so they are checked for it.
 const NEEDED: &[(&str, &str, &str)] = &[
     ("create", "pods", ""),
     ("get", "pods", ""),
@@ -38,6 +38,11 @@ const NEEDED: &[(&str, &str, &str)] = &[
     ("get", "pods", "log"),
     ("list", "events", ""),
     ("get", "configmaps", ""),
+    // attach, send (the WebSocket forward is a GET, authorized as get or create).
+    ("create", "pods", "portforward"),
+    ("get", "pods", "portforward"),
+    // attach/send read the server password from this one Secret (or take --password-file).
+    ("get", "secrets", ""),
 ];
 
 pub async fn run(global: &Global, _args: DoctorArgs) -> Result<i32> {
@@ -104,12 +109,16 @@ pub async fn run(global: &Global, _args: DoctorArgs) -> Result<i32> {
             &secret,
             "password Secret",
             "check the ExternalSecret (kubectl describe externalsecret) and its secret store",
-            "the chart's Role grants no Secret access (asdo needs none)",
+            "the chart's Role grants get on this one Secret (for attach/send): are you in rbac.subjects?",
         )
         .await,
     );
     for (verb, resource, sub) in NEEDED {
-        let name = (*resource == "configmaps").then_some(cm.as_str());
+        let name = match (*verb, *resource) {
+            ("get", "configmaps") => Some(cm.as_str()),
+            ("get", "secrets") => Some(secret.as_str()),
+            _ => None,
+        };
         report(allowed(&client, Some(&ns), verb, resource, sub, name).await);
     }
     // Not in the Role: `asdo list -A` lists pods cluster-wide, which needs a ClusterRole.

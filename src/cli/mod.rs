@@ -13,12 +13,16 @@ use crate::values;
 
 pub mod agent;
 pub mod apply;
+pub mod attach;
 pub mod cleanup;
 pub mod completion;
 pub mod diff;
 pub mod doctor;
+pub mod init;
 pub mod list;
 pub mod logs;
+pub mod mcp;
+pub mod send;
 pub mod spawn;
 pub mod status;
 pub mod wait;
@@ -63,6 +67,14 @@ pub enum Command {
     Agent(agent::AgentArgs),
     /// Print a shell completion script.
     Completion(completion::CompletionArgs),
+    /// Open a running task's OpenCode session in the local TUI, through a port-forward.
+    Attach(attach::AttachArgs),
+    /// Send a follow-up message into a running task's session; stream the reply.
+    Send(send::SendArgs),
+    /// Serve asdo's verbs as MCP tools on stdio (for OpenCode and other MCP clients).
+    Mcp(mcp::McpArgs),
+    /// Set up a project for asdo: `asdo init opencode` registers `asdo mcp` and a subagent.
+    Init(init::InitArgs),
 }
 
 /// Flags every subcommand takes, kubectl style.
@@ -209,6 +221,10 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Apply(a) => apply::run(g, a).await,
         Command::Doctor(a) => doctor::run(g, a).await,
         Command::Agent(a) => agent::run(a).await,
+        Command::Attach(a) => attach::run(g, a).await,
+        Command::Send(a) => send::run(g, a).await,
+        Command::Mcp(a) => mcp::run(g, a).await,
+        Command::Init(a) => init::run(a),
         Command::Completion(a) => {
             completion::run(a, &mut Cli::command());
             Ok(exit::OK)

@@ -78,14 +78,16 @@ fn field_ref(pod: &Pod, path: &str) -> Result<String, String> {
     Ok(v.unwrap_or_default())
 }
 
-/// The container's environment in order, or the CreateContainerConfigError message.
+/// The container's environment in order (after `base`, which the kubelet itself
+/// sets), or the CreateContainerConfigError message.
 pub(crate) fn resolve(
     store: &Store,
     pod: &Pod,
     c: &Container,
+    base: Vec<(String, String)>,
 ) -> Result<Vec<(String, String)>, String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("");
-    let mut env: Vec<(String, String)> = vec![];
+    let mut env: Vec<(String, String)> = base;
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         let data = if let Some(s) = &from.secret_ref {

@@ -171,6 +171,7 @@ impl Run {
             self.deadline_exceeded(None);
         }
         self.shared.kubelet.forget(&self.uid);
+        self.shared.ports.forget(&self.uid);
         if let Err(Stop::Deleted { .. } | Stop::Gone) = result {
             self.shared.logs.close_and_forget(&self.uid);
         }
@@ -395,10 +396,12 @@ impl Run {
 
     /// The environment, retried until every referenced Secret and ConfigMap exists.
     async fn container_config(&mut self, c: &Container) -> Result<Vec<(String, String)>, Stop> {
+        // Where the containerPorts live on this machine (portforward.rs), first so $(VAR) sees them.
+        let ports = self.shared.ports.allocate(&self.uid, c);
         loop {
             let resolved = {
                 let pod = self.pod().ok_or(Stop::Gone)?;
-                container_env::resolve(&self.shared.store(), &pod, c)
+                container_env::resolve(&self.shared.store(), &pod, c, ports.clone())
             };
             match resolved {
                 Ok(env) => return Ok(env),

@@ -9,7 +9,8 @@
 //!
 //! Served: discovery (`/version`, `/api`, `/api/v1`, `/apis`, a skeleton
 //! `/openapi/v3`), pods (create, get, list, watch, delete, deletecollection,
-//! merge-patch, `log`), secrets, configmaps, events, namespaces, the node
+//! merge-patch, `log`, `portforward` over WebSocket: see portforward.rs for how a
+//! pod's containerPort maps to a local port), secrets, configmaps, events, namespaces, the node
 //! `fake-node`, and SelfSubjectAccessReview.
 //!
 //! Not served, or not like a real cluster (tests must not rely on these):
@@ -41,6 +42,7 @@ mod kubelet;
 mod logs;
 mod openapi;
 mod pod;
+mod portforward;
 mod process;
 mod protobuf;
 mod resources;
@@ -116,6 +118,8 @@ pub(crate) struct Shared {
     pub connections: (AtomicUsize, AtomicUsize),
     pub logs: logs::Registry,
     pub kubelet: kubelet::Registry,
+    /// Where each running pod's containerPorts live on this machine (see portforward.rs).
+    pub ports: portforward::Ports,
     pub events: events::Recorder,
     /// Per-pod working directories live under here; removed on drop.
     pub work_root: PathBuf,
@@ -168,6 +172,7 @@ impl FakeApiServer {
             connections: Default::default(),
             logs: logs::Registry::default(),
             kubelet: kubelet::Registry::default(),
+            ports: portforward::Ports::default(),
             events: events::Recorder::default(),
             work_root,
             port: addr.port(),

@@ -19,6 +19,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
+use super::portforward;
 use super::routes;
 use super::status::ApiError;
 use super::util;
@@ -93,6 +94,7 @@ pub(crate) async fn serve(
             let svc = service_fn(move |req| handle(s.clone(), req));
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades()
                 .await;
             shared.connections.0.fetch_sub(1, SeqCst);
         });
@@ -107,6 +109,13 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Re
     let delay = shared.faults.response_delay();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    if let Some((ns, name)) = portforward::target(&path) {
+        let resp = portforward::serve(&shared, req, ns, name)
+            .await
+            .unwrap_or_else(|e| error(&e));
+        shared.requests.finish(id, resp.status().as_u16());
+        return Ok(resp);
     }
     let header = |name| {
         req.headers()
