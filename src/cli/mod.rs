@@ -145,7 +145,16 @@ pub enum Output {
 
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse_from(shim_args(std::env::args_os()));
+    let args = shim_args(std::env::args_os());
+    let cli = match bin_name(&args) {
+        // Installed as a kubectl plugin: help and errors say `kubectl asdo …`.
+        Some(name) => {
+            use clap::FromArgMatches;
+            let matches = Cli::command().bin_name(name).get_matches_from(args);
+            Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+        }
+        None => Cli::parse_from(args),
+    };
     init_tracing(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -197,6 +206,16 @@ fn shim_args(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::Os
         args.insert(1, "spawn".into());
     }
     args
+}
+
+/// kubectl runs a plugin `kubectl-asdo` (a copy or link of asdo, as krew installs it) for
+/// `kubectl asdo …`; it is asdo in every respect but the name its help shows.
+fn bin_name(args: &[std::ffi::OsString]) -> Option<&'static str> {
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_stem())
+        .and_then(|n| n.to_str())?;
+    (invoked_as == "kubectl-asdo").then_some("kubectl asdo")
 }
 
 fn init_tracing(verbose: u8) {
@@ -258,6 +277,21 @@ mod tests {
             shim_args(args(&["asdo", "list"]).into_iter()),
             args(&["asdo", "list"])
         );
+    }
+
+    #[test]
+    fn kubectl_plugin_name() {
+        let os = |s: &str| vec![std::ffi::OsString::from(s)];
+        assert_eq!(
+            bin_name(&os("/home/u/.krew/bin/kubectl-asdo")),
+            Some("kubectl asdo")
+        );
+        assert_eq!(bin_name(&os("kubectl-asdo.exe")), Some("kubectl asdo"));
+        assert_eq!(bin_name(&os("/usr/local/bin/asdo")), None);
+        assert_eq!(bin_name(&os("scripts/spawn-pod.sh")), None);
+        // The plugin name never becomes a subcommand: `kubectl asdo list` is `asdo list`.
+        let args = shim_args(["kubectl-asdo", "list"].map(Into::into).into_iter());
+        assert_eq!(args, ["kubectl-asdo", "list"].map(std::ffi::OsString::from));
     }
 
     #[test]

@@ -12,4 +12,5 @@ mod common;
 mod completion;
 mod list_cleanup;
 mod logs;
+mod plugin;
 mod spawn;
