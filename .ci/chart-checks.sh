@@ -176,6 +176,7 @@ render() {
         --set externalSecret.remoteRef.property=password \
         --set externalSecret.gitToken.enabled=true,externalSecret.gitToken.remoteRef.key=agentic-sdlc/git-token \
         --set externalSecret.sshKey.enabled=true,externalSecret.sshKey.remoteRef.key=agentic-sdlc/ssh-key \
+        --set prePull.enabled=true \
         >"$OUT/chart-all-on.yaml"
     # ... and with everything optional off: must render nothing.
     "$HELM" template demo "$CHART" \
