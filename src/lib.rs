@@ -5,6 +5,7 @@
 //! - `cluster`: the thin kube-rs layer; `error`: the one error type;
 //! - `marker`: the agent's progress lines, as `wait`/`status` read them;
 //! - `agent`: `asdo agent`, the image's entrypoint (clone, opencode, commit, push).
+//! - `opencode`: a small client for OpenCode's server API (sessions, prompts, `/event`).
 
 pub mod agent;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod follow;
 pub mod humantime;
 pub mod marker;
+pub mod opencode;
 pub mod render;
 pub mod task;
 pub mod values;

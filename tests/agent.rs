@@ -3,12 +3,16 @@
 //! the result back from the remote with git, and the markers and exit codes as printed.
 
 mod agent_fixture;
+#[path = "support/model_server/mod.rs"]
+mod model_server;
 
 use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agent_fixture::*;
 use asdo::marker::{self, Marker};
+use model_server::{ModelServer, Step};
 
 fn set(env: &mut Vec<(String, String)>, k: &str, v: &str) {
     env.retain(|(n, _)| n != k);
@@ -707,4 +711,86 @@ fn dry_run_prints_the_settings_without_secrets_and_touches_nothing() {
     assert!(!r.stdout.contains("tok-dry-run-secret"));
     assert!(!f.workspace().exists());
     assert!(f.read_out("argv").is_empty());
+}
+
+/// The OpenCode client (src/opencode) against the real `opencode serve` and the
+/// scripted model server: session, async prompt, events to idle, messages.
+#[test]
+fn real_opencode_client_drives_one_session() {
+    let f = Fixture::new("client");
+    let repo = f.path("repo");
+    f.git(&["clone", "--quiet", f.remote_str(), repo.to_str().unwrap()]);
+    let model = ModelServer::start(vec![
+        Step::write(&repo.join("hello.txt"), "hi\n"),
+        Step::text("Wrote it."),
+    ]);
+    let mut serve = Command::new(opencode_bin())
+        .args(["serve", "--hostname", "127.0.0.1", "--port", "0"])
+        .current_dir(&repo)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", f.path("home"))
+        .env("PWD", &repo)
+        .env("OPENCODE_SERVER_PASSWORD", "pw-client-test")
+        .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
+        .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+        .env("OPENCODE_CONFIG_CONTENT", model.opencode_config())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(serve.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let authority = first.trim().rsplit("http://").next().unwrap().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (kinds, messages) = rt.block_on(async {
+        let wrong = asdo::opencode::Client::new(&authority, Some("nope"));
+        assert!(matches!(
+            wrong.healthy().await,
+            Err(asdo::opencode::Error::Status { status: 401, .. })
+        ));
+        let c = asdo::opencode::Client::new(&authority, Some("pw-client-test"));
+        assert!(c.healthy().await.unwrap());
+        let mut events = c.events().await.unwrap();
+        let s = c.create_session("T001 client test").await.unwrap();
+        assert_eq!(std::path::Path::new(&s.directory), repo.as_path());
+        c.prompt_async(&s.id, "write hello.txt", Some("stub/stub-model"))
+            .await
+            .unwrap();
+        let mut kinds = vec![];
+        while let Some(ev) = tokio::time::timeout(Duration::from_secs(120), events.next())
+            .await
+            .expect("events keep coming")
+        {
+            let ev = ev.unwrap();
+            kinds.push(ev.kind.clone());
+            if ev.kind == "session.idle" && ev.session_id() == Some(s.id.as_str()) {
+                break;
+            }
+        }
+        (kinds, c.messages(&s.id).await.unwrap())
+    });
+    let _ = serve.kill();
+    let _ = serve.wait();
+    eprintln!("{kinds:?}");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("hello.txt")).unwrap(),
+        "hi\n"
+    );
+    assert!(
+        kinds.iter().any(|k| k == "message.part.updated"),
+        "{kinds:?}"
+    );
+    let roles: Vec<_> = messages
+        .iter()
+        .filter_map(|m| m["info"]["role"].as_str())
+        .collect();
+    assert_eq!(roles.first(), Some(&"user"), "{roles:?}");
+    assert_eq!(model.turns().len(), 2, "a tool call, then the final answer");
+    assert!(model.turns()[0].text().contains("write hello.txt"));
 }

@@ -363,3 +363,28 @@ pub fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// The pinned OpenCode CLI these tests run for real.
+pub const OPENCODE_VERSION: &str = "1.18.33";
+
+/// The real `opencode`: `ASDO_TEST_OPENCODE`, else the copy `.ci/run` installs in
+/// `.ci/cache/opencode`. Missing, the test fails and says how to install it: a test that
+/// needs the real CLI must not pass without it.
+pub fn opencode_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ASDO_TEST_OPENCODE") {
+        return PathBuf::from(p);
+    }
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/cache/opencode/node_modules/.bin/opencode");
+    assert!(
+        p.exists(),
+        "the real opencode CLI is not installed: run `npm install --prefix .ci/cache/opencode opencode-ai@{OPENCODE_VERSION}` \
+         (as .ci/run does), or point ASDO_TEST_OPENCODE at an opencode {OPENCODE_VERSION} binary"
+    );
+    p
+}
+
+/// The directory holding the real `opencode`, for PATH.
+pub fn opencode_dir() -> PathBuf {
+    opencode_bin().parent().unwrap().to_path_buf()
+}

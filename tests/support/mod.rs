@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_apiserver;
+pub mod model_server;
 
 #[allow(unused_imports)]
 pub use fake_apiserver::{FakeApiServer, RecordedRequest};
