@@ -1,11 +1,13 @@
 //! The thin Kubernetes layer: client construction the kubectl way, and the few
 //! calls asdo makes, each turning kube errors into messages that say what to do.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Api, DeleteParams, ListParams, ObjectList, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectList, PostParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -18,6 +20,53 @@ pub struct ClusterArgs {
     pub context: Option<String>,
     /// How long to wait for a TCP/TLS connection before saying the cluster is unreachable.
     pub connect_timeout: Duration,
+    /// How long any single request (not a stream or watch) may take; zero means no bound.
+    pub request_timeout: Duration,
+}
+
+/// The bound on single requests and the server they go to, set once per process by
+/// [`client`]: every call below goes through [`bounded`], so no command can hang on an
+/// API server that accepts connections and never answers.
+static REQUEST_BOUND: OnceLock<(Duration, String)> = OnceLock::new();
+
+/// Run one non-stream request under `--request-timeout`.
+pub async fn bounded<T>(
+    what: &str,
+    fut: impl Future<Output = std::result::Result<T, kube::Error>>,
+) -> Result<T> {
+    within_timeout(what, fut)
+        .await?
+        .map_err(|e| Error::from_kube(what, e))
+}
+
+/// Only the timeout: the kube error is left to the caller (retry loops look at its code).
+pub async fn within_timeout<T>(what: &str, fut: impl Future<Output = T>) -> Result<T> {
+    let (limit, server) = REQUEST_BOUND
+        .get()
+        .cloned()
+        .unwrap_or((Duration::ZERO, String::new()));
+    if limit.is_zero() {
+        return Ok(fut.await);
+    }
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| timed_out(what, limit, &server))
+}
+
+/// The one message for a request the server did not answer in time.
+pub fn timed_out(what: &str, limit: Duration, server: &str) -> Error {
+    Error::Cluster(format!(
+        "cannot {what}: the API server {server} did not answer within {} (--request-timeout); check that the cluster is healthy, or raise --request-timeout",
+        crate::humantime::short(limit)
+    ))
+}
+
+/// The API server's URL, for messages.
+pub fn server_url() -> String {
+    REQUEST_BOUND
+        .get()
+        .map(|(_, s)| s.clone())
+        .unwrap_or_default()
 }
 
 /// Build a client: `--kubeconfig` file, else KUBECONFIG / ~/.kube/config, else in-cluster.
@@ -49,20 +98,38 @@ pub async fn client(args: &ClusterArgs) -> Result<Client> {
         ))
     })?;
     config.connect_timeout = Some(args.connect_timeout);
+    let _ = REQUEST_BOUND.set((args.request_timeout, config.cluster_url.to_string()));
     Client::try_from(config)
         .map_err(|e| Error::Cluster(format!("cannot build a client for the cluster: {e}")))
 }
 
-pub fn pods(client: &Client, namespace: Option<&str>) -> Api<Pod> {
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
+/// The pods of one namespace (or all). kube-rs formats the namespace into the path
+/// without encoding it, so it is checked here again, right where the path is built,
+/// whatever the caller already did.
+pub fn pods(client: &Client, namespace: Option<&str>) -> Result<Api<Pod>> {
+    Ok(match namespace {
+        Some(ns) => {
+            crate::validate::namespace(ns)?;
+            Api::namespaced(client.clone(), ns)
+        }
         None => Api::all(client.clone()),
+    })
+}
+
+fn check_pod_name(name: &str) -> Result<()> {
+    if crate::validate::is_dns_label(name) {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "invalid pod name {name:?}: a DNS-1123 label"
+        )))
     }
 }
 
 pub async fn create_pod(api: &Api<Pod>, pod: &Pod, ns: &str) -> Result<Pod> {
     let name = pod.metadata.name.as_deref().unwrap_or("?");
-    api.create(&PostParams::default(), pod).await.map_err(|e| match Error::from_kube(&format!("create pod {name} in namespace {ns}"), e) {
+    check_pod_name(name)?;
+    bounded(&format!("create pod {name} in namespace {ns}"), api.create(&PostParams::default(), pod)).await.map_err(|e| match e {
         Error::AlreadyExists(_) => Error::AlreadyExists(format!(
             "pod {name} already exists in namespace {ns}: follow it with `asdo logs {name} -n {ns}`, or pass --replace to delete it (once finished) and spawn again"
         )),
@@ -74,16 +141,39 @@ pub async fn create_pod(api: &Api<Pod>, pod: &Pod, ns: &str) -> Result<Pod> {
 }
 
 pub async fn get_pod(api: &Api<Pod>, name: &str, ns: &str) -> Result<Option<Pod>> {
-    api.get_opt(name)
-        .await
-        .map_err(|e| Error::from_kube(&format!("get pod {name} in namespace {ns}"), e))
+    check_pod_name(name)?;
+    bounded(
+        &format!("get pod {name} in namespace {ns}"),
+        api.get_opt(name),
+    )
+    .await
 }
 
-pub async fn delete_pod(api: &Api<Pod>, name: &str, ns: &str) -> Result<()> {
-    api.delete(name, &DeleteParams::default())
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::from_kube(&format!("delete pod {name} in namespace {ns}"), e))
+/// Delete exactly the pod that was seen: with its uid as a precondition, a pod another
+/// caller created under the same name meanwhile is left alone (the server answers 409).
+/// Ok(false) when the pod is already gone.
+pub async fn delete_pod_uid(api: &Api<Pod>, name: &str, uid: &str, ns: &str) -> Result<bool> {
+    check_pod_name(name)?;
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match bounded(
+        &format!("delete pod {name} in namespace {ns}"),
+        api.delete(name, &dp),
+    )
+    .await
+    {
+        Ok(_) => Ok(true),
+        Err(Error::NotFound(_)) => Ok(false),
+        Err(Error::AlreadyExists(m)) => Err(Error::AlreadyExists(format!(
+            "{m}; pod {name} was replaced by another run meanwhile and was left alone"
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 /// List every page: API servers cap a page, and 10,000 pods must not be one response.
@@ -103,7 +193,7 @@ pub async fn for_each_page(
 ) -> Result<()> {
     let mut lp = lp.clone().limit(500);
     loop {
-        let page: ObjectList<Pod> = api.list(&lp).await.map_err(|e| Error::from_kube(what, e))?;
+        let page: ObjectList<Pod> = bounded(what, api.list(&lp)).await?;
         f(page.items);
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => lp = lp.continue_token(&token),
@@ -121,20 +211,23 @@ pub async fn config_values(
     name: &str,
     key: &str,
 ) -> Result<Option<String>> {
+    crate::validate::namespace(ns)?;
+    crate::validate::object_name("ConfigMap", name)?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    match api.get_opt(name).await {
-        Ok(Some(cm)) => Ok(cm.data.and_then(|mut d| d.remove(key))),
-        Ok(None) => Ok(None),
-        Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => {
-            tracing::info!(
-                "cannot read ConfigMap {ns}/{name} ({}); using the values built into asdo",
-                s.message
-            );
-            Ok(None)
+    let what = format!("read ConfigMap {name} in namespace {ns}");
+    let forbidden_is_fine = async {
+        match api.get_opt(name).await {
+            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => {
+                tracing::info!(
+                    "cannot read ConfigMap {ns}/{name} ({}); using the values built into asdo",
+                    s.message
+                );
+                Ok(None)
+            }
+            other => other,
         }
-        Err(e) => Err(Error::from_kube(
-            &format!("read ConfigMap {name} in namespace {ns}"),
-            e,
-        )),
-    }
+    };
+    Ok(bounded(&what, forbidden_is_fine)
+        .await?
+        .and_then(|cm| cm.data.and_then(|mut d| d.remove(key))))
 }

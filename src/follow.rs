@@ -21,15 +21,65 @@ use kube::runtime::{WatchStreamExt, watcher};
 use crate::error::{Error, Result};
 use crate::task::CONTAINER;
 
-/// Container waiting reasons that will not fix themselves: stop waiting and say why.
-const FATAL_WAITING: &[&str] = &[
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "RunContainerError",
-];
+/// Container waiting reasons that cannot fix themselves: stop waiting at once and say
+/// why. Everything else (ErrImagePull, ImagePullBackOff, CreateContainerConfigError for a
+/// Secret not synced yet, ContainerCreating…) is retried by the kubelet, so asdo keeps
+/// waiting, saying so on stderr, until the start timeout.
+const FATAL_WAITING: &[&str] = &["InvalidImageName", "ErrImageNeverPull"];
+
+/// Termination reasons worth naming next to an exit code (137 alone says nothing).
+pub fn termination_reason(pod: &Pod) -> Option<String> {
+    let t = agent_status(pod)?.state.as_ref()?.terminated.as_ref()?;
+    t.reason
+        .clone()
+        .filter(|r| !matches!(r.as_str(), "Completed" | "Error" | ""))
+        .or_else(|| {
+            // A pod killed by activeDeadlineSeconds says so on the pod, not the container.
+            pod.status.as_ref()?.reason.clone()
+        })
+}
+
+/// The code of a kube error, when the API server answered.
+pub fn api_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// 400/401/403 never fix themselves by retrying: a bad selector, expired credentials,
+/// missing RBAC. Watches retry everything else; these end the command.
+pub fn fatal_watch_error(e: &watcher::Error, what: &str) -> Option<Error> {
+    let code = match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => api_code(k)?,
+        watcher::Error::WatchError(s) => s.code,
+        watcher::Error::NoResourceVersion => return None,
+    };
+    if !matches!(code, 400 | 401 | 403) {
+        return None;
+    }
+    Some(match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => fatal_api_error(what, k),
+        watcher::Error::WatchError(s) => fatal_api_error(what, &kube::Error::Api(s.clone())),
+        watcher::Error::NoResourceVersion => unreachable!(),
+    })
+}
+
+/// The message for a refused request, with what to check for each code.
+pub fn fatal_api_error(what: &str, e: &kube::Error) -> Error {
+    match e {
+        kube::Error::Api(s) if s.code == 400 => Error::Api(format!(
+            "cannot {what}: the API server rejected the request ({}); check the label selector (-l) and the flags",
+            s.message
+        )),
+        kube::Error::Api(s) => Error::from_kube(what, kube::Error::Api(s.clone())),
+        other => Error::Api(format!("cannot {what}: {other}")),
+    }
+}
 
 pub fn phase(pod: &Pod) -> &str {
     pod.status
@@ -94,24 +144,36 @@ pub fn outcome(pod: &Pod) -> (String, i32) {
 }
 
 /// Wait (by watching, not polling) until the pod's container has started or the pod finished.
-/// Progress goes to stderr; an unrecoverable waiting reason is an error.
-pub async fn wait_started(api: &Api<Pod>, name: &str, timeout: Duration) -> Result<Pod> {
+/// Progress goes to stderr, once per change of reason; a reason that cannot fix itself, a
+/// refused watch (400/401/403), a deleted or replaced pod, or `timeout` end the wait.
+pub async fn wait_started(
+    api: &Api<Pod>,
+    name: &str,
+    uid: Option<&str>,
+    timeout: Duration,
+) -> Result<Pod> {
+    let mut last_reason: Option<(String, String)> = None;
     let wait = async {
         let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let mut events = pin!(
-            watcher(api.clone(), cfg)
-                .default_backoff()
-                .applied_objects()
-        );
-        let mut last_reason = None;
+        let mut events = pin!(watcher(api.clone(), cfg).default_backoff());
         while let Some(ev) = events.next().await {
             let pod = match ev {
-                Ok(p) => p,
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => p,
+                Ok(watcher::Event::Delete(_)) => return Err(gone(name)),
+                Ok(_) => continue,
                 Err(e) => {
+                    if let Some(fatal) = fatal_watch_error(&e, &format!("watch pod {name}")) {
+                        return Err(fatal);
+                    }
                     tracing::debug!("watch of pod {name} interrupted: {e}; resuming");
                     continue;
                 }
             };
+            if let (Some(want), Some(got)) = (uid, pod.metadata.uid.as_deref())
+                && want != got
+            {
+                return Err(replaced(name, got));
+            }
             if has_started(&pod) || is_finished(&pod) {
                 return Ok(pod);
             }
@@ -119,58 +181,99 @@ pub async fn wait_started(api: &Api<Pod>, name: &str, timeout: Duration) -> Resu
                 if FATAL_WAITING.contains(&reason.as_str()) {
                     return Err(Error::Task {
                         message: format!(
-                            "pod {name} cannot start: {reason}: {message}; check the image name and pull secrets (pod.image, pod.imagePullSecrets) or the Secrets it reads, then `asdo spawn --replace`"
+                            "pod {name} cannot start: {reason}: {message}; check the image name (pod.image, --image), then `asdo spawn --replace`"
                         ),
                         code: crate::error::exit::FAILURE,
                     });
                 }
-                if last_reason.as_ref() != Some(&reason) {
+                if last_reason.as_ref().map(|(r, _)| r) != Some(&reason) {
                     eprintln!("waiting for pod {name}: {reason}: {message}");
-                    last_reason = Some(reason);
                 }
+                last_reason = Some((reason, message));
             }
         }
         Err(Error::Api(format!(
             "the watch of pod {name} ended unexpectedly"
         )))
     };
-    tokio::time::timeout(timeout, wait).await.map_err(|_| {
+    let result = tokio::time::timeout(timeout, wait).await;
+    result.map_err(|_| {
+        let why = last_reason
+            .as_ref()
+            .map(|(r, m)| format!(" (last: {r}: {m})"))
+            .unwrap_or_default();
         Error::Other(format!(
-            "pod {name} did not start within {}; see why with `kubectl describe pod {name}`",
+            "pod {name} did not start within {}{why} (--start-timeout); see why with `asdo status {name}` or `kubectl describe pod {name}`",
             crate::humantime::short(timeout)
         ))
     })?
 }
 
-/// Wait until the pod is gone (after a delete with a grace period).
-pub async fn wait_deleted(api: &Api<Pod>, name: &str, timeout: Duration) -> Result<()> {
+/// Wait until the pod with this uid is gone (after a delete with a grace period). A pod of
+/// the same name with another uid is another run's: ours is gone.
+pub async fn wait_deleted(api: &Api<Pod>, name: &str, uid: &str, timeout: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut delay = Duration::from_millis(100);
     loop {
-        match api.get_opt(name).await {
-            Ok(None) => return Ok(()),
-            Ok(Some(_)) if tokio::time::Instant::now() >= deadline => {
+        match crate::cluster::bounded(&format!("get pod {name}"), api.get_opt(name)).await? {
+            None => return Ok(()),
+            Some(p) if p.metadata.uid.as_deref() != Some(uid) => return Ok(()),
+            Some(_) if tokio::time::Instant::now() >= deadline => {
                 return Err(Error::Other(format!(
                     "pod {name} still exists after {}; try again later",
                     crate::humantime::short(timeout)
                 )));
             }
-            Ok(Some(_)) => {}
-            Err(e) => return Err(Error::from_kube(&format!("get pod {name}"), e)),
+            Some(_) => {}
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(1));
     }
 }
 
-/// What to print and from where.
-#[derive(Debug, Clone, Default)]
+/// What to print and from where, and how long to keep retrying without progress.
+#[derive(Debug, Clone)]
 pub struct LogOptions {
     pub follow: bool,
     pub timestamps: bool,
     pub tail: Option<i64>,
     pub since: Option<Duration>,
+    /// Give up after this long without a single new line or answer (`--retry-for`).
+    pub retry_for: Duration,
+    /// On a pod replaced under the same name: print a separator and follow the new run
+    /// (`--follow-replaced`) instead of stopping.
+    pub follow_replaced: bool,
+    /// How long to wait for a pod that has not started (None: the default).
+    pub start_timeout: Option<Duration>,
 }
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            follow: false,
+            timestamps: false,
+            tail: None,
+            since: None,
+            retry_for: DEFAULT_RETRY_FOR,
+            follow_replaced: false,
+            start_timeout: None,
+        }
+    }
+}
+
+/// `--retry-for` default: long enough for an API server restart or a node reboot, not forever.
+/// How long a log follow waits for a pod that has not started (`--start-timeout`).
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl LogOptions {
+    fn start_timeout(&self) -> Duration {
+        self.start_timeout.unwrap_or(DEFAULT_START_TIMEOUT)
+    }
+}
+
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(300);
+/// Consecutive failures of the same kind before saying on stderr that asdo is retrying.
+const QUIET_FAILURES: u32 = 3;
 
 /// Remembers the newest timestamp printed and how many lines carried it, so a
 /// replay after reconnecting is skipped exactly up to where we were.
@@ -276,86 +379,133 @@ impl LineSink for Stdout {
 enum StreamEnd {
     /// The server closed the stream properly.
     Clean,
-    /// Cut mid-way (EOF without the final chunk, reset, timeout…).
+    /// Cut mid-way (EOF without the final chunk, reset, timeout…), or never opened.
     Cut(String),
+}
+
+/// A sink that prints nothing: `--tail 0` reads one line only to learn where the log is.
+struct Discard;
+
+impl LineSink for Discard {
+    fn line(&mut self, _: Option<&[u8]>, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Stream the pod's log to `sink` until the container has ended (or once, without
 /// follow). Returns the pod as last seen, so the caller can report how it ended.
 ///
+/// `--tail N` is one non-follow read of the last N lines (for N = 0, of the last line,
+/// printed to nowhere), so the cursor has a position before the follow begins; from then
+/// on every connection resumes from the cursor, never from `tailLines` again (which would
+/// skip whatever was written during a cut). `--since` is anchored once, at the first
+/// connection, for the same reason.
+///
 /// A clean end of a follow stream proves nothing (a proxy may close politely), so
 /// once the pod is seen finished, one last non-follow read from the cursor drains
 /// whatever was written after the cut.
+///
+/// `uid` is the run being followed: a pod of the same name with another uid is another
+/// run, never spliced into this one's log.
 pub async fn stream_logs(
     api: &Api<Pod>,
     name: &str,
+    uid: Option<&str>,
     opts: &LogOptions,
     sink: &mut dyn LineSink,
 ) -> Result<Pod> {
+    let mut uid = uid.map(str::to_string);
     let mut cursor = Cursor::default();
-    let mut failures = 0u32;
     let mut pending_tail: Vec<u8> = Vec::new();
     let mut draining = !opts.follow;
+    // Some until the tail read has finished.
+    let mut tail_read = opts.tail;
+    let mut since_anchor: Option<Timestamp> = None;
+    let mut retry = Retry::new(name, opts.retry_for);
     loop {
+        let reading_tail = tail_read.is_some();
         let mut lp = LogParams {
             container: Some(CONTAINER.into()),
-            follow: !draining,
+            follow: !draining && !reading_tail,
             timestamps: true,
             ..Default::default()
         };
         if cursor.has_position() {
             lp.since_time = cursor.since_time();
-        } else {
-            lp.tail_lines = opts.tail;
+        } else if let Some(n) = tail_read {
+            lp.tail_lines = Some(n.max(1));
             lp.since_seconds = opts.since.map(|d| d.as_secs().max(1) as i64);
+        } else if let Some(anchor) = since_anchor {
+            lp.since_time = Some(anchor);
+        } else if let Some(d) = opts.since {
+            let now = Timestamp::now();
+            let back = k8s_openapi::jiff::SignedDuration::from_secs(d.as_secs().max(1) as i64);
+            since_anchor = Some(Timestamp::from_second((now - back).as_second()).unwrap_or(now));
+            lp.since_time = since_anchor;
         }
         cursor.reconnected();
         pending_tail.clear();
         let before = cursor.position();
 
-        let end = match api.log_stream(name, &lp).await {
-            Ok(reader) => pump(reader, &mut cursor, sink, &mut pending_tail).await?,
-            Err(kube::Error::Api(s)) if s.code == 400 => {
+        let opened = crate::cluster::within_timeout(
+            &format!("read logs of pod {name}"),
+            api.log_stream(name, &lp),
+        )
+        .await;
+        let end = match opened {
+            Err(timed_out) => StreamEnd::Cut(timed_out.to_string()),
+            Ok(Ok(reader)) => {
+                let sink: &mut dyn LineSink = if tail_read == Some(0) {
+                    &mut Discard
+                } else {
+                    &mut *sink
+                };
+                pump(reader, &mut cursor, sink, &mut pending_tail).await?
+            }
+            Ok(Err(kube::Error::Api(s))) if s.code == 400 => {
                 // "container … is waiting to start": wait for it, then read from the start.
                 // Any other 400 (the container has started) is a real error.
-                let pod = api
-                    .get_opt(name)
-                    .await
-                    .map_err(|e| Error::from_kube(&format!("get pod {name}"), e))?
-                    .ok_or_else(|| gone(name))?;
-                if has_started(&pod) {
+                let pod = retry.get(api, name).await?.ok_or_else(|| gone(name))?;
+                check_identity(&pod, &mut uid, name, opts, &mut cursor)?;
+                if has_started(&pod) || is_finished(&pod) {
                     return Err(Error::Api(format!(
                         "cannot read logs of pod {name}: {}",
                         s.message
                     )));
                 }
-                wait_started(api, name, Duration::from_secs(24 * 3600)).await?;
+                if !opts.follow {
+                    // Nothing to print yet; the caller says so.
+                    return Ok(pod);
+                }
+                wait_started(api, name, uid.as_deref(), opts.start_timeout()).await?;
                 continue;
             }
-            Err(kube::Error::Api(s)) if s.code == 404 => return Err(gone(name)),
-            Err(e @ kube::Error::Api(_)) if matches!(api_code(&e), Some(401 | 403)) => {
-                return Err(Error::from_kube(&format!("read logs of pod {name}"), e));
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => return Err(gone(name)),
+            Ok(Err(e)) if matches!(api_code(&e), Some(401 | 403)) => {
+                return Err(fatal_api_error(&format!("read logs of pod {name}"), &e));
             }
-            Err(e) => StreamEnd::Cut(e.to_string()),
+            Ok(Err(e)) => StreamEnd::Cut(describe_kube(&e)),
         };
         if cursor.position() != before {
-            failures = 0;
+            retry.progress();
+        }
+        if reading_tail && (matches!(end, StreamEnd::Clean) || cursor.has_position()) {
+            // The tail is printed (or, cut, resumes from the cursor like any stream).
+            tail_read = None;
         }
 
-        let pod = match api.get_opt(name).await {
-            Ok(Some(p)) => p,
-            Ok(None) => return Err(gone(name)),
-            Err(e) => {
-                failures += 1;
-                if failures > 12 {
-                    return Err(Error::from_kube(&format!("follow pod {name}"), e));
-                }
-                backoff(failures).await;
-                continue;
-            }
+        let Some(pod) = retry.get(api, name).await? else {
+            return Err(gone(name));
         };
-        match end {
-            StreamEnd::Clean if draining => {
+        if check_identity(&pod, &mut uid, name, opts, &mut cursor)? {
+            draining = !opts.follow;
+            continue;
+        }
+        let cut_why = match end {
+            StreamEnd::Clean if draining && !reading_tail => {
                 // The kubelet sends a last line without newline as-is; now it is final.
                 if !pending_tail.is_empty() {
                     emit(&pending_tail, &mut cursor, sink).map_err(write_err)?;
@@ -363,30 +513,203 @@ pub async fn stream_logs(
                 }
                 return Ok(pod);
             }
-            _ if is_finished(&pod) => draining = true,
-            StreamEnd::Clean => {
-                tracing::info!("log stream of {name} ended while the pod runs; resuming");
-            }
-            StreamEnd::Cut(why) => {
-                tracing::info!("log stream of {name} cut ({why}); resuming");
-            }
+            StreamEnd::Clean => None,
+            StreamEnd::Cut(why) => Some(why),
+        };
+        if is_finished(&pod) {
+            draining = true;
         }
-        if cursor.position() == before && !draining {
-            // No progress: don't hammer the API server.
-            failures += 1;
-            backoff(failures).await;
+        match &cut_why {
+            Some(why) => tracing::info!("log stream of {name} cut ({why}); resuming"),
+            None if !reading_tail => {
+                tracing::info!("log stream of {name} ended while the pod runs; resuming")
+            }
+            None => {}
+        }
+        if cursor.position() == before && !reading_tail {
+            // No progress: back off (also after the pod finished: a node that is gone
+            // answers every log read with an error), and give up after --retry-for.
+            retry
+                .failed(
+                    cut_why
+                        .as_deref()
+                        .unwrap_or("stream ended without new lines"),
+                )
+                .await?;
         }
     }
 }
 
-fn api_code(e: &kube::Error) -> Option<u16> {
+/// Has the pod been replaced by another run? Ok(true) when following the new run
+/// (`--follow-replaced`, the cursor reset), an error otherwise.
+fn check_identity(
+    pod: &Pod,
+    uid: &mut Option<String>,
+    name: &str,
+    opts: &LogOptions,
+    cursor: &mut Cursor,
+) -> Result<bool> {
+    let got = pod.metadata.uid.clone();
+    match (uid.as_deref(), got.as_deref()) {
+        (Some(want), Some(now)) if want != now => {
+            if !opts.follow_replaced {
+                return Err(replaced(name, now));
+            }
+            eprintln!("==> pod {name} was replaced by another run (uid {now}); following it");
+            *cursor = Cursor::default();
+            *uid = got;
+            Ok(true)
+        }
+        (None, Some(_)) => {
+            *uid = got;
+            Ok(false)
+        }
+        _ => Ok(false),
+    }
+}
+
+pub fn replaced(name: &str, new_uid: &str) -> Error {
+    let task = name.strip_prefix(crate::task::POD_PREFIX).unwrap_or(name);
+    Error::Other(format!(
+        "pod {name} was replaced by another run (uid {new_uid}); run `asdo logs {task}` again to follow it (or pass --follow-replaced)"
+    ))
+}
+
+/// Retries without progress: backoff, one stderr line once they persist, and a bound.
+struct Retry<'a> {
+    name: &'a str,
+    limit: Duration,
+    failures: u32,
+    since: tokio::time::Instant,
+    said: Option<String>,
+}
+
+impl<'a> Retry<'a> {
+    fn new(name: &'a str, limit: Duration) -> Self {
+        Retry {
+            name,
+            limit,
+            failures: 0,
+            since: tokio::time::Instant::now(),
+            said: None,
+        }
+    }
+
+    fn progress(&mut self) {
+        if self.failures >= QUIET_FAILURES {
+            eprintln!("log stream of pod {}: reading again", self.name);
+        }
+        self.failures = 0;
+        self.said = None;
+        self.since = tokio::time::Instant::now();
+    }
+
+    /// One more failure: say so once it persists, give up past the bound, else sleep.
+    async fn failed(&mut self, why: &str) -> Result<()> {
+        if self.failures == 0 {
+            self.since = tokio::time::Instant::now();
+        }
+        self.failures += 1;
+        if !self.limit.is_zero() && self.since.elapsed() >= self.limit {
+            return Err(Error::Api(format!(
+                "log stream of pod {}: no progress for {} ({why}); giving up (--retry-for)",
+                self.name,
+                crate::humantime::short(self.limit)
+            )));
+        }
+        // The kind of failure, without the details that change every time.
+        let kind: String = why.chars().take(40).collect();
+        if self.failures >= QUIET_FAILURES && self.said.as_deref() != Some(&kind) {
+            eprintln!(
+                "warning: log stream of pod {}: {why}; retrying for up to {}",
+                self.name,
+                crate::humantime::short(self.limit)
+            );
+            self.said = Some(kind);
+        }
+        backoff(self.failures).await;
+        Ok(())
+    }
+
+    /// Get the pod, retrying what can be retried within the bound.
+    async fn get(&mut self, api: &Api<Pod>, name: &str) -> Result<Option<Pod>> {
+        let what = format!("get pod {name}");
+        loop {
+            match crate::cluster::within_timeout(&what, api.get_opt(name)).await {
+                Ok(Ok(p)) => return Ok(p),
+                Ok(Err(e)) if matches!(api_code(&e), Some(400 | 401 | 403)) => {
+                    return Err(fatal_api_error(&what, &e));
+                }
+                Ok(Err(e)) => self.failed(&describe_kube(&e)).await?,
+                Err(timed_out) => self.failed(&timed_out.to_string()).await?,
+            }
+        }
+    }
+}
+
+/// An outage of a watch: said once on stderr, said again when it is over, and a
+/// bound after which the command gives up (`--retry-for`; zero = never).
+pub struct Outage {
+    limit: Duration,
+    what: &'static str,
+    since: Option<tokio::time::Instant>,
+}
+
+impl Outage {
+    pub fn new(limit: Duration, what: &'static str) -> Self {
+        Outage {
+            limit,
+            what,
+            since: None,
+        }
+    }
+
+    /// An error: Some(error) once the outage has lasted past the bound.
+    pub fn failed(&mut self, why: &str) -> Option<Error> {
+        let since = *self.since.get_or_insert_with(|| {
+            eprintln!(
+                "warning: {}: API server not answering ({why}); retrying{}",
+                self.what,
+                if self.limit.is_zero() {
+                    String::new()
+                } else {
+                    format!(" for up to {}", crate::humantime::short(self.limit))
+                }
+            );
+            tokio::time::Instant::now()
+        });
+        (!self.limit.is_zero() && since.elapsed() >= self.limit).then(|| {
+            Error::Cluster(format!(
+                "{}: the API server {} has not answered for {} ({why}); giving up (--retry-for)",
+                self.what,
+                crate::cluster::server_url(),
+                crate::humantime::short(self.limit)
+            ))
+        })
+    }
+
+    pub fn ok(&mut self) {
+        if self.since.take().is_some() {
+            eprintln!("{}: API server answering again", self.what);
+        }
+    }
+}
+
+/// A kube error in a few words: the status line for an answer, the root cause otherwise.
+fn describe_kube(e: &kube::Error) -> String {
     match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
+        kube::Error::Api(s) => format!("server error {} ({})", s.code, s.message),
+        other => {
+            let mut cur: &dyn std::error::Error = other;
+            while let Some(next) = cur.source() {
+                cur = next;
+            }
+            cur.to_string()
+        }
     }
 }
 
-fn has_started(pod: &Pod) -> bool {
+pub fn has_started(pod: &Pod) -> bool {
     agent_status(pod)
         .and_then(|c| c.state.as_ref())
         .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
@@ -402,12 +725,10 @@ fn write_err(e: std::io::Error) -> Error {
     Error::Other(format!("cannot write logs: {e}"))
 }
 
-/// 100 ms doubling to 3 s; the first retry after progress is immediate.
+/// 100 ms doubling to 3 s. Even the first retry waits a little: a loop of failing
+/// requests must never spin (22 requests/s against a finished pod on a gone node).
 async fn backoff(attempt: u32) {
-    if attempt <= 1 {
-        return;
-    }
-    let ms = 100u64 << (attempt - 2).min(5);
+    let ms = 100u64 << attempt.saturating_sub(1).min(5);
     tokio::time::sleep(Duration::from_millis(ms.min(3000))).await;
 }
 

@@ -17,4 +17,5 @@ pub mod marker;
 pub mod opencode;
 pub mod render;
 pub mod task;
+pub mod validate;
 pub mod values;

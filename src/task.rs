@@ -21,6 +21,9 @@ pub const ANN_REPO: &str = "agentic-sdlc/repo";
 pub const ANN_ENVIRONMENT: &str = "agentic-sdlc/environment";
 pub const ANN_SPEC_DIR: &str = "agentic-sdlc/spec-dir";
 pub const ANN_ASDO_VERSION: &str = "agentic-sdlc/asdo-version";
+/// A per-call id stamped by `spawn`, so a create whose answer was lost (and that the
+/// client retried into AlreadyExists) is recognised as this call's own pod.
+pub const ANN_SPAWN_ID: &str = "agentic-sdlc/spawn-id";
 
 /// A pod name is at most 63 characters; `agent-` takes 6 of them.
 pub const MAX_TASK_ID: usize = 63 - POD_PREFIX.len();
@@ -56,15 +59,7 @@ pub fn pod_name_for(task_or_pod: &str) -> Result<String> {
     }
 }
 
-/// RFC 1123 label: what a pod name must be.
-fn is_dns_label(s: &str) -> bool {
-    let ok_chars = s
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let ok_ends = s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.ends_with(|c: char| c.is_ascii_alphanumeric());
-    ok_chars && ok_ends && s.len() <= 63
-}
+use crate::validate::is_dns_label;
 
 fn validate_dns_label(s: &str, what: &str) -> Result<()> {
     if !is_dns_label(s) {
@@ -105,6 +100,22 @@ pub fn validate_branch(branch: &str) -> Result<()> {
     }
     if branch == "@" {
         return bad("'@' alone is not a branch");
+    }
+    // git refuses `HEAD` as a branch name, and the *_HEAD names are git's own refs: a
+    // branch called FETCH_HEAD would make every later `git checkout` ambiguous.
+    if matches!(
+        branch,
+        "HEAD"
+            | "FETCH_HEAD"
+            | "ORIG_HEAD"
+            | "MERGE_HEAD"
+            | "CHERRY_PICK_HEAD"
+            | "REVERT_HEAD"
+            | "BISECT_HEAD"
+            | "AUTO_MERGE"
+    ) || branch.starts_with("refs/")
+    {
+        return bad("a reserved git name (HEAD, FETCH_HEAD, refs/…) is not a branch");
     }
     if branch.contains("..") {
         return bad("must not contain '..'");
@@ -150,6 +161,16 @@ pub fn validate_repo(repo: &str) -> Result<()> {
             "invalid repo {repo:?}: must not start with '-' or contain spaces or control characters"
         )));
     }
+    let credential = || {
+        Err(Error::usage(
+            "repo URL contains a password or token: pass the credential as a Secret (--set pod.gitTokenSecret.name=…) instead, it would otherwise be visible in the pod spec",
+        ))
+    };
+    // Tokens also travel as query parameters (`?access_token=…`, `?private_token=…`);
+    // git remotes never need a query or fragment, so any is refused.
+    if repo.contains(['?', '#']) {
+        return credential();
+    }
     let scheme_rest = ["https://", "ssh://", "file://"]
         .iter()
         .find_map(|s| repo.strip_prefix(s));
@@ -161,9 +182,7 @@ pub fn validate_repo(repo: &str) -> Result<()> {
             if let Some((userinfo, _)) = authority.rsplit_once('@')
                 && (userinfo.contains(':') || repo.starts_with("https://"))
             {
-                return Err(Error::usage(
-                    "repo URL contains a password or token: pass the credential as a Secret (--set pod.gitTokenSecret.name=…) instead, it would otherwise be visible in the pod spec",
-                ));
+                return credential();
             }
             if rest.is_empty() || (!repo.starts_with("file://") && authority.is_empty()) {
                 return Err(Error::usage(format!(
@@ -173,7 +192,13 @@ pub fn validate_repo(repo: &str) -> Result<()> {
             Ok(())
         }
         None => {
-            // scp-like syntax: [user@]host:path, as git understands it.
+            // scp-like syntax: [user@]host:path, as git understands it. A ':' before the
+            // '@' is `user:TOKEN@host:path`: git would take the token as part of the user.
+            if let Some((user, _)) = repo.split_once('@')
+                && user.contains(':')
+            {
+                return credential();
+            }
             let valid_scp = repo.split_once(':').is_some_and(|(host, path)| {
                 !host.is_empty() && !host.contains('/') && !path.is_empty()
             });
@@ -217,8 +242,29 @@ mod tests {
             validate_branch(ok).unwrap();
         }
         for bad in [
-            "", "-x", "a..b", "a b", "a~1", "a^", "a:b", "a?", "a*", "a[", "a\\b", "/a", "a/",
-            "a//b", "a.", "a/.b", "a.lock", "a@{1}", "@", "a\tb",
+            "",
+            "-x",
+            "a..b",
+            "a b",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[",
+            "a\\b",
+            "/a",
+            "a/",
+            "a//b",
+            "a.",
+            "a/.b",
+            "a.lock",
+            "a@{1}",
+            "@",
+            "a\tb",
+            "HEAD",
+            "FETCH_HEAD",
+            "refs/heads/x",
         ] {
             assert!(validate_branch(bad).is_err(), "{bad:?} should be refused");
         }
@@ -246,6 +292,10 @@ mod tests {
             "https://u:secret@github.com/org/repo",
             // A bare token as the user name is just as secret.
             "https://ghp_abc123@github.com/org/repo",
+            "git:ghp_abc123@github.com:org/repo.git",
+            "ssh://git:tok@github.com/org/repo.git",
+            "https://github.com/org/repo.git?access_token=ghp_abc",
+            "https://github.com/org/repo.git#tok",
         ] {
             assert!(validate_repo(bad).is_err(), "{bad:?} should be refused");
         }

@@ -87,7 +87,7 @@ fn phase_selector(args: &CleanupArgs) -> Result<Option<String>> {
 pub async fn run(global: &Global, args: CleanupArgs) -> Result<i32> {
     let scope = global.scope()?;
     let fields = phase_selector(&args)?;
-    let mut labels = super::list::selector(args.selector.as_deref());
+    let mut labels = super::list::selector(args.selector.as_deref())?;
     if let Some(id) = &args.task_id {
         task::validate_task_id(id)?;
         labels.push_str(&format!(",{LABEL_TASK_ID}={id}"));
@@ -98,13 +98,14 @@ pub async fn run(global: &Global, args: CleanupArgs) -> Result<i32> {
     }
     let ns = &scope.namespace;
     let client = cluster::client(&scope.cluster).await?;
-    let api = cluster::pods(&client, Some(ns));
+    let api = cluster::pods(&client, Some(ns))?;
 
     let deleted: Vec<String> = if args.older_than.is_none() && !args.dry_run {
-        let res = api
-            .delete_collection(&DeleteParams::default(), &lp)
-            .await
-            .map_err(|e| Error::from_kube(&format!("delete task pods in namespace {ns}"), e))?;
+        let res = cluster::bounded(
+            &format!("delete task pods in namespace {ns}"),
+            api.delete_collection(&DeleteParams::default(), &lp),
+        )
+        .await?;
         match res {
             either::Either::Left(list) => list
                 .items
@@ -117,27 +118,28 @@ pub async fn run(global: &Global, args: CleanupArgs) -> Result<i32> {
         let pods =
             cluster::list_all(&api, &lp, &format!("list task pods in namespace {ns}")).await?;
         let now = Timestamp::now();
-        let chosen: Vec<String> = pods
+        let chosen: Vec<(String, String)> = pods
             .iter()
             .filter(|p| args.older_than.is_none_or(|min| age(p, now) >= min))
-            .filter_map(|p| p.metadata.name.clone())
+            .filter_map(|p| Some((p.metadata.name.clone()?, p.metadata.uid.clone()?)))
             .collect();
-        if !args.dry_run {
-            for name in &chosen {
-                match api.delete(name, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    // Someone else deleted it meanwhile: the goal is reached.
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => {
-                        return Err(Error::from_kube(
-                            &format!("delete pod {name} in namespace {ns}"),
-                            e,
-                        ));
-                    }
-                }
+        let mut deleted = Vec::new();
+        for (name, uid) in chosen {
+            if args.dry_run {
+                deleted.push(name);
+                continue;
+            }
+            // Exactly the pod that was judged old enough: a new run under the same name
+            // (spawn --replace meanwhile) fails the uid precondition and is left alone.
+            match cluster::delete_pod_uid(&api, &name, &uid, ns).await {
+                Ok(true) => deleted.push(name),
+                // Someone else deleted it meanwhile: the goal is reached.
+                Ok(false) => {}
+                Err(Error::AlreadyExists(m)) => eprintln!("{m}"),
+                Err(e) => return Err(e),
             }
         }
-        chosen
+        deleted
     };
 
     let verb = if args.dry_run {

@@ -41,10 +41,11 @@ pub async fn run(global: &Global, args: ListArgs) -> Result<i32> {
         .as_deref()
         .map(super::cleanup::check_phase)
         .transpose()?;
+    let labels = selector(args.selector.as_deref())?;
     let client = cluster::client(&scope.cluster).await?;
     let ns = (!args.all_namespaces).then_some(scope.namespace.as_str());
-    let api = cluster::pods(&client, ns);
-    let mut lp = ListParams::default().labels(&selector(args.selector.as_deref()));
+    let api = cluster::pods(&client, ns)?;
+    let mut lp = ListParams::default().labels(&labels);
     if let Some(p) = phase {
         lp = lp.fields(&format!("status.phase={p}"));
     }
@@ -104,10 +105,15 @@ pub async fn run(global: &Global, args: ListArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-pub fn selector(extra: Option<&str>) -> String {
-    match extra {
-        Some(s) if !s.is_empty() => format!("{SELECTOR},{s}"),
-        _ => SELECTOR.to_string(),
+/// `app=agent-orchestrator` plus the user's `-l`, checked: a selector goes into the
+/// query of a list, watch or deletecollection, and a typo must be a local usage error.
+pub fn selector(extra: Option<&str>) -> Result<String> {
+    match extra.map(str::trim) {
+        Some(s) if !s.is_empty() => {
+            crate::validate::selector(s)?;
+            Ok(format!("{SELECTOR},{s}"))
+        }
+        _ => Ok(SELECTOR.to_string()),
     }
 }
 

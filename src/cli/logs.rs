@@ -18,7 +18,7 @@ use super::Global;
 use crate::cluster;
 use crate::error::{Error, Result, exit};
 use crate::follow::{self, LineSink, LogOptions};
-use crate::task::{self, LABEL_TASK_ID, SELECTOR};
+use crate::task::{self, LABEL_TASK_ID};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -48,6 +48,18 @@ pub struct LogsArgs {
     /// Keep the kubelet's timestamp at the start of each line.
     #[arg(long)]
     pub timestamps: bool,
+    /// Give up waiting for a pod that has not started after this long (image pulls,
+    /// Secrets not yet synced and scheduling are waited through, with the reason on stderr).
+    #[arg(long, default_value = "10m", value_parser = crate::humantime::parse)]
+    pub start_timeout: Duration,
+    /// Give up after this long without progress (server errors, unreachable API server);
+    /// 0 retries forever.
+    #[arg(long, default_value = "5m", value_parser = crate::humantime::parse)]
+    pub retry_for: Duration,
+    /// When the pod is replaced by another run under the same name, print a separator
+    /// and follow the new run instead of stopping with exit 1.
+    #[arg(long)]
+    pub follow_replaced: bool,
 }
 
 pub async fn run(global: &Global, args: LogsArgs) -> Result<i32> {
@@ -63,41 +75,69 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<i32> {
         timestamps: args.timestamps,
         tail: args.tail,
         since: args.since,
+        retry_for: args.retry_for,
+        follow_replaced: args.follow_replaced,
+        start_timeout: Some(args.start_timeout),
     };
+    let selector = super::list::selector(args.selector.as_deref())?;
     let client = cluster::client(&scope.cluster).await?;
     match target {
         Some(name) => follow_one(&client, &scope.namespace, &name, &opts).await,
-        None => {
-            let selector = match &args.selector {
-                Some(s) if !s.is_empty() => format!("{SELECTOR},{s}"),
-                _ => SELECTOR.to_string(),
-            };
-            follow_many(&client, &scope.namespace, &selector, &opts).await
-        }
+        None => follow_many(&client, &scope.namespace, &selector, &opts).await,
     }
 }
 
 /// Follow one pod to its end and return the task's exit code.
 pub async fn follow_one(client: &Client, ns: &str, name: &str, opts: &LogOptions) -> Result<i32> {
-    let api = cluster::pods(client, Some(ns));
+    let api = cluster::pods(client, Some(ns))?;
     let Some(pod) = cluster::get_pod(&api, name, ns).await? else {
         return Err(Error::NotFound(format!(
             "no pod {name} in namespace {ns}; see the task pods with `asdo list -n {ns}` (or -A for all namespaces)"
         )));
     };
     let task_id = task_label(&pod).unwrap_or_else(|| name.to_string());
+    let uid = pod.metadata.uid.clone();
     eprintln!("==> task {task_id}: pod {name} in namespace {ns}");
-    if opts.follow && !follow::is_finished(&pod) {
-        follow::wait_started(&api, name, Duration::from_secs(24 * 3600)).await?;
-    }
-    let mut sink = follow::Stdout::new(opts.timestamps);
-    let pod = follow::stream_logs(&api, name, opts, &mut sink).await?;
-    if !opts.follow && !follow::is_finished(&pod) {
+    if !opts.follow && !follow::has_started(&pod) && !follow::is_finished(&pod) {
+        eprintln!("==> task {task_id}: {}", not_started(&pod));
         return Ok(exit::OK);
     }
-    let (phase, code) = follow::outcome(&pod);
-    eprintln!("==> task {task_id}: {phase}, exit code {code}");
-    Ok(code)
+    if opts.follow && !follow::is_finished(&pod) {
+        follow::wait_started(
+            &api,
+            name,
+            uid.as_deref(),
+            opts.start_timeout.unwrap_or(follow::DEFAULT_START_TIMEOUT),
+        )
+        .await?;
+    }
+    let mut sink = follow::Stdout::new(opts.timestamps);
+    let pod = follow::stream_logs(&api, name, uid.as_deref(), opts, &mut sink).await?;
+    if !opts.follow && !follow::is_finished(&pod) {
+        if !follow::has_started(&pod) {
+            eprintln!("==> task {task_id}: {}", not_started(&pod));
+        }
+        return Ok(exit::OK);
+    }
+    eprintln!("==> task {task_id}: {}", ending(&pod));
+    Ok(follow::outcome(&pod).1)
+}
+
+/// `Failed, exit code 137 (OOMKilled)`: the reason named, never a bare number.
+pub fn ending(pod: &Pod) -> String {
+    let (phase, code) = follow::outcome(pod);
+    match follow::termination_reason(pod) {
+        Some(r) => format!("{phase}, exit code {code} ({r})"),
+        None => format!("{phase}, exit code {code}"),
+    }
+}
+
+/// One line for `--no-follow` on a pod that has no log yet.
+fn not_started(pod: &Pod) -> String {
+    let why = follow::waiting_reason(pod)
+        .map(|(r, m)| if m.is_empty() { r } else { format!("{r}: {m}") })
+        .unwrap_or_else(|| follow::phase(pod).to_string());
+    format!("not started yet ({why}); no log to show")
 }
 
 fn task_label(pod: &Pod) -> Option<String> {
@@ -145,7 +185,7 @@ fn colour_prefix(task: &str, colour: bool) -> Vec<u8> {
 /// Follow every matching pod, new ones included, until interrupted (or, without
 /// follow, print each pod's current log once and exit).
 async fn follow_many(client: &Client, ns: &str, selector: &str, opts: &LogOptions) -> Result<i32> {
-    let api = cluster::pods(client, Some(ns));
+    let api = cluster::pods(client, Some(ns))?;
     let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let sink_for = |pod: &Pod| {
@@ -162,8 +202,16 @@ async fn follow_many(client: &Client, ns: &str, selector: &str, opts: &LogOption
         let pods = cluster::list_all(&api, &lp, &format!("list pods in namespace {ns}")).await?;
         for pod in &pods {
             let name = pod.metadata.name.clone().unwrap_or_default();
+            // A pod with no log yet is one line, never a wait that stalls the others.
+            if !follow::has_started(pod) && !follow::is_finished(pod) {
+                eprintln!("==> {name}: {}", not_started(pod));
+                continue;
+            }
             let mut sink = sink_for(pod);
-            match follow::stream_logs(&api, &name, opts, &mut sink).await {
+            match follow::stream_logs(&api, &name, pod.metadata.uid.as_deref(), opts, &mut sink)
+                .await
+            {
+                Ok(p) if !follow::has_started(&p) => eprintln!("==> {name}: {}", not_started(&p)),
                 Ok(_) => {}
                 Err(e) => eprintln!("{name}: {e}"),
             }
@@ -173,17 +221,15 @@ async fn follow_many(client: &Client, ns: &str, selector: &str, opts: &LogOption
 
     eprintln!("==> following task pods ({selector}) in namespace {ns}; Ctrl-C to stop");
     let mut followed = HashSet::new();
+    let mut outage = follow::Outage::new(opts.retry_for, "the pod watch");
     let mut tasks = tokio::task::JoinSet::new();
     let cfg = watcher::Config::default().labels(selector);
-    let mut events = pin!(
-        watcher(api.clone(), cfg)
-            .default_backoff()
-            .applied_objects()
-    );
+    let mut events = pin!(watcher(api.clone(), cfg).default_backoff());
     loop {
         tokio::select! {
             ev = events.next() => match ev {
-                Some(Ok(pod)) => {
+                Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
+                    outage.ok();
                     let uid = pod.metadata.uid.clone().unwrap_or_default();
                     if !followed.insert(uid) {
                         continue;
@@ -193,22 +239,31 @@ async fn follow_many(client: &Client, ns: &str, selector: &str, opts: &LogOption
                     let api = api.clone();
                     let opts = opts.clone();
                     tasks.spawn(async move {
+                        let uid = pod.metadata.uid.clone();
+                        // One run per uid: a replaced pod is a new watch event and its own follow.
+                        let opts = LogOptions { follow_replaced: false, ..opts };
                         if !follow::is_finished(&pod)
-                            && let Err(e) = follow::wait_started(&api, &name, Duration::from_secs(24 * 3600)).await
+                            && let Err(e) = follow::wait_started(&api, &name, uid.as_deref(), opts.start_timeout.unwrap_or(follow::DEFAULT_START_TIMEOUT)).await
                         {
                             eprintln!("{name}: {e}");
                             return;
                         }
-                        match follow::stream_logs(&api, &name, &opts, &mut sink).await {
-                            Ok(p) => {
-                                let (phase, code) = follow::outcome(&p);
-                                eprintln!("==> {name}: {phase}, exit code {code}");
-                            }
+                        match follow::stream_logs(&api, &name, uid.as_deref(), &opts, &mut sink).await {
+                            Ok(p) => eprintln!("==> {name}: {}", ending(&p)),
                             Err(e) => eprintln!("{name}: {e}"),
                         }
                     });
                 }
-                Some(Err(e)) => tracing::debug!("pod watch interrupted: {e}; resuming"),
+                Some(Ok(_)) => outage.ok(),
+                Some(Err(e)) => {
+                    if let Some(fatal) = follow::fatal_watch_error(&e, &format!("watch pods ({selector}) in namespace {ns}")) {
+                        return Err(fatal);
+                    }
+                    match outage.failed(&e.to_string()) {
+                        Some(give_up) => return Err(give_up),
+                        None => tracing::debug!("pod watch interrupted: {e}; resuming"),
+                    }
+                }
                 None => break,
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}

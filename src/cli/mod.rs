@@ -91,6 +91,10 @@ pub struct Global {
     /// Give up connecting to the cluster after this long.
     #[arg(long, global = true, default_value = "5s", value_parser = crate::humantime::parse)]
     pub connect_timeout: Duration,
+    /// Give up on any single request (not a log stream or watch) after this long, kubectl
+    /// syntax (30s, 1m, 0 = no bound). Streams use their own idle detection.
+    #[arg(long, global = true, default_value = "30s", value_parser = crate::humantime::parse)]
+    pub request_timeout: Duration,
     /// More diagnostics on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
     #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -116,19 +120,34 @@ impl Global {
             .and_then(|v| v.as_str())
             .filter(|s| !s.is_empty());
         let namespace = match (&self.namespace, release_ns) {
-            (Some(ns), _) if !ns.is_empty() => ns.clone(),
+            // An empty -n is a mistake (an unset shell variable), not "the default".
+            (Some(ns), _) if ns.is_empty() => {
+                return Err(Error::usage(
+                    "empty namespace (-n/--namespace or $NAMESPACE): pass a namespace name or leave it out for the environment's",
+                ));
+            }
+            (Some(ns), _) => ns.clone(),
             (_, Some(ns)) => ns.to_string(),
             _ => "agent-orchestrator".to_string(),
         };
+        // Before anything else: the namespace is formatted into every request path.
+        crate::validate::namespace(&namespace)?;
+        let release = format!("{}-{}", self.release_name, self.environment);
+        if !crate::validate::is_dns_subdomain(&release) || release.len() > 53 {
+            return Err(Error::usage(format!(
+                "invalid release {release:?} (--release-name/RELEASE_NAME + environment): Helm release names are lowercase letters, digits, '-' and '.', at most 53 characters"
+            )));
+        }
         Ok(Scope {
             environment: self.environment.clone(),
-            release: format!("{}-{}", self.release_name, self.environment),
+            release,
             namespace,
             defaults,
             cluster: ClusterArgs {
                 kubeconfig: self.kubeconfig.clone(),
                 context: self.context.clone(),
                 connect_timeout: self.connect_timeout,
+                request_timeout: self.request_timeout,
             },
         })
     }
@@ -146,14 +165,19 @@ pub enum Output {
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
     let args = shim_args(std::env::args_os());
-    let cli = match bin_name(&args) {
-        // Installed as a kubectl plugin: help and errors say `kubectl asdo …`.
-        Some(name) => {
-            use clap::FromArgMatches;
-            let matches = Cli::command().bin_name(name).get_matches_from(args);
-            Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
-        }
-        None => Cli::parse_from(args),
+    // Installed as a kubectl plugin, help and errors say `kubectl asdo …`.
+    let display = bin_name(&args);
+    let mut command = Cli::command();
+    if let Some(name) = display {
+        command = command.bin_name(name);
+    }
+    let parsed = command.try_get_matches_from(&args).and_then(|m| {
+        use clap::FromArgMatches;
+        Cli::from_arg_matches(&m)
+    });
+    let cli = match parsed {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e, &args, display.unwrap_or("asdo")),
     };
     init_tracing(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -192,6 +216,51 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
     }
+}
+
+/// clap's usage errors as kubectl prints them: the error on one line, where to find help
+/// on a second (clap's own are 2–4 lines with a blank line and the usage in between).
+fn usage_error(e: clap::Error, args: &[std::ffi::OsString], name: &str) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            exit::USAGE
+        } else {
+            exit::OK
+        };
+    }
+    eprintln!("{}", one_line(&e.render().to_string()));
+    let sub = args
+        .iter()
+        .skip(1)
+        .filter_map(|a| a.to_str())
+        .find(|a| Cli::command().find_subcommand(a).is_some());
+    match sub {
+        Some(sub) => eprintln!("See '{name} {sub} --help' for usage."),
+        None => eprintln!("See '{name} --help' for usage."),
+    }
+    exit::USAGE
+}
+
+/// The first paragraph of clap's message (the error and what it lists), on one line.
+fn one_line(rendered: &str) -> String {
+    let first = rendered.split("\n\n").next().unwrap_or(rendered);
+    let joined: Vec<&str> = first
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut line = joined.join(" ");
+    if !line.starts_with("error:") {
+        line = format!("error: {line}");
+    }
+    line
 }
 
 /// spec-kit looks for `scripts/spawn-pod.sh`; a symlink of that name to asdo acts as `asdo spawn`.
@@ -292,6 +361,34 @@ mod tests {
         // The plugin name never becomes a subcommand: `kubectl asdo list` is `asdo list`.
         let args = shim_args(["kubectl-asdo", "list"].map(Into::into).into_iter());
         assert_eq!(args, ["kubectl-asdo", "list"].map(std::ffi::OsString::from));
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let e = Cli::try_parse_from(["asdo", "wait"]).unwrap_err();
+        let line = one_line(&e.render().to_string());
+        assert!(
+            line.starts_with("error: ") && !line.contains('\n'),
+            "{line}"
+        );
+        assert!(line.contains("<TASKS>"), "names what is missing: {line}");
+    }
+
+    #[test]
+    fn hostile_namespaces_are_refused() {
+        for ns in [
+            "agent-orchestrator-stg?",
+            "a#b",
+            "a/b",
+            "..",
+            "x%2Fy",
+            "a b",
+            "ü",
+            "",
+        ] {
+            let cli = Cli::try_parse_from(["asdo", "list", "-n", ns]).unwrap();
+            assert_eq!(cli.global.scope().unwrap_err().exit_code(), 2, "{ns:?}");
+        }
     }
 
     #[test]

@@ -79,8 +79,9 @@ pub struct SpawnArgs {
     /// Wait until the pod runs (or has already finished).
     #[arg(long)]
     pub wait: bool,
-    /// Give up waiting after this long (with --wait).
-    #[arg(long, default_value = "120s", value_parser = crate::humantime::parse)]
+    /// Give up waiting for the pod to start after this long (with --wait or --follow);
+    /// image pulls and Secrets not yet synced are waited through, with the reason on stderr.
+    #[arg(long, visible_alias = "start-timeout", default_value = "120s", value_parser = crate::humantime::parse)]
     pub timeout: Duration,
     /// Stream the task's logs after creating it; exit with the task's exit code.
     #[arg(long, conflicts_with = "wait")]
@@ -120,6 +121,9 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
         .iter()
         .map(|t| render_pod(&scope, &plan, t, None))
         .collect::<Result<_>>()?;
+    for pod in &offline {
+        crate::validate::pod(pod)?;
+    }
     if args.dry_run {
         for (i, pod) in offline.iter().enumerate() {
             if i > 0 && args.output != Some(Output::Name) {
@@ -147,7 +151,21 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
         }
         None => offline,
     };
-    let api = cluster::pods(&client, Some(&scope.namespace));
+    // The cluster's values may bring their own bad values; and each pod is marked with
+    // this call's id so a create retried after a lost answer recognises its own pod.
+    let call_id = call_id();
+    let pods: Vec<Pod> = pods
+        .into_iter()
+        .map(|mut pod| {
+            crate::validate::pod(&pod)?;
+            pod.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(task::ANN_SPAWN_ID.into(), call_id.clone());
+            Ok(pod)
+        })
+        .collect::<Result<_>>()?;
+    let api = cluster::pods(&client, Some(&scope.namespace))?;
     let ns = scope.namespace.as_str();
 
     if plan.batch {
@@ -157,35 +175,84 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
         .into_iter()
         .next()
         .ok_or_else(|| Error::other("no task to spawn"))?;
-    let name = create_one(&api, ns, &pod, &args).await?;
+    let (name, uid) = create_one(&api, ns, &pod, &args).await?;
     if args.output.is_none() {
         eprintln!("follow it: asdo logs {} -n {ns}", plan.tasks[0].id);
     }
     if args.follow {
         let opts = crate::follow::LogOptions {
             follow: true,
+            start_timeout: Some(args.timeout),
             ..Default::default()
         };
         return super::logs::follow_one(&client, ns, &name, &opts).await;
     }
     if args.wait {
-        crate::follow::wait_started(&api, &name, args.timeout).await?;
+        crate::follow::wait_started(&api, &name, uid.as_deref(), args.timeout).await?;
     }
     Ok(exit::OK)
 }
 
 /// Create one pod (replacing a finished one if asked) and print it as -o says.
-async fn create_one(api: &kube::Api<Pod>, ns: &str, pod: &Pod, args: &SpawnArgs) -> Result<String> {
+async fn create_one(
+    api: &kube::Api<Pod>,
+    ns: &str,
+    pod: &Pod,
+    args: &SpawnArgs,
+) -> Result<(String, Option<String>)> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     if args.replace {
         replace_finished(api, &name, ns).await?;
     }
-    let created = cluster::create_pod(api, pod, ns).await?;
+    let created = match cluster::create_pod(api, pod, ns).await {
+        Ok(p) => p,
+        // The create may have been stored while its answer was lost (a 504 from a proxy,
+        // retried by the client; or no answer within --request-timeout): the pod that is
+        // there now is ours if it carries this call's id.
+        Err(e @ (Error::AlreadyExists(_) | Error::Cluster(_) | Error::Api(_))) => {
+            match own_pod(api, &name, ns, pod).await {
+                Some(p) => {
+                    tracing::info!(
+                        "pod {name} was created by this call although the answer said: {e}"
+                    );
+                    p
+                }
+                None => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
     match args.output {
         Some(f @ (Output::Yaml | Output::Json)) => print_pod(&created, f)?,
         _ => println!("pod/{name} created"),
     }
-    Ok(name)
+    Ok((name, created.metadata.uid.clone()))
+}
+
+/// The pod of this name if it carries `ours`'s spawn id (one bounded get, errors = not ours).
+async fn own_pod(api: &kube::Api<Pod>, name: &str, ns: &str, ours: &Pod) -> Option<Pod> {
+    let id = |p: &Pod| {
+        p.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(task::ANN_SPAWN_ID).cloned())
+    };
+    let existing = cluster::get_pod(api, name, ns).await.ok().flatten()?;
+    (id(&existing).is_some() && id(&existing) == id(ours)).then_some(existing)
+}
+
+/// A per-call id: unique enough to tell this spawn's pod from another caller's. No
+/// crate needed: std's RandomState is seeded from the OS for every process.
+fn call_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
 }
 
 /// A task list: every pod is attempted; the ones that fail are named at the end.
@@ -203,12 +270,13 @@ async fn create_all(
                 .remove(crate::task::LABEL_TASK_ID)
                 .unwrap_or_default();
             let r = create_one(api, ns, &pod, args).await;
-            if let (true, Ok(name)) = (args.wait, &r)
-                && let Err(e) = crate::follow::wait_started(api, name, args.timeout).await
+            if let (true, Ok((name, uid))) = (args.wait, &r)
+                && let Err(e) =
+                    crate::follow::wait_started(api, name, uid.as_deref(), args.timeout).await
             {
                 return (task, Err(e));
             }
-            (task, r)
+            (task, r.map(|(name, _)| name))
         })
         .buffer_unordered(PARALLEL_CREATES)
         .collect()
@@ -522,8 +590,16 @@ async fn replace_finished(api: &kube::Api<Pod>, name: &str, ns: &str) -> Result<
             "pod {name} in namespace {ns} is still {phase}: --replace only replaces finished pods; stop it with `asdo cleanup --task-id <id> --all --force` first"
         )));
     }
-    cluster::delete_pod(api, name, ns).await?;
-    crate::follow::wait_deleted(api, name, Duration::from_secs(60)).await
+    // Delete exactly the finished pod we saw: if another spawn replaced it meanwhile,
+    // the uid precondition fails and that run's pod is left alone.
+    let uid = existing.metadata.uid.clone().unwrap_or_default();
+    if uid.is_empty() {
+        return Err(Error::Api(format!(
+            "pod {name} in namespace {ns} has no uid; cannot replace it safely"
+        )));
+    }
+    cluster::delete_pod_uid(api, name, &uid, ns).await?;
+    crate::follow::wait_deleted(api, name, &uid, Duration::from_secs(60)).await
 }
 
 #[cfg(test)]

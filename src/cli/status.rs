@@ -27,7 +27,7 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
     let name = task::pod_name_for(&args.task)?;
     let ns = &scope.namespace;
     let client = cluster::client(&scope.cluster).await?;
-    let api = cluster::pods(&client, Some(ns));
+    let api = cluster::pods(&client, Some(ns))?;
     let Some(pod) = cluster::get_pod(&api, &name, ns).await? else {
         return Err(Error::NotFound(format!(
             "no pod {name} in namespace {ns}; see the task pods with `asdo list -n {ns}`"
@@ -35,8 +35,8 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
     };
     let verdict = super::wait::verdict(&api, &pod).await;
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    let events = events
-        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+    let lp = ListParams::default().fields(&format!("involvedObject.name={name}"));
+    let events = cluster::bounded(&format!("list events of pod {name}"), events.list(&lp))
         .await
         .map(|l| l.items);
     print!(
@@ -84,7 +84,11 @@ fn describe(
         ("Phase", follow::phase(pod).to_string()),
         (
             "Exit code",
-            follow::exit_code(pod).map_or("-".into(), |c| c.to_string()),
+            match (follow::exit_code(pod), follow::termination_reason(pod)) {
+                (Some(c), Some(r)) => format!("{c} ({r})"),
+                (Some(c), None) => c.to_string(),
+                (None, _) => "-".into(),
+            },
         ),
         ("Branch", ann(ANN_BRANCH)),
         ("Repo", ann(ANN_REPO)),

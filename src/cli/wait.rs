@@ -62,6 +62,8 @@ pub struct Verdict {
     pub marker: Option<Marker>,
     pub log_tail: String,
     pub finished: Timestamp,
+    /// Why the container ended when that says more than the code (OOMKilled, DeadlineExceeded).
+    pub reason: Option<String>,
 }
 
 impl Verdict {
@@ -77,6 +79,9 @@ impl Verdict {
             self.code.map_or("-".into(), |c| c.to_string()),
             self.duration.map_or("-".into(), humantime::short)
         );
+        if let Some(r) = &self.reason {
+            s.push_str(&format!(" reason={r}"));
+        }
         match &self.marker {
             Some(Marker::Done(sha)) => s.push_str(&format!(" commit={sha}")),
             Some(Marker::NoChanges) => s.push_str(" commit=none (no changes)"),
@@ -99,7 +104,7 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
         .collect::<Result<_>>()?;
     let ns = scope.namespace.clone();
     let client = cluster::client(&scope.cluster).await?;
-    let api = cluster::pods(&client, Some(&ns));
+    let api = cluster::pods(&client, Some(&ns))?;
     if args.all {
         let lp = ListParams::default().labels(SELECTOR);
         let pods =
@@ -118,12 +123,28 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
         }
     }
 
+    if let Some(dir) = &args.report_dir {
+        check_writable(dir)?;
+    }
+
     let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
-    let watch = watch_until_done(&api, &wanted, &mut verdicts, args.report_dir.as_deref());
-    let timed_out = tokio::time::timeout(args.timeout, watch).await.is_err();
+    let mut write_failed = false;
+    let watch = watch_until_done(
+        &api,
+        &wanted,
+        &mut verdicts,
+        args.report_dir.as_deref(),
+        &mut write_failed,
+    );
+    let timed_out = match tokio::time::timeout(args.timeout, watch).await {
+        Ok(Ok(())) => false,
+        // 400/401/403 or a watch that cannot go on: the command's answer.
+        Ok(Err(e)) => return Err(e),
+        Err(_) => true,
+    };
 
     let mut code = exit::OK;
-    if verdicts.values().any(|v| !v.succeeded()) {
+    if verdicts.values().any(|v| !v.succeeded()) || write_failed {
         code = exit::FAILURE;
     }
     if timed_out {
@@ -146,17 +167,40 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
                 marker: None,
                 log_tail: format!("still {phase} after {}\n", humantime::short(args.timeout)),
                 finished: Timestamp::now(),
+                reason: None,
             };
             println!("{}", v.line());
-            if let Some(dir) = &args.report_dir {
-                write_report(dir, &v)?;
+            if let Some(dir) = &args.report_dir
+                && let Err(e) = write_report(dir, &v)
+            {
+                eprintln!("error: {e}");
+                code = exit::FAILURE;
             }
         }
         if code == exit::OK {
             code = EXIT_TIMEOUT;
         }
     }
+    if write_failed {
+        eprintln!(
+            "error: some reports could not be written (see above); spec-kit will not see those tasks' results"
+        );
+    }
     Ok(code)
+}
+
+/// Fail before waiting (hours, maybe) if the report directory cannot take a file.
+fn check_writable(dir: &Path) -> Result<()> {
+    let probe = dir.join(format!(".asdo-write-check-{}", std::process::id()));
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b""))
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            Error::other(format!(
+                "cannot write reports in {}: {e}; pick a writable --report-dir",
+                dir.display()
+            ))
+        })
 }
 
 fn task_of(p: &Pod) -> Option<String> {
@@ -173,16 +217,36 @@ async fn watch_until_done(
     wanted: &BTreeMap<String, String>,
     verdicts: &mut BTreeMap<String, Verdict>,
     report_dir: Option<&Path>,
+    write_failed: &mut bool,
 ) -> Result<()> {
     let cfg = watcher::Config::default().labels(SELECTOR);
     let mut events = pin!(watcher::watcher(api.clone(), cfg));
     let mut seen_in_init = BTreeSet::new();
+    // Bounded by --timeout only: wait keeps waiting through an outage, saying so.
+    let mut outage = follow::Outage::new(Duration::ZERO, "wait");
+    let mut backoff = Duration::from_millis(250);
+    let mut finish = |v: Verdict, verdicts: &mut BTreeMap<String, Verdict>| {
+        if let Err(e) = conclude(v, verdicts, report_dir) {
+            // Every task still gets its outcome; the exit code says a report is missing.
+            eprintln!("error: {e}");
+            *write_failed = true;
+        }
+    };
     while verdicts.len() < wanted.len() {
         let ev = match events.next().await {
-            Some(Ok(ev)) => ev,
+            Some(Ok(ev)) => {
+                outage.ok();
+                backoff = Duration::from_millis(250);
+                ev
+            }
             Some(Err(e)) => {
+                if let Some(fatal) = follow::fatal_watch_error(&e, "watch task pods") {
+                    return Err(fatal);
+                }
+                outage.failed(&e.to_string());
                 tracing::debug!("watch interrupted: {e}; resuming");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
             None => return Err(Error::Api("the pod watch ended unexpectedly".into())),
@@ -201,7 +265,7 @@ async fn watch_until_done(
                 for (missing, id) in wanted.iter().filter(|(w, _)| !seen_in_init.contains(*w)) {
                     if !verdicts.contains_key(missing) {
                         let v = vanished(missing, id, "not found");
-                        conclude(v, verdicts, report_dir)?;
+                        finish(v, verdicts);
                     }
                 }
                 continue;
@@ -215,12 +279,12 @@ async fn watch_until_done(
         }
         if follow::is_finished(&pod) {
             let v = verdict(api, &pod).await;
-            conclude(v, verdicts, report_dir)?;
+            finish(v, verdicts);
         } else if deleted {
             let id = task_of(&pod).unwrap_or_else(|| wanted[&name].clone());
             let mut v = vanished(&name, &id, "deleted before it finished");
             v.branch = branch_of(&pod);
-            conclude(v, verdicts, report_dir)?;
+            finish(v, verdicts);
         }
     }
     Ok(())
@@ -242,6 +306,7 @@ fn vanished(pod: &str, task: &str, why: &str) -> Verdict {
         marker: None,
         log_tail: format!("pod {pod} {why}\n"),
         finished: Timestamp::now(),
+        reason: None,
     }
 }
 
@@ -251,11 +316,10 @@ fn conclude(
     report_dir: Option<&Path>,
 ) -> Result<()> {
     println!("{}", v.line());
-    if let Some(dir) = report_dir {
-        write_report(dir, &v)?;
-    }
+    // The outcome counts even when its report cannot be written.
+    let written = report_dir.map_or(Ok(()), |dir| write_report(dir, &v));
     verdicts.insert(v.pod.clone(), v);
-    Ok(())
+    written
 }
 
 /// Read the end of the log for the agent's last marker.
@@ -266,7 +330,17 @@ pub async fn verdict(api: &Api<Pod>, pod: &Pod) -> Verdict {
         tail_lines: Some(TAIL_LINES),
         ..Default::default()
     };
-    let log_tail = api.logs(&name, &lp).await.unwrap_or_default();
+    // Best effort: without the tail the verdict still has the phase and the exit code.
+    let log_tail =
+        match crate::cluster::bounded(&format!("read logs of pod {name}"), api.logs(&name, &lp))
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("{e}; the verdict of {name} has no agent marker");
+                String::new()
+            }
+        };
     let (phase, code) = follow::outcome(pod);
     let started = pod
         .status
@@ -292,6 +366,7 @@ pub async fn verdict(api: &Api<Pod>, pod: &Pod) -> Verdict {
         marker: marker::last(&log_tail),
         log_tail,
         finished: finished.unwrap_or_else(Timestamp::now),
+        reason: follow::termination_reason(pod),
     }
 }
 
@@ -322,12 +397,15 @@ pub fn write_report(dir: &Path, v: &Verdict) -> Result<()> {
     }
     let io =
         |e: std::io::Error| Error::other(format!("cannot write report in {}: {e}", dir.display()));
-    std::fs::create_dir_all(target.parent().unwrap_or(dir)).map_err(io)?;
-    let tmp = target.with_file_name(format!(".{file}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, report_text(v)).map_err(io)?;
-    std::fs::rename(&tmp, &target).map_err(io)?;
+    let parent = target.parent().unwrap_or(dir);
+    std::fs::create_dir_all(parent).map_err(io)?;
+    marker::write_atomic(&target, report_text(v).as_bytes())
+        .map_err(|e| Error::other(format!("cannot write report {}: {e}", target.display())))?;
     if stale.exists() {
         std::fs::remove_file(&stale).map_err(io)?;
+        if let Some(p) = stale.parent() {
+            marker::sync_dir(p).map_err(io)?;
+        }
     }
     Ok(())
 }
@@ -342,6 +420,9 @@ fn report_text(v: &Verdict) -> String {
         v.branch.as_deref().unwrap_or("-"),
         v.finished,
     );
+    if let Some(r) = &v.reason {
+        s.push_str(&format!("reason_terminated: {r}\n"));
+    }
     match &v.marker {
         Some(Marker::Done(sha)) => s.push_str(&format!("commit: {sha}\n")),
         Some(Marker::NoChanges) => s.push_str("commit: none (no changes)\n"),
@@ -374,6 +455,7 @@ mod tests {
             marker,
             log_tail: "asdo: running opencode\nasdo: failed agent: opencode exited 1\n".into(),
             finished: Timestamp::now(),
+            reason: None,
         }
     }
 

@@ -170,3 +170,174 @@ fn cleanup_reports_api_errors() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("500"), "{r:?}");
 }
+
+/// Namespaces that would change which object a request addresses if they reached a path.
+const HOSTILE_NAMESPACES: &[&str] = &[
+    "agent-orchestrator-dev?",
+    "agent-orchestrator-dev#x",
+    "agent-orchestrator-dev/pods/x",
+    "..",
+    "agent-orchestrator-dev/../kube-system",
+    "agent%2Fx",
+    "agent orchestrator",
+    "agént",
+    "Agent-Orchestrator-Dev",
+    "",
+    "ns\nx",
+];
+
+const HOSTILE_SELECTORS: &[&str] = &[
+    "a=b?x",
+    "a=b#x",
+    "a=b/c",
+    "task-id=T1&labelSelector=",
+    "a=%2F",
+    "a b",
+    "ü=1",
+    "=x",
+    "a=b,",
+    "a in (b",
+    "a\nb",
+];
+
+/// Every DELETE asdo ever sent is of pods in the namespace, by collection or by name.
+fn assert_only_pod_deletes(env: &Env) {
+    for r in env
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+    {
+        let rest = r
+            .path
+            .strip_prefix(&format!("/api/v1/namespaces/{NS}/pods"))
+            .unwrap_or_else(|| panic!("DELETE of {} is not of pods in {NS}", r.path));
+        assert!(
+            rest.is_empty()
+                || rest.strip_prefix('/').is_some_and(|n| n
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')),
+            "DELETE of {}",
+            r.path
+        );
+    }
+}
+
+fn one_line_usage(r: &Run, what: &str) {
+    assert_eq!(r.code, 2, "{what}: {r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{what}: one line: {r:?}");
+    assert!(r.stderr.starts_with("error: "), "{what}: {r:?}");
+}
+
+#[test]
+fn hostile_namespaces_and_selectors_send_nothing() {
+    let env = Env::new();
+    seed(&env);
+    // A pod asdo never owned, next to the task pods.
+    let mut other = task_pod("X9", "Running", None, Duration::from_secs(60));
+    other.metadata.name = Some("not-asdo".into());
+    other.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+    env.server.insert_pod(other);
+    env.server.clear_requests();
+    let commands: &[&[&str]] = &[
+        &["cleanup"],
+        &["cleanup", "--older-than", "1s"],
+        &["cleanup", "--all", "--force"],
+        &["list"],
+        &["logs", "T1", "--no-follow"],
+        &["logs", "--all", "--no-follow"],
+        &["wait", "T1", "--timeout", "5s"],
+        &["status", "T1"],
+        &[
+            "spawn",
+            "--task-id",
+            "T7",
+            "--branch",
+            "b",
+            "--repo",
+            "git@h:o/r.git",
+        ],
+    ];
+    for ns in HOSTILE_NAMESPACES {
+        for cmd in commands {
+            let mut args = vec!["-n", ns];
+            args.extend_from_slice(cmd);
+            let r = env.asdo(&args);
+            one_line_usage(&r, &format!("-n {ns:?} {cmd:?}"));
+            assert!(r.stderr.contains("namespace"), "{r:?}");
+        }
+        // The same through $NAMESPACE.
+        let mut c = env.cmd(&["cleanup"]);
+        c.env("NAMESPACE", ns);
+        let r = run_with_timeout(c, Duration::from_secs(60));
+        one_line_usage(&r, &format!("NAMESPACE={ns:?}"));
+    }
+    for sel in HOSTILE_SELECTORS {
+        for cmd in [
+            &["cleanup", "-l"][..],
+            &["list", "-l"],
+            &["logs", "--no-follow", "-l"],
+            &["logs", "-l"],
+        ] {
+            let mut args = cmd.to_vec();
+            args.push(sel);
+            let r = env.asdo(&args);
+            one_line_usage(&r, &format!("{args:?}"));
+            assert!(r.stderr.contains("selector"), "{r:?}");
+        }
+    }
+    for id in ["T1?", "T1#", "../x", "t1/x", "T1%2F", "", "T 1"] {
+        for cmd in [
+            &["logs", id][..],
+            &["status", id],
+            &["wait", id],
+            &["cleanup", "--task-id", id],
+        ] {
+            let r = env.asdo(cmd);
+            one_line_usage(&r, &format!("{cmd:?}"));
+        }
+    }
+    assert_eq!(
+        env.server.requests(),
+        vec![],
+        "no hostile input reaches the API server"
+    );
+    assert!(env.server.pod(NS, "not-asdo").is_some());
+    assert_eq!(env.server.pods(NS).len(), 5);
+
+    // The real deletes: a collection and per-pod, and nothing else.
+    let r = env.asdo(&["cleanup", "--older-than", "1h"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = env.asdo(&["cleanup", "-l", "task-id in (T2, T4)"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_only_pod_deletes(&env);
+    assert!(env.count("DELETE", "/pods") >= 2);
+    assert!(
+        env.server.pod(NS, "not-asdo").is_some(),
+        "never a foreign pod"
+    );
+    // A valid selector the server still refuses is one line and exit 1, not a retry.
+    env.server.fail_next_matching(1, 400, "DELETE", "/pods");
+    let r = env.asdo(&["cleanup", "-l", "x=y"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+}
+
+#[test]
+fn cleanup_deletes_only_the_pod_it_listed() {
+    let env = Env::new();
+    seed(&env);
+    let r = env.asdo(&["cleanup", "--older-than", "2h", "-v"]);
+    assert_eq!(r.stdout, "pod/agent-t1 deleted\n", "{r:?}");
+    let deletes: Vec<_> = env
+        .server
+        .requests()
+        .into_iter()
+        .filter(|q| q.method == "DELETE")
+        .collect();
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert_eq!(
+        deletes[0].path,
+        format!("/api/v1/namespaces/{NS}/pods/agent-t1")
+    );
+}

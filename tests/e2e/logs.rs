@@ -107,12 +107,15 @@ fn image_pull_failure_is_reported_and_fails() {
         "registry.example/does-not-exist:1",
     ]);
     assert_eq!(r.code, 0, "{r:?}");
-    let r = env.asdo(&["logs", "T006"]);
+    // The kubelet keeps retrying a pull, so asdo keeps waiting (saying why) until the
+    // start timeout; the final error names the reason.
+    let r = env.asdo(&["logs", "T006", "--start-timeout", "3s"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr.contains("ImagePullBackOff") || r.stderr.contains("ErrImagePull"),
         "{r:?}"
     );
+    assert!(r.stderr.contains("did not start within 3s"), "{r:?}");
     assert!(r.stdout.is_empty());
 }
 
@@ -131,9 +134,10 @@ fn missing_secret_is_reported() {
         "default",
     ]);
     assert_eq!(r.code, 0, "{r:?}");
-    let r = env.asdo(&["logs", "T007", "-n", "default"]);
+    let r = env.asdo(&["logs", "T007", "-n", "default", "--start-timeout", "3s"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("CreateContainerConfigError"), "{r:?}");
+    assert!(r.stderr.contains("did not start within"), "{r:?}");
 }
 
 #[test]
@@ -207,4 +211,156 @@ fn all_follows_every_task_pod_including_new_ones() {
     assert_eq!(line, "[B2] from-b2\n");
     child.kill().unwrap();
     let _ = child.wait();
+}
+
+/// A tiny deterministic generator, so every run of the property test is the same.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// `--tail N` then cuts at random points: the tail is printed once, every later line
+/// once, whatever N (0 included: a reconnect never reuses tailLines).
+#[test]
+fn tail_then_random_cuts_lose_and_double_nothing() {
+    for (seed, tail) in [(1u64, 0usize), (2, 0), (3, 2), (4, 20)] {
+        let mut rng = Lcg(seed);
+        let env = Env::new();
+        let go = env.dir.0.join("go");
+        let script = format!(
+            "for i in 1 2 3 4 5; do echo \"old $i\"; sleep 0.2; done; \
+             while [ ! -f {go} ]; do sleep 0.05; done; \
+             for i in $(seq 1 15); do echo \"new $i\"; sleep 0.2; done",
+            go = go.display()
+        );
+        env.spawn_script("TP", &script);
+        assert!(eventually(Duration::from_secs(30), || {
+            env.kubectl(&["logs", "agent-tp", "-n", NS])
+                .stdout
+                .lines()
+                .count()
+                == 5
+        }));
+        let tail_arg = tail.to_string();
+        let mut child = env.start(&["logs", "TP", "--tail", &tail_arg]);
+        assert!(
+            eventually(Duration::from_secs(30), || env
+                .server
+                .requests()
+                .iter()
+                .any(
+                    |r| r.path.ends_with("/log") && r.query.contains("follow=true")
+                )),
+            "asdo follows"
+        );
+        // Cuts: every new stream after a random number of bytes (room for > 1 s of
+        // lines, see survives_repeated_stream_cuts_…), and a few at random moments.
+        env.server
+            .set_log_drop_after_bytes(Some(400 + rng.next(300) as usize));
+        std::fs::write(&go, "").unwrap();
+        for _ in 0..rng.next(4) {
+            std::thread::sleep(Duration::from_millis(100 + rng.next(600)));
+            env.server.drop_log_streams_now();
+        }
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        let r = wait_output(child, Duration::from_secs(60));
+        assert_eq!(r.code, 0, "seed {seed}: {r:?}");
+        let old = (1..=5).skip(5 - tail.min(5)).map(|i| format!("old {i}\n"));
+        let new = (1..=15).map(|i| format!("new {i}\n"));
+        let want: String = old.chain(new).collect();
+        assert_eq!(out, want, "seed {seed}, --tail {tail}");
+    }
+}
+
+#[test]
+fn no_follow_returns_at_once_for_a_pod_that_has_not_started() {
+    let env = Env::new();
+    env.spawn_script("D1", "echo done-one");
+    assert!(
+        env.server
+            .wait_for_phase(NS, "agent-d1", "Succeeded", Duration::from_secs(20))
+    );
+    env.server
+        .set_unschedulable(Some("0/1 nodes are available"));
+    env.spawn_script("P1", "echo never");
+    let r = env.asdo(&["logs", "P1", "--no-follow"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{r:?}");
+    assert!(r.stderr.contains("not started yet"), "{r:?}");
+    // One Pending pod does not stall the others.
+    let r = env.asdo(&["logs", "--all", "--no-follow"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "[D1] done-one\n", "{r:?}");
+    assert!(
+        r.stderr.contains("agent-p1") && r.stderr.contains("not started yet"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn refused_requests_end_the_command_with_what_to_check() {
+    let env = Env::new();
+    env.spawn_script("R1", "echo hi; sleep 30");
+    assert!(
+        env.server
+            .wait_for_phase(NS, "agent-r1", "Running", Duration::from_secs(20))
+    );
+    let cases: &[(u16, &[&str], &str)] = &[
+        (403, &["wait", "R1"], "forbidden"),
+        (401, &["wait", "--all"], "unauthorized"),
+        (403, &["logs", "--all"], "forbidden"),
+        (401, &["logs", "-l", "task-id=R1"], "unauthorized"),
+        (400, &["logs", "-l", "task-id=R1"], "selector"),
+        (401, &["logs", "R1"], "unauthorized"),
+        (403, &["status", "R1"], "forbidden"),
+    ];
+    for (code, args, says) in cases {
+        env.server.fail_next_matching(1000, *code, "GET", "/pods");
+        let r = env.asdo(args);
+        env.server.clear_failures();
+        assert_eq!(r.code, 1, "{code} {args:?}: {r:?}");
+        assert!(
+            r.stderr.to_lowercase().contains(says),
+            "{code} {args:?}: {r:?}"
+        );
+        assert_eq!(
+            r.stderr.lines().filter(|l| l.starts_with("error:")).count(),
+            1,
+            "{r:?}"
+        );
+    }
+    // The log route alone refused.
+    env.server.fail_next_matching(1000, 403, "GET", "/log");
+    let r = env.asdo(&["logs", "R1"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("forbidden"), "{r:?}");
+}
+
+#[test]
+fn a_finished_pod_whose_log_keeps_failing_is_retried_with_backoff_then_given_up() {
+    let env = Env::new();
+    env.server
+        .insert_pod(task_pod("G1", "Failed", Some(1), Duration::from_secs(60)));
+    // The node is gone: every log read fails.
+    env.server.fail_next_matching(100_000, 500, "GET", "/log");
+    let started = std::time::Instant::now();
+    let r = env.asdo(&["logs", "G1", "--retry-for", "6s"]);
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("retrying for up to 6s"),
+        "says it retries: {r:?}"
+    );
+    assert!(r.stderr.contains("giving up"), "{r:?}");
+    let n = env.count("GET", "/log");
+    let rate = n as f64 / secs;
+    eprintln!("{n} log requests in {secs:.1}s = {rate:.1}/s");
+    assert!(n <= 20, "backoff: {n} log requests in {secs:.1}s");
 }

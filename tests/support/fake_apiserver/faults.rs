@@ -16,6 +16,10 @@ pub(crate) struct Faults {
 struct Settings {
     log_drop_after: Option<usize>,
     failures: Vec<Failure>,
+    /// Answered with the code only after the request was handled (and stored).
+    failures_after: Vec<Failure>,
+    /// Accepted and never answered.
+    hangs: Vec<Failure>,
     response_delay: Duration,
     schedule_delay: Duration,
     forbidden: HashSet<String>,
@@ -29,12 +33,38 @@ struct Failure {
     path_contains: Option<String>,
 }
 
+fn rule(n: usize, code: u16, method: Option<&str>, path_contains: Option<&str>) -> Failure {
+    Failure {
+        remaining: n,
+        code,
+        method: method.map(|m| m.to_ascii_uppercase()),
+        path_contains: path_contains.map(str::to_string),
+    }
+}
+
+fn take(rules: &mut Vec<Failure>, method: &str, path: &str) -> Option<u16> {
+    let i = rules.iter().position(|f| {
+        f.remaining > 0
+            && f.method.as_deref().is_none_or(|m| m == method)
+            && f.path_contains.as_deref().is_none_or(|p| path.contains(p))
+    })?;
+    let f = &mut rules[i];
+    f.remaining -= 1;
+    let code = f.code;
+    if f.remaining == 0 {
+        rules.remove(i);
+    }
+    Some(code)
+}
+
 impl Faults {
     pub fn new() -> Faults {
         Faults {
             inner: Mutex::new(Settings {
                 log_drop_after: None,
                 failures: vec![],
+                failures_after: vec![],
+                hangs: vec![],
                 response_delay: Duration::ZERO,
                 schedule_delay: Duration::from_millis(200),
                 forbidden: HashSet::new(),
@@ -86,19 +116,38 @@ impl Faults {
 
     /// Consumes one matching injected failure, oldest rule first.
     pub fn take_failure(&self, method: &str, path: &str) -> Option<u16> {
+        self.with(|s| take(&mut s.failures, method, path))
+    }
+
+    /// The next `n` matching requests are handled, then answered with `code` instead
+    /// (a 504 from a proxy after the object was stored).
+    pub fn add_failure_after(&self, n: usize, code: u16, method: &str, path_contains: &str) {
         self.with(|s| {
-            let i = s.failures.iter().position(|f| {
-                f.method.as_deref().is_none_or(|m| m == method)
-                    && f.path_contains.as_deref().is_none_or(|p| path.contains(p))
-            })?;
-            let f = &mut s.failures[i];
-            f.remaining -= 1;
-            let code = f.code;
-            if f.remaining == 0 {
-                s.failures.remove(i);
-            }
-            Some(code)
-        })
+            s.failures_after
+                .push(rule(n, code, Some(method), Some(path_contains)))
+        });
+    }
+
+    /// Drops every injected failure and hang rule still pending.
+    pub fn clear(&self) {
+        self.with(|s| {
+            s.failures.clear();
+            s.failures_after.clear();
+            s.hangs.clear();
+        });
+    }
+
+    pub fn take_failure_after(&self, method: &str, path: &str) -> Option<u16> {
+        self.with(|s| take(&mut s.failures_after, method, path))
+    }
+
+    /// The next `n` matching requests are accepted and never answered.
+    pub fn add_hang(&self, n: usize, method: Option<&str>, path_contains: Option<&str>) {
+        self.with(|s| s.hangs.push(rule(n, 0, method, path_contains)));
+    }
+
+    pub fn take_hang(&self, method: &str, path: &str) -> bool {
+        self.with(|s| take(&mut s.hangs, method, path).is_some())
     }
 
     pub fn set_response_delay(&self, d: Duration) {

@@ -351,6 +351,25 @@ impl FakeApiServer {
             .add_failure(n, code, Some(method), Some(path_contains));
     }
 
+    /// Forgets every injected failure and hang still pending.
+    pub fn clear_failures(&self) {
+        self.shared.faults.clear();
+    }
+
+    /// The next `n` matching requests are handled as usual (a create stores its object),
+    /// then answered with `code`, as a proxy's 504 after the API server did the work.
+    pub fn fail_next_after_handling(&self, n: usize, code: u16, method: &str, path_contains: &str) {
+        self.shared
+            .faults
+            .add_failure_after(n, code, method, path_contains);
+    }
+
+    /// The next `n` requests with this method (any if None) whose path contains
+    /// `path_contains` (any if None) are accepted and never answered.
+    pub fn hang_next_matching(&self, n: usize, method: Option<&str>, path_contains: Option<&str>) {
+        self.shared.faults.add_hang(n, method, path_contains);
+    }
+
     pub fn set_response_delay(&self, d: Duration) {
         self.shared.faults.set_response_delay(d);
     }

@@ -116,6 +116,12 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Re
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if shared.faults.take_hang(&method, &path) {
+        // An overloaded API server or a black-holed load balancer: the connection is
+        // accepted, the request read, and nothing ever comes back.
+        std::future::pending::<()>().await;
+    }
+    let after = shared.faults.take_failure_after(&method, &path);
     let resp = match shared.faults.take_failure(&method, &path) {
         Some(code) => error(&ApiError::injected(code)),
         None => {
@@ -131,6 +137,10 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Re
                 .await
                 .unwrap_or_else(|e| error(&e))
         }
+    };
+    let resp = match after {
+        Some(code) => error(&ApiError::injected(code)),
+        None => resp,
     };
     shared.requests.finish(id, resp.status().as_u16());
     Ok(resp)
