@@ -263,8 +263,8 @@ pub fn is_image(s: &str) -> bool {
                     && !l.starts_with('-')
                     && !l.ends_with('-')
             });
-        let port_ok = !host.contains(':')
-            || (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+        let port_ok =
+            !host.contains(':') || (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
         if !host_ok || !port_ok {
             return false;
         }

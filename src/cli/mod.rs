@@ -266,15 +266,23 @@ fn one_line(rendered: &str) -> String {
 /// spec-kit looks for `scripts/spawn-pod.sh`; a symlink of that name to asdo acts as `asdo spawn`.
 fn shim_args(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let mut args: Vec<_> = args.collect();
-    let invoked_as = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or("");
-    if invoked_as.starts_with("spawn-pod") && args.get(1).is_none_or(|a| a != "spawn") {
+    if args.first().is_some_and(|a| is_spawn_pod(a)) && args.get(1).is_none_or(|a| a != "spawn") {
         args.insert(1, "spawn".into());
     }
     args
+}
+
+fn is_spawn_pod(argv0: &std::ffi::OsStr) -> bool {
+    std::path::Path::new(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("spawn-pod"))
+}
+
+/// Run as spec-kit's `spawn-pod.sh`: spawn then defaults to `--if-exists skip`, because
+/// `implement.sh` spawns every task again on a re-run and stops at the first non-zero exit.
+pub fn invoked_as_spawn_pod() -> bool {
+    std::env::args_os().next().is_some_and(|a| is_spawn_pod(&a))
 }
 
 /// kubectl runs a plugin `kubectl-asdo` (a copy or link of asdo, as krew installs it) for

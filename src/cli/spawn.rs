@@ -13,7 +13,9 @@ use serde_json::Value;
 use super::{Global, Output, Scope, print_object};
 use crate::cluster;
 use crate::error::{Error, Result, exit};
+use crate::existing::{self, Decision, IfExists};
 use crate::render::{self, Target};
+use crate::speckit;
 use crate::task::{self, Task};
 use crate::values::{self, Values};
 
@@ -86,12 +88,31 @@ pub struct SpawnArgs {
     /// Stream the task's logs after creating it; exit with the task's exit code.
     #[arg(long, conflicts_with = "wait")]
     pub follow: bool,
-    /// Delete an existing finished pod of the same task first.
-    #[arg(long)]
+    /// Same as --if-exists replace: re-run a finished pod of the task, or one that cannot start.
+    #[arg(long, conflicts_with = "if_exists")]
     pub replace: bool,
+    /// When the task's pod exists: skip (a running or succeeded pod of the same branch and
+    /// repo stays, "unchanged", exit 0), fail, or replace (a finished or stuck pod).
+    /// Default: skip when run as spawn-pod.sh (spec-kit re-runs), fail otherwise.
+    #[arg(long, value_enum, env = "ASDO_IF_EXISTS")]
+    pub if_exists: Option<IfExists>,
+    /// Where spec-kit reads its delegation files; spawn writes delegation_prompts/<id>.md
+    /// there. Default, when --context-dir is a spec-kit feature directory here: the
+    /// directory the detected spec-kit version reads (the repository root, or
+    /// <feature>/.async_state).
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
 }
 
 impl SpawnArgs {
+    fn if_exists(&self) -> IfExists {
+        match (self.replace, self.if_exists) {
+            (true, _) => IfExists::Replace,
+            (false, Some(p)) => p,
+            (false, None) => IfExists::default_for(super::invoked_as_spawn_pod()),
+        }
+    }
+
     /// Flags win over positionals, like the old spawn-pod.sh.
     fn pick(flag: &Option<String>, pos: &Option<String>) -> String {
         flag.clone().or_else(|| pos.clone()).unwrap_or_default()
@@ -106,6 +127,8 @@ struct Plan {
     user_values: Value,
     image: Option<String>,
     ssh_secret: Option<String>,
+    /// spec-kit's delegation directory (`--report-dir`, or the detected one).
+    report_dir: Option<PathBuf>,
 }
 
 /// How many creates a task list sends at once: enough to hide latency, few
@@ -134,6 +157,9 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
         return Ok(exit::OK);
     }
 
+    if let Some(dir) = &plan.report_dir {
+        speckit::check_writable(dir)?;
+    }
     let client = cluster::client(&scope.cluster).await?;
     let cm_name = Values::from_value(scope.defaults.clone())?.config_map_name(&scope.release);
     let cluster_values =
@@ -169,13 +195,13 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     let ns = scope.namespace.as_str();
 
     if plan.batch {
-        return create_all(&api, ns, pods, &args).await;
+        return create_all(&api, ns, pods, &args, &plan).await;
     }
     let pod = pods
         .into_iter()
         .next()
         .ok_or_else(|| Error::other("no task to spawn"))?;
-    let (name, uid) = create_one(&api, ns, &pod, &args).await?;
+    let (name, uid) = create_one(&api, ns, &pod, &args, &plan, &plan.tasks[0]).await?;
     if args.output.is_none() {
         eprintln!("follow it: asdo logs {} -n {ns}", plan.tasks[0].id);
     }
@@ -193,17 +219,60 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// Create one pod (replacing a finished one if asked) and print it as -o says.
+/// Create one pod (or leave or replace the task's existing one, per --if-exists), print
+/// it as -o says, and record it for spec-kit.
 async fn create_one(
     api: &kube::Api<Pod>,
     ns: &str,
     pod: &Pod,
     args: &SpawnArgs,
+    plan: &Plan,
+    task: &Task,
 ) -> Result<(String, Option<String>)> {
     let name = pod.metadata.name.clone().unwrap_or_default();
-    if args.replace {
-        replace_finished(api, &name, ns).await?;
+    let (created, fresh) = match create_or_keep(api, ns, pod, args, task).await? {
+        (p, true) => (p, true),
+        (p, false) => {
+            match args.output {
+                Some(f @ (Output::Yaml | Output::Json)) => print_pod(&p, f)?,
+                _ => println!("pod/{name} unchanged"),
+            }
+            (p, false)
+        }
+    };
+    if fresh {
+        match args.output {
+            Some(f @ (Output::Yaml | Output::Json)) => print_pod(&created, f)?,
+            _ => println!("pod/{name} created"),
+        }
     }
+    if let Some(dir) = &plan.report_dir {
+        let d = speckit::Delegation {
+            task: &task.id,
+            pod: &name,
+            namespace: Some(ns),
+            branch: &task.branch,
+            repo: Some(&task.repo),
+            spec_dir: task.spec_dir.as_deref(),
+            prompt: task.prompt.as_deref(),
+            by: "asdo spawn",
+        };
+        if let Some(path) = speckit::record(dir, &d, fresh)? {
+            tracing::info!("recorded {}", path.display());
+        }
+    }
+    Ok((name, created.metadata.uid.clone()))
+}
+
+/// The pod this call created (true), or the task's existing one that --if-exists keeps (false).
+async fn create_or_keep(
+    api: &kube::Api<Pod>,
+    ns: &str,
+    pod: &Pod,
+    args: &SpawnArgs,
+    task: &Task,
+) -> Result<(Pod, bool)> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
     let created = match cluster::create_pod(api, pod, ns).await {
         Ok(p) => p,
         // The create may have been stored while its answer was lost (a 504 from a proxy,
@@ -217,16 +286,32 @@ async fn create_one(
                     );
                     p
                 }
+                None if matches!(e, Error::AlreadyExists(_)) => {
+                    let Some(existing) = cluster::get_pod(api, &name, ns).await? else {
+                        // Deleted in between: create once more, and say so if that fails.
+                        return Ok((cluster::create_pod(api, pod, ns).await?, true));
+                    };
+                    match existing::decide(
+                        &existing,
+                        &task.id,
+                        &task.branch,
+                        &task.repo,
+                        args.if_exists(),
+                    ) {
+                        Decision::Unchanged => return Ok((existing, false)),
+                        Decision::Refuse(e) => return Err(e),
+                        Decision::Replace => {
+                            delete_existing(api, &existing, ns).await?;
+                            cluster::create_pod(api, pod, ns).await?
+                        }
+                    }
+                }
                 None => return Err(e),
             }
         }
         Err(e) => return Err(e),
     };
-    match args.output {
-        Some(f @ (Output::Yaml | Output::Json)) => print_pod(&created, f)?,
-        _ => println!("pod/{name} created"),
-    }
-    Ok((name, created.metadata.uid.clone()))
+    Ok((created, true))
 }
 
 /// The pod of this name if it carries `ours`'s spawn id (one bounded get, errors = not ours).
@@ -262,25 +347,25 @@ async fn create_all(
     ns: &str,
     pods: Vec<Pod>,
     args: &SpawnArgs,
+    plan: &Plan,
 ) -> Result<i32> {
     use futures::StreamExt;
-    let results: Vec<(String, Result<String>)> = futures::stream::iter(pods)
-        .map(|pod| async move {
-            let task = render::labels(&pod)
-                .remove(crate::task::LABEL_TASK_ID)
-                .unwrap_or_default();
-            let r = create_one(api, ns, &pod, args).await;
-            if let (true, Ok((name, uid))) = (args.wait, &r)
-                && let Err(e) =
-                    crate::follow::wait_started(api, name, uid.as_deref(), args.timeout).await
-            {
-                return (task, Err(e));
-            }
-            (task, r.map(|(name, _)| name))
-        })
-        .buffer_unordered(PARALLEL_CREATES)
-        .collect()
-        .await;
+    let results: Vec<(String, Result<String>)> =
+        futures::stream::iter(pods.into_iter().zip(&plan.tasks))
+            .map(|(pod, t)| async move {
+                let task = t.id.clone();
+                let r = create_one(api, ns, &pod, args, plan, t).await;
+                if let (true, Ok((name, uid))) = (args.wait, &r)
+                    && let Err(e) =
+                        crate::follow::wait_started(api, name, uid.as_deref(), args.timeout).await
+                {
+                    return (task, Err(e));
+                }
+                (task, r.map(|(name, _)| name))
+            })
+            .buffer_unordered(PARALLEL_CREATES)
+            .collect()
+            .await;
     let failed: Vec<&str> = results
         .iter()
         .filter_map(|(task, r)| {
@@ -463,7 +548,22 @@ fn plan(args: &SpawnArgs) -> Result<Plan> {
         }
         tasks
     };
+    let report_dir = args.report_dir.clone().or_else(|| {
+        let context = args
+            .context_dir
+            .as_deref()
+            .or(args.pos_context_dir.as_deref());
+        let feature = speckit::feature(Path::new(context.filter(|_| !batch)?))?;
+        tracing::info!(
+            "spec-kit feature {}: delegation files in {} ({})",
+            feature.dir.display(),
+            feature.report_dir().display(),
+            feature.evidence
+        );
+        Some(feature.report_dir())
+    });
     Ok(Plan {
+        report_dir,
         batch,
         tasks,
         user_values,
@@ -578,18 +678,9 @@ fn repo_relative(path: &Path) -> Option<String> {
     Some(rel.to_string_lossy().replace('\\', "/"))
 }
 
-/// `--replace`: a finished pod of the same task is deleted and we wait until it is gone;
-/// a running one is left alone (deleting it would kill work in progress).
-async fn replace_finished(api: &kube::Api<Pod>, name: &str, ns: &str) -> Result<()> {
-    let Some(existing) = cluster::get_pod(api, name, ns).await? else {
-        return Ok(());
-    };
-    let phase = crate::follow::phase(&existing);
-    if !matches!(phase, "Succeeded" | "Failed") {
-        return Err(Error::AlreadyExists(format!(
-            "pod {name} in namespace {ns} is still {phase}: --replace only replaces finished pods; stop it with `asdo cleanup --task-id <id> --all --force` first"
-        )));
-    }
+/// Delete the pod `existing::decide` chose to replace and wait until it is gone.
+async fn delete_existing(api: &kube::Api<Pod>, existing: &Pod, ns: &str) -> Result<()> {
+    let name = existing.metadata.name.as_deref().unwrap_or_default();
     // Delete exactly the finished pod we saw: if another spawn replaced it meanwhile,
     // the uid precondition fails and that run's pod is left alone.
     let uid = existing.metadata.uid.clone().unwrap_or_default();

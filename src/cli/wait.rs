@@ -150,10 +150,10 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
     if timed_out {
         for (pod, id) in wanted.iter().filter(|(p, _)| !verdicts.contains_key(*p)) {
             let current = cluster::get_pod(&api, pod, &ns).await.ok().flatten();
+            // `Pending: CreateContainerError: …`: a stuck pod says why, not just "Pending".
             let phase = current
                 .as_ref()
-                .map_or("Unknown", |p| follow::phase(p))
-                .to_string();
+                .map_or("Unknown".into(), crate::existing::describe);
             let v = Verdict {
                 task: current
                     .as_ref()
@@ -374,6 +374,18 @@ pub async fn verdict(api: &Api<Pod>, pod: &Pod) -> Verdict {
 /// atomically (temp file + rename). A marker of either kind newer than this verdict
 /// wins; an older marker of the other kind is retired so spec-kit sees one answer.
 pub fn write_report(dir: &Path, v: &Verdict) -> Result<()> {
+    // spec-kit answers `no_job` without the prompt file, whatever else exists.
+    let d = crate::speckit::Delegation {
+        task: &v.task,
+        pod: &v.pod,
+        namespace: None,
+        branch: v.branch.as_deref().unwrap_or("-"),
+        repo: None,
+        spec_dir: None,
+        prompt: None,
+        by: "asdo wait",
+    };
+    crate::speckit::record(dir, &d, false)?;
     let (kind, other) = if v.succeeded() {
         ("delegation_completed", "delegation_errors")
     } else {

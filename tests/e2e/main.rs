@@ -14,3 +14,4 @@ mod list_cleanup;
 mod logs;
 mod plugin;
 mod spawn;
+mod speckit;

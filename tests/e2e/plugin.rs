@@ -70,5 +70,8 @@ fn kubectl_finds_and_runs_asdo_as_a_plugin() {
     // Bad input still exits 2, pointing at the plugin's own help.
     let r = kubectl(&path, &["asdo", "spawn", "--no-such-flag"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("See 'kubectl asdo spawn --help'"), "{r:?}");
+    assert!(
+        r.stderr.contains("See 'kubectl asdo spawn --help'"),
+        "{r:?}"
+    );
 }
