@@ -15,6 +15,74 @@ pub enum Marker {
 }
 
 pub const PREFIX: &str = "asdo: ";
+/// Starts the agent's one-line-per-step progress (`· write src/auth.rs`), printed between
+/// the markers; not a marker, so never a verdict.
+pub const STEP: &str = "· ";
+/// `asdo: summary: …` is printed once, just before the final marker.
+const SUMMARY: &str = "summary: ";
+
+/// What the agent's session did, from `asdo: summary: files 2, tokens 240 in / 60 out, cost $0.0123`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Summary {
+    pub files: u64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    /// In US dollars, when the provider reports prices.
+    pub cost: Option<f64>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "files {}, tokens {} in / {} out",
+            self.files, self.tokens_in, self.tokens_out
+        )?;
+        if let Some(c) = self.cost {
+            write!(f, ", cost ${c:.4}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Summary {
+    /// The marker line that carries it.
+    pub fn marker(&self) -> Marker {
+        Marker::Progress(format!("{SUMMARY}{self}"))
+    }
+
+    /// Reads back what [`Summary::marker`] printed.
+    pub fn parse(line: &str) -> Option<Summary> {
+        let rest = line
+            .trim_end()
+            .strip_prefix(PREFIX)?
+            .strip_prefix(SUMMARY)?;
+        let mut s = Summary::default();
+        let (files, rest) = rest.strip_prefix("files ")?.split_once(", tokens ")?;
+        s.files = files.parse().ok()?;
+        let (tin, rest) = rest.split_once(" in / ")?;
+        s.tokens_in = tin.parse().ok()?;
+        let (tout, cost) = match rest.split_once(" out") {
+            Some((t, c)) => (t, c),
+            None => (rest, ""),
+        };
+        s.tokens_out = tout.parse().ok()?;
+        if let Some(c) = cost.strip_prefix(", cost $") {
+            s.cost = Some(c.parse().ok()?);
+        }
+        Some(s)
+    }
+}
+
+/// The newest summary line in a log excerpt.
+pub fn last_summary(log: &str) -> Option<Summary> {
+    log.lines().rev().find_map(Summary::parse)
+}
+
+/// The newest step line (`· …`) in a log excerpt, without its bullet.
+pub fn last_step(log: &str) -> Option<&str> {
+    log.lines().rev().find_map(|l| l.strip_prefix(STEP))
+}
 
 pub fn parse(line: &str) -> Option<Marker> {
     let rest = line.trim_end().strip_prefix(PREFIX)?;
@@ -97,6 +165,28 @@ mod tests {
             assert_eq!(parse(&m.to_string()), Some(m));
         }
         assert_eq!(parse("opencode says asdo: done x"), None);
+    }
+
+    #[test]
+    fn summaries_and_steps() {
+        let s = Summary {
+            files: 2,
+            tokens_in: 240,
+            tokens_out: 60,
+            cost: Some(0.0123),
+        };
+        let line = s.marker().to_string();
+        assert_eq!(
+            line,
+            "asdo: summary: files 2, tokens 240 in / 60 out, cost $0.0123"
+        );
+        assert_eq!(Summary::parse(&line), Some(s));
+        let free = Summary { cost: None, ..s };
+        assert_eq!(Summary::parse(&free.marker().to_string()), Some(free));
+        let log = format!("· write a.txt\n{line}\n· says: done\nasdo: done abc\n");
+        assert_eq!(last_summary(&log), Some(s));
+        assert_eq!(last_step(&log), Some("says: done"));
+        assert_eq!(Summary::parse("asdo: summary: garbage"), None);
     }
 
     #[test]

@@ -39,7 +39,7 @@ fn pushes_a_new_branch_created_from_the_default_branch() {
 
     let sha = f.remote_branch(BRANCH).expect("branch pushed");
     let main = f.remote_branch("main").unwrap();
-    assert_eq!(r.markers(), f.new_branch_markers("T001", &sha));
+    assert_eq!(stable(r.markers()), f.new_branch_markers("T001", &sha));
     assert_eq!(marker::last(&r.stdout), Some(Marker::Done(sha.clone())));
     // opencode's output is relayed, stdout to stdout and stderr to stderr, between the markers.
     let lines: Vec<&str> = r.stdout.lines().collect();
@@ -62,15 +62,24 @@ fn pushes_a_new_branch_created_from_the_default_branch() {
         "asdo-agent <asdo-agent@users.noreply.github.com> / asdo-agent <asdo-agent@users.noreply.github.com>"
     );
 
-    // opencode ran in the work tree with the prompt as its one message argument.
-    let argv = f.read_out("argv");
+    // `opencode serve` ran in the work tree (cwd and PWD), on loopback, its warnings on
+    // stderr; the prompt went in the request body.
+    assert_eq!(
+        f.read_out("argv"),
+        "serve\n--hostname\n127.0.0.1\n--port\n0\n--print-logs\n--log-level\nWARN\n"
+    );
+    let prompt = f.read_out("prompt");
     assert!(
-        argv.starts_with("run\nYou are working on task T001"),
-        "{argv}"
+        prompt.starts_with("You are working on task T001"),
+        "{prompt}"
     );
     assert!(
-        argv.contains("Instructions:\nAdd a greeting file\n\nIt says hello.\n"),
-        "{argv}"
+        prompt.contains("Instructions:\nAdd a greeting file\n\nIt says hello.\n"),
+        "{prompt}"
+    );
+    assert_eq!(
+        f.read_out("session"),
+        r#"{"title": "T001: Add a greeting file"}"#
     );
     assert_eq!(f.read_out("cwd").trim(), f.workspace().to_str().unwrap());
     let env = f.read_out("env");
@@ -161,7 +170,12 @@ fn opencode_failing_is_exit_12_and_nothing_is_pushed() {
     f.opencode("echo half > half.txt; echo 'provider error: 401' >&2; exit 3");
     let r = f.run_agent(&f.agent_env());
     assert_eq!(r.code, 12, "{r:?}");
-    assert_eq!(r.last_marker(), "asdo: failed agent: opencode exited 3");
+    // The verdict is the session's error in the provider's words, not an exit status.
+    assert_eq!(r.last_marker(), "asdo: failed agent: provider error: 401");
+    assert!(
+        r.stdout.contains("\n· error: provider error: 401\n"),
+        "{r:?}"
+    );
     assert!(r.stderr.contains("provider error: 401"));
     assert_eq!(f.remote_branch(BRANCH), None);
 }
@@ -360,19 +374,19 @@ fn prompt_file_spec_dir_and_model_reach_opencode() {
     set(&mut env, "GIT_AUTHOR_EMAIL", "bot@example.com");
     let r = f.run_agent(&env);
     assert_eq!(r.code, 0, "{r:?}");
-    let argv = f.read_out("argv");
-    let mut lines = argv.lines();
+    let request: serde_json::Value = serde_json::from_str(&f.read_out("prompt_request")).unwrap();
     assert_eq!(
-        [lines.next(), lines.next(), lines.next()],
-        [Some("run"), Some("-m"), Some("anthropic/claude-sonnet-4-5")]
+        request,
+        serde_json::json!({"model": {"providerID": "anthropic", "modelID": "claude-sonnet-4-5"}})
+    );
+    let prompt = f.read_out("prompt");
+    assert!(
+        prompt.contains("Task T001 is listed in specs/001-auth/tasks.md"),
+        "{prompt}"
     );
     assert!(
-        argv.contains("Task T001 is listed in specs/001-auth/tasks.md"),
-        "{argv}"
-    );
-    assert!(
-        argv.contains("Implement the login endpoint\nUse JWT."),
-        "{argv}"
+        prompt.contains("Implement the login endpoint\nUse JWT."),
+        "{prompt}"
     );
     let sha = f.remote_branch(BRANCH).unwrap();
     assert_eq!(
@@ -535,7 +549,15 @@ fn output_is_relayed_live_line_by_line() {
     let rest: Vec<String> = rx.iter().collect();
     let r = wait_for(child, Duration::from_secs(30));
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(rest, ["second", "asdo: done no-changes"]);
+    assert_eq!(
+        rest,
+        [
+            "second",
+            "· says: stand-in finished",
+            "asdo: summary: files 0, tokens 10 in / 5 out",
+            "asdo: done no-changes"
+        ]
+    );
 }
 
 #[test]
@@ -562,10 +584,9 @@ fn lots_of_output_arrives_whole_and_cannot_fake_a_marker() {
         r.stdout.contains("\n| asdo: done 0123456789abcdef\n"),
         "escaped"
     );
-    assert!(
-        r.stdout
-            .contains("\nno newline at the end\nasdo: done no-changes\n")
-    );
+    // The unterminated last line is ended for it, and the verdict is on a line of its own.
+    assert!(r.stdout.contains("\nno newline at the end\n"), "{r:?}");
+    assert!(r.stdout.ends_with("\nasdo: done no-changes\n"));
     assert_eq!(marker::last(&r.stdout), Some(Marker::NoChanges));
 }
 
@@ -638,7 +659,7 @@ fn sigterm_stops_opencode_and_everything_it_started_then_exits_143() {
     let rest: Vec<String> = rx.iter().collect();
     assert_eq!(
         rest.last().unwrap(),
-        "asdo: failed agent: terminated by SIGTERM"
+        "asdo: failed timeout: terminated by SIGTERM; no changes to push"
     );
     assert!(
         eventually(Duration::from_secs(5), || !alive(grandchild)),
@@ -652,8 +673,9 @@ fn a_child_ignoring_sigterm_is_killed_after_the_grace_period() {
     let f = Fixture::new("sigterm-ignored");
     let (child, rx) = start_then(
         &f,
-        "trap '' TERM; echo started; sleep 60",
-        &[("ASDO_KILL_GRACE", "1")],
+        "echo started; sleep 60",
+        // The stand-in server itself ignores SIGTERM.
+        &[("ASDO_KILL_GRACE", "1"), ("ASDO_STANDIN_IGNORE_TERM", "1")],
     );
     let sent = Instant::now();
     send(&child, libc::SIGTERM);
@@ -667,7 +689,7 @@ fn a_child_ignoring_sigterm_is_killed_after_the_grace_period() {
     let rest: Vec<String> = rx.iter().collect();
     assert_eq!(
         rest.last().unwrap(),
-        "asdo: failed agent: terminated by SIGTERM"
+        "asdo: failed timeout: terminated by SIGTERM; no changes to push"
     );
 }
 
@@ -793,4 +815,382 @@ fn real_opencode_client_drives_one_session() {
     assert_eq!(roles.first(), Some(&"user"), "{roles:?}");
     assert_eq!(model.turns().len(), 2, "a tool call, then the final answer");
     assert!(model.turns()[0].text().contains("write hello.txt"));
+}
+
+// ---- The real opencode (1.18.33) against the scripted model server ----------------
+// Each case starts `opencode serve` once (seconds of CPU), so they are few and each
+// checks several things. Paths in tool calls are the work tree's, as a model would send.
+
+const REAL_PASSWORD: &str = "pw-real-opencode-test";
+
+fn real_env(f: &Fixture, model: &ModelServer, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = f.agent_env();
+    set(
+        &mut env,
+        "PATH",
+        &format!("{}:{}", opencode_dir().display(), f.path_var()),
+    );
+    set(
+        &mut env,
+        "OPENCODE_CONFIG_CONTENT",
+        &model.opencode_config(),
+    );
+    set(&mut env, "OPENCODE_DISABLE_MODELS_FETCH", "1");
+    set(&mut env, "OPENCODE_MODEL", "stub/stub-model");
+    set(&mut env, "OPENCODE_SERVER_PASSWORD", REAL_PASSWORD);
+    for (k, v) in extra {
+        set(&mut env, k, v);
+    }
+    env
+}
+
+/// Runs the agent with the real opencode; generous, since a loaded 2-core machine
+/// takes up to a minute per case.
+fn run_real(f: &Fixture, env: &[(String, String)]) -> AgentRun {
+    let started = Instant::now();
+    let r = wait_for(
+        f.agent_cmd(env, &[]).spawn().unwrap(),
+        Duration::from_secs(400),
+    );
+    eprintln!("real opencode case took {:?}", started.elapsed());
+    assert!(
+        !r.stdout.contains(REAL_PASSWORD) && !r.stderr.contains(REAL_PASSWORD),
+        "the server password stays out of the log"
+    );
+    r
+}
+
+fn ws(f: &Fixture, rel: &str) -> std::path::PathBuf {
+    f.workspace().join(rel)
+}
+
+#[test]
+fn real_opencode_happy_path_pushes_and_logs_each_step() {
+    let f = Fixture::new("real-ok");
+    let model = ModelServer::start(vec![
+        Step::write(&ws(&f, "hello.txt"), "hello\n"),
+        Step::bash("printf 'two\\n' > two.txt"),
+        Step::text("Created hello.txt and two.txt."),
+    ]);
+    let r = run_real(&f, &real_env(&f, &model, &[]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let sha = f.remote_branch(BRANCH).expect("pushed");
+    assert_eq!(r.last_marker(), format!("asdo: done {sha}"));
+    assert_eq!(f.remote_file(BRANCH, "hello.txt"), "hello");
+    assert_eq!(f.remote_file(BRANCH, "two.txt"), "two");
+    for line in [
+        "· write hello.txt",
+        "· bash printf 'two\\n' > two.txt → exit 0",
+        "· says: Created hello.txt and two.txt.",
+    ] {
+        assert!(r.stdout.lines().any(|l| l == line), "{line:?} in {r:?}");
+    }
+    let summary = marker::last_summary(&r.stdout).expect("a summary line");
+    assert_eq!(summary.files, 2, "{r:?}");
+    assert!(
+        summary.tokens_in >= 360 && summary.tokens_out >= 90,
+        "{summary:?}"
+    );
+    assert!(r.stdout.contains("asdo: opencode session ses_"), "{r:?}");
+    // The prompt reached the model in the request body; one turn per step, no title call.
+    let turns = model.turns();
+    assert_eq!(turns.len(), 3, "{}", turns.len());
+    assert!(
+        turns[0]
+            .text()
+            .contains("Instructions:\nAdd a greeting file")
+    );
+    assert_eq!(
+        model.requests().len(),
+        3,
+        "the session title is given, so no title call"
+    );
+}
+
+/// OpenCode's own defaults ask before reading `.env`; the default policy approves it
+/// (logged) and the session runs to its end, instead of stopping half-way with exit 0.
+#[test]
+fn real_opencode_default_permissions_env_read_is_approved_and_logged() {
+    let f = Fixture::new("real-env");
+    let model = ModelServer::start(vec![
+        Step::write(&ws(&f, "hello.txt"), "hello\n"),
+        Step::read(&ws(&f, ".env")),
+        Step::write(&ws(&f, "after.txt"), "after\n"),
+        Step::text("Done."),
+    ]);
+    let r = run_real(&f, &real_env(&f, &model, &[]));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l == "· permission read .env → approved (agent.permissions=approve)"),
+        "{r:?}"
+    );
+    assert_eq!(
+        f.remote_file(BRANCH, "after.txt"),
+        "after",
+        "the session went on after the ask"
+    );
+}
+
+fn edit_ask(f: &Fixture, model: &ModelServer, policy: &str, idle: &str) -> AgentRun {
+    let config = model.opencode_config_with(
+        model_server::API_KEY,
+        serde_json::json!({"permission": {"edit": "ask"}}),
+    );
+    let env = real_env(
+        f,
+        model,
+        &[
+            ("OPENCODE_CONFIG_CONTENT", &config),
+            ("ASDO_PERMISSIONS", policy),
+            ("ASDO_IDLE_TIMEOUT", idle),
+        ],
+    );
+    run_real(f, &env)
+}
+
+#[test]
+fn real_opencode_permission_ask_under_fail_is_exit_12_naming_it() {
+    let f = Fixture::new("real-ask-fail");
+    let model = ModelServer::start(vec![
+        Step::write(&ws(&f, "hello.txt"), "hello\n"),
+        Step::text("Done."),
+    ]);
+    let r = edit_ask(&f, &model, "fail", "20m");
+    assert_eq!(r.code, 12, "{r:?}");
+    assert_eq!(
+        r.last_marker(),
+        "asdo: failed agent: permission edit hello.txt was asked for and agent.permissions=fail refuses it"
+    );
+    assert!(
+        r.stdout
+            .contains("· permission edit hello.txt → refused (agent.permissions=fail)"),
+        "{r:?}"
+    );
+    assert_eq!(f.remote_branch(BRANCH), None);
+}
+
+#[test]
+fn real_opencode_permission_ask_under_wait_is_bounded_by_the_idle_timeout() {
+    let f = Fixture::new("real-ask-wait");
+    let model = ModelServer::start(vec![
+        Step::write(&ws(&f, "hello.txt"), "hello\n"),
+        Step::text("Done."),
+    ]);
+    let r = edit_ask(&f, &model, "wait", "8s");
+    assert_eq!(r.code, 12, "{r:?}");
+    assert_eq!(
+        r.last_marker(),
+        "asdo: failed agent: stalled: no activity for 8s (permission edit hello.txt was not answered)"
+    );
+    assert!(
+        r.stdout
+            .contains("· permission edit hello.txt → waiting for an answer on asdo attach"),
+        "{r:?}"
+    );
+    assert_eq!(f.remote_branch(BRANCH), None);
+}
+
+#[test]
+fn real_opencode_permission_ask_under_approve_finishes_the_task() {
+    let f = Fixture::new("real-ask-approve");
+    let model = ModelServer::start(vec![
+        Step::write(&ws(&f, "hello.txt"), "hello\n"),
+        Step::text("Done."),
+    ]);
+    let r = edit_ask(&f, &model, "approve", "20m");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("· permission edit hello.txt → approved"),
+        "{r:?}"
+    );
+    assert_eq!(f.remote_file(BRANCH, "hello.txt"), "hello");
+}
+
+/// Started from a shell inside another repository (PWD set to it): OpenCode still works
+/// in the task's work tree, where a relative path lands.
+#[test]
+fn real_opencode_works_in_the_work_tree_whatever_pwd_says() {
+    let f = Fixture::new("real-pwd");
+    let other = f.path("other");
+    f.git(&["init", "--quiet", other.to_str().unwrap()]);
+    let model = ModelServer::start(vec![
+        Step::tool(
+            "write",
+            serde_json::json!({"filePath": "hello.txt", "content": "here\n"}),
+        ),
+        Step::text("Done."),
+    ]);
+    let env = real_env(&f, &model, &[("PWD", other.to_str().unwrap())]);
+    let r = run_real(&f, &env);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(f.remote_file(BRANCH, "hello.txt"), "here");
+    assert!(
+        !other.join("hello.txt").exists(),
+        "nothing written in the other repository"
+    );
+}
+
+fn big_prompt(tag: &str, size: usize) {
+    let f = Fixture::new(tag);
+    let mut text = String::from("Write big.txt\n");
+    while text.len() < size {
+        text.push_str("spec line: the endpoint returns 200 with a JSON body.\n");
+    }
+    text.push_str("END-OF-PROMPT\n");
+    std::fs::write(f.path("prompt.md"), &text).unwrap();
+    let model = ModelServer::start(vec![
+        Step::write(&ws(&f, "big.txt"), "big\n"),
+        Step::text("Done."),
+    ]);
+    let mut env = real_env(&f, &model, &[]);
+    unset(&mut env, "TASK_PROMPT");
+    set(
+        &mut env,
+        "TASK_PROMPT_FILE",
+        f.path("prompt.md").to_str().unwrap(),
+    );
+    let r = run_real(&f, &env);
+    assert_eq!(r.code, 0, "{r:?}");
+    let first = &model.turns()[0];
+    assert!(first.bytes > size, "{} bytes", first.bytes);
+    assert!(
+        first.text().contains("END-OF-PROMPT"),
+        "the whole prompt reached the model"
+    );
+    assert_eq!(f.remote_file(BRANCH, "big.txt"), "big");
+}
+
+#[test]
+fn real_opencode_takes_a_200_kb_prompt() {
+    big_prompt("real-200k", 200 * 1000);
+}
+
+#[test]
+fn real_opencode_takes_a_1_mib_prompt() {
+    big_prompt("real-1m", 1024 * 1024);
+}
+
+/// HTTP 500 (retried, then given up), 401 and an unknown model: exit 12 with the
+/// provider's own words on the marker, and nothing pushed.
+#[test]
+fn real_opencode_model_errors_are_exit_12_with_the_providers_message() {
+    let cases: [(&str, Vec<Step>, &str, &str, &str); 3] = [
+        (
+            "real-500",
+            vec![Step::Fail {
+                status: 500,
+                message: "internal server error".into(),
+            }],
+            model_server::API_KEY,
+            "stub/stub-model",
+            "internal server error",
+        ),
+        (
+            "real-401",
+            vec![],
+            "sk-wrong",
+            "stub/stub-model",
+            "Incorrect API key provided",
+        ),
+        (
+            "real-unknown",
+            vec![],
+            model_server::API_KEY,
+            "stub/no-such-model",
+            "Model not found: stub/no-such-model. Did you mean: stub-model?",
+        ),
+    ];
+    let runs: Vec<_> = cases
+        .into_iter()
+        .map(|(tag, script, key, model_id, want)| {
+            std::thread::spawn(move || {
+                let f = Fixture::new(tag);
+                let model = ModelServer::start(script);
+                let config = model.opencode_config_with(key, serde_json::json!({}));
+                let env = real_env(
+                    &f,
+                    &model,
+                    &[
+                        ("OPENCODE_CONFIG_CONTENT", &config),
+                        ("OPENCODE_MODEL", model_id),
+                    ],
+                );
+                let r = run_real(&f, &env);
+                assert_eq!(r.code, 12, "{tag}: {r:?}");
+                let last = r.last_marker().to_string();
+                assert!(
+                    last.starts_with("asdo: failed agent: ") && last.contains(want),
+                    "{tag}: {last}"
+                );
+                assert_eq!(f.remote_branch(BRANCH), None, "{tag}");
+            })
+        })
+        .collect();
+    for r in runs {
+        r.join().unwrap();
+    }
+}
+
+#[test]
+fn real_opencode_stalled_model_fails_after_the_idle_timeout() {
+    let f = Fixture::new("real-stall");
+    let model = ModelServer::start(vec![Step::Hang]);
+    let r = run_real(&f, &real_env(&f, &model, &[("ASDO_IDLE_TIMEOUT", "8s")]));
+    assert_eq!(r.code, 12, "{r:?}");
+    assert_eq!(
+        r.last_marker(),
+        "asdo: failed agent: stalled: no activity for 8s"
+    );
+    assert_eq!(f.remote_branch(BRANCH), None);
+}
+
+/// SIGTERM mid-session (pod deletion, activeDeadlineSeconds): the session is aborted and
+/// what the work tree holds is pushed as a work-in-progress commit.
+#[test]
+fn real_opencode_sigterm_mid_session_pushes_the_partial_work() {
+    let f = Fixture::new("real-sigterm");
+    let model = ModelServer::start(vec![
+        Step::write(&ws(&f, "hello.txt"), "partial\n"),
+        Step::Hang,
+    ]);
+    let env = real_env(&f, &model, &[]);
+    let mut child = f.agent_cmd(&env, &[]).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = vec![];
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(300))
+            .expect("the write step is logged");
+        seen.push(line.clone());
+        if line == "· write hello.txt" {
+            break;
+        }
+    }
+    // The model is now stuck in its second call.
+    assert!(eventually(Duration::from_secs(60), || model.turns().len() == 2));
+    send(&child, libc::SIGTERM);
+    let r = wait_for(child, Duration::from_secs(60));
+    assert_eq!(r.code, 143, "{r:?}");
+    let rest: Vec<String> = rx.iter().collect();
+    let sha = f.remote_branch(BRANCH).expect("partial work pushed");
+    assert_eq!(
+        rest.last().unwrap(),
+        &format!("asdo: failed timeout: partial work pushed {sha}"),
+        "{seen:?} {rest:?}"
+    );
+    assert_eq!(f.remote_file(BRANCH, "hello.txt"), "partial");
+    assert_eq!(
+        log1(&f, &sha, "%s"),
+        "wip(T001): partial work, interrupted by SIGTERM"
+    );
 }

@@ -141,7 +141,17 @@ fn replace(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
 }
 
 /// Copies a child's stream to `sink` a line at a time and returns the last lines seen.
-async fn pump(mut r: impl AsyncRead + Unpin, sink: Sink, relay: Arc<Relay>) -> Vec<String> {
+async fn pump(r: impl AsyncRead + Unpin, sink: Sink, relay: Arc<Relay>) -> Vec<String> {
+    pump_seeing(r, sink, relay, |_| {}).await
+}
+
+/// [`pump`], also showing each line (redacted, trimmed) to `seen`.
+pub async fn pump_seeing(
+    mut r: impl AsyncRead + Unpin,
+    sink: Sink,
+    relay: Arc<Relay>,
+    mut seen: impl FnMut(&str),
+) -> Vec<String> {
     let mut tail: Vec<String> = vec![];
     let mut pending: Vec<u8> = vec![];
     let mut at_line_start = true;
@@ -160,6 +170,7 @@ async fn pump(mut r: impl AsyncRead + Unpin, sink: Sink, relay: Arc<Relay>) -> V
             .trim()
             .to_string();
         if !text.is_empty() {
+            seen(&text);
             if tail.len() == TAIL_LINES {
                 tail.remove(0);
             }
@@ -243,7 +254,7 @@ pub struct Runner {
     pub grace: Duration,
 }
 
-fn kill_group(pgid: i32, sig: i32) {
+pub fn kill_group(pgid: i32, sig: i32) {
     // SAFETY: kill(2) has no memory effects; a group that is already gone gives ESRCH.
     unsafe {
         libc::kill(-pgid, sig);

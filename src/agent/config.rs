@@ -16,8 +16,14 @@ pub const DEFAULT_KNOWN_HOSTS: &str = "/etc/ssh/ssh_known_hosts";
 pub const KEY_NAMES: [&str; 4] = ["ssh-privatekey", "id_ed25519", "id_ecdsa", "id_rsa"];
 /// Between SIGTERM to a child and SIGKILL; well inside the pod's 30 s termination grace.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
-/// One argv element may not exceed 128 KiB on Linux; the prompt travels as one.
-const MAX_PROMPT_BYTES: usize = 100 * 1024;
+/// The prompt travels in an HTTP request body to OpenCode, not in argv, so only memory
+/// bounds it; this keeps a runaway file from being sent. spawn caps what it sends lower
+/// (an API object is at most about 1.5 MiB).
+pub const MAX_PROMPT_BYTES: usize = 8 * 1024 * 1024;
+/// `agent.idleTimeout`: no event but heartbeats for this long fails the task.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// The port `opencode serve` listens on (127.0.0.1), named `opencode` in the pod spec.
+pub const DEFAULT_OPENCODE_PORT: u16 = 4096;
 
 /// How git authenticates to the remote.
 #[derive(Clone, PartialEq, Eq)]
@@ -57,6 +63,12 @@ pub struct Config {
     /// Where the SSH key copy goes (HOME).
     pub home: PathBuf,
     pub kill_grace: Duration,
+    /// How permission requests are answered (ASDO_PERMISSIONS).
+    pub permissions: super::permissions::Policy,
+    /// ASDO_IDLE_TIMEOUT.
+    pub idle_timeout: Duration,
+    /// ASDO_OPENCODE_PORT; 0 picks a free one.
+    pub opencode_port: u16,
 }
 
 /// A config problem, worded for the pod log; never contains a secret.
@@ -116,8 +128,8 @@ impl Config {
         let prompt = prompt.filter(|p| !p.trim().is_empty());
         if prompt.as_ref().is_some_and(|p| p.len() > MAX_PROMPT_BYTES) {
             return err(format!(
-                "the task prompt is longer than {} KiB; put the details in a file in the repository and point the prompt at it",
-                MAX_PROMPT_BYTES / 1024
+                "the task prompt is longer than {} MiB; put the details in a file in the repository and point the prompt at it",
+                MAX_PROMPT_BYTES / 1024 / 1024
             ));
         }
 
@@ -146,6 +158,27 @@ impl Config {
             })?,
         };
 
+        let permissions = match get("ASDO_PERMISSIONS") {
+            None => super::permissions::Policy::default(),
+            Some(p) => super::permissions::Policy::parse(&p).map_err(ConfigError)?,
+        };
+        let idle_timeout = match get("ASDO_IDLE_TIMEOUT") {
+            None => DEFAULT_IDLE_TIMEOUT,
+            Some(s) => match crate::humantime::parse(&s) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => return err("ASDO_IDLE_TIMEOUT must be longer than 0s"),
+                Err(e) => return err(format!("ASDO_IDLE_TIMEOUT: {e}")),
+            },
+        };
+        let opencode_port = match get("ASDO_OPENCODE_PORT") {
+            None => DEFAULT_OPENCODE_PORT,
+            Some(s) => s.parse::<u16>().map_err(|_| {
+                ConfigError(format!(
+                    "ASDO_OPENCODE_PORT {s:?}: expected a port number (0 for any free one)"
+                ))
+            })?,
+        };
+
         Ok(Config {
             task_id,
             repo,
@@ -162,6 +195,9 @@ impl Config {
                 .into(),
             home,
             kill_grace,
+            permissions,
+            idle_timeout,
+            opencode_port,
         })
     }
 
@@ -194,6 +230,9 @@ impl Config {
             ),
             ("credentials", creds),
             ("known-hosts", self.known_hosts.display().to_string()),
+            ("permissions", self.permissions.name().to_string()),
+            ("idle-timeout", crate::humantime::short(self.idle_timeout)),
+            ("opencode", format!("127.0.0.1:{}", self.opencode_port)),
         ];
         lines.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()
     }
@@ -296,6 +335,9 @@ mod tests {
         );
         assert_eq!(c.known_hosts, Path::new(DEFAULT_KNOWN_HOSTS));
         assert_eq!(c.kill_grace, DEFAULT_KILL_GRACE);
+        assert_eq!(c.permissions, super::super::permissions::Policy::Approve);
+        assert_eq!(c.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(c.opencode_port, 4096);
     }
 
     #[test]
@@ -360,6 +402,10 @@ mod tests {
             ("OPENCODE_MODEL", "-m"),
             ("OPENCODE_MODEL", "no-slash"),
             ("ASDO_KILL_GRACE", "soon"),
+            ("ASDO_PERMISSIONS", "sure"),
+            ("ASDO_IDLE_TIMEOUT", "0"),
+            ("ASDO_IDLE_TIMEOUT", "soon"),
+            ("ASDO_OPENCODE_PORT", "70000"),
             ("TASK_PROMPT_FILE", "/nonexistent/prompt.md"),
         ] {
             let vars: Vec<_> = BASE

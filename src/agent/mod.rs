@@ -1,19 +1,27 @@
 //! `asdo agent`, the image's entrypoint: clone the task's repository, check out its
-//! branch, run `opencode run`, commit what it left, push, and say how it went in
-//! marker lines (`crate::marker`) that `asdo wait`/`status` read back from the log.
+//! branch, start `opencode serve` in the work tree and drive one session through its
+//! API (`session`), commit what it left, push, and say how it went in marker lines
+//! (`crate::marker`) that `asdo wait`/`status` read back from the log.
 //!
-//! opencode's exit code is not trusted on its own: a zero exit is checked against the
-//! work tree, and success means only "the branch was pushed" (or "nothing to change").
+//! The outcome is judged from OpenCode's events, never from an exit status, and success
+//! means only "the branch was pushed" (or "nothing to change").
+//! - `server`: starting and stopping `opencode serve`;
+//! - `session`: one session from prompt to idle, the idle watchdog, signals;
+//! - `events`: event → one readable log line, and the totals of the summary;
+//! - `permissions`: the `agent.permissions` policy;
+//! - `git`, `config`, `prompt`, `child`: the rest of the run.
 
 pub mod child;
 pub mod config;
+pub mod events;
 pub mod git;
+pub mod permissions;
 pub mod prompt;
+pub mod server;
+pub mod session;
 
 use std::path::Path;
 use std::sync::Arc;
-
-use tokio::process::Command;
 
 use crate::marker::Marker;
 use child::{Finished, Output, Relay, RunError, Runner, Signals};
@@ -41,6 +49,8 @@ pub enum Step {
     Agent,
     Commit,
     Push,
+    /// Stopped by SIGTERM mid-session (deletion, activeDeadlineSeconds), exit 143.
+    Timeout,
 }
 
 impl Step {
@@ -51,6 +61,7 @@ impl Step {
             Step::Agent => "agent",
             Step::Commit => "commit",
             Step::Push => "push",
+            Step::Timeout => "timeout",
         }
     }
 
@@ -61,6 +72,7 @@ impl Step {
             Step::Agent => exit::AGENT,
             Step::Commit => exit::COMMIT,
             Step::Push => exit::PUSH,
+            Step::Timeout => exit::SIGTERM,
         }
     }
 }
@@ -108,6 +120,22 @@ impl Failure {
     }
 }
 
+/// Why the opencode step did not finish.
+enum Stop {
+    Failed(Failure),
+    Signal(i32),
+}
+
+/// 32 hex digits from the kernel's random source.
+fn random_password() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// How a run that did not fail ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -118,8 +146,19 @@ pub enum Outcome {
 /// Runs the agent to the end and returns the process exit code. `dry_run` prints the
 /// resolved settings and the prompt instead of doing anything.
 pub async fn run(dry_run: bool) -> i32 {
-    // Only ever printed redacted: the token must not reach the log even if git or opencode echo it.
-    let relay = Arc::new(Relay::new(std::env::var("GIT_TOKEN").ok()));
+    let password = std::env::var("OPENCODE_SERVER_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        // Never an open server, even on a laptop: a password only this run knows.
+        .unwrap_or_else(random_password);
+    // Only ever printed redacted: the token and the password must not reach the log even
+    // if git or opencode echo them.
+    let relay = Arc::new(Relay::new(
+        std::env::var("GIT_TOKEN")
+            .ok()
+            .into_iter()
+            .chain([password.clone()]),
+    ));
     // Installed first: from here on SIGTERM is ours to handle, not a silent death.
     let signals = match Signals::install() {
         Ok(s) => s,
@@ -157,6 +196,7 @@ pub async fn run(dry_run: bool) -> i32 {
         },
         config,
         key_copy: None,
+        password,
     };
     let outcome = agent.steps().await;
     if let Some(key) = &agent.key_copy {
@@ -204,6 +244,8 @@ struct Agent {
     git: Git,
     /// The private copy of the SSH key, removed when the run ends.
     key_copy: Option<std::path::PathBuf>,
+    /// OPENCODE_SERVER_PASSWORD (or one made up for this run).
+    password: String,
 }
 
 impl Agent {
@@ -254,8 +296,14 @@ impl Agent {
         self.setup_credentials()?;
         self.clone_repo().await?;
         let base = self.checkout().await?;
-        self.run_opencode().await?;
-        self.commit_and_push(base).await
+        match self.run_opencode().await {
+            Ok(summary) => {
+                self.runner.relay.line(&summary.marker().to_string());
+                self.commit_and_push(base).await
+            }
+            Err(Stop::Failed(f)) => Err(f),
+            Err(Stop::Signal(sig)) => Err(self.partial(sig, base).await),
+        }
     }
 
     fn setup_credentials(&mut self) -> Result<(), Failure> {
@@ -453,36 +501,114 @@ impl Agent {
         }
     }
 
-    async fn run_opencode(&mut self) -> Result<(), Failure> {
+    async fn run_opencode(&mut self) -> Result<crate::marker::Summary, Stop> {
         let c = &self.config;
         self.say("running opencode");
-        let mut cmd = Command::new("opencode");
-        cmd.arg("run");
-        if let Some(model) = &c.model {
-            cmd.arg("-m").arg(model);
-        }
-        cmd.arg(prompt::build(c))
-            .current_dir(&c.context)
-            .envs(git::base_env(c))
-            .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+        let options = server::Options {
+            program: "opencode".into(),
+            port: c.opencode_port,
+            dir: c.context.clone(),
+            env: [
+                git::base_env(c),
+                vec![("OPENCODE_DISABLE_AUTOUPDATE".into(), "1".into())],
+            ]
+            .concat(),
             // The agent needs no push rights: asdo pushes what it leaves behind.
-            .env_remove("GIT_TOKEN")
-            .env_remove("GIT_SSH_KEY_DIR");
-        let f = self
-            .runner
-            .run(cmd, Output::Stream)
-            .await
-            .map_err(|e| Failure::run_error(Step::Agent, "opencode", e))?;
-        if !f.success() {
-            return Err(Failure::new(
-                Step::Agent,
-                format!("opencode {}", f.describe_status()),
-            ));
+            remove_env: vec!["GIT_TOKEN", "GIT_SSH_KEY_DIR"],
+            password: self.password.clone(),
+            stop_grace: c.kill_grace.min(server::MAX_STOP_GRACE),
+        };
+        let relay = self.runner.relay.clone();
+        let mut server =
+            match server::Server::start(&options, &relay, &mut self.runner.signals).await {
+                Ok(s) => s,
+                Err(server::StartError::Signal(sig)) => {
+                    return Err(Stop::Failed(Failure::run_error(
+                        Step::Agent,
+                        "opencode",
+                        RunError::Signal(sig),
+                    )));
+                }
+                Err(server::StartError::Spawn(e)) => {
+                    return Err(Stop::Failed(Failure::run_error(
+                        Step::Agent,
+                        "opencode",
+                        RunError::Spawn(e),
+                    )));
+                }
+                Err(server::StartError::Exited(why)) => {
+                    return Err(Stop::Failed(Failure::new(
+                        Step::Agent,
+                        format!("opencode serve {why}"),
+                    )));
+                }
+                Err(server::StartError::Timeout) => {
+                    return Err(Stop::Failed(Failure::new(
+                        Step::Agent,
+                        format!(
+                            "opencode serve did not listen within {}s",
+                            server::START_TIMEOUT.as_secs()
+                        ),
+                    )));
+                }
+            };
+        let c = &self.config;
+        let settings = session::Settings {
+            title: prompt::title(c),
+            prompt: prompt::build(c),
+            model: c.model.clone(),
+            policy: c.permissions,
+            idle: c.idle_timeout,
+            root: c.context.clone(),
+        };
+        let end = session::drive(&mut server, &settings, &relay, &mut self.runner.signals).await;
+        server.stop().await;
+        match end {
+            session::End::Finished(t) => Ok(t.summary()),
+            session::End::Failed(why, t) => {
+                relay.line(&t.summary().marker().to_string());
+                Err(Stop::Failed(Failure::new(Step::Agent, why)))
+            }
+            session::End::Signal(sig, t) => {
+                relay.line(&t.summary().marker().to_string());
+                Err(Stop::Signal(sig))
+            }
         }
-        Ok(())
+    }
+
+    /// SIGTERM (pod deletion, activeDeadlineSeconds) mid-session: what the work tree holds
+    /// is committed as work in progress and pushed, so spawning the task again continues
+    /// from it. SIGINT (a person at a terminal) only stops.
+    async fn partial(&mut self, sig: i32, base: Option<String>) -> Failure {
+        let stopped = Failure::run_error(Step::Agent, "opencode", RunError::Signal(sig));
+        if sig != libc::SIGTERM {
+            return stopped;
+        }
+        let timeout = |reason: String| Failure {
+            step: Step::Timeout,
+            reason,
+            code: exit::SIGTERM,
+        };
+        match self.commit_and_push_as(base, true).await {
+            Ok(Outcome::Pushed(sha)) => timeout(format!("partial work pushed {sha}")),
+            Ok(Outcome::NoChanges) => timeout("terminated by SIGTERM; no changes to push".into()),
+            Err(f) => timeout(format!(
+                "terminated by SIGTERM; the partial work was not pushed: {}",
+                f.reason
+            )),
+        }
     }
 
     async fn commit_and_push(&mut self, base: Option<String>) -> Result<Outcome, Failure> {
+        self.commit_and_push_as(base, false).await
+    }
+
+    /// `wip`: the commit is marked as work in progress (an interrupted session).
+    async fn commit_and_push_as(
+        &mut self,
+        base: Option<String>,
+        wip: bool,
+    ) -> Result<Outcome, Failure> {
         let dirty = !self
             .git(
                 Step::Commit,
@@ -507,7 +633,11 @@ impl Agent {
             self.say("committing");
             self.git(Step::Commit, &["add", "--all"], Output::Stream)
                 .await?;
-            let message = prompt::commit_message(&self.config);
+            let message = if wip {
+                prompt::wip_message(&self.config)
+            } else {
+                prompt::commit_message(&self.config)
+            };
             // Hooks would need the project's dev tooling, which the image does not have.
             self.git(
                 Step::Commit,

@@ -42,6 +42,27 @@ pub fn build(c: &Config) -> String {
     p
 }
 
+/// The session's title in OpenCode (given, so OpenCode makes no model call to invent one).
+pub fn title(c: &Config) -> String {
+    let first = c
+        .prompt
+        .as_deref()
+        .and_then(|p| p.lines().map(str::trim).find(|l| !l.is_empty()))
+        .unwrap_or("");
+    truncate(&format!("{}: {first}", c.task_id), SUBJECT_MAX)
+        .trim_end_matches([':', ' '])
+        .to_string()
+}
+
+/// The commit of an interrupted session: marked as work in progress, same trailers.
+pub fn wip_message(c: &Config) -> String {
+    format!(
+        "wip({id}): partial work, interrupted by SIGTERM\n\nTask-Id: {id}\nTask-Branch: {}\nGenerated-By: asdo agent (opencode)\n",
+        c.branch,
+        id = c.task_id
+    )
+}
+
 /// `feat(<task>): <first line of the prompt>` plus trailers naming the task and branch.
 pub fn commit_message(c: &Config) -> String {
     let summary = c

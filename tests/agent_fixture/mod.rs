@@ -49,6 +49,19 @@ impl AgentRun {
     }
 }
 
+/// Markers with the one part that changes between runs (the server's address) starred.
+pub fn stable(markers: Vec<&str>) -> Vec<String> {
+    markers
+        .into_iter()
+        .map(|m| match m.split_once(" on http://") {
+            Some((head, _)) if m.starts_with("asdo: opencode session ") => {
+                format!("{head} on http://*")
+            }
+            _ => m.to_string(),
+        })
+        .collect()
+}
+
 pub fn markers(log: &str) -> Vec<&str> {
     log.lines().filter(|l| l.starts_with("asdo: ")).collect()
 }
@@ -136,6 +149,8 @@ impl Fixture {
             format!("asdo: cloning {}", self.repo_url()),
             format!("asdo: creating branch {BRANCH} from main"),
             "asdo: running opencode".into(),
+            "asdo: opencode session ses_standin on http://*".into(),
+            "asdo: summary: files 0, tokens 10 in / 5 out".into(),
             "asdo: committing".into(),
             format!("asdo: pushing {BRANCH}"),
             format!("asdo: done {sha}"),
@@ -265,14 +280,24 @@ impl Fixture {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
-    /// `opencode` that records its argv (one per line) and env in out/, then runs `script`.
+    /// A stand-in `opencode serve` (tests/agent_fixture/opencode_stand_in.py) that
+    /// records its argv (one per line), env and cwd in out/, then runs `script` in the
+    /// work tree when the prompt arrives (saved as out/prompt). The script failing is a
+    /// `session.error` with its last stderr line. For the fast cases only.
     pub fn opencode(&self, script: &str) {
         let out = self.root.join("out");
+        let task = self.root.join("bin").join("opencode-task.sh");
+        std::fs::write(&task, format!("{script}\n")).unwrap();
+        let py =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/agent_fixture/opencode_stand_in.py");
         self.stand_in(
             "opencode",
             &format!(
-                "printf '%s\\n' \"$@\" > '{o}/argv'\nenv > '{o}/env'\npwd > '{o}/cwd'\n{script}",
-                o = out.display()
+                "printf '%s\\n' \"$@\" > '{o}/argv'\nenv > '{o}/env'\npwd > '{o}/cwd'\n\
+                 ASDO_STANDIN_OUT='{o}' ASDO_STANDIN_SCRIPT='{t}' exec python3 '{py}' \"$@\"",
+                o = out.display(),
+                t = task.display(),
+                py = py.display()
             ),
         );
     }
@@ -290,6 +315,8 @@ impl Fixture {
             ("PATH", self.path_var()),
             ("HOME", self.root.join("home").display().to_string()),
             ("GIT_CONFIG_NOSYSTEM", "1".into()),
+            // Many agents run at once here: each server on a free port.
+            ("ASDO_OPENCODE_PORT", "0".into()),
             ("TASK_ID", TASK.into()),
             ("GIT_REPO", self.repo_url()),
             ("GIT_BRANCH", BRANCH.into()),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::agent_fixture::{BRANCH, Fixture, markers};
+use crate::agent_fixture::{BRANCH, Fixture, markers, stable};
 use crate::common::*;
 
 /// Values that make the task pod run this build's agent in the fixture:
@@ -19,6 +19,8 @@ fn values(env: &Env, f: &Fixture, extra_env: &[(&str, &str)]) -> PathBuf {
         json!({"name": "GIT_CONFIG_NOSYSTEM", "value": "1"}),
         // The fake kubelet's grace period after SIGTERM is 2 s; stop children well within it.
         json!({"name": "ASDO_KILL_GRACE", "value": "1"}),
+        // Pods here are processes on one host: each opencode server on a free port.
+        json!({"name": "ASDO_OPENCODE_PORT", "value": "0"}),
     ];
     pod_env.extend(
         extra_env
@@ -70,7 +72,10 @@ fn agent_pod_pushes_the_branch_and_wait_reports_the_commit() {
     let logs = env.asdo(&["logs", "T101"]);
     assert_eq!(logs.code, 0, "{logs:?}");
     let sha = f.remote_branch(BRANCH).expect("branch pushed");
-    assert_eq!(markers(&logs.stdout), f.new_branch_markers("T101", &sha));
+    assert_eq!(
+        stable(markers(&logs.stdout)),
+        f.new_branch_markers("T101", &sha)
+    );
     assert!(
         logs.stdout.contains("opencode: writing hello.txt\n"),
         "{logs:?}"
@@ -125,7 +130,7 @@ fn agent_pod_failures_carry_their_step_and_exit_code() {
     assert_eq!(logs.code, 12, "{logs:?}");
     assert_eq!(
         markers(&logs.stdout).last().unwrap(),
-        &"asdo: failed agent: opencode exited 1"
+        &"asdo: failed agent: model error"
     );
     assert!(
         logs.stdout.contains("model error"),
@@ -190,7 +195,7 @@ fn agent_pod_past_its_deadline_reports_sigterm() {
     assert!(logs.stdout.contains("started\n"), "{logs:?}");
     assert_eq!(
         markers(&logs.stdout).last().unwrap(),
-        &"asdo: failed agent: terminated by SIGTERM"
+        &"asdo: failed timeout: terminated by SIGTERM; no changes to push"
     );
     let pod = env.kubectl_pod("agent-t106");
     assert_eq!(pod["status"]["reason"], "DeadlineExceeded", "{pod}");

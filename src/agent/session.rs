@@ -1,0 +1,236 @@
+//! One OpenCode session driven to its end through the server's API, judged from the
+//! events rather than from any exit status (an attached OpenCode exits 0 on a model
+//! error): `session.error` fails the task with the provider's own message, a refused
+//! permission fails it, a session that stops mid-turn fails it, and a session with no
+//! activity for the idle timeout is aborted and fails it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::child::{Relay, Signals};
+use super::events::Tracker;
+use super::permissions::{Policy, Request};
+use super::server::Server;
+use crate::marker::STEP;
+use crate::opencode::{Event, EventStream, Reply};
+
+pub struct Settings {
+    pub title: String,
+    pub prompt: String,
+    /// `provider/model`, or OpenCode's default.
+    pub model: Option<String>,
+    pub policy: Policy,
+    pub idle: Duration,
+    /// The work tree, for relative paths in the log.
+    pub root: PathBuf,
+}
+
+/// How the session ended.
+pub enum End {
+    /// The model finished its turn; the totals are in the tracker.
+    Finished(Tracker),
+    /// Failed, in words for the `failed agent:` marker.
+    Failed(String, Tracker),
+    /// SIGTERM/SIGINT arrived; the session was aborted.
+    Signal(i32, Tracker),
+}
+
+/// How long the server gets to open the event stream and create the session.
+const SETUP: Duration = Duration::from_secs(60);
+const ABORT: Duration = Duration::from_secs(5);
+
+pub async fn drive(
+    server: &mut Server,
+    s: &Settings,
+    relay: &Arc<Relay>,
+    signals: &mut Signals,
+) -> End {
+    let client = server.client.clone();
+    let empty = || Tracker::new(&s.root, "");
+    // Subscribed before the prompt is sent, so no event of the run is missed.
+    let setup = async {
+        let mut events = client.events().await?;
+        // The first event (`server.connected`) says the subscription is live.
+        let _ = events.next().await;
+        let session = client.create_session(&s.title).await?;
+        Ok::<_, crate::opencode::Error>((events, session))
+    };
+    let (mut events, session) = tokio::select! {
+        r = tokio::time::timeout(SETUP, setup) => match r {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => return End::Failed(e.to_string(), empty()),
+            Err(_) => return End::Failed(format!("the opencode server did not open a session within {}s", SETUP.as_secs()), empty()),
+        },
+        sig = signals.recv() => return End::Signal(sig, empty()),
+        status = server.exited() => {
+            let _ = status;
+            return End::Failed(format!("the opencode server {}", server.exit_reason().await), empty());
+        }
+    };
+    relay.line(
+        &crate::marker::Marker::Progress(format!(
+            "opencode session {} on http://{}",
+            session.id,
+            client.authority()
+        ))
+        .to_string(),
+    );
+    let mut t = Tracker::new(&s.root, &session.id);
+    if let Err(e) = client
+        .prompt_async(&session.id, &s.prompt, s.model.as_deref())
+        .await
+    {
+        return End::Failed(format!("sending the prompt: {e}"), t);
+    }
+    let mut deadline = Instant::now() + s.idle;
+    // Requests we answered (a reply by anyone else is logged as theirs).
+    let mut answered: Vec<String> = vec![];
+    let mut waiting: Option<Request> = None;
+    loop {
+        let ev = tokio::select! {
+            ev = next(&mut events) => ev,
+            _ = tokio::time::sleep_until(deadline) => {
+                abort(&client, &session.id).await;
+                let mut why = format!("stalled: no activity for {}", crate::humantime::short(s.idle));
+                if let Some(r) = &waiting {
+                    why.push_str(&format!(" (permission {} was not answered)", r.describe()));
+                }
+                return End::Failed(why, t);
+            }
+            sig = signals.recv() => {
+                abort(&client, &session.id).await;
+                return End::Signal(sig, t);
+            }
+            _ = server.exited() => {
+                return End::Failed(format!("the opencode server {}", server.exit_reason().await), t);
+            }
+        };
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                // The server is still up (else the arm above fired): subscribe again.
+                match client.events().await {
+                    Ok(again) => {
+                        relay.line(&format!("{STEP}event stream cut ({e}); resubscribed"));
+                        events = again;
+                        continue;
+                    }
+                    Err(e2) => {
+                        return End::Failed(
+                            format!("the opencode event stream ended: {e}; {e2}"),
+                            t,
+                        );
+                    }
+                }
+            }
+        };
+        if !ev.is_heartbeat() {
+            deadline = Instant::now() + s.idle;
+        }
+        for line in t.observe(&ev) {
+            relay.line(&line);
+        }
+        if let Some(req) = Request::from_event(&ev) {
+            let what = req.describe();
+            match s.policy {
+                Policy::Approve => {
+                    let r = client.reply_permission(&req.id, Reply::Once, None).await;
+                    answered.push(req.id.clone());
+                    relay.line(&format!(
+                        "{STEP}permission {what} → approved (agent.permissions=approve){}",
+                        r.err().map(|e| format!(": {e}")).unwrap_or_default()
+                    ));
+                }
+                Policy::Fail => {
+                    let _ = client
+                        .reply_permission(
+                            &req.id,
+                            Reply::Reject,
+                            Some("refused by asdo (agent.permissions=fail)"),
+                        )
+                        .await;
+                    answered.push(req.id.clone());
+                    relay.line(&format!(
+                        "{STEP}permission {what} → refused (agent.permissions=fail)"
+                    ));
+                    abort(&client, &session.id).await;
+                    return End::Failed(
+                        format!(
+                            "permission {what} was asked for and agent.permissions=fail refuses it"
+                        ),
+                        t,
+                    );
+                }
+                Policy::Wait => {
+                    relay.line(&format!(
+                        "{STEP}permission {what} → waiting for an answer on asdo attach (agent.permissions=wait, up to {})",
+                        crate::humantime::short(s.idle)
+                    ));
+                    waiting = Some(req);
+                }
+            }
+        }
+        if ev.kind == "permission.replied" {
+            let id = ev.str_at("/requestID").unwrap_or_default().to_string();
+            if !answered.contains(&id) {
+                let reply = ev.str_at("/reply").unwrap_or("?");
+                let what = waiting
+                    .as_ref()
+                    .filter(|w| w.id == id)
+                    .map(Request::describe)
+                    .unwrap_or_else(|| id.clone());
+                relay.line(&format!(
+                    "{STEP}permission {what} → {reply} (answered on attach)"
+                ));
+            }
+            if waiting.as_ref().is_some_and(|w| w.id == id) {
+                waiting = None;
+            }
+        }
+        if t.idle {
+            return judge(t);
+        }
+    }
+}
+
+async fn next(events: &mut EventStream) -> Result<Event, crate::opencode::Error> {
+    match events.next().await {
+        Some(r) => r,
+        None => Err(crate::opencode::Error::Http("closed by the server".into())),
+    }
+}
+
+/// The session went idle: did it finish its work?
+fn judge(t: Tracker) -> End {
+    if let Some(e) = t.error.clone() {
+        return End::Failed(e, t);
+    }
+    if !t.rejected.is_empty() {
+        return End::Failed(
+            "a permission was refused and the session stopped before the task was done".into(),
+            t,
+        );
+    }
+    match t.last_finish.as_deref() {
+        Some("stop") => End::Finished(t),
+        None => End::Failed(
+            "the session ended without an answer from the model".into(),
+            t,
+        ),
+        Some("length") => End::Failed(
+            "the model's answer was cut off at its output limit".into(),
+            t,
+        ),
+        Some(other) => End::Failed(
+            format!("the session stopped mid-turn (finish reason {other})"),
+            t,
+        ),
+    }
+}
+
+async fn abort(client: &crate::opencode::Client, session: &str) {
+    let _ = tokio::time::timeout(ABORT, client.abort(session)).await;
+}
