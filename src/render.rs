@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSpec, SecretKeySelector,
-    SecretVolumeSource, Volume, VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSpec,
+    SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -22,6 +22,9 @@ pub const HOME: &str = "/home/agent";
 pub const SERVER_PASSWORD_KEY: &str = "server-password";
 /// Owner-read-only, as ssh insists for private keys.
 const SSH_KEY_MODE: i32 = 0o400;
+/// `opencode serve` in the agent container (`asdo agent`'s default ASDO_OPENCODE_PORT).
+pub const OPENCODE_PORT: i32 = 4096;
+pub const OPENCODE_PORT_NAME: &str = "opencode";
 
 /// Where a pod is going, beyond the values themselves.
 #[derive(Debug, Clone)]
@@ -104,6 +107,13 @@ pub fn pod(values: &Values, task: &Task, target: &Target) -> Pod {
                     .then(|| p.image.pull_policy.clone()),
                 command: non_empty(p.command.clone()),
                 args: non_empty(p.args.clone()),
+                // `opencode serve`, on the pod's loopback: reached with `kubectl port-forward`.
+                ports: Some(vec![ContainerPort {
+                    name: Some(OPENCODE_PORT_NAME.into()),
+                    container_port: OPENCODE_PORT,
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
                 env: Some(env(values, task, target)),
                 resources: p.resources.clone(),
                 security_context: p.container_security_context.clone(),
@@ -181,6 +191,8 @@ fn env(values: &Values, task: &Task, target: &Target) -> Vec<EnvVar> {
         &values.server_password_secret(&target.release),
         SERVER_PASSWORD_KEY,
     ));
+    env.push(literal("ASDO_PERMISSIONS", &values.agent.permissions));
+    env.push(literal("ASDO_IDLE_TIMEOUT", &values.agent.idle_timeout));
     env.extend(p.env.iter().cloned());
     env
 }

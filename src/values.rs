@@ -275,6 +275,8 @@ pub struct Values {
     pub pod: PodValues,
     #[serde(default)]
     pub task: TaskDefaults,
+    #[serde(default)]
+    pub agent: AgentValues,
     /// `spawn --image`: a full image reference that replaces repository:tag.
     #[serde(skip)]
     pub image_override: Option<String>,
@@ -407,13 +409,63 @@ pub struct TaskDefaults {
     pub git_author_email: String,
 }
 
+/// `agent.*`: how `asdo agent` runs OpenCode (env ASDO_PERMISSIONS, ASDO_IDLE_TIMEOUT).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentValues {
+    /// approve, fail or wait: the answer to OpenCode's permission requests.
+    #[serde(default = "AgentValues::default_permissions")]
+    pub permissions: String,
+    /// No activity for this long fails the task (`20m`, `90s`).
+    #[serde(default = "AgentValues::default_idle_timeout")]
+    pub idle_timeout: String,
+}
+
+impl Default for AgentValues {
+    fn default() -> AgentValues {
+        AgentValues {
+            permissions: AgentValues::default_permissions(),
+            idle_timeout: AgentValues::default_idle_timeout(),
+        }
+    }
+}
+
+impl AgentValues {
+    fn default_permissions() -> String {
+        "approve".into()
+    }
+
+    fn default_idle_timeout() -> String {
+        "20m".into()
+    }
+
+    /// The agent would refuse these at start (exit 10); refused here instead, before any call.
+    fn check(&self) -> Result<()> {
+        crate::agent::permissions::Policy::parse(&self.permissions).map_err(|_| {
+            Error::usage(format!(
+                "agent.permissions {:?}: expected approve, fail or wait",
+                self.permissions
+            ))
+        })?;
+        match crate::humantime::parse(&self.idle_timeout) {
+            Ok(d) if !d.is_zero() => Ok(()),
+            _ => Err(Error::usage(format!(
+                "agent.idleTimeout {:?}: expected a duration longer than 0, e.g. 20m or 90s",
+                self.idle_timeout
+            ))),
+        }
+    }
+}
+
 impl Values {
     pub fn from_value(v: Value) -> Result<Values> {
-        serde_json::from_value(v).map_err(|e| {
+        let values: Values = serde_json::from_value(v).map_err(|e| {
             Error::usage(format!(
                 "invalid values: {e}; compare with charts/{CHART_NAME}/values.yaml"
             ))
-        })
+        })?;
+        values.agent.check()?;
+        Ok(values)
     }
 
     /// Helm's `name` helper.
