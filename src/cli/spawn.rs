@@ -204,6 +204,13 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     let (name, uid) = create_one(&api, ns, &pod, &args, &plan, &plan.tasks[0]).await?;
     if args.output.is_none() {
         eprintln!("follow it: asdo logs {} -n {ns}", plan.tasks[0].id);
+        if let Some(dir) = &plan.report_dir {
+            eprintln!(
+                "spec-kit's result: asdo wait {} -n {ns} --report-dir {}",
+                plan.tasks[0].id,
+                dir.display()
+            );
+        }
     }
     if args.follow {
         let opts = crate::follow::LogOptions {

@@ -136,6 +136,13 @@ fn implement_rerun_wait_and_read(version: Version) {
         r.stdout.contains("pod/agent-t001 created") && r.stdout.contains("pod/agent-t002 created"),
         "{r:?}"
     );
+    assert!(
+        r.stderr.contains(&format!(
+            "asdo wait T001 -n {NS} --report-dir {}",
+            dir.display()
+        )),
+        "the hint names the directory spec-kit reads: {r:?}"
+    );
     let uids: Vec<_> = ["agent-t001", "agent-t002"]
         .map(|p| env.server.pod(NS, p).unwrap().metadata.uid)
         .into();
