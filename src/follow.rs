@@ -29,14 +29,17 @@ const FATAL_WAITING: &[&str] = &["InvalidImageName", "ErrImageNeverPull"];
 
 /// Termination reasons worth naming next to an exit code (137 alone says nothing).
 pub fn termination_reason(pod: &Pod) -> Option<String> {
-    let t = agent_status(pod)?.state.as_ref()?.terminated.as_ref()?;
-    t.reason
-        .clone()
-        .filter(|r| !matches!(r.as_str(), "Completed" | "Error" | ""))
-        .or_else(|| {
-            // A pod killed by activeDeadlineSeconds says so on the pod, not the container.
-            pod.status.as_ref()?.reason.clone()
-        })
+    let container = agent_status(pod)
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.reason.clone())
+        .filter(|r| !matches!(r.as_str(), "Completed" | "Error" | ""));
+    // A pod killed by activeDeadlineSeconds or evicted says so on the pod, not the container.
+    container.or_else(|| {
+        pod.status
+            .as_ref()?
+            .reason
+            .clone()
+            .filter(|r| !r.is_empty())
+    })
 }
 
 /// The code of a kube error, when the API server answered.

@@ -1,7 +1,8 @@
 //! asdo, the Agentic SDLC Orchestrator. Where things live:
 //! - `cli/`: one file per subcommand (flags, output, exit codes);
 //! - `render`: values + task → Pod (pure); `values`: chart values and merging;
-//! - `task`: names, labels and input validation; `follow`: waiting and resumable log streaming;
+//! - `task`: names, labels and input validation; `validate`: the Kubernetes rules for names,
+//!   selectors and pod values; `follow`: waiting and resumable log streaming;
 //! - `cluster`: the thin kube-rs layer; `error`: the one error type;
 //! - `existing`: what spawn does with an existing pod of the task (`--if-exists`);
 //! - `marker`: the agent's progress lines, as `wait`/`status` read them;

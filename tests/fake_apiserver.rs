@@ -1790,3 +1790,77 @@ fn kubectl_run_logs_get_delete() {
         "{err}"
     );
 }
+
+/// The fault knobs asdo's reliability tests use, seen by kubectl as an independent client.
+#[test]
+fn fault_knobs_as_kubectl_sees_them() {
+    let f = Fixture::new();
+    // Accept and never answer: kubectl's own --request-timeout fires.
+    f.server.hang_next_matching(1, Some("GET"), Some("/pods"));
+    let err = f.kubectl_err(&["get", "pods", "--request-timeout=1s"]);
+    let e = err.to_lowercase();
+    assert!(e.contains("timeout") || e.contains("deadline"), "{err}");
+    // The fake notices the client gave up and frees the hung connection.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while f.server.connections().0 > 0 && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(f.server.connections().0, 0);
+    f.kubectl_ok(&["get", "pods", "--request-timeout=5s"]);
+
+    // A create stored, then answered 504: kubectl reports the 504, the pod is there.
+    f.server.fail_next_after_handling(1, 504, "POST", "/pods");
+    let out = f.kubectl(&[
+        "run",
+        "k504",
+        "--image=busybox",
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "true",
+    ]);
+    assert!(!out.status.success() || String::from_utf8_lossy(&out.stdout).contains("created"));
+    assert_eq!(
+        f.kubectl_ok(&["get", "pod", "k504", "-o", "name"]),
+        "pod/k504\n",
+        "stored although the answer was an error"
+    );
+
+    // A pull that fails for a while, then starts.
+    f.kubectl_ok(&[
+        "run",
+        "slow",
+        "--image=registry.example/slow-pull:1",
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "echo pulled",
+    ]);
+    let mut seen_backoff = false;
+    for _ in 0..200 {
+        let reason = f.kubectl_ok(&[
+            "get",
+            "pod",
+            "slow",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.waiting.reason}",
+        ]);
+        seen_backoff |= reason == "ImagePullBackOff" || reason == "ErrImagePull";
+        if f.kubectl_ok(&["get", "pod", "slow", "-o", "jsonpath={.status.phase}"]) == "Succeeded" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(seen_backoff, "the pull failed first");
+    assert_eq!(f.kubectl_ok(&["logs", "slow"]), "pulled\n");
+
+    // A restart that keeps the revision: a watch from before resumes, not 410.
+    let rv = f.server.resource_version();
+    let other = FakeApiServer::start();
+    other.advance_resource_version(rv);
+    assert!(other.resource_version() >= rv);
+}

@@ -56,6 +56,10 @@ pub struct LogsArgs {
     /// 0 retries forever.
     #[arg(long, default_value = "5m", value_parser = crate::humantime::parse)]
     pub retry_for: Duration,
+    /// With --all/-l: at most this many log streams at once (one connection each over
+    /// HTTP/1.1); further pods queue, and asdo says so.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_log_requests: u32,
     /// When the pod is replaced by another run under the same name, print a separator
     /// and follow the new run instead of stopping with exit 1.
     #[arg(long)]
@@ -83,7 +87,10 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<i32> {
     let client = cluster::client(&scope.cluster).await?;
     match target {
         Some(name) => follow_one(&client, &scope.namespace, &name, &opts).await,
-        None => follow_many(&client, &scope.namespace, &selector, &opts).await,
+        None => {
+            let cap = args.max_log_requests as usize;
+            follow_many(&client, &scope.namespace, &selector, &opts, cap).await
+        }
     }
 }
 
@@ -184,7 +191,13 @@ fn colour_prefix(task: &str, colour: bool) -> Vec<u8> {
 
 /// Follow every matching pod, new ones included, until interrupted (or, without
 /// follow, print each pod's current log once and exit).
-async fn follow_many(client: &Client, ns: &str, selector: &str, opts: &LogOptions) -> Result<i32> {
+async fn follow_many(
+    client: &Client,
+    ns: &str,
+    selector: &str,
+    opts: &LogOptions,
+    max_streams: usize,
+) -> Result<i32> {
     let api = cluster::pods(client, Some(ns))?;
     let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -219,7 +232,24 @@ async fn follow_many(client: &Client, ns: &str, selector: &str, opts: &LogOption
         return Ok(exit::OK);
     }
 
+    // One bounded list first: a refused selector, missing RBAC or a server that never
+    // answers is one line and exit 1 here, not a watch retrying in silence.
+    let probe = kube::api::ListParams::default().labels(selector).limit(1);
+    cluster::bounded(
+        &format!("list pods ({selector}) in namespace {ns}"),
+        api.list(&probe),
+    )
+    .await
+    .map_err(|e| match e {
+        Error::Api(m) if m.contains(" 400 ") => {
+            Error::Api(format!("{m}; check the label selector (-l)"))
+        }
+        other => other,
+    })?;
     eprintln!("==> following task pods ({selector}) in namespace {ns}; Ctrl-C to stop");
+    // kube-rs speaks HTTP/1.1: each open stream is a TCP connection, so 500 pods would be
+    // 500 connections; stern's --max-log-requests answer: cap them and queue the rest.
+    let streams = Arc::new(tokio::sync::Semaphore::new(max_streams));
     let mut followed = HashSet::new();
     let mut outage = follow::Outage::new(opts.retry_for, "the pod watch");
     let mut tasks = tokio::task::JoinSet::new();
@@ -238,11 +268,24 @@ async fn follow_many(client: &Client, ns: &str, selector: &str, opts: &LogOption
                     let mut sink = sink_for(&pod);
                     let api = api.clone();
                     let opts = opts.clone();
+                    let streams = streams.clone();
                     tasks.spawn(async move {
                         let uid = pod.metadata.uid.clone();
                         // One run per uid: a replaced pod is a new watch event and its own follow.
                         let opts = LogOptions { follow_replaced: false, ..opts };
+                        // The permit covers the wait too: a watch is a connection as well.
+                        let permit = match streams.clone().try_acquire_owned() {
+                            Ok(p) => p,
+                            Err(_) => {
+                                eprintln!("==> {name}: queued, {max_streams} log streams already open (--max-log-requests)");
+                                match streams.clone().acquire_owned().await {
+                                    Ok(p) => p,
+                                    Err(_) => return,
+                                }
+                            }
+                        };
                         if !follow::is_finished(&pod)
+                            && !follow::has_started(&pod)
                             && let Err(e) = follow::wait_started(&api, &name, uid.as_deref(), opts.start_timeout.unwrap_or(follow::DEFAULT_START_TIMEOUT)).await
                         {
                             eprintln!("{name}: {e}");
@@ -252,6 +295,7 @@ async fn follow_many(client: &Client, ns: &str, selector: &str, opts: &LogOption
                             Ok(p) => eprintln!("==> {name}: {}", ending(&p)),
                             Err(e) => eprintln!("{name}: {e}"),
                         }
+                        drop(permit);
                     });
                 }
                 Some(Ok(_)) => outage.ok(),
@@ -271,4 +315,27 @@ async fn follow_many(client: &Client, ns: &str, selector: &str, opts: &LogOption
         }
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endings_name_the_reason() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "agent-k1"},
+            "status": {"phase": "Failed", "containerStatuses": [{"name": "agent", "image": "i", "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}
+        }))
+        .unwrap();
+        assert_eq!(ending(&pod), "Failed, exit code 137 (OOMKilled)");
+        let deadline: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "agent-k2"},
+            "status": {"phase": "Failed", "reason": "DeadlineExceeded"}
+        }))
+        .unwrap();
+        assert_eq!(ending(&deadline), "Failed, exit code 1 (DeadlineExceeded)");
+    }
 }

@@ -225,6 +225,28 @@ async fn watch_until_done(
     // Bounded by --timeout only: wait keeps waiting through an outage, saying so.
     let mut outage = follow::Outage::new(Duration::ZERO, "wait");
     let mut backoff = Duration::from_millis(250);
+    // One bounded list first: a hung or unreachable API server is said on stderr (and
+    // waited through), a refusal (400/401/403) ends the wait at once.
+    let probe = ListParams::default().labels(SELECTOR).limit(1);
+    loop {
+        match crate::cluster::within_timeout("list task pods", api.list(&probe)).await {
+            Ok(Ok(_)) => {
+                outage.ok();
+                break;
+            }
+            Ok(Err(e)) if matches!(follow::api_code(&e), Some(400 | 401 | 403)) => {
+                return Err(follow::fatal_api_error("list task pods", &e));
+            }
+            Ok(Err(e)) => {
+                outage.failed(&e.to_string());
+            }
+            Err(timed_out) => {
+                outage.failed(&timed_out.to_string());
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
     let mut finish = |v: Verdict, verdicts: &mut BTreeMap<String, Verdict>| {
         if let Err(e) = conclude(v, verdicts, report_dir) {
             // Every task still gets its outcome; the exit code says a report is missing.
@@ -410,7 +432,8 @@ pub fn write_report(dir: &Path, v: &Verdict) -> Result<()> {
     let io =
         |e: std::io::Error| Error::other(format!("cannot write report in {}: {e}", dir.display()));
     let parent = target.parent().unwrap_or(dir);
-    std::fs::create_dir_all(parent).map_err(io)?;
+    std::fs::create_dir_all(parent)
+        .map_err(|e| Error::other(format!("cannot write report in {}: {e}", parent.display())))?;
     marker::write_atomic(&target, report_text(v).as_bytes())
         .map_err(|e| Error::other(format!("cannot write report {}: {e}", target.display())))?;
     if stale.exists() {

@@ -153,6 +153,27 @@ impl Env {
         format!("agent-{}", id.to_lowercase())
     }
 
+    /// Stops the fake API server (its store and pods are lost) and starts a fresh one on
+    /// the same port after `down`: an API server restart as clients see it.
+    pub fn restart_server(&mut self, down: Duration) {
+        let port: u16 = self
+            .server
+            .url()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let rv = self.server.resource_version();
+        drop(std::mem::replace(&mut self.server, FakeApiServer::start()));
+        std::thread::sleep(down);
+        self.server = FakeApiServer::start_on(port);
+        self.server.advance_resource_version(rv);
+        self.server.create_namespace(NS);
+        self.server
+            .put_secret(NS, PASSWORD_SECRET, &[("server-password", PASSWORD)]);
+    }
+
     /// Number of recorded requests with this method whose path contains `path`.
     pub fn count(&self, method: &str, path: &str) -> usize {
         self.server

@@ -185,3 +185,119 @@ fn task_list_spawns_all_and_names_failures() {
     );
     assert!(env.server.requests().is_empty());
 }
+
+#[test]
+fn wait_report_dir_that_cannot_be_written_is_exit_1_naming_the_path() {
+    let env = Env::new();
+    env.spawn_script("U1", "echo 'asdo: done aaa'");
+    env.spawn_script("U2", "sleep 1; echo 'asdo: failed agent: x'; exit 3");
+    // As root, permissions do not stop a write; a file where a directory must be does.
+    let base = TempDir::new("report-ro");
+    let file = base.0.join("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    let under_file = file.join("reports");
+    let r = env.asdo(&["wait", "U1", "U2", "--report-dir", path_str(&under_file)]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains(path_str(&under_file)),
+        "names the path: {r:?}"
+    );
+    assert!(r.stderr.contains("Not a directory"), "the OS error: {r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+
+    // Writable at first, one kind of marker impossible later: every task still gets its
+    // outcome, the other marker is written, and the exit code says a report is missing.
+    let report = TempDir::new("report-half");
+    std::fs::write(report.0.join("delegation_completed"), "").unwrap();
+    let r = env.asdo(&["wait", "U1", "U2", "--report-dir", path_str(&report.0)]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let mut lines: Vec<&str> = r.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "both tasks have an outcome: {r:?}");
+    assert!(
+        lines[0].starts_with("U1 Succeeded") && lines[1].starts_with("U2 Failed"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("delegation_completed"), "{r:?}");
+    assert!(report.0.join("delegation_errors/U2.txt").exists());
+}
+
+#[test]
+fn termination_reasons_are_named() {
+    let env = Env::new();
+    let mut pod = task_pod("K1", "Failed", Some(137), Duration::from_secs(30));
+    let status = pod
+        .status
+        .as_mut()
+        .unwrap()
+        .container_statuses
+        .as_mut()
+        .unwrap();
+    status[0]
+        .state
+        .as_mut()
+        .unwrap()
+        .terminated
+        .as_mut()
+        .unwrap()
+        .reason = Some("OOMKilled".into());
+    env.server.insert_pod(pod);
+    let r = env.asdo(&["wait", "K1"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("exit=137") && r.stdout.contains("reason=OOMKilled"),
+        "{r:?}"
+    );
+    let r = env.asdo(&["status", "K1"]);
+    assert!(r.stdout.contains("137 (OOMKilled)"), "{r:?}");
+    // (`logs` names it the same way: cli::logs::tests::endings_name_the_reason.)
+    let report = TempDir::new("report-oom");
+    env.asdo(&["wait", "K1", "--report-dir", path_str(&report.0)]);
+    let text = std::fs::read_to_string(report.0.join("delegation_errors/K1.txt")).unwrap();
+    assert!(text.contains("reason_terminated: OOMKilled"), "{text}");
+}
+
+#[test]
+fn wait_keeps_waiting_through_api_errors_and_says_so() {
+    let env = Env::new();
+    env.spawn_script("O1", "sleep 2; echo 'asdo: done bbb'");
+    // The API server answers 503 for a while (a restart behind a load balancer).
+    env.server.fail_next_matching(6, 503, "GET", "/pods");
+    let r = env.asdo(&["wait", "O1", "--timeout", "60s"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with("O1 Succeeded"), "{r:?}");
+}
+
+#[test]
+fn wait_reports_every_task_across_an_api_server_restart() {
+    let mut env = Env::new();
+    env.server
+        .insert_pod(task_pod("S1", "Running", None, Duration::from_secs(5)));
+    env.server
+        .insert_pod(task_pod("S2", "Running", None, Duration::from_secs(5)));
+    let child = env.start(&["wait", "S1", "S2", "--timeout", "90s"]);
+    assert!(eventually(Duration::from_secs(30), || env
+        .server
+        .requests()
+        .iter()
+        .any(|r| r.query.contains("watch=true"))));
+    env.restart_server(Duration::from_secs(2));
+    // Back, with the tasks finished meanwhile.
+    env.server
+        .insert_pod(task_pod("S1", "Succeeded", Some(0), Duration::from_secs(1)));
+    env.server
+        .insert_pod(task_pod("S2", "Failed", Some(5), Duration::from_secs(1)));
+    let r = wait_output(child, Duration::from_secs(90));
+    assert_eq!(r.code, 1, "{r:?}");
+    let mut lines: Vec<&str> = r.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{r:?}");
+    assert!(
+        lines[0].starts_with("S1 Succeeded") && lines[1].starts_with("S2 Failed exit=5"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("not answering") && r.stderr.contains("answering again"),
+        "{r:?}"
+    );
+}

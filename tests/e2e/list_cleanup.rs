@@ -341,3 +341,56 @@ fn cleanup_deletes_only_the_pod_it_listed() {
         format!("/api/v1/namespaces/{NS}/pods/agent-t1")
     );
 }
+
+#[test]
+fn a_server_that_never_answers_bounds_every_command() {
+    let env = Env::new();
+    seed(&env);
+    // Accepts every connection, reads the request, never answers.
+    env.server.hang_next_matching(100_000, None, None);
+    let commands: &[&[&str]] = &[
+        &["list"],
+        &["status", "T1"],
+        &["logs", "T1"],
+        &["logs", "--all"],
+        &["logs", "--all", "--no-follow"],
+        &["cleanup"],
+        &["cleanup", "--older-than", "1s"],
+        &[
+            "spawn",
+            "--task-id",
+            "T9",
+            "--branch",
+            "b",
+            "--repo",
+            "git@h:o/r.git",
+        ],
+    ];
+    for cmd in commands {
+        let mut args = vec!["--request-timeout", "1s"];
+        args.extend_from_slice(cmd);
+        let r = env.asdo(&args);
+        assert_eq!(r.code, 1, "{cmd:?}: {r:?}");
+        let errors: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{cmd:?}: {r:?}");
+        assert!(
+            errors[0].contains("did not answer within 1s") && errors[0].contains("127.0.0.1"),
+            "names the server and the bound: {r:?}"
+        );
+    }
+    // wait's bound is --timeout: it ends with 124 and a line per task.
+    let r = env.asdo(&["--request-timeout", "1s", "wait", "T1", "--timeout", "2s"]);
+    assert_eq!(r.code, 124, "{r:?}");
+    assert!(r.stdout.starts_with("T1 TimedOut"), "{r:?}");
+    assert!(
+        r.stderr.contains("not answering"),
+        "says why it waits: {r:?}"
+    );
+    // Nothing was created behind our back.
+    env.server.clear_failures();
+    assert!(env.server.pod(NS, "agent-t9").is_none());
+}

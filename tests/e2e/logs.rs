@@ -230,7 +230,7 @@ impl Lcg {
 /// once, whatever N (0 included: a reconnect never reuses tailLines).
 #[test]
 fn tail_then_random_cuts_lose_and_double_nothing() {
-    for (seed, tail) in [(1u64, 0usize), (2, 0), (3, 2), (4, 20)] {
+    for (seed, tail) in [(1u64, 0usize), (2, 0), (3, 2), (4, 20), (5, 0), (6, 1)] {
         let mut rng = Lcg(seed);
         let env = Env::new();
         let go = env.dir.0.join("go");
@@ -264,6 +264,10 @@ fn tail_then_random_cuts_lose_and_double_nothing() {
         // lines, see survives_repeated_stream_cuts_…), and a few at random moments.
         env.server
             .set_log_drop_after_bytes(Some(400 + rng.next(300) as usize));
+        if rng.next(2) == 0 {
+            // A cut before the first new line: the reconnect must not reuse tailLines.
+            env.server.drop_log_streams_now();
+        }
         std::fs::write(&go, "").unwrap();
         for _ in 0..rng.next(4) {
             std::thread::sleep(Duration::from_millis(100 + rng.next(600)));
@@ -363,4 +367,193 @@ fn a_finished_pod_whose_log_keeps_failing_is_retried_with_backoff_then_given_up(
     let rate = n as f64 / secs;
     eprintln!("{n} log requests in {secs:.1}s = {rate:.1}/s");
     assert!(n <= 20, "backoff: {n} log requests in {secs:.1}s");
+}
+
+#[test]
+fn transient_waiting_reasons_are_waited_through() {
+    let env = Env::new();
+    // A pull that fails for a few seconds, then works.
+    let values = env.script_values("echo pulled-at-last");
+    let r = env.asdo(&spawn_with(
+        &[
+            "--image",
+            "registry.example/slow-pull:1",
+            "-f",
+            path_str(&values),
+        ],
+        "W1",
+    ));
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = env.asdo(&["logs", "W1", "--start-timeout", "60s"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "pulled-at-last\n"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("ErrImagePull") || r.stderr.contains("ImagePullBackOff"),
+        "the reason is on stderr: {r:?}"
+    );
+
+    // The password Secret appears after the pod (External Secrets syncing after install).
+    let ns = "late-secret";
+    env.server.create_namespace(ns);
+    let values = env.script_values("echo secret-synced");
+    let r = env.asdo(&spawn_with(&["-n", ns, "-f", path_str(&values)], "W2"));
+    assert_eq!(r.code, 0, "{r:?}");
+    let child = env.start(&["logs", "W2", "-n", ns, "--start-timeout", "60s"]);
+    assert!(eventually(Duration::from_secs(30), || {
+        env.server
+            .pod(ns, "agent-w2")
+            .and_then(|p| {
+                p.status?
+                    .container_statuses?
+                    .first()?
+                    .state
+                    .clone()?
+                    .waiting?
+                    .reason
+            })
+            .as_deref()
+            == Some("CreateContainerConfigError")
+    }));
+    env.server
+        .put_secret(ns, PASSWORD_SECRET, &[("server-password", PASSWORD)]);
+    let r = wait_output(child, Duration::from_secs(60));
+    assert_eq!((r.code, r.stdout.as_str()), (0, "secret-synced\n"), "{r:?}");
+    assert!(r.stderr.contains("CreateContainerConfigError"), "{r:?}");
+
+    // A name that can never be pulled fails at once, naming the reason.
+    let r = env.asdo(&spawn_with(&["--image", "Bad:Name:x"], "W3"));
+    assert_eq!(r.code, 2, "refused locally: {r:?}");
+}
+
+fn spawn_with<'a>(extra: &[&'a str], id: &'a str) -> Vec<&'a str> {
+    let mut v = vec![
+        "spawn",
+        "--task-id",
+        id,
+        "--branch",
+        "b",
+        "--repo",
+        "git@h:o/r.git",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// Replace the pod under the same name, as `spawn --replace` from another terminal would.
+fn replace_pod(env: &Env, name: &str, script: &str) {
+    let mut pod = env.server.pod(NS, name).unwrap();
+    pod.metadata.uid = None;
+    pod.metadata.resource_version = None;
+    pod.status = None;
+    let c = &mut pod.spec.as_mut().unwrap().containers[0];
+    c.command = Some(vec!["sh".into(), "-c".into(), script.into()]);
+    env.server.insert_pod(pod);
+}
+
+#[test]
+fn a_replaced_pod_is_never_spliced_into_the_stream() {
+    let env = Env::new();
+    env.spawn_script("RP", "echo old-run; sleep 60");
+    let mut child = env.start(&["logs", "RP"]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "old-run\n");
+    replace_pod(&env, "agent-rp", "echo new-run; exit 4");
+    env.server.drop_log_streams_now();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let r = wait_output(child, Duration::from_secs(60));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(rest, "", "nothing of the new run: {r:?}");
+    assert!(r.stderr.contains("replaced by another run"), "{r:?}");
+
+    // --follow-replaced: a separator, then the new run, and its exit code.
+    env.spawn_script("RQ", "echo old-run; sleep 60");
+    let mut child = env.start(&["logs", "RQ", "--follow-replaced"]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "old-run\n");
+    replace_pod(&env, "agent-rq", "echo new-run; exit 4");
+    env.server.drop_log_streams_now();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let r = wait_output(child, Duration::from_secs(60));
+    assert_eq!((r.code, rest.as_str()), (4, "new-run\n"), "{r:?}");
+    assert!(r.stderr.contains("following it"), "{r:?}");
+}
+
+#[test]
+fn a_burst_of_server_errors_loses_nothing_and_says_it_retried() {
+    let env = Env::new();
+    env.spawn_script("B5", &numbered(30, "0.2"));
+    // Six refused log reads in a row (about 6 s with backoff), then the server recovers.
+    env.server.fail_next_matching(6, 500, "GET", "/log");
+    env.server.set_log_drop_after_bytes(Some(500));
+    let r = env.asdo(&["logs", "B5"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, expected(30));
+    assert!(r.stderr.contains("server error 500"), "{r:?}");
+    assert!(r.stderr.contains("retrying for up to 5m"), "{r:?}");
+}
+
+#[test]
+fn all_caps_concurrent_streams_and_queues_the_rest() {
+    let env = Env::new();
+    for i in 0..8 {
+        env.spawn_script(&format!("M{i}"), "echo first; sleep 1; echo last");
+    }
+    assert!(eventually(Duration::from_secs(30), || {
+        (0..8).all(|i| {
+            env.server
+                .pod(NS, &format!("agent-m{i}"))
+                .and_then(|p| p.status?.phase)
+                .is_some_and(|p| p == "Running" || p == "Succeeded")
+        })
+    }));
+    let before = env.server.connections().0;
+    let mut child = env.start(&["logs", "--all", "--max-log-requests", "2"]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..16 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        lines.push(line);
+    }
+    let (_, max) = env.server.connections();
+    child.kill().unwrap();
+    let r = wait_output(child, Duration::from_secs(30));
+    lines.sort();
+    for i in 0..8 {
+        assert!(lines.contains(&format!("[M{i}] first\n")), "{lines:?}");
+        assert!(lines.contains(&format!("[M{i}] last\n")), "{lines:?}");
+    }
+    eprintln!("connections: {before} before, at most {max} with --max-log-requests 2");
+    // 2 streams + the pod watch + a get; never one per pod.
+    assert!(max <= before + 5, "at most {max} connections");
+    assert!(r.stderr.contains("queued"), "{r:?}");
+}
+
+#[test]
+fn all_gives_up_when_the_server_is_gone_past_retry_for() {
+    let mut env = Env::new();
+    env.spawn_script("G7", "echo up; sleep 60");
+    let mut child = env.start(&["logs", "--all", "--retry-for", "3s"]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "[G7] up\n");
+    // The API server goes away for good (this port stays closed).
+    drop(std::mem::replace(
+        &mut env.server,
+        crate::support::FakeApiServer::start(),
+    ));
+    let r = wait_output(child, Duration::from_secs(60));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("not answering"), "{r:?}");
+    assert!(r.stderr.contains("giving up (--retry-for)"), "{r:?}");
 }

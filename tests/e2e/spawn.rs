@@ -372,3 +372,237 @@ fn unreachable_cluster_fails_fast() {
         assert_eq!(r.stderr.trim_end().lines().count(), 1, "{r:?}");
     }
 }
+
+#[test]
+fn values_the_api_would_reject_are_refused_locally() {
+    let env = Env::new();
+    let file = |name: &str, text: &str| env.write(name, text);
+    let bad_label_key = file("lk.yaml", "pod:\n  labels:\n    \"bad key!\": x\n");
+    let bad_env = file(
+        "env.yaml",
+        "pod:\n  env:\n    - name: 1BAD\n      value: x\n",
+    );
+    let bad_qty = file(
+        "q.yaml",
+        "pod:\n  resources:\n    limits:\n      memory: 2GB\n",
+    );
+    let bad_pull = file(
+        "ps.yaml",
+        "pod:\n  imagePullSecrets:\n    - name: Bad_Name\n",
+    );
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            spawn_args("T1", &["--set", "pod.labels.team=has space"]),
+            "label",
+        ),
+        (
+            spawn_args("T1", &["-f", path_str(&bad_label_key)]),
+            "label key",
+        ),
+        (
+            spawn_args("T1", &["-f", path_str(&bad_env)]),
+            "environment variable",
+        ),
+        (spawn_args("T1", &["-f", path_str(&bad_qty)]), "2GB"),
+        (spawn_args("T1", &["-f", path_str(&bad_pull)]), "Bad_Name"),
+        (
+            spawn_args("T1", &["--set", "pod.activeDeadlineSeconds=0"]),
+            "activeDeadlineSeconds",
+        ),
+        (
+            spawn_args("T1", &["--set", "pod.activeDeadlineSeconds=-5"]),
+            "activeDeadlineSeconds",
+        ),
+        (
+            spawn_args("T1", &["--ssh-secret", "Bad_Secret"]),
+            "Bad_Secret",
+        ),
+        (
+            spawn_args("T1", &["--image", "UPPER/Img:1"]),
+            "invalid image",
+        ),
+        (
+            spawn_args("T1", &["--image", "img:bad tag"]),
+            "invalid image",
+        ),
+        (
+            spawn_args(
+                "T1",
+                &[
+                    "--set",
+                    "pod.gitTokenSecret.enabled=true",
+                    "--set",
+                    "pod.gitTokenSecret.name=no/slash",
+                ],
+            ),
+            "no/slash",
+        ),
+        (
+            vec![
+                "spawn",
+                "--task-id",
+                "T1",
+                "--branch",
+                "HEAD",
+                "--repo",
+                REPO,
+            ],
+            "reserved",
+        ),
+        (
+            vec![
+                "spawn",
+                "--task-id",
+                "T1",
+                "--branch",
+                "b",
+                "--repo",
+                "git:ghp_hunter2@github.com:o/r.git",
+            ],
+            "password or token",
+        ),
+        (
+            vec![
+                "spawn",
+                "--task-id",
+                "T1",
+                "--branch",
+                "b",
+                "--repo",
+                "https://github.com/o/r.git?access_token=hunter2",
+            ],
+            "password or token",
+        ),
+        (
+            vec![
+                "spawn",
+                "--task-id",
+                "T1",
+                "--branch",
+                "b",
+                "--repo",
+                "ssh://git:hunter2@github.com/o/r.git",
+            ],
+            "password or token",
+        ),
+    ];
+    env.server.clear_requests();
+    for (full, expect) in cases {
+        let r = env.asdo(&full);
+        assert_eq!(r.code, 2, "{full:?}: {r:?}");
+        assert!(
+            r.stderr.contains(expect),
+            "{full:?} should say {expect:?}: {r:?}"
+        );
+        assert_eq!(r.stderr.trim_end().lines().count(), 1, "one line: {r:?}");
+        assert!(!r.stderr.contains("hunter2"), "secret echoed: {r:?}");
+        // --dry-run refuses the same, before printing anything.
+        let mut dry = full.clone();
+        dry.push("--dry-run");
+        let r = env.asdo(&dry);
+        assert_eq!((r.code, r.stdout.as_str()), (2, ""), "{dry:?}: {r:?}");
+    }
+    assert!(
+        env.server.requests().is_empty(),
+        "{:?}",
+        env.server.requests()
+    );
+}
+
+#[test]
+fn usage_errors_are_one_line_and_a_hint() {
+    let env = Env::new();
+    for args in [
+        &["spawn", "--bogus"][..],
+        &["wait"],
+        &["logs", "--tail"],
+        &["nope"],
+    ] {
+        let r = env.asdo(args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        let lines: Vec<&str> = r.stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "{args:?}: {r:?}");
+        assert!(lines[0].starts_with("error: "), "{r:?}");
+        assert!(lines[1].contains("--help"), "{r:?}");
+    }
+    assert_eq!(env.asdo(&["--help"]).code, 0);
+}
+
+#[test]
+fn a_create_stored_but_answered_504_is_reported_as_created() {
+    let env = Env::new();
+    // The API server stores the pod; the proxy in front answers 504; kube-rs retries the
+    // POST and gets AlreadyExists for the pod this very call created.
+    env.server.fail_next_after_handling(1, 504, "POST", "/pods");
+    let r = env.asdo(&spawn_args("T504", &[]));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "pod/agent-t504 created\n", "{r:?}");
+    assert!(env.count("POST", "/pods") >= 2, "the create was retried");
+    assert_eq!(env.server.pods(NS).len(), 1);
+    // Someone else's pod of the same name is still AlreadyExists, exit 1.
+    let r = env.asdo(&spawn_args("T504", &[]));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("already exists"), "{r:?}");
+}
+
+#[test]
+fn concurrent_replaces_never_delete_the_other_runs_pod() {
+    let env = Env::new();
+    env.spawn_script("TR", "echo first");
+    assert!(
+        env.server
+            .wait_for_phase(NS, "agent-tr", "Succeeded", Duration::from_secs(20))
+    );
+    let values = env.script_values("echo again; sleep 30");
+    for round in 0..3 {
+        let children: Vec<_> = (0..2)
+            .map(|_| env.start(&spawn_args("TR", &["--replace", "-f", path_str(&values)])))
+            .collect();
+        let runs: Vec<Run> = children
+            .into_iter()
+            .map(|c| wait_output(c, Duration::from_secs(60)))
+            .collect();
+        let ok: Vec<&Run> = runs.iter().filter(|r| r.code == 0).collect();
+        assert_eq!(ok.len(), 1, "round {round}: exactly one wins: {runs:?}");
+        assert!(runs.iter().any(|r| r.code == 1), "{runs:?}");
+        // The winner's pod is the one standing, and nobody deleted it.
+        let pod = env.server.pod(NS, "agent-tr").expect("the winner's pod");
+        let deletes_of_new = env
+            .server
+            .requests()
+            .iter()
+            .filter(|q| q.method == "DELETE" && q.status == 200)
+            .count();
+        assert_eq!(deletes_of_new, round + 1, "one successful delete per round");
+        // Finish it so the next round can replace it.
+        let uid = pod.metadata.uid.clone().unwrap();
+        let mut done = task_pod("TR", "Succeeded", Some(0), Duration::from_secs(1));
+        done.metadata.uid = Some(uid);
+        env.server.insert_pod(done);
+    }
+}
+
+#[test]
+fn a_create_stored_but_never_answered_is_reported_as_created() {
+    let env = Env::new();
+    env.server.hang_next_after_handling(1, "POST", "/pods");
+    let mut args = vec!["--request-timeout", "2s"];
+    args.extend(spawn_args("TH", &[]));
+    let r = env.asdo(&args);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "pod/agent-th created\n"),
+        "{r:?}"
+    );
+    assert_eq!(env.server.pods(NS).len(), 1);
+
+    // Not stored and never answered: one line naming the server and the bound, exit 1.
+    env.server
+        .hang_next_matching(1, Some("POST"), Some("/pods"));
+    let mut args = vec!["--request-timeout", "2s"];
+    args.extend(spawn_args("TJ", &[]));
+    let r = env.asdo(&args);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("did not answer within 2s"), "{r:?}");
+    assert!(env.server.pod(NS, "agent-tj").is_none());
+}

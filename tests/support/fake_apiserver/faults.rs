@@ -20,6 +20,8 @@ struct Settings {
     failures_after: Vec<Failure>,
     /// Accepted and never answered.
     hangs: Vec<Failure>,
+    /// Handled (a create stores its object), then never answered.
+    hangs_after: Vec<Failure>,
     response_delay: Duration,
     schedule_delay: Duration,
     forbidden: HashSet<String>,
@@ -65,6 +67,7 @@ impl Faults {
                 failures: vec![],
                 failures_after: vec![],
                 hangs: vec![],
+                hangs_after: vec![],
                 response_delay: Duration::ZERO,
                 schedule_delay: Duration::from_millis(200),
                 forbidden: HashSet::new(),
@@ -134,6 +137,7 @@ impl Faults {
             s.failures.clear();
             s.failures_after.clear();
             s.hangs.clear();
+            s.hangs_after.clear();
         });
     }
 
@@ -148,6 +152,17 @@ impl Faults {
 
     pub fn take_hang(&self, method: &str, path: &str) -> bool {
         self.with(|s| take(&mut s.hangs, method, path).is_some())
+    }
+
+    pub fn add_hang_after(&self, n: usize, method: &str, path_contains: &str) {
+        self.with(|s| {
+            s.hangs_after
+                .push(rule(n, 0, Some(method), Some(path_contains)))
+        });
+    }
+
+    pub fn take_hang_after(&self, method: &str, path: &str) -> bool {
+        self.with(|s| take(&mut s.hangs_after, method, path).is_some())
     }
 
     pub fn set_response_delay(&self, d: Duration) {

@@ -365,6 +365,18 @@ impl Run {
                 self.pause(Duration::from_secs(10)).await?;
             }
         }
+        // `slow-pull` in the name: the pull fails for a while (a registry hiccup, a pull
+        // secret not synced yet), then succeeds, as the kubelet's retries would.
+        if image.contains("slow-pull") {
+            let msg = format!("Failed to pull image \"{image}\": rpc error: code = Unavailable");
+            self.update(|p| set_waiting(p, "ErrImagePull", Some(&msg)))?;
+            self.event("Warning", "Failed", "Error: ErrImagePull");
+            self.pause(Duration::from_millis(1500)).await?;
+            let msg = format!("Back-off pulling image \"{image}\"");
+            self.update(|p| set_waiting(p, "ImagePullBackOff", Some(&msg)))?;
+            self.event("Warning", "Failed", "Error: ImagePullBackOff");
+            self.pause(Duration::from_millis(1500)).await?;
+        }
         if c.image_pull_policy.as_deref() == Some("Always") {
             self.event("Normal", "Pulling", &format!("Pulling image \"{image}\""));
             let msg = format!(

@@ -25,7 +25,7 @@
 //! - the kubelet runs only the first container, never restarts it, ignores
 //!   init containers, probes, volumes' contents (missing Secret/ConfigMap
 //!   volumes do block the pod), images (a name containing `does-not-exist`
-//!   fails to pull) and security contexts; the process runs on this machine;
+//!   fails to pull; one containing `slow-pull` fails for 3 s, then starts) and security contexts; the process runs on this machine;
 //! - watches send no periodic BOOKMARKs; history holds the last 4096 changes
 //!   (older resourceVersions get 410 Gone);
 //! - logs: no `previous`, one log per pod; `sinceTime` counts in whole seconds
@@ -112,6 +112,8 @@ pub(crate) struct Shared {
     store: Mutex<Store>,
     pub faults: Faults,
     pub requests: RequestLog,
+    /// TCP connections open now, and the most ever open at once.
+    pub connections: (AtomicUsize, AtomicUsize),
     pub logs: logs::Registry,
     pub kubelet: kubelet::Registry,
     pub events: events::Recorder,
@@ -163,6 +165,7 @@ impl FakeApiServer {
             store: Mutex::new(Store::new()),
             faults: Faults::new(),
             requests: RequestLog::default(),
+            connections: Default::default(),
             logs: logs::Registry::default(),
             kubelet: kubelet::Registry::default(),
             events: events::Recorder::default(),
@@ -309,6 +312,12 @@ impl FakeApiServer {
             .collect()
     }
 
+    /// (open now, most open at once) TCP connections from clients.
+    pub fn connections(&self) -> (usize, usize) {
+        let (open, max) = &self.shared.connections;
+        (open.load(Ordering::SeqCst), max.load(Ordering::SeqCst))
+    }
+
     pub fn clear_requests(&self) {
         self.shared.requests.entries.lock().unwrap().clear();
     }
@@ -351,6 +360,16 @@ impl FakeApiServer {
             .add_failure(n, code, Some(method), Some(path_contains));
     }
 
+    /// The store's current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.store().resource_version()
+    }
+
+    /// Number new changes after `rv`, as a server restarted on the same etcd would.
+    pub fn advance_resource_version(&self, rv: u64) {
+        self.shared.store().advance_resource_version(rv);
+    }
+
     /// Forgets every injected failure and hang still pending.
     pub fn clear_failures(&self) {
         self.shared.faults.clear();
@@ -362,6 +381,11 @@ impl FakeApiServer {
         self.shared
             .faults
             .add_failure_after(n, code, method, path_contains);
+    }
+
+    /// The next `n` matching requests are handled (a create stores its object), then never answered.
+    pub fn hang_next_after_handling(&self, n: usize, method: &str, path_contains: &str) {
+        self.shared.faults.add_hang_after(n, method, path_contains);
     }
 
     /// The next `n` requests with this method (any if None) whose path contains

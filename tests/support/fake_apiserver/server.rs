@@ -85,10 +85,16 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(shared.clone(), req));
+            use std::sync::atomic::Ordering::SeqCst;
+            let (open, max) = &shared.connections;
+            let now = open.fetch_add(1, SeqCst) + 1;
+            max.fetch_max(now, SeqCst);
+            let s = shared.clone();
+            let svc = service_fn(move |req| handle(s.clone(), req));
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
+            shared.connections.0.fetch_sub(1, SeqCst);
         });
     }
 }
@@ -122,6 +128,7 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Re
         std::future::pending::<()>().await;
     }
     let after = shared.faults.take_failure_after(&method, &path);
+    let hang_after = shared.faults.take_hang_after(&method, &path);
     let resp = match shared.faults.take_failure(&method, &path) {
         Some(code) => error(&ApiError::injected(code)),
         None => {
@@ -138,6 +145,10 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Re
                 .unwrap_or_else(|e| error(&e))
         }
     };
+    if hang_after {
+        // The work is done (a create stored), the answer never comes.
+        std::future::pending::<()>().await;
+    }
     let resp = match after {
         Some(code) => error(&ApiError::injected(code)),
         None => resp,

@@ -106,6 +106,15 @@ impl Store {
         self.rv
     }
 
+    /// Continue numbering after `rv` (a restarted server whose etcd kept its revision);
+    /// watches from before `rv` get 410 Gone, from `rv` on they resume.
+    pub fn advance_resource_version(&mut self, rv: u64) {
+        if rv > self.rv {
+            self.rv = rv;
+            self.floor = rv;
+        }
+    }
+
     pub fn get<K: Kind>(&self, ns: &str, name: &str) -> Option<&K> {
         K::collection(self).items.get(&key(ns, name))
     }
