@@ -205,3 +205,81 @@ fn agent_pod_past_its_deadline_reports_sigterm() {
     );
     assert_eq!(f.remote_branch(BRANCH), None);
 }
+
+/// The real opencode (1.18.33) in a task pod run by the fake kubelet, against the
+/// scripted model server: the outcome, the step lines and the totals read back with
+/// `asdo logs`, `asdo wait` and `asdo status`.
+#[test]
+fn real_opencode_agent_pod_reads_back_with_logs_wait_and_status() {
+    use crate::agent_fixture::opencode_dir;
+    use crate::support::model_server::{ModelServer, Step};
+    let env = Env::new();
+    let f = Fixture::new("e2e-real");
+    let model = ModelServer::start(vec![
+        Step::write(&f.workspace().join("hello.txt"), "hello\n"),
+        Step::text("Wrote hello.txt."),
+    ]);
+    let path = format!("{}:{}", opencode_dir().display(), f.path_var());
+    let config = model.opencode_config();
+    let values = values(
+        &env,
+        &f,
+        &[
+            ("PATH", &path),
+            ("OPENCODE_CONFIG_CONTENT", &config),
+            ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
+        ],
+    );
+    let r = env.asdo(&[
+        "spawn",
+        "T201",
+        BRANCH,
+        &f.repo_url(),
+        "--prompt",
+        "Add a greeting file",
+        "--model",
+        "stub/stub-model",
+        "-f",
+        path_str(&values),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+
+    let logs = env.asdo(&["logs", "T201"]);
+    assert_eq!(logs.code, 0, "{logs:?}");
+    let sha = f.remote_branch(BRANCH).expect("branch pushed");
+    assert_eq!(
+        markers(&logs.stdout).last().unwrap(),
+        &format!("asdo: done {sha}")
+    );
+    assert!(logs.stdout.contains("\n· write hello.txt\n"), "{logs:?}");
+    assert!(
+        logs.stdout.contains("\n· says: Wrote hello.txt.\n"),
+        "{logs:?}"
+    );
+    assert_eq!(f.remote_file(BRANCH, "hello.txt"), "hello");
+
+    let wait = env.asdo(&["wait", "T201", "--timeout", "120s"]);
+    assert_eq!(wait.code, 0, "{wait:?}");
+    assert!(
+        wait.stdout.contains(&format!("commit={sha} tokens=240/60")),
+        "{wait:?}"
+    );
+
+    let status = env.asdo(&["status", "T201"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert!(
+        status
+            .stdout
+            .contains("Last step:   says: Wrote hello.txt.\n"),
+        "{status:?}"
+    );
+    assert!(
+        status
+            .stdout
+            .contains("Agent:       files 1, tokens 240 in / 60 out\n"),
+        "{status:?}"
+    );
+    for out in [&logs.stdout, &logs.stderr, &wait.stdout, &status.stdout] {
+        assert!(!out.contains(PASSWORD));
+    }
+}
