@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -115,13 +115,19 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     let scope = global.scope()?;
     let plan = plan(&args)?;
     // Render from the compiled-in values first so bad values fail before the cluster is touched.
-    let offline: Vec<Pod> = plan
+    let offline: Vec<Rendered> = plan
         .tasks
         .iter()
         .map(|t| render_pod(&scope, &plan, t, None))
         .collect::<Result<_>>()?;
     if args.dry_run {
-        for (i, pod) in offline.iter().enumerate() {
+        for (i, (pod, prompt)) in offline.iter().enumerate() {
+            if let Some(cm) = prompt {
+                eprintln!(
+                    "note: the prompt goes in ConfigMap {}, created with the pod and owned by it",
+                    cm.metadata.name.as_deref().unwrap_or("")
+                );
+            }
             if i > 0 && args.output != Some(Output::Name) {
                 println!("---");
             }
@@ -134,7 +140,7 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     let cm_name = Values::from_value(scope.defaults.clone())?.config_map_name(&scope.release);
     let cluster_values =
         cluster::config_values(&client, &scope.namespace, &cm_name, values::CONFIGMAP_KEY).await?;
-    let pods: Vec<Pod> = match cluster_values {
+    let pods: Vec<Rendered> = match cluster_values {
         Some(text) => {
             let v = values::unwrap_subchart(values::parse_yaml(
                 &format!("ConfigMap {cm_name}"),
@@ -153,11 +159,11 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     if plan.batch {
         return create_all(&api, ns, pods, &args).await;
     }
-    let pod = pods
+    let (pod, prompt) = pods
         .into_iter()
         .next()
         .ok_or_else(|| Error::other("no task to spawn"))?;
-    let name = create_one(&api, ns, &pod, &args).await?;
+    let name = create_one(&api, ns, &pod, prompt, &args).await?;
     if args.output.is_none() {
         eprintln!("follow it: asdo logs {} -n {ns}", plan.tasks[0].id);
     }
@@ -175,12 +181,23 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
 }
 
 /// Create one pod (replacing a finished one if asked) and print it as -o says.
-async fn create_one(api: &kube::Api<Pod>, ns: &str, pod: &Pod, args: &SpawnArgs) -> Result<String> {
+async fn create_one(
+    api: &kube::Api<Pod>,
+    ns: &str,
+    pod: &Pod,
+    prompt: Option<ConfigMap>,
+    args: &SpawnArgs,
+) -> Result<String> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     if args.replace {
         replace_finished(api, &name, ns).await?;
     }
     let created = cluster::create_pod(api, pod, ns).await?;
+    if let Some(cm) = prompt {
+        // Second write, only for a big prompt: owned by the pod, so deleting the pod
+        // (cleanup, --replace) deletes it too. Until it exists the pod waits to mount it.
+        cluster::create_owned_config_map(api, &created, cm, ns).await?;
+    }
     match args.output {
         Some(f @ (Output::Yaml | Output::Json)) => print_pod(&created, f)?,
         _ => println!("pod/{name} created"),
@@ -193,16 +210,16 @@ async fn create_one(api: &kube::Api<Pod>, ns: &str, pod: &Pod, args: &SpawnArgs)
 async fn create_all(
     api: &kube::Api<Pod>,
     ns: &str,
-    pods: Vec<Pod>,
+    pods: Vec<Rendered>,
     args: &SpawnArgs,
 ) -> Result<i32> {
     use futures::StreamExt;
     let results: Vec<(String, Result<String>)> = futures::stream::iter(pods)
-        .map(|pod| async move {
+        .map(|(pod, prompt)| async move {
             let task = render::labels(&pod)
                 .remove(crate::task::LABEL_TASK_ID)
                 .unwrap_or_default();
-            let r = create_one(api, ns, &pod, args).await;
+            let r = create_one(api, ns, &pod, prompt, args).await;
             if let (true, Ok(name)) = (args.wait, &r)
                 && let Err(e) = crate::follow::wait_started(api, name, args.timeout).await
             {
@@ -410,7 +427,7 @@ fn render_pod(
     plan: &Plan,
     task: &Task,
     cluster_values: Option<Value>,
-) -> Result<Pod> {
+) -> Result<Rendered> {
     let mut merged = scope.defaults.clone();
     if let Some(cv) = cluster_values {
         values::merge(&mut merged, cv);
@@ -460,8 +477,24 @@ fn render_pod(
         namespace: scope.namespace.clone(),
         environment: scope.environment.clone(),
     };
-    Ok(render::pod(&v, &task, &target))
+    if let Some(p) = task
+        .prompt
+        .as_ref()
+        .filter(|p| p.len() > render::PROMPT_MAX)
+    {
+        return Err(Error::usage(format!(
+            "task {}: the prompt is {} KiB, over the 1 MiB a ConfigMap can hold (the API server's limit); put the details in a file in the repository and point the prompt at it",
+            task.id,
+            p.len() / 1024
+        )));
+    }
+    let pod = render::pod(&v, &task, &target);
+    let prompt = render::prompt_config_map(&pod, &task);
+    Ok((pod, prompt))
 }
+
+/// A task's Pod, plus the ConfigMap carrying its prompt when that is too big for an env value.
+type Rendered = (Pod, Option<ConfigMap>);
 
 /// `--context-dir` carries two meanings in the wild: a pod path (`/workspace/...`) or
 /// spec-kit's FEATURE_DIR, a path on the caller's machine that means nothing in the pod.
