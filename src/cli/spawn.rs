@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -139,16 +139,22 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     let scope = global.scope()?;
     let plan = plan(&args)?;
     // Render from the compiled-in values first so bad values fail before the cluster is touched.
-    let offline: Vec<Pod> = plan
+    let offline: Vec<Rendered> = plan
         .tasks
         .iter()
         .map(|t| render_pod(&scope, &plan, t, None))
         .collect::<Result<_>>()?;
-    for pod in &offline {
+    for (pod, _) in &offline {
         crate::validate::pod(pod)?;
     }
     if args.dry_run {
-        for (i, pod) in offline.iter().enumerate() {
+        for (i, (pod, prompt)) in offline.iter().enumerate() {
+            if let Some(cm) = prompt {
+                eprintln!(
+                    "note: the prompt goes in ConfigMap {}, created with the pod and owned by it",
+                    cm.metadata.name.as_deref().unwrap_or("")
+                );
+            }
             if i > 0 && args.output != Some(Output::Name) {
                 println!("---");
             }
@@ -164,7 +170,7 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     let cm_name = Values::from_value(scope.defaults.clone())?.config_map_name(&scope.release);
     let cluster_values =
         cluster::config_values(&client, &scope.namespace, &cm_name, values::CONFIGMAP_KEY).await?;
-    let pods: Vec<Pod> = match cluster_values {
+    let pods: Vec<Rendered> = match cluster_values {
         Some(text) => {
             let v = values::unwrap_subchart(values::parse_yaml(
                 &format!("ConfigMap {cm_name}"),
@@ -180,15 +186,15 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     // The cluster's values may bring their own bad values; and each pod is marked with
     // this call's id so a create retried after a lost answer recognises its own pod.
     let call_id = call_id();
-    let pods: Vec<Pod> = pods
+    let pods: Vec<Rendered> = pods
         .into_iter()
-        .map(|mut pod| {
+        .map(|(mut pod, prompt)| {
             crate::validate::pod(&pod)?;
             pod.metadata
                 .annotations
                 .get_or_insert_with(Default::default)
                 .insert(task::ANN_SPAWN_ID.into(), call_id.clone());
-            Ok(pod)
+            Ok((pod, prompt))
         })
         .collect::<Result<_>>()?;
     let api = cluster::pods(&client, Some(&scope.namespace))?;
@@ -197,11 +203,11 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     if plan.batch {
         return create_all(&api, ns, pods, &args, &plan).await;
     }
-    let pod = pods
+    let (pod, prompt) = pods
         .into_iter()
         .next()
         .ok_or_else(|| Error::other("no task to spawn"))?;
-    let (name, uid) = create_one(&api, ns, &pod, &args, &plan, &plan.tasks[0]).await?;
+    let (name, uid) = create_one(&api, ns, &pod, prompt, &args, &plan, &plan.tasks[0]).await?;
     if args.output.is_none() {
         eprintln!("follow it: asdo logs {} -n {ns}", plan.tasks[0].id);
         if let Some(dir) = &plan.report_dir {
@@ -232,6 +238,7 @@ async fn create_one(
     api: &kube::Api<Pod>,
     ns: &str,
     pod: &Pod,
+    prompt: Option<ConfigMap>,
     args: &SpawnArgs,
     plan: &Plan,
     task: &Task,
@@ -248,6 +255,11 @@ async fn create_one(
         }
     };
     if fresh {
+        if let Some(cm) = prompt {
+            // Second write, only for a big prompt: owned by the pod, so deleting the pod
+            // (cleanup, --replace) deletes it too. Until it exists the pod waits to mount it.
+            cluster::create_owned_config_map(api, &created, cm, ns).await?;
+        }
         match args.output {
             Some(f @ (Output::Yaml | Output::Json)) => print_pod(&created, f)?,
             _ => println!("pod/{name} created"),
@@ -352,16 +364,16 @@ fn call_id() -> String {
 async fn create_all(
     api: &kube::Api<Pod>,
     ns: &str,
-    pods: Vec<Pod>,
+    pods: Vec<Rendered>,
     args: &SpawnArgs,
     plan: &Plan,
 ) -> Result<i32> {
     use futures::StreamExt;
     let results: Vec<(String, Result<String>)> =
         futures::stream::iter(pods.into_iter().zip(&plan.tasks))
-            .map(|(pod, t)| async move {
+            .map(|((pod, prompt), t)| async move {
                 let task = t.id.clone();
-                let r = create_one(api, ns, &pod, args, plan, t).await;
+                let r = create_one(api, ns, &pod, prompt, args, plan, t).await;
                 if let (true, Ok((name, uid))) = (args.wait, &r)
                     && let Err(e) =
                         crate::follow::wait_started(api, name, uid.as_deref(), args.timeout).await
@@ -585,7 +597,7 @@ fn render_pod(
     plan: &Plan,
     task: &Task,
     cluster_values: Option<Value>,
-) -> Result<Pod> {
+) -> Result<Rendered> {
     let mut merged = scope.defaults.clone();
     if let Some(cv) = cluster_values {
         values::merge(&mut merged, cv);
@@ -635,8 +647,24 @@ fn render_pod(
         namespace: scope.namespace.clone(),
         environment: scope.environment.clone(),
     };
-    Ok(render::pod(&v, &task, &target))
+    if let Some(p) = task
+        .prompt
+        .as_ref()
+        .filter(|p| p.len() > render::PROMPT_MAX)
+    {
+        return Err(Error::usage(format!(
+            "task {}: the prompt is {} KiB, over the 1 MiB a ConfigMap can hold (the API server's limit); put the details in a file in the repository and point the prompt at it",
+            task.id,
+            p.len() / 1024
+        )));
+    }
+    let pod = render::pod(&v, &task, &target);
+    let prompt = render::prompt_config_map(&pod, &task);
+    Ok((pod, prompt))
 }
+
+/// A task's Pod, plus the ConfigMap carrying its prompt when that is too big for an env value.
+type Rendered = (Pod, Option<ConfigMap>);
 
 /// `--context-dir` carries two meanings in the wild: a pod path (`/workspace/...`) or
 /// spec-kit's FEATURE_DIR, a path on the caller's machine that means nothing in the pod.

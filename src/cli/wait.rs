@@ -90,6 +90,13 @@ impl Verdict {
             }
             _ => {}
         }
+        // What the session used, from the agent's summary line (older agents print none).
+        if let Some(sum) = marker::last_summary(&self.log_tail) {
+            s.push_str(&format!(" tokens={}/{}", sum.tokens_in, sum.tokens_out));
+            if let Some(c) = sum.cost {
+                s.push_str(&format!(" cost=${c:.4}"));
+            }
+        }
         s
     }
 }
@@ -508,6 +515,14 @@ mod tests {
             }),
         );
         assert!(failed.line().contains("failed-step=agent"));
+        let mut used = v("Succeeded", Some(Marker::Done("abc123".into())));
+        used.log_tail =
+            "asdo: summary: files 1, tokens 240 in / 60 out, cost $0.0120\nasdo: done abc123\n"
+                .into();
+        assert_eq!(
+            used.line(),
+            "T001 Succeeded exit=0 duration=3m10s commit=abc123 tokens=240/60 cost=$0.0120"
+        );
     }
 
     #[test]
