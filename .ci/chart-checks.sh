@@ -207,6 +207,7 @@ render() {
         --set cleanupJob.enabled=true,cleanupJob.saveLogs.enabled=true \
         --set resourceQuota.enabled=true,resourceQuota.pods=5 \
         --set 'networkPolicy.egress[0].to[0].ipBlock.cidr=10.1.2.3/32,networkPolicy.egress[0].ports[0].port=3128' \
+        --set prePull.enabled=true \
         >"$OUT/chart-all-on.yaml"
     # The other egress presets.
     "$HELM" template demo "$CHART" --set networkPolicy.egressPreset=none --show-only templates/networkpolicy.yaml \

@@ -149,6 +149,39 @@ fn create_error(e: kube::Error, name: &str, ns: &str) -> Error {
     }
 }
 
+/// Creates `cm` owned by `pod` (controller reference), so it is deleted with the pod.
+pub async fn create_owned_config_map(
+    pods: &Api<Pod>,
+    pod: &Pod,
+    mut cm: k8s_openapi::api::core::v1::ConfigMap,
+    ns: &str,
+) -> Result<()> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    cm.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name: pod_name.clone(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(false),
+    }]);
+    let name = cm.metadata.name.clone().unwrap_or_default();
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(pods.clone().into_client(), ns);
+    api.create(&PostParams::default(), &cm)
+        .await
+        .map(drop)
+        .map_err(|e| {
+            Error::from_kube(
+                &format!(
+                    "create configmap {name} (the prompt of pod {pod_name}) in namespace {ns}"
+                ),
+                e,
+            )
+        })
+}
+
 pub async fn get_pod(api: &Api<Pod>, name: &str, ns: &str) -> Result<Option<Pod>> {
     check_pod_name(name)?;
     bounded(

@@ -4,6 +4,7 @@
 //! - `task`: names, labels and input validation; `validate`: the Kubernetes rules for names,
 //!   selectors and pod values; `follow`: waiting and resumable log streaming;
 //! - `cluster`: the thin kube-rs layer; `error`: the one error type;
+//! - `existing`: what spawn does with an existing pod of the task (`--if-exists`);
 //! - `marker`: the agent's progress lines, as `wait`/`status` read them;
 //! - `quota`: a ResourceQuota's refusal of a task pod, said in one line;
 //! - `archive`: `cleanup --save-logs`, a finished pod's log and summary kept before deletion;
@@ -13,12 +14,14 @@
 //! - `portforward`: a local port forwarded to a pod's; `remote`: a task's OpenCode server
 //!   reached through it (password, session, follow-up messages), for attach/send/mcp.
 //! - `mcp`: `asdo mcp`, the verbs as MCP tools (rmcp), each run through the CLI itself.
+//! - `speckit`: spec-kit's delegation files (feature directory, marker layout per version).
 
 pub mod agent;
 pub mod archive;
 pub mod cli;
 pub mod cluster;
 pub mod error;
+pub mod existing;
 pub mod follow;
 pub mod hooks;
 pub mod http;
@@ -32,6 +35,7 @@ pub mod quota;
 pub mod remote;
 pub mod render;
 pub mod results;
+pub mod speckit;
 pub mod task;
 pub mod validate;
 pub mod values;

@@ -18,8 +18,10 @@ pub const PREFIX: &str = "asdo: ";
 /// Starts the agent's one-line-per-step progress (`· write src/auth.rs`), printed between
 /// the markers; not a marker, so never a verdict.
 pub const STEP: &str = "· ";
-/// `asdo: summary: …` is printed once, just before the final marker.
+/// `asdo: summary: …` is printed once, just before the final marker; `asdo: so far: …`
+/// (same body) after each model turn, so `asdo status` can show a running task's totals.
 const SUMMARY: &str = "summary: ";
+const SO_FAR: &str = "so far: ";
 
 /// What the agent's session did, from `asdo: summary: files 2, tokens 240 in / 60 out, cost $0.0123`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -51,12 +53,17 @@ impl Summary {
         Marker::Progress(format!("{SUMMARY}{self}"))
     }
 
-    /// Reads back what [`Summary::marker`] printed.
+    /// The running totals, after a model turn.
+    pub fn so_far(&self) -> Marker {
+        Marker::Progress(format!("{SO_FAR}{self}"))
+    }
+
+    /// Reads back what [`Summary::marker`] or [`Summary::so_far`] printed.
     pub fn parse(line: &str) -> Option<Summary> {
-        let rest = line
-            .trim_end()
-            .strip_prefix(PREFIX)?
-            .strip_prefix(SUMMARY)?;
+        let rest = line.trim_end().strip_prefix(PREFIX)?;
+        let rest = rest
+            .strip_prefix(SUMMARY)
+            .or_else(|| rest.strip_prefix(SO_FAR))?;
         let mut s = Summary::default();
         let (files, rest) = rest.strip_prefix("files ")?.split_once(", tokens ")?;
         s.files = files.parse().ok()?;
@@ -195,6 +202,7 @@ mod tests {
         assert_eq!(last_summary(&log), Some(s));
         assert_eq!(last_step(&log), Some("says: done"));
         assert_eq!(Summary::parse("asdo: summary: garbage"), None);
+        assert_eq!(Summary::parse(&free.so_far().to_string()), Some(free));
     }
 
     #[test]

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSpec,
-    SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, Pod, PodSpec, SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -22,6 +22,16 @@ pub const HOME: &str = "/home/agent";
 pub const SERVER_PASSWORD_KEY: &str = "server-password";
 /// Owner-read-only, as ssh insists for private keys.
 const SSH_KEY_MODE: i32 = 0o400;
+/// A prompt longer than this goes to the pod as a file (a ConfigMap owned by the pod,
+/// [`prompt_config_map`]): one env string may not exceed 128 KiB on Linux (exec fails
+/// with E2BIG and the container never starts), and the Pod must stay small.
+pub const PROMPT_ENV_MAX: usize = 64 * 1024;
+/// A ConfigMap's data may total at most 1 MiB (the API server's limit); key included.
+pub const PROMPT_MAX: usize = 1024 * 1024 - PROMPT_KEY.len();
+pub const PROMPT_KEY: &str = "prompt";
+/// Where the prompt ConfigMap is mounted (TASK_PROMPT_FILE is `<dir>/prompt`).
+pub const PROMPT_DIR: &str = "/etc/asdo/prompt";
+
 /// `opencode serve` in the agent container (`asdo agent`'s default ASDO_OPENCODE_PORT).
 pub const OPENCODE_PORT: i32 = 4096;
 pub const OPENCODE_PORT_NAME: &str = "opencode";
@@ -132,6 +142,29 @@ pub fn pod(values: &Values, task: &Task, target: &Target) -> Pod {
     }
 }
 
+/// `agent-<id>-prompt`.
+pub fn prompt_config_map_name(task_id: &str) -> String {
+    format!("{}-prompt", task::pod_name(task_id))
+}
+
+/// The ConfigMap that carries a prompt too big for an env value, with the pod's labels;
+/// `None` when the prompt fits in `TASK_PROMPT`. The caller creates it after the pod,
+/// owned by it (so it goes when the pod goes); the pod waits in ContainerCreating until
+/// it exists.
+pub fn prompt_config_map(pod: &Pod, task: &Task) -> Option<ConfigMap> {
+    let prompt = task.prompt.as_ref().filter(|p| p.len() > PROMPT_ENV_MAX)?;
+    Some(ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(prompt_config_map_name(&task.id)),
+            namespace: pod.metadata.namespace.clone(),
+            labels: pod.metadata.labels.clone(),
+            ..Default::default()
+        },
+        data: Some([(PROMPT_KEY.to_string(), prompt.clone())].into()),
+        ..Default::default()
+    })
+}
+
 fn non_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
 }
@@ -179,8 +212,13 @@ fn env(values: &Values, task: &Task, target: &Target) -> Vec<EnvVar> {
     if let Some(dir) = &task.spec_dir {
         env.push(literal("TASK_SPEC_DIR", dir));
     }
-    if let Some(prompt) = &task.prompt {
-        env.push(literal("TASK_PROMPT", prompt));
+    match &task.prompt {
+        Some(prompt) if prompt.len() > PROMPT_ENV_MAX => env.push(literal(
+            "TASK_PROMPT_FILE",
+            format!("{PROMPT_DIR}/{PROMPT_KEY}"),
+        )),
+        Some(prompt) => env.push(literal("TASK_PROMPT", prompt)),
+        None => {}
     }
     if let Some(model) = &task.model {
         env.push(literal("OPENCODE_MODEL", model));
@@ -266,6 +304,22 @@ fn volumes(values: &Values, task: &Task) -> (Vec<Volume>, Vec<VolumeMount>) {
             ..Default::default()
         });
         mounts.push(mount("ssh-key", &p.ssh_secret.mount_path, true));
+    }
+    if task
+        .prompt
+        .as_ref()
+        .is_some_and(|p| p.len() > PROMPT_ENV_MAX)
+    {
+        volumes.push(Volume {
+            name: "prompt".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: prompt_config_map_name(&task.id),
+                optional: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(mount("prompt", PROMPT_DIR, true));
     }
     volumes.extend(p.extra_volumes.iter().cloned());
     mounts.extend(p.extra_volume_mounts.iter().cloned());

@@ -553,6 +553,7 @@ fn output_is_relayed_live_line_by_line() {
         rest,
         [
             "second",
+            "asdo: so far: files 0, tokens 10 in / 5 out",
             "· says: stand-in finished",
             "asdo: summary: files 0, tokens 10 in / 5 out",
             "asdo: done no-changes"

@@ -38,6 +38,8 @@ pub struct Tracker {
     /// The newest step line, for `asdo status`.
     pub last_step: Option<String>,
     pub idle: bool,
+    /// Model turns finished (step-finish parts), for the running totals.
+    pub turns: u64,
 }
 
 impl Tracker {
@@ -147,6 +149,7 @@ impl Tracker {
             }
             "step-finish" => {
                 if self.counted.insert(id) {
+                    self.turns += 1;
                     let t = &p["tokens"];
                     self.tokens_in +=
                         t["input"].as_u64().unwrap_or(0) + t["cache"]["read"].as_u64().unwrap_or(0);

@@ -130,8 +130,12 @@ pub async fn drive(
         if !ev.is_heartbeat() {
             deadline = Instant::now() + s.idle;
         }
+        let turns = t.turns;
         for line in t.observe(&ev) {
             relay.line(&line);
+        }
+        if t.turns != turns {
+            relay.line(&t.summary().so_far().to_string());
         }
         if let Some(req) = Request::from_event(&ev) {
             let what = req.describe();

@@ -38,6 +38,8 @@ const NEEDED: &[(&str, &str, &str)] = &[
     ("get", "pods", "log"),
     ("list", "events", ""),
     ("get", "configmaps", ""),
+    // spawn: a prompt too big for an env value goes in a ConfigMap owned by its pod.
+    ("create", "configmaps", ""),
     // attach, send (the WebSocket forward is a GET, authorized as get or create).
     ("create", "pods", "portforward"),
     ("get", "pods", "portforward"),

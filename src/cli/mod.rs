@@ -183,9 +183,19 @@ pub enum Output {
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
     let args = shim_args(std::env::args_os());
-    let cli = match Cli::try_parse_from(&args) {
+    // Installed as a kubectl plugin, help and errors say `kubectl asdo …`.
+    let display = bin_name(&args);
+    let mut command = Cli::command();
+    if let Some(name) = display {
+        command = command.bin_name(name);
+    }
+    let parsed = command.try_get_matches_from(&args).and_then(|m| {
+        use clap::FromArgMatches;
+        Cli::from_arg_matches(&m)
+    });
+    let cli = match parsed {
         Ok(cli) => cli,
-        Err(e) => return usage_error(e, &args),
+        Err(e) => return usage_error(e, &args, display.unwrap_or("asdo")),
     };
     init_tracing(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -234,7 +244,7 @@ async fn run(cli: Cli) -> Result<i32> {
 
 /// clap's usage errors as kubectl prints them: the error on one line, where to find help
 /// on a second (clap's own are 2–4 lines with a blank line and the usage in between).
-fn usage_error(e: clap::Error, args: &[std::ffi::OsString]) -> i32 {
+fn usage_error(e: clap::Error, args: &[std::ffi::OsString], name: &str) -> i32 {
     use clap::error::ErrorKind;
     if matches!(
         e.kind(),
@@ -256,8 +266,8 @@ fn usage_error(e: clap::Error, args: &[std::ffi::OsString]) -> i32 {
         .filter_map(|a| a.to_str())
         .find(|a| Cli::command().find_subcommand(a).is_some());
     match sub {
-        Some(sub) => eprintln!("See 'asdo {sub} --help' for usage."),
-        None => eprintln!("See 'asdo --help' for usage."),
+        Some(sub) => eprintln!("See '{name} {sub} --help' for usage."),
+        None => eprintln!("See '{name} --help' for usage."),
     }
     exit::USAGE
 }
@@ -280,15 +290,33 @@ fn one_line(rendered: &str) -> String {
 /// spec-kit looks for `scripts/spawn-pod.sh`; a symlink of that name to asdo acts as `asdo spawn`.
 fn shim_args(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let mut args: Vec<_> = args.collect();
-    let invoked_as = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or("");
-    if invoked_as.starts_with("spawn-pod") && args.get(1).is_none_or(|a| a != "spawn") {
+    if args.first().is_some_and(|a| is_spawn_pod(a)) && args.get(1).is_none_or(|a| a != "spawn") {
         args.insert(1, "spawn".into());
     }
     args
+}
+
+fn is_spawn_pod(argv0: &std::ffi::OsStr) -> bool {
+    std::path::Path::new(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("spawn-pod"))
+}
+
+/// Run as spec-kit's `spawn-pod.sh`: spawn then defaults to `--if-exists skip`, because
+/// `implement.sh` spawns every task again on a re-run and stops at the first non-zero exit.
+pub fn invoked_as_spawn_pod() -> bool {
+    std::env::args_os().next().is_some_and(|a| is_spawn_pod(&a))
+}
+
+/// kubectl runs a plugin `kubectl-asdo` (a copy or link of asdo, as krew installs it) for
+/// `kubectl asdo …`; it is asdo in every respect but the name its help shows.
+fn bin_name(args: &[std::ffi::OsString]) -> Option<&'static str> {
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_stem())
+        .and_then(|n| n.to_str())?;
+    (invoked_as == "kubectl-asdo").then_some("kubectl asdo")
 }
 
 fn init_tracing(verbose: u8) {
@@ -350,6 +378,21 @@ mod tests {
             shim_args(args(&["asdo", "list"]).into_iter()),
             args(&["asdo", "list"])
         );
+    }
+
+    #[test]
+    fn kubectl_plugin_name() {
+        let os = |s: &str| vec![std::ffi::OsString::from(s)];
+        assert_eq!(
+            bin_name(&os("/home/u/.krew/bin/kubectl-asdo")),
+            Some("kubectl asdo")
+        );
+        assert_eq!(bin_name(&os("kubectl-asdo.exe")), Some("kubectl asdo"));
+        assert_eq!(bin_name(&os("/usr/local/bin/asdo")), None);
+        assert_eq!(bin_name(&os("scripts/spawn-pod.sh")), None);
+        // The plugin name never becomes a subcommand: `kubectl asdo list` is `asdo list`.
+        let args = shim_args(["kubectl-asdo", "list"].map(Into::into).into_iter());
+        assert_eq!(args, ["kubectl-asdo", "list"].map(std::ffi::OsString::from));
     }
 
     #[test]

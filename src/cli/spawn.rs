@@ -6,14 +6,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Global, Output, Scope, print_object};
 use crate::cluster;
 use crate::error::{Error, Result, exit};
+use crate::existing::{self, Decision, IfExists};
 use crate::render::{self, Target};
+use crate::speckit;
 use crate::task::{self, Task};
 use crate::values::{self, Values};
 
@@ -94,12 +96,31 @@ pub struct SpawnArgs {
     /// Stream the task's logs after creating it; exit with the task's exit code.
     #[arg(long, conflicts_with = "wait")]
     pub follow: bool,
-    /// Delete an existing finished pod of the same task first.
-    #[arg(long)]
+    /// Same as --if-exists replace: re-run a finished pod of the task, or one that cannot start.
+    #[arg(long, conflicts_with = "if_exists")]
     pub replace: bool,
+    /// When the task's pod exists: skip (a running or succeeded pod of the same branch and
+    /// repo stays, "unchanged", exit 0), fail, or replace (a finished or stuck pod).
+    /// Default: skip when run as spawn-pod.sh (spec-kit re-runs), fail otherwise.
+    #[arg(long, value_enum, env = "ASDO_IF_EXISTS")]
+    pub if_exists: Option<IfExists>,
+    /// Where spec-kit reads its delegation files; spawn writes delegation_prompts/<id>.md
+    /// there. Default, when --context-dir is a spec-kit feature directory here: the
+    /// directory the detected spec-kit version reads (the repository root, or
+    /// <feature>/.async_state).
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
 }
 
 impl SpawnArgs {
+    fn if_exists(&self) -> IfExists {
+        match (self.replace, self.if_exists) {
+            (true, _) => IfExists::Replace,
+            (false, Some(p)) => p,
+            (false, None) => IfExists::default_for(super::invoked_as_spawn_pod()),
+        }
+    }
+
     /// Flags win over positionals, like the old spawn-pod.sh.
     fn pick(flag: &Option<String>, pos: &Option<String>) -> String {
         flag.clone().or_else(|| pos.clone()).unwrap_or_default()
@@ -115,6 +136,8 @@ struct Plan {
     image: Option<String>,
     ssh_secret: Option<String>,
     pr: bool,
+    /// spec-kit's delegation directory (`--report-dir`, or the detected one).
+    report_dir: Option<PathBuf>,
 }
 
 /// How many creates a task list sends at once: enough to hide latency, few
@@ -125,16 +148,22 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     let scope = global.scope()?;
     let plan = plan(&args)?;
     // Render from the compiled-in values first so bad values fail before the cluster is touched.
-    let offline: Vec<Pod> = plan
+    let offline: Vec<Rendered> = plan
         .tasks
         .iter()
         .map(|t| render_pod(&scope, &plan, t, None))
         .collect::<Result<_>>()?;
-    for pod in &offline {
+    for (pod, _) in &offline {
         crate::validate::pod(pod)?;
     }
     if args.dry_run {
-        for (i, pod) in offline.iter().enumerate() {
+        for (i, (pod, prompt)) in offline.iter().enumerate() {
+            if let Some(cm) = prompt {
+                eprintln!(
+                    "note: the prompt goes in ConfigMap {}, created with the pod and owned by it",
+                    cm.metadata.name.as_deref().unwrap_or("")
+                );
+            }
             if i > 0 && args.output != Some(Output::Name) {
                 println!("---");
             }
@@ -143,11 +172,14 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
         return Ok(exit::OK);
     }
 
+    if let Some(dir) = &plan.report_dir {
+        speckit::check_writable(dir)?;
+    }
     let client = cluster::client(&scope.cluster).await?;
     let cm_name = Values::from_value(scope.defaults.clone())?.config_map_name(&scope.release);
     let cluster_values =
         cluster::config_values(&client, &scope.namespace, &cm_name, values::CONFIGMAP_KEY).await?;
-    let pods: Vec<Pod> = match cluster_values {
+    let pods: Vec<Rendered> = match cluster_values {
         Some(text) => {
             let v = values::unwrap_subchart(values::parse_yaml(
                 &format!("ConfigMap {cm_name}"),
@@ -163,30 +195,37 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     // The cluster's values may bring their own bad values; and each pod is marked with
     // this call's id so a create retried after a lost answer recognises its own pod.
     let call_id = call_id();
-    let pods: Vec<Pod> = pods
+    let pods: Vec<Rendered> = pods
         .into_iter()
-        .map(|mut pod| {
+        .map(|(mut pod, prompt)| {
             crate::validate::pod(&pod)?;
             pod.metadata
                 .annotations
                 .get_or_insert_with(Default::default)
                 .insert(task::ANN_SPAWN_ID.into(), call_id.clone());
-            Ok(pod)
+            Ok((pod, prompt))
         })
         .collect::<Result<_>>()?;
     let api = cluster::pods(&client, Some(&scope.namespace))?;
     let ns = scope.namespace.as_str();
 
     if plan.batch {
-        return create_all(&api, ns, pods, &args).await;
+        return create_all(&api, ns, pods, &args, &plan).await;
     }
-    let pod = pods
+    let (pod, prompt) = pods
         .into_iter()
         .next()
         .ok_or_else(|| Error::other("no task to spawn"))?;
-    let (name, uid) = create_one(&api, ns, &pod, &args).await?;
+    let (name, uid) = create_one(&api, ns, &pod, prompt, &args, &plan, &plan.tasks[0]).await?;
     if args.output.is_none() {
         eprintln!("follow it: asdo logs {} -n {ns}", plan.tasks[0].id);
+        if let Some(dir) = &plan.report_dir {
+            eprintln!(
+                "spec-kit's result: asdo wait {} -n {ns} --report-dir {}",
+                plan.tasks[0].id,
+                dir.display()
+            );
+        }
     }
     if args.follow {
         let opts = crate::follow::LogOptions {
@@ -202,17 +241,66 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// Create one pod (replacing a finished one if asked) and print it as -o says.
+/// Create one pod (or leave or replace the task's existing one, per --if-exists), print
+/// it as -o says, and record it for spec-kit.
 async fn create_one(
     api: &kube::Api<Pod>,
     ns: &str,
     pod: &Pod,
+    prompt: Option<ConfigMap>,
     args: &SpawnArgs,
+    plan: &Plan,
+    task: &Task,
 ) -> Result<(String, Option<String>)> {
     let name = pod.metadata.name.clone().unwrap_or_default();
-    if args.replace {
-        replace_finished(api, &name, ns).await?;
+    let (created, fresh) = match create_or_keep(api, ns, pod, args, task).await? {
+        (p, true) => (p, true),
+        (p, false) => {
+            match args.output {
+                Some(f @ (Output::Yaml | Output::Json)) => print_pod(&p, f)?,
+                _ => println!("pod/{name} unchanged"),
+            }
+            (p, false)
+        }
+    };
+    if fresh {
+        if let Some(cm) = prompt {
+            // Second write, only for a big prompt: owned by the pod, so deleting the pod
+            // (cleanup, --replace) deletes it too. Until it exists the pod waits to mount it.
+            cluster::create_owned_config_map(api, &created, cm, ns).await?;
+        }
+        match args.output {
+            Some(f @ (Output::Yaml | Output::Json)) => print_pod(&created, f)?,
+            _ => println!("pod/{name} created"),
+        }
     }
+    if let Some(dir) = &plan.report_dir {
+        let d = speckit::Delegation {
+            task: &task.id,
+            pod: &name,
+            namespace: Some(ns),
+            branch: &task.branch,
+            repo: Some(&task.repo),
+            spec_dir: task.spec_dir.as_deref(),
+            prompt: task.prompt.as_deref(),
+            by: "asdo spawn",
+        };
+        if let Some(path) = speckit::record(dir, &d, fresh)? {
+            tracing::info!("recorded {}", path.display());
+        }
+    }
+    Ok((name, created.metadata.uid.clone()))
+}
+
+/// The pod this call created (true), or the task's existing one that --if-exists keeps (false).
+async fn create_or_keep(
+    api: &kube::Api<Pod>,
+    ns: &str,
+    pod: &Pod,
+    args: &SpawnArgs,
+    task: &Task,
+) -> Result<(Pod, bool)> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
     let created = match cluster::create_pod(api, pod, ns).await {
         Ok(p) => p,
         // The create may have been stored while its answer was lost (a 504 from a proxy,
@@ -226,16 +314,32 @@ async fn create_one(
                     );
                     p
                 }
+                None if matches!(e, Error::AlreadyExists(_)) => {
+                    let Some(existing) = cluster::get_pod(api, &name, ns).await? else {
+                        // Deleted in between: create once more, and say so if that fails.
+                        return Ok((cluster::create_pod(api, pod, ns).await?, true));
+                    };
+                    match existing::decide(
+                        &existing,
+                        &task.id,
+                        &task.branch,
+                        &task.repo,
+                        args.if_exists(),
+                    ) {
+                        Decision::Unchanged => return Ok((existing, false)),
+                        Decision::Refuse(e) => return Err(e),
+                        Decision::Replace => {
+                            delete_existing(api, &existing, ns).await?;
+                            cluster::create_pod(api, pod, ns).await?
+                        }
+                    }
+                }
                 None => return Err(e),
             }
         }
         Err(e) => return Err(e),
     };
-    match args.output {
-        Some(f @ (Output::Yaml | Output::Json)) => print_pod(&created, f)?,
-        _ => println!("pod/{name} created"),
-    }
-    Ok((name, created.metadata.uid.clone()))
+    Ok((created, true))
 }
 
 /// The pod of this name if it carries `ours`'s spawn id (one bounded get, errors = not ours).
@@ -269,27 +373,27 @@ fn call_id() -> String {
 async fn create_all(
     api: &kube::Api<Pod>,
     ns: &str,
-    pods: Vec<Pod>,
+    pods: Vec<Rendered>,
     args: &SpawnArgs,
+    plan: &Plan,
 ) -> Result<i32> {
     use futures::StreamExt;
-    let results: Vec<(String, Result<String>)> = futures::stream::iter(pods)
-        .map(|pod| async move {
-            let task = render::labels(&pod)
-                .remove(crate::task::LABEL_TASK_ID)
-                .unwrap_or_default();
-            let r = create_one(api, ns, &pod, args).await;
-            if let (true, Ok((name, uid))) = (args.wait, &r)
-                && let Err(e) =
-                    crate::follow::wait_started(api, name, uid.as_deref(), args.timeout).await
-            {
-                return (task, Err(e));
-            }
-            (task, r.map(|(name, _)| name))
-        })
-        .buffer_unordered(PARALLEL_CREATES)
-        .collect()
-        .await;
+    let results: Vec<(String, Result<String>)> =
+        futures::stream::iter(pods.into_iter().zip(&plan.tasks))
+            .map(|((pod, prompt), t)| async move {
+                let task = t.id.clone();
+                let r = create_one(api, ns, &pod, prompt, args, plan, t).await;
+                if let (true, Ok((name, uid))) = (args.wait, &r)
+                    && let Err(e) =
+                        crate::follow::wait_started(api, name, uid.as_deref(), args.timeout).await
+                {
+                    return (task, Err(e));
+                }
+                (task, r.map(|(name, _)| name))
+            })
+            .buffer_unordered(PARALLEL_CREATES)
+            .collect()
+            .await;
     let failed: Vec<&str> = results
         .iter()
         .filter_map(|(task, r)| {
@@ -548,7 +652,22 @@ fn plan(args: &SpawnArgs) -> Result<Plan> {
         }
         tasks
     };
+    let report_dir = args.report_dir.clone().or_else(|| {
+        let context = args
+            .context_dir
+            .as_deref()
+            .or(args.pos_context_dir.as_deref());
+        let feature = speckit::feature(Path::new(context.filter(|_| !batch)?))?;
+        tracing::info!(
+            "spec-kit feature {}: delegation files in {} ({})",
+            feature.dir.display(),
+            feature.report_dir().display(),
+            feature.evidence
+        );
+        Some(feature.report_dir())
+    });
     Ok(Plan {
+        report_dir,
         batch,
         tasks,
         user_values,
@@ -564,7 +683,7 @@ fn render_pod(
     plan: &Plan,
     task: &Task,
     cluster_values: Option<Value>,
-) -> Result<Pod> {
+) -> Result<Rendered> {
     let mut merged = scope.defaults.clone();
     if let Some(cv) = cluster_values {
         values::merge(&mut merged, cv);
@@ -629,8 +748,24 @@ fn render_pod(
         namespace: scope.namespace.clone(),
         environment: scope.environment.clone(),
     };
-    Ok(render::pod(&v, &task, &target))
+    if let Some(p) = task
+        .prompt
+        .as_ref()
+        .filter(|p| p.len() > render::PROMPT_MAX)
+    {
+        return Err(Error::usage(format!(
+            "task {}: the prompt is {} KiB, over the 1 MiB a ConfigMap can hold (the API server's limit); put the details in a file in the repository and point the prompt at it",
+            task.id,
+            p.len() / 1024
+        )));
+    }
+    let pod = render::pod(&v, &task, &target);
+    let prompt = render::prompt_config_map(&pod, &task);
+    Ok((pod, prompt))
 }
+
+/// A task's Pod, plus the ConfigMap carrying its prompt when that is too big for an env value.
+type Rendered = (Pod, Option<ConfigMap>);
 
 /// `--context-dir` carries two meanings in the wild: a pod path (`/workspace/...`) or
 /// spec-kit's FEATURE_DIR, a path on the caller's machine that means nothing in the pod.
@@ -679,18 +814,9 @@ fn repo_relative(path: &Path) -> Option<String> {
     Some(rel.to_string_lossy().replace('\\', "/"))
 }
 
-/// `--replace`: a finished pod of the same task is deleted and we wait until it is gone;
-/// a running one is left alone (deleting it would kill work in progress).
-async fn replace_finished(api: &kube::Api<Pod>, name: &str, ns: &str) -> Result<()> {
-    let Some(existing) = cluster::get_pod(api, name, ns).await? else {
-        return Ok(());
-    };
-    let phase = crate::follow::phase(&existing);
-    if !matches!(phase, "Succeeded" | "Failed") {
-        return Err(Error::AlreadyExists(format!(
-            "pod {name} in namespace {ns} is still {phase}: --replace only replaces finished pods; stop it with `asdo cleanup --task-id <id> --all --force` first"
-        )));
-    }
+/// Delete the pod `existing::decide` chose to replace and wait until it is gone.
+async fn delete_existing(api: &kube::Api<Pod>, existing: &Pod, ns: &str) -> Result<()> {
+    let name = existing.metadata.name.as_deref().unwrap_or_default();
     // Delete exactly the finished pod we saw: if another spawn replaced it meanwhile,
     // the uid precondition fails and that run's pod is left alone.
     let uid = existing.metadata.uid.clone().unwrap_or_default();

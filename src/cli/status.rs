@@ -134,6 +134,13 @@ fn describe(
     if let Some(url) = crate::marker::pr_url(&v.log_tail) {
         rows.push(("Pull request", url));
     }
+    // What the agent is doing now, from its step and totals lines.
+    if let Some(step) = crate::marker::last_step(&v.log_tail) {
+        rows.push(("Last step", step.to_string()));
+    }
+    if let Some(sum) = crate::marker::last_summary(&v.log_tail) {
+        rows.push(("Agent", sum.to_string()));
+    }
     let mut out: String = rows
         .iter()
         .map(|(k, val)| format!("{:<12} {val}\n", format!("{k}:")))

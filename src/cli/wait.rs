@@ -110,6 +110,13 @@ impl Verdict {
         if let Some(url) = marker::pr_url(&self.log_tail) {
             s.push_str(&format!(" pr={url}"));
         }
+        // What the session used, from the agent's summary line (older agents print none).
+        if let Some(sum) = marker::last_summary(&self.log_tail) {
+            s.push_str(&format!(" tokens={}/{}", sum.tokens_in, sum.tokens_out));
+            if let Some(c) = sum.cost {
+                s.push_str(&format!(" cost=${c:.4}"));
+            }
+        }
         s
     }
 }
@@ -205,10 +212,10 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
     if timed_out {
         for (pod, id) in wanted.iter().filter(|(p, _)| !verdicts.contains_key(*p)) {
             let current = cluster::get_pod(&api, pod, &ns).await.ok().flatten();
+            // `Pending: CreateContainerError: …`: a stuck pod says why, not just "Pending".
             let phase = current
                 .as_ref()
-                .map_or("Unknown", |p| follow::phase(p))
-                .to_string();
+                .map_or("Unknown".into(), crate::existing::describe);
             let v = Verdict {
                 task: current
                     .as_ref()
@@ -456,6 +463,18 @@ pub async fn verdict(api: &Api<Pod>, pod: &Pod) -> Verdict {
 /// atomically (temp file + rename). A marker of either kind newer than this verdict
 /// wins; an older marker of the other kind is retired so spec-kit sees one answer.
 pub fn write_report(dir: &Path, v: &Verdict) -> Result<()> {
+    // spec-kit answers `no_job` without the prompt file, whatever else exists.
+    let d = crate::speckit::Delegation {
+        task: &v.task,
+        pod: &v.pod,
+        namespace: None,
+        branch: v.branch.as_deref().unwrap_or("-"),
+        repo: None,
+        spec_dir: None,
+        prompt: None,
+        by: "asdo wait",
+    };
+    crate::speckit::record(dir, &d, false)?;
     let (kind, other) = if v.succeeded() {
         ("delegation_completed", "delegation_errors")
     } else {
@@ -556,6 +575,14 @@ mod tests {
             }),
         );
         assert!(failed.line().contains("failed-step=agent"));
+        let mut used = v("Succeeded", Some(Marker::Done("abc123".into())));
+        used.log_tail =
+            "asdo: summary: files 1, tokens 240 in / 60 out, cost $0.0120\nasdo: done abc123\n"
+                .into();
+        assert_eq!(
+            used.line(),
+            "T001 Succeeded exit=0 duration=3m10s commit=abc123 tokens=240/60 cost=$0.0120"
+        );
     }
 
     #[test]

@@ -150,6 +150,7 @@ impl Fixture {
             format!("asdo: creating branch {BRANCH} from main"),
             "asdo: running opencode".into(),
             "asdo: opencode session ses_standin on http://*".into(),
+            "asdo: so far: files 0, tokens 10 in / 5 out".into(),
             "asdo: summary: files 0, tokens 10 in / 5 out".into(),
             "asdo: committing".into(),
             format!("asdo: pushing {BRANCH}"),

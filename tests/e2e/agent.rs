@@ -205,3 +205,182 @@ fn agent_pod_past_its_deadline_reports_sigterm() {
     );
     assert_eq!(f.remote_branch(BRANCH), None);
 }
+
+/// The real opencode (1.18.33) in a task pod run by the fake kubelet, against the
+/// scripted model server: the outcome, the step lines and the totals read back with
+/// `asdo logs`, `asdo wait` and `asdo status`.
+#[test]
+fn real_opencode_agent_pod_reads_back_with_logs_wait_and_status() {
+    use crate::agent_fixture::opencode_dir;
+    use crate::support::model_server::{ModelServer, Step};
+    let env = Env::new();
+    let f = Fixture::new("e2e-real");
+    let model = ModelServer::start(vec![
+        Step::write(&f.workspace().join("hello.txt"), "hello\n"),
+        Step::text("Wrote hello.txt."),
+    ]);
+    let path = format!("{}:{}", opencode_dir().display(), f.path_var());
+    let config = model.opencode_config();
+    let values = values(
+        &env,
+        &f,
+        &[
+            ("PATH", &path),
+            ("OPENCODE_CONFIG_CONTENT", &config),
+            ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
+        ],
+    );
+    let r = env.asdo(&[
+        "spawn",
+        "T201",
+        BRANCH,
+        &f.repo_url(),
+        "--prompt",
+        "Add a greeting file",
+        "--model",
+        "stub/stub-model",
+        "-f",
+        path_str(&values),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+
+    let logs = env.asdo(&["logs", "T201"]);
+    assert_eq!(logs.code, 0, "{logs:?}");
+    let sha = f.remote_branch(BRANCH).expect("branch pushed");
+    assert_eq!(
+        markers(&logs.stdout).last().unwrap(),
+        &format!("asdo: done {sha}")
+    );
+    assert!(logs.stdout.contains("\n· write hello.txt\n"), "{logs:?}");
+    assert!(
+        logs.stdout.contains("\n· says: Wrote hello.txt.\n"),
+        "{logs:?}"
+    );
+    assert_eq!(f.remote_file(BRANCH, "hello.txt"), "hello");
+
+    let wait = env.asdo(&["wait", "T201", "--timeout", "120s"]);
+    assert_eq!(wait.code, 0, "{wait:?}");
+    assert!(
+        wait.stdout.contains(&format!("commit={sha} tokens=240/60")),
+        "{wait:?}"
+    );
+
+    let status = env.asdo(&["status", "T201"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert!(
+        status
+            .stdout
+            .contains("Last step:   says: Wrote hello.txt.\n"),
+        "{status:?}"
+    );
+    assert!(
+        status
+            .stdout
+            .contains("Agent:       files 1, tokens 240 in / 60 out\n"),
+        "{status:?}"
+    );
+    for out in [&logs.stdout, &logs.stderr, &wait.stdout, &status.stdout] {
+        assert!(!out.contains(PASSWORD));
+    }
+}
+
+/// A prompt too big for an env value (spec-kit tasks with the spec inlined) goes in a
+/// ConfigMap owned by the pod, mounted as TASK_PROMPT_FILE; one over what a ConfigMap
+/// can hold is one line and exit 2 before any request.
+#[test]
+fn big_prompts_travel_in_a_configmap_owned_by_the_pod() {
+    const REPO: &str = "https://github.com/org/repo.git";
+    let env = Env::new();
+    let script = env.script_values("true");
+    let big = "spec line: the endpoint returns 200.\n".repeat(200 * 1000 / 37);
+    let file = env.write("big-prompt.md", &big);
+    env.server.clear_requests();
+    let r = env.asdo(&[
+        "spawn",
+        "T301",
+        BRANCH,
+        REPO,
+        "--prompt-file",
+        path_str(&file),
+        "-f",
+        path_str(&script),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let writes: Vec<_> = env
+        .server
+        .requests()
+        .into_iter()
+        .filter(|q| q.method != "GET")
+        .map(|q| q.path)
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            format!("/api/v1/namespaces/{NS}/pods"),
+            format!("/api/v1/namespaces/{NS}/configmaps")
+        ]
+    );
+    let pod = env.kubectl_pod("agent-t301");
+    let vars = pod["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let var = |n: &str| {
+        vars.iter()
+            .find(|e| e["name"] == n)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(var("TASK_PROMPT"), None);
+    assert_eq!(
+        var("TASK_PROMPT_FILE"),
+        Some(json!("/etc/asdo/prompt/prompt"))
+    );
+    let vol = pod["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "prompt")
+        .unwrap()
+        .clone();
+    assert_eq!(vol["configMap"]["name"], "agent-t301-prompt");
+    let cm = env.kubectl(&[
+        "get",
+        "configmap",
+        "agent-t301-prompt",
+        "-n",
+        NS,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(cm.code, 0, "{cm:?}");
+    let cm: serde_json::Value = serde_json::from_str(&cm.stdout).unwrap();
+    assert_eq!(cm["data"]["prompt"].as_str().unwrap(), big);
+    let owner = &cm["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["name"].as_str()),
+        (Some("Pod"), Some("agent-t301"))
+    );
+    assert_eq!(owner["uid"], pod["metadata"]["uid"]);
+
+    let huge = env.write("huge-prompt.md", &"x".repeat(1024 * 1024 + 1));
+    env.server.clear_requests();
+    let r = env.asdo(&[
+        "spawn",
+        "T302",
+        BRANCH,
+        REPO,
+        "--prompt-file",
+        path_str(&huge),
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    assert!(
+        r.stderr.contains("over the 1 MiB a ConfigMap can hold"),
+        "{r:?}"
+    );
+    assert!(
+        env.server.requests().is_empty(),
+        "{:?}",
+        env.server.requests()
+    );
+}
