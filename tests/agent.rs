@@ -979,11 +979,12 @@ fn real_opencode_permission_ask_under_wait_is_bounded_by_the_idle_timeout() {
         Step::write(&ws(&f, "hello.txt"), "hello\n"),
         Step::text("Done."),
     ]);
-    let r = edit_ask(&f, &model, "wait", "8s");
+    // Generous: on a loaded machine OpenCode can be quiet for many seconds before it asks.
+    let r = edit_ask(&f, &model, "wait", "30s");
     assert_eq!(r.code, 12, "{r:?}");
     assert_eq!(
         r.last_marker(),
-        "asdo: failed agent: stalled: no activity for 8s (permission edit hello.txt was not answered)"
+        "asdo: failed agent: stalled: no activity for 30s (permission edit hello.txt was not answered)"
     );
     assert!(
         r.stdout
