@@ -444,40 +444,12 @@ impl Agent {
             }
         } else if let Some(base) = self.config.base.clone() {
             let start = self.resolve_base(&base).await?;
-            self.say(format!("creating branch {branch} from {base}"));
-            self.git(
-                Step::Clone,
-                &[
-                    "checkout",
-                    "--quiet",
-                    "--no-track",
-                    "-b",
-                    &branch,
-                    &start,
-                    "--",
-                ],
-                Output::Stream,
-            )
-            .await?;
+            self.create_branch(&branch, &base, &start).await?;
         } else {
             match self.default_branch().await? {
                 Some(default) => {
-                    self.say(format!("creating branch {branch} from {default}"));
                     let start = format!("refs/remotes/origin/{default}");
-                    self.git(
-                        Step::Clone,
-                        &[
-                            "checkout",
-                            "--quiet",
-                            "--no-track",
-                            "-b",
-                            &branch,
-                            &start,
-                            "--",
-                        ],
-                        Output::Stream,
-                    )
-                    .await?;
+                    self.create_branch(&branch, &default, &start).await?;
                 }
                 None => {
                     self.say(format!("creating branch {branch} in an empty repository"));
@@ -495,6 +467,31 @@ impl Agent {
             &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
         )
         .await
+    }
+
+    /// A new task branch at `start` (not tracking it: the push sets the upstream).
+    async fn create_branch(
+        &mut self,
+        branch: &str,
+        from: &str,
+        start: &str,
+    ) -> Result<(), Failure> {
+        self.say(format!("creating branch {branch} from {from}"));
+        self.git(
+            Step::Clone,
+            &[
+                "checkout",
+                "--quiet",
+                "--no-track",
+                "-b",
+                branch,
+                start,
+                "--",
+            ],
+            Output::Stream,
+        )
+        .await?;
+        Ok(())
     }
 
     /// GIT_BASE as a commit: a branch of the remote, a tag, or a commit the clone has.
