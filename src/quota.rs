@@ -50,7 +50,7 @@ pub fn refusal(err: &kube::Error, pod: &str, ns: &str) -> Option<Error> {
     Some(Error::Api(match (pods(&q.limited), pods(&q.used)) {
         (Some(limit), used) => format!(
             "cannot create pod {pod}: namespace {ns} allows {limit} task pods at once (ResourceQuota {}), \
-             and {} are pending or running; wait for one to end (asdo wait TASK, asdo list) or delete \
+             and {} are pending or running; wait for one to end (asdo wait --any, asdo list) or delete \
              finished ones (asdo cleanup), then spawn again",
             q.quota,
             used.unwrap_or(limit)

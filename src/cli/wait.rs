@@ -32,17 +32,23 @@ const TAIL_LINES: i64 = 40;
 #[command(after_help = "Examples:
   asdo wait T001 T002            exit 0 only if both succeed
   asdo wait --all --timeout 2h --report-dir specs/001-auth/.async_state
+  asdo wait --any T001 T002 T003 return when the first of them ends
 
 Each finished task prints one line:
   T001 Succeeded exit=0 duration=3m10s commit=0123abcd…
-Exit codes: 0 all succeeded, 1 a task failed or vanished, 124 the timeout passed first.")]
+Exit codes: 0 all succeeded, 1 a task failed or vanished, 124 the timeout passed first.
+With --any: the exit code of the first task to end.")]
 pub struct WaitArgs {
     /// Task ids (T001) or pod names (agent-t001).
-    #[arg(required_unless_present = "all")]
+    #[arg(required_unless_present_any = ["all", "any"])]
     pub tasks: Vec<String>,
     /// Every task pod in the namespace now.
     #[arg(long, conflicts_with = "tasks")]
     pub all: bool,
+    /// Return as soon as the first of the tasks ends (every task pod now, without task ids),
+    /// with its line, its report and its hooks; the exit code is that task's.
+    #[arg(long)]
+    pub any: bool,
     /// Give up after this long.
     #[arg(long, default_value = "2h", value_parser = crate::humantime::parse)]
     pub timeout: Duration,
@@ -166,12 +172,15 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
     let ns = scope.namespace.clone();
     let client = cluster::client(&scope.cluster).await?;
     let api = cluster::pods(&client, Some(&ns))?;
-    if args.all {
+    if args.all || (args.any && args.tasks.is_empty()) {
         let lp = ListParams::default().labels(SELECTOR);
         let pods =
             cluster::list_all(&api, &lp, &format!("list task pods in namespace {ns}")).await?;
         wanted = pods
             .iter()
+            // --any without ids: a pod that has already ended is not what is waited for
+            // (it frees no quota slot and would answer at once).
+            .filter(|p| !args.any || !follow::is_finished(p))
             .filter_map(|p| {
                 let name = p.metadata.name.clone()?;
                 let id = task_of(p).unwrap_or_else(|| name.clone());
@@ -179,7 +188,8 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
             })
             .collect();
         if wanted.is_empty() {
-            eprintln!("No task pods in namespace {ns}.");
+            let which = if args.any { "running " } else { "" };
+            eprintln!("No {which}task pods in namespace {ns}.");
             return Ok(exit::OK);
         }
     }
@@ -197,6 +207,7 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
         args.report_dir.as_deref(),
         &mut write_failed,
         &mut hooks,
+        args.any,
     );
     let timed_out = match tokio::time::timeout(args.timeout, watch).await {
         Ok(Ok(())) => false,
@@ -275,7 +286,8 @@ fn branch_of(p: &Pod) -> Option<String> {
     p.metadata.annotations.as_ref()?.get(ANN_BRANCH).cloned()
 }
 
-/// One watch over all task pods; returns when every wanted pod has a verdict.
+/// One watch over all task pods; returns when every wanted pod has a verdict (with
+/// `any`, when the first one has).
 async fn watch_until_done(
     api: &Api<Pod>,
     wanted: &BTreeMap<String, String>,
@@ -283,6 +295,7 @@ async fn watch_until_done(
     report_dir: Option<&Path>,
     write_failed: &mut bool,
     hooks: &mut Hooks,
+    any: bool,
 ) -> Result<()> {
     let cfg = watcher::Config::default().labels(SELECTOR);
     let mut events = pin!(watcher::watcher(api.clone(), cfg));
@@ -319,7 +332,8 @@ async fn watch_until_done(
             *write_failed = true;
         }
     };
-    while verdicts.len() < wanted.len() {
+    let need = if any { 1 } else { wanted.len() };
+    while verdicts.len() < need {
         let ev = match events.next().await {
             Some(Ok(ev)) => {
                 outage.ok();
@@ -350,6 +364,10 @@ async fn watch_until_done(
             Event::InitDone => {
                 // A wanted pod the list did not return does not exist.
                 for (missing, id) in wanted.iter().filter(|(w, _)| !seen_in_init.contains(*w)) {
+                    // --any: one answer, the rest are not waited for.
+                    if verdicts.len() >= need {
+                        break;
+                    }
                     if !verdicts.contains_key(missing) {
                         let v = vanished(missing, id, "not found");
                         finish(v, verdicts);

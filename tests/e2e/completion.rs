@@ -301,3 +301,36 @@ fn wait_reports_every_task_across_an_api_server_restart() {
         "{r:?}"
     );
 }
+
+#[test]
+fn wait_any_returns_with_the_first_task_to_end() {
+    let env = Env::new();
+    env.spawn_script("QUICK", "echo 'asdo: done 0123abcd'");
+    let slow = env.spawn_script("SLOW", "sleep 120");
+    let report = TempDir::new("any");
+    let r = env.asdo(&[
+        "wait",
+        "--any",
+        "SLOW",
+        "QUICK",
+        "--report-dir",
+        path_str(&report.0),
+    ]);
+    assert_eq!(r.code, 0, "the quick one succeeded: {r:?}");
+    assert_eq!(r.stdout.lines().count(), 1, "{r:?}");
+    assert!(r.stdout.starts_with("QUICK Succeeded exit=0"), "{r:?}");
+    assert!(report.0.join("delegation_completed/QUICK.txt").exists());
+    assert!(!report.0.join("delegation_errors/SLOW.txt").exists());
+    // It did not wait for the slow one: that pod still runs.
+    assert!(
+        env.server
+            .wait_for_phase(NS, &slow, "Running", Duration::from_secs(30)),
+        "{r:?}"
+    );
+
+    // Without task ids: only the pods still running count; QUICK has ended already.
+    let r = env.asdo(&["wait", "--any", "--timeout", "2s"]);
+    assert_eq!(r.code, 124, "{r:?}");
+    assert!(r.stdout.starts_with("SLOW TimedOut(Running"), "{r:?}");
+    assert!(!r.stdout.contains("QUICK"), "{r:?}");
+}
