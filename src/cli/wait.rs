@@ -332,6 +332,9 @@ async fn watch_until_done(
             *write_failed = true;
         }
     };
+    // Each wanted pod's uid when first seen: a pod of the same name with another uid is
+    // another run (deleted and re-spawned while the watch was away), never this one's result.
+    let mut uids: BTreeMap<String, String> = BTreeMap::new();
     let need = if any { 1 } else { wanted.len() };
     while verdicts.len() < need {
         let ev = match events.next().await {
@@ -382,6 +385,20 @@ async fn watch_until_done(
         if !wanted.contains_key(&name) || verdicts.contains_key(&name) {
             continue;
         }
+        if let Some(uid) = pod.metadata.uid.clone() {
+            match uids.get(&name) {
+                Some(first) if *first != uid => {
+                    let v = replaced(&name, &wanted[&name], &uid);
+                    eprintln!("{}", v.log_tail.trim_end());
+                    finish(v, verdicts);
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    uids.insert(name.clone(), uid);
+                }
+            }
+        }
         if follow::is_finished(&pod) {
             let v = verdict(api, &pod).await;
             finish(v, verdicts);
@@ -393,6 +410,17 @@ async fn watch_until_done(
         }
     }
     Ok(())
+}
+
+/// The pod waited for is gone and another run holds its name: its result is unknown.
+fn replaced(pod: &str, task: &str, new_uid: &str) -> Verdict {
+    Verdict {
+        log_tail: format!(
+            "pod {pod} was replaced by another run (uid {new_uid}); run asdo wait {task} again to wait for it\n"
+        ),
+        phase: "Replaced".into(),
+        ..vanished(pod, task, "replaced")
+    }
 }
 
 fn vanished(pod: &str, task: &str, why: &str) -> Verdict {

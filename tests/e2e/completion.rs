@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
+
 use crate::common::*;
 
 #[test]
@@ -281,12 +283,22 @@ fn wait_reports_every_task_across_an_api_server_restart() {
         .requests()
         .iter()
         .any(|r| r.query.contains("watch=true"))));
+    let uid = |name: &str| env.server.pod(NS, name).unwrap().metadata.uid;
+    let (u1, u2) = (uid("agent-s1"), uid("agent-s2"));
     env.restart_server(Duration::from_secs(2));
-    // Back, with the tasks finished meanwhile.
-    env.server
-        .insert_pod(task_pod("S1", "Succeeded", Some(0), Duration::from_secs(1)));
-    env.server
-        .insert_pod(task_pod("S2", "Failed", Some(5), Duration::from_secs(1)));
+    // Back, with the tasks finished meanwhile (the same pods: etcd keeps their uids).
+    let same = |mut p: Pod, uid: Option<String>| {
+        p.metadata.uid = uid;
+        p
+    };
+    env.server.insert_pod(same(
+        task_pod("S1", "Succeeded", Some(0), Duration::from_secs(1)),
+        u1,
+    ));
+    env.server.insert_pod(same(
+        task_pod("S2", "Failed", Some(5), Duration::from_secs(1)),
+        u2,
+    ));
     let r = wait_output(child, Duration::from_secs(90));
     assert_eq!(r.code, 1, "{r:?}");
     let mut lines: Vec<&str> = r.stdout.lines().collect();
@@ -333,4 +345,37 @@ fn wait_any_returns_with_the_first_task_to_end() {
     assert_eq!(r.code, 124, "{r:?}");
     assert!(r.stdout.starts_with("SLOW TimedOut(Running"), "{r:?}");
     assert!(!r.stdout.contains("QUICK"), "{r:?}");
+}
+
+#[test]
+fn wait_reports_a_pod_replaced_behind_its_back() {
+    let mut env = Env::new();
+    env.server
+        .insert_pod(task_pod("R1", "Running", None, Duration::from_secs(5)));
+    let child = env.start(&["wait", "R1", "--timeout", "90s"]);
+    assert!(eventually(Duration::from_secs(30), || env
+        .server
+        .requests()
+        .iter()
+        .any(|r| r.query.contains("watch=true"))));
+    // While the watch is away the pod is deleted and re-spawned under its name: a new uid.
+    env.restart_server(Duration::from_secs(2));
+    env.server
+        .insert_pod(task_pod("R1", "Succeeded", Some(0), Duration::from_secs(1)));
+    let new_uid = env
+        .server
+        .pod(NS, "agent-r1")
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    let r = wait_output(child, Duration::from_secs(90));
+    assert_eq!(r.code, 1, "the new run's success is not this one's: {r:?}");
+    assert!(r.stdout.starts_with("R1 Replaced exit=-"), "{r:?}");
+    assert!(
+        r.stderr.contains(&format!(
+            "pod agent-r1 was replaced by another run (uid {new_uid}); run asdo wait R1 again"
+        )),
+        "{r:?}"
+    );
 }
