@@ -5,7 +5,7 @@
 //! .ci/chart-checks.sh installs it), `kubectl run`, `kubectl get`, `kubectl delete`,
 //! `kubectl logs -f`. Knobs: ASDO_BENCH_RUNS (5), ASDO_BENCH_SPAWNS (50),
 //! ASDO_BENCH_LIST (10000), ASDO_BENCH_CLEANUP (1000), ASDO_BENCH_LOG_MB (200),
-//! ASDO_BENCH_FOLLOW (100). Nothing here asserts: numbers go in README.
+//! ASDO_BENCH_FOLLOW (100), ASDO_BENCH_CATCHUP_LINES (200). Nothing here asserts: numbers go in README.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -28,12 +28,15 @@ fn knob(name: &str, default: usize) -> usize {
 }
 
 /// Wall time and peak RSS of one child, from wait4's rusage.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Sample {
     wall: Duration,
     rss_kb: i64,
     /// User + system CPU time.
     cpu: Duration,
+    /// Stdout lines, and when the last one came (only when counted, see `measure_lines`).
+    lines: u64,
+    last_line: Duration,
 }
 
 /// Set in the environment of the measurer process (see `Measurer`).
@@ -73,6 +76,16 @@ fn measure(cmd: Command) -> Sample {
 /// Run `cmd` (through the measurer); with `limit`, stop it after that long (for commands that
 /// follow forever).
 fn measure_for(cmd: &Command, limit: Option<Duration>) -> Sample {
+    measure_req(cmd, limit, false)
+}
+
+/// Like `measure_for`, also counting the command's stdout lines and when the last came;
+/// the command may end before `limit` (kubectl does once every stream ends).
+fn measure_lines(cmd: &Command, limit: Duration) -> Sample {
+    measure_req(cmd, Some(limit), true)
+}
+
+fn measure_req(cmd: &Command, limit: Option<Duration>, count_lines: bool) -> Sample {
     use std::io::{BufRead, Write};
     let req = json!({
         "program": cmd.get_program().to_string_lossy(),
@@ -81,6 +94,7 @@ fn measure_for(cmd: &Command, limit: Option<Duration>) -> Sample {
             .map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned())))
             .collect::<Vec<_>>(),
         "limit_ms": limit.map(|l| l.as_millis() as u64),
+        "count_lines": count_lines,
     });
     let mut m = MEASURER.get().expect("measurer started").lock().unwrap();
     writeln!(m.to, "{req}").unwrap();
@@ -91,6 +105,8 @@ fn measure_for(cmd: &Command, limit: Option<Duration>) -> Sample {
         wall: Duration::from_micros(v["wall_us"].as_u64().unwrap()),
         rss_kb: v["rss_kb"].as_i64().unwrap(),
         cpu: Duration::from_micros(v["cpu_us"].as_u64().unwrap()),
+        lines: v["lines"].as_u64().unwrap_or(0),
+        last_line: Duration::from_micros(v["last_line_us"].as_u64().unwrap_or(0)),
     }
 }
 
@@ -111,27 +127,54 @@ fn measurer_loop() {
                 None => cmd.env_remove(kv[0].as_str().unwrap()),
             };
         }
+        let count = req["count_lines"].as_bool().unwrap_or(false);
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(if count { Stdio::piped() } else { Stdio::null() })
             .stderr(Stdio::null());
         let start = Instant::now();
-        let child = cmd.spawn().expect("spawn benchmark command");
+        let mut child = cmd.spawn().expect("spawn benchmark command");
         let pid = child.id() as libc::pid_t;
-        if let Some(ms) = req["limit_ms"].as_u64() {
-            std::thread::sleep(Duration::from_millis(ms));
-            // SAFETY: pid is our unreaped child.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
+        // Counted on a thread: (lines, time of the last one).
+        let counter = child.stdout.take().map(|so| {
+            std::thread::spawn(move || {
+                let mut r = std::io::BufReader::new(so);
+                let (mut n, mut last) = (0u64, Duration::ZERO);
+                let mut buf = Vec::new();
+                while r.read_until(b'\n', &mut buf).is_ok_and(|k| k > 0) {
+                    n += 1;
+                    last = start.elapsed();
+                    buf.clear();
+                }
+                (n, last)
+            })
+        });
         let mut status = 0;
         // SAFETY: zeroed rusage is a valid value; wait4 fills status and usage for our child.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if let Some(ms) = req["limit_ms"].as_u64() {
+            let deadline = start + Duration::from_millis(ms);
+            // Poll so a command that ends by itself is not held to the limit.
+            // SAFETY: pid is our unreaped child.
+            while unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) } == 0 {
+                if Instant::now() >= deadline {
+                    unsafe { libc::kill(pid, libc::SIGTERM) };
+                    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        } else {
+            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        }
         std::mem::forget(child);
+        let (lines, last) = counter.map_or((0, Duration::ZERO), |t| t.join().unwrap());
         let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
         let reply = json!({
             "wall_us": start.elapsed().as_micros() as u64,
             "rss_kb": usage.ru_maxrss,
             "cpu_us": tv(usage.ru_utime) + tv(usage.ru_stime),
+            "lines": lines,
+            "last_line_us": last.as_micros() as u64,
         });
         writeln!(out, "{reply}").unwrap();
         out.flush().unwrap();
@@ -148,6 +191,8 @@ fn median(mut v: Vec<Sample>) -> Sample {
         wall,
         rss_kb,
         cpu: v[v.len() / 2].cpu,
+        lines: v[v.len() / 2].lines,
+        last_line: v[v.len() / 2].last_line,
     }
 }
 
@@ -277,6 +322,7 @@ fn main() {
         wall: s.wall / n as u32,
         rss_kb: s.rss_kb,
         cpu: s.cpu / n as u32,
+        ..s
     };
     let mut asdo_s = vec![];
     let mut run_s = vec![];
@@ -305,6 +351,7 @@ fn main() {
             wall: t.elapsed(),
             rss_kb: rss,
             cpu: Duration::ZERO,
+            ..Default::default()
         }));
         posts = b
             .server
@@ -334,6 +381,7 @@ fn main() {
             wall: t.elapsed(),
             rss_kb: rss,
             cpu: Duration::ZERO,
+            ..Default::default()
         }));
         let _ = b
             .kubectl(&["delete", "pods", "--all", "-n", NS, "--wait=false"])
@@ -369,6 +417,7 @@ fn main() {
                 wall: t.elapsed(),
                 rss_kb: rss,
                 cpu: Duration::ZERO,
+                ..Default::default()
             }));
             b.clear_pods();
         }
@@ -563,6 +612,80 @@ fn main() {
         k,
     );
     b.clear_pods();
+
+    // 6. Catching up on many finished task pods with small logs: lines/s to the last line,
+    // peak RSS, and the fake API server's peak open connections while each command runs.
+    let lines_per_pod = knob("ASDO_BENCH_CATCHUP_LINES", 200);
+    let small = dir.join("small.yaml");
+    std::fs::write(
+        &small,
+        format!("pod:\n  command: [\"sh\", \"-c\", \"i=0; while [ $i -lt {lines_per_pod} ]; do echo line $i; i=$((i+1)); done\"]\n"),
+    )
+    .unwrap();
+    for n in [100, 500] {
+        for i in 0..n {
+            let _ = b
+                .asdo(&[
+                    "spawn",
+                    "--task-id",
+                    &format!("C{i}"),
+                    "--branch",
+                    "b",
+                    "--repo",
+                    "git@h:o/r.git",
+                    "-f",
+                    small.to_str().unwrap(),
+                ])
+                .stdout(Stdio::null())
+                .status();
+        }
+        for i in 0..n {
+            b.server.wait_for_phase(
+                NS,
+                &format!("agent-c{i}"),
+                "Succeeded",
+                Duration::from_secs(600),
+            );
+        }
+        let limit = Duration::from_secs(30 + n as u64 / 5);
+        b.server.reset_peak_connections();
+        let a = measure_lines(&b.asdo(&["logs", "--all"]), limit);
+        let a_conns = b.server.connections().1;
+        let kc = b.kubectl(&[
+            "logs",
+            "-f",
+            "-n",
+            NS,
+            "-l",
+            "app=agent-orchestrator",
+            "--prefix",
+            "--max-log-requests",
+            &n.to_string(),
+        ]);
+        b.server.reset_peak_connections();
+        let k = measure_lines(&kc, limit);
+        let k_conns = b.server.connections().1;
+        let rate = |s: Sample| s.lines as f64 / s.last_line.as_secs_f64().max(1e-3);
+        let to_last = |s: Sample| Sample {
+            wall: s.last_line,
+            ..s
+        };
+        b.row(
+            &format!(
+                "logs --all, {n} finished pods x {lines_per_pod} lines, time to last line \
+                 (asdo {} lines, {:.0} lines/s, peak {a_conns} connections; \
+                 kubectl {} lines, {:.0} lines/s, peak {k_conns} connections)",
+                a.lines,
+                rate(a),
+                k.lines,
+                rate(k)
+            ),
+            to_last(a),
+            &format!("kubectl logs -f -l --prefix --max-log-requests {n}"),
+            to_last(k),
+        );
+        b.clear_pods();
+    }
 
     println!(
         "\n{} rows; machine: {} cores",

@@ -323,6 +323,13 @@ impl FakeApiServer {
         (open.load(Ordering::SeqCst), max.load(Ordering::SeqCst))
     }
 
+    /// Starts a new high-water mark of open connections (from those open now), so one
+    /// command's peak can be read on its own (benches/compare.rs).
+    pub fn reset_peak_connections(&self) {
+        let (open, max) = &self.shared.connections;
+        max.store(open.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
     pub fn clear_requests(&self) {
         self.shared.requests.entries.lock().unwrap().clear();
     }
