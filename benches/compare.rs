@@ -649,6 +649,7 @@ fn main() {
         }
         let limit = Duration::from_secs(30 + n as u64 / 5);
         b.server.reset_peak_connections();
+        // asdo at its default cap (--max-log-requests 50), kubectl allowed one stream per pod.
         let a = measure_lines(&b.asdo(&["logs", "--all"]), limit);
         let a_conns = b.server.connections().1;
         let kc = b.kubectl(&[
@@ -659,6 +660,8 @@ fn main() {
             "-l",
             "app=agent-orchestrator",
             "--prefix",
+            // With -l kubectl starts at the last 10 lines unless told otherwise.
+            "--tail=-1",
             "--max-log-requests",
             &n.to_string(),
         ]);
@@ -681,7 +684,7 @@ fn main() {
                 rate(k)
             ),
             to_last(a),
-            &format!("kubectl logs -f -l --prefix --max-log-requests {n}"),
+            &format!("kubectl logs -f -l --prefix --tail=-1 --max-log-requests {n}"),
             to_last(k),
         );
         b.clear_pods();
