@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Api, DeleteParams, ListParams, ObjectList, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, ObjectList, PostParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -180,6 +180,18 @@ pub async fn create_owned_config_map(
                 e,
             )
         })
+}
+
+/// The end of a task pod's agent log: where the agent's last marker (`asdo: done …`,
+/// `asdo: pr …`, its summary) and the reason of a failure are. Read by `wait`/`status`
+/// for a verdict and by `diff`/`apply` for the commit a task reported.
+pub async fn agent_log_tail(api: &Api<Pod>, name: &str) -> Result<String> {
+    let lp = LogParams {
+        container: Some(crate::task::CONTAINER.into()),
+        tail_lines: Some(crate::marker::TAIL_LINES),
+        ..Default::default()
+    };
+    bounded(&format!("read logs of pod {name}"), api.logs(name, &lp)).await
 }
 
 pub async fn get_pod(api: &Api<Pod>, name: &str, ns: &str) -> Result<Option<Pod>> {

@@ -15,6 +15,10 @@ pub enum Marker {
 }
 
 pub const PREFIX: &str = "asdo: ";
+
+/// Log lines read back to find the agent's last marker and to explain a failure: the agent
+/// prints its final markers (summary, pr, done/failed) as its very last lines.
+pub const TAIL_LINES: i64 = 40;
 /// Starts the agent's one-line-per-step progress (`· write src/auth.rs`), printed between
 /// the markers; not a marker, so never a verdict.
 pub const STEP: &str = "· ";

@@ -4,17 +4,13 @@
 //! the caller when the pod is gone (`--repo`/`--branch`).
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::LogParams;
 
 use crate::cli::Scope;
 use crate::cluster;
 use crate::error::{Error, Result};
 use crate::follow;
 use crate::marker::{self, Marker};
-use crate::task::{self, ANN_BASE, ANN_BRANCH, ANN_REPO, CONTAINER, LABEL_TASK_ID};
-
-/// Enough log to find the agent's last marker, which it prints at the very end.
-const TAIL_LINES: i64 = 40;
+use crate::task::{self, ANN_BASE, ANN_BRANCH, ANN_REPO, LABEL_TASK_ID};
 
 #[derive(Debug, Clone)]
 pub struct TaskResult {
@@ -65,13 +61,8 @@ pub async fn lookup(scope: &Scope, task_or_pod: &str, given: &Given) -> Result<T
         )));
     };
     let log = if follow::is_finished(&pod) {
-        let lp = LogParams {
-            container: Some(CONTAINER.into()),
-            tail_lines: Some(TAIL_LINES),
-            ..Default::default()
-        };
         // Best effort: without the marker, apply refuses and diff uses the branch tip.
-        cluster::bounded(&format!("read logs of pod {name}"), api.logs(&name, &lp))
+        cluster::agent_log_tail(&api, &name)
             .await
             .unwrap_or_default()
     } else {

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{ListParams, LogParams};
+use kube::api::ListParams;
 use kube::runtime::watcher::{self, Event};
 
 use super::Global;
@@ -21,12 +21,10 @@ use crate::follow;
 use crate::hooks::{self, Hooks};
 use crate::humantime;
 use crate::marker::{self, Marker};
-use crate::task::{self, ANN_BRANCH, CONTAINER, LABEL_TASK_ID, SELECTOR};
+use crate::task::{self, ANN_BRANCH, LABEL_TASK_ID, SELECTOR};
 
 /// Exit code when the timeout passes first, as timeout(1) uses.
 pub const EXIT_TIMEOUT: i32 = 124;
-/// Log lines read back to find the agent's last marker and to explain a failure.
-const TAIL_LINES: i64 = 40;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -460,22 +458,14 @@ fn conclude(
 /// Read the end of the log for the agent's last marker.
 pub async fn verdict(api: &Api<Pod>, pod: &Pod) -> Verdict {
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let lp = LogParams {
-        container: Some(CONTAINER.into()),
-        tail_lines: Some(TAIL_LINES),
-        ..Default::default()
-    };
     // Best effort: without the tail the verdict still has the phase and the exit code.
-    let log_tail =
-        match crate::cluster::bounded(&format!("read logs of pod {name}"), api.logs(&name, &lp))
-            .await
-        {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!("{e}; the verdict of {name} has no agent marker");
-                String::new()
-            }
-        };
+    let log_tail = match cluster::agent_log_tail(api, &name).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("{e}; the verdict of {name} has no agent marker");
+            String::new()
+        }
+    };
     let (phase, code) = follow::outcome(pod);
     let started = pod
         .status
