@@ -98,9 +98,17 @@ pub async fn client(args: &ClusterArgs) -> Result<Client> {
         ))
     })?;
     config.connect_timeout = Some(args.connect_timeout);
+    // kube's retry outlasts any --request-timeout; ours is short and says what answered.
+    config.default_retry = false;
     let _ = REQUEST_BOUND.set((args.request_timeout, config.cluster_url.to_string()));
-    Client::try_from(config)
-        .map_err(|e| Error::Cluster(format!("cannot build a client for the cluster: {e}")))
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| Error::Cluster(format!("cannot build a client for the cluster: {e}")))?;
+    Ok(builder
+        .with_layer(&tower::buffer::BufferLayer::new(1024))
+        .with_layer(&tower::retry::RetryLayer::new(
+            crate::apiretry::Retry::default(),
+        ))
+        .build())
 }
 
 /// The pods of one namespace (or all). kube-rs formats the namespace into the path
@@ -169,29 +177,85 @@ pub async fn create_owned_config_map(
     let name = cm.metadata.name.clone().unwrap_or_default();
     let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(pods.clone().into_client(), ns);
-    api.create(&PostParams::default(), &cm)
-        .await
-        .map(drop)
-        .map_err(|e| {
-            Error::from_kube(
-                &format!(
-                    "create configmap {name} (the prompt of pod {pod_name}) in namespace {ns}"
-                ),
-                e,
-            )
-        })
+    let what = format!("create configmap {name} (the prompt of pod {pod_name}) in namespace {ns}");
+    match bounded(&what, api.create(&PostParams::default(), &cm)).await {
+        Ok(_) => Ok(()),
+        // One of this name is there: ours (a create whose answer was lost), or the prompt
+        // of an earlier run of the task whose pod is gone and whose garbage collection
+        // has not come yet. The stale one goes (by uid) and ours is created once more.
+        Err(Error::AlreadyExists(m)) => {
+            let get = format!("get configmap {name} in namespace {ns}");
+            let Some(old) = bounded(&get, api.get_opt(&name)).await? else {
+                return bounded(&what, api.create(&PostParams::default(), &cm))
+                    .await
+                    .map(drop);
+            };
+            let owner = old.metadata.owner_references.iter().flatten().next();
+            if owner.is_some_and(|o| Some(&o.uid) == pod.metadata.uid.as_ref()) {
+                return Ok(());
+            }
+            let stale_owner = owner.map(|o| o.name.clone());
+            if stale_owner.as_deref() != Some(pod_name.as_str()) || old.metadata.uid.is_none() {
+                return Err(Error::AlreadyExists(format!(
+                    "{m}; it is not the prompt of an earlier run of this task, so it was left alone"
+                )));
+            }
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: old.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            let del = format!("delete the stale configmap {name} in namespace {ns}");
+            match bounded(&del, api.delete(&name, &dp)).await {
+                Ok(_) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+            bounded(&what, api.create(&PostParams::default(), &cm))
+                .await
+                .map(drop)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The end of a task pod's agent log: where the agent's last marker (`asdo: done …`,
 /// `asdo: pr …`, its summary) and the reason of a failure are. Read by `wait`/`status`
-/// for a verdict and by `diff`/`apply` for the commit a task reported.
+/// for a verdict and by `diff`/`apply` for the commit a task reported. Logs are bytes,
+/// not UTF-8: one stray byte (a tool's binary output) must not hide the marker after it,
+/// so the bytes are read as they are and decoded lossily.
 pub async fn agent_log_tail(api: &Api<Pod>, name: &str) -> Result<String> {
     let lp = LogParams {
         container: Some(crate::task::CONTAINER.into()),
         tail_lines: Some(crate::marker::TAIL_LINES),
+        // The tail is a few hundred lines; a line of 1 GiB must not be read whole.
+        limit_bytes: Some(LOG_TAIL_MAX as i64),
         ..Default::default()
     };
-    bounded(&format!("read logs of pod {name}"), api.logs(name, &lp)).await
+    let bytes = log_bytes(api, name, &lp, LOG_TAIL_MAX).await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// At most this much of a log is read for markers (the tail, or the session announcement).
+pub const LOG_TAIL_MAX: usize = 1 << 20;
+
+/// A non-follow log read as raw bytes (kube's `logs` insists on UTF-8), at most `cap`
+/// bytes kept, under `--request-timeout` as a whole.
+pub async fn log_bytes(api: &Api<Pod>, name: &str, lp: &LogParams, cap: usize) -> Result<Vec<u8>> {
+    use futures::AsyncReadExt;
+    let what = format!("read logs of pod {name}");
+    let read = async {
+        let reader = api.log_stream(name, lp).await?;
+        let mut out = Vec::new();
+        let mut limited = reader.take(cap as u64);
+        limited
+            .read_to_end(&mut out)
+            .await
+            .map_err(|e| kube::Error::Service(e.into()))?;
+        Ok(out)
+    };
+    bounded(&what, read).await
 }
 
 pub async fn get_pod(api: &Api<Pod>, name: &str, ns: &str) -> Result<Option<Pod>> {

@@ -69,6 +69,11 @@ impl Error {
                     422 => Error::Api(format!(
                         "cannot {what}: the API server rejected the object ({msg}); check --set/-f values"
                     )),
+                    code if crate::apiretry::retryable(code) => Error::Api(format!(
+                        "cannot {what}: API server answered {code} {}: {msg} (asdo retried it {} times); check the API server's health, then try again",
+                        status.reason,
+                        crate::apiretry::RETRIES
+                    )),
                     code => Error::Api(format!(
                         "cannot {what}: API server answered {code} {}: {msg}",
                         status.reason

@@ -3,7 +3,7 @@
 //! - `render`: values + task → Pod (pure); `values`: chart values and merging;
 //! - `task`: names, labels and input validation; `validate`: the Kubernetes rules for names,
 //!   selectors and pod values; `follow`: waiting and resumable log streaming;
-//! - `cluster`: the thin kube-rs layer; `error`: the one error type;
+//! - `cluster`: the thin kube-rs layer (`apiretry`: its few retries of 429/503/504); `error`: the one error type;
 //! - `existing`: what spawn does with an existing pod of the task (`--if-exists`);
 //! - `marker`: the agent's progress lines, as `wait`/`status` read them;
 //! - `quota`: a ResourceQuota's refusal of a task pod, said in one line;
@@ -17,6 +17,7 @@
 //! - `speckit`: spec-kit's delegation files (feature directory, marker layout per version).
 
 pub mod agent;
+pub mod apiretry;
 pub mod archive;
 pub mod cli;
 pub mod cluster;
