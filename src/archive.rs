@@ -75,28 +75,23 @@ impl Archive {
             container: Some(CONTAINER.to_string()),
             ..Default::default()
         };
-        let (log, log_note) = match api.logs(&name, &params).await {
-            Ok(text) => (Some(text), None),
+        let what = format!("read the log of pod {name}");
+        let opened = crate::cluster::within_timeout(&what, api.log_stream(&name, &params)).await?;
+        let (log, log_note) = match opened {
+            Ok(reader) => {
+                let p = dir.join(format!("{stem}.log"));
+                (Some(stream_to_file(reader, &p).await?), None)
+            }
             // The container never ran (e.g. the image could not be pulled): there is no log to
             // lose, and the summary says why.
             Err(kube::Error::Api(s)) if s.code == 400 && !ever_ran(pod) => (
                 None,
                 Some(format!("no log: the container never ran ({})", s.message)),
             ),
-            Err(e) => {
-                return Err(Error::from_kube(&format!("read the log of pod {name}"), e));
-            }
+            Err(e) => return Err(Error::from_kube(&what, e)),
         };
-
-        let log_path = match &log {
-            Some(text) => {
-                let p = dir.join(format!("{stem}.log"));
-                write_atomically(&p, text.as_bytes())?;
-                Some(p)
-            }
-            None => None,
-        };
-        let summary = summary(pod, log.as_deref(), log_path.as_deref(), log_note);
+        let log_path = log.as_ref().map(|l| l.path.clone());
+        let summary = summary(pod, log.as_ref(), log_note);
         let summary_path = dir.join(format!("{stem}.json"));
         let mut text = serde_json::to_vec_pretty(&summary)
             .map_err(|e| Error::other(format!("encode the summary of pod {name}: {e}")))?;
@@ -107,6 +102,57 @@ impl Archive {
             summary: summary_path,
         })
     }
+}
+
+/// What the archive learnt from a log while copying it.
+pub struct LogFacts {
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// The last outcome marker (not a progress line).
+    pub outcome: Option<Marker>,
+}
+
+/// Copies the log byte for byte to `path` (through a `.partial` file, synced, then
+/// renamed), one line in memory at a time, reading each line lossily for markers: a log
+/// is bytes, and a stray non-UTF-8 byte must neither stop the archive nor hide a marker.
+async fn stream_to_file(reader: impl futures::AsyncBufRead, path: &Path) -> Result<LogFacts> {
+    use futures::AsyncBufReadExt;
+    let tmp = path.with_extension("partial");
+    let fail = |e: std::io::Error| Error::other(format!("write {}: {e}", path.display()));
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(fail)?);
+    let mut reader = std::pin::pin!(reader);
+    let mut line = Vec::new();
+    let mut facts = LogFacts {
+        path: path.to_path_buf(),
+        bytes: 0,
+        outcome: None,
+    };
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).await.map_err(|e| {
+            Error::other(format!(
+                "reading the log for {}: {e}; nothing was deleted",
+                path.display()
+            ))
+        })?;
+        if n == 0 {
+            break;
+        }
+        f.write_all(&line).map_err(fail)?;
+        facts.bytes += n as u64;
+        let text = String::from_utf8_lossy(&line);
+        if let Some(mk) = marker::parse(text.trim_end_matches(['\n', '\r']))
+            && !matches!(mk, Marker::Progress(_))
+        {
+            facts.outcome = Some(mk);
+        }
+    }
+    let mut f = f.into_inner().map_err(|e| fail(e.into_error()))?;
+    f.flush().map_err(fail)?;
+    f.sync_all().map_err(fail)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(fail)?;
+    Ok(facts)
 }
 
 /// Whether the agent container ever started (so a log exists, or existed).
@@ -133,23 +179,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// The JSON summary of one task pod: what `asdo list`/`wait` would say about it, kept.
-pub fn summary(
-    pod: &Pod,
-    log: Option<&str>,
-    log_file: Option<&Path>,
-    note: Option<String>,
-) -> Value {
+pub fn summary(pod: &Pod, log: Option<&LogFacts>, note: Option<String>) -> Value {
     let m = &pod.metadata;
     let ann = |k: &str| m.annotations.as_ref().and_then(|a| a.get(k)).cloned();
     let (phase, exit_code) = follow::outcome(pod);
     let terminated = follow::agent_status(pod).and_then(|c| c.state.as_ref()?.terminated.as_ref());
-    // The agent's last outcome marker (not a progress line).
-    let outcome = log.and_then(|l| {
-        l.lines()
-            .rev()
-            .filter_map(marker::parse)
-            .find(|mk| !matches!(mk, Marker::Progress(_)))
-    });
+    let outcome = log.and_then(|l| l.outcome.clone());
     let commit = match &outcome {
         Some(Marker::Done(sha)) => Some(sha.clone()),
         _ => None,
@@ -172,8 +207,8 @@ pub fn summary(
         "created": m.creation_timestamp.as_ref().map(|t| t.0.to_string()),
         "started": terminated.and_then(|t| t.started_at.as_ref()).map(|t| t.0.to_string()),
         "finished": terminated.and_then(|t| t.finished_at.as_ref()).map(|t| t.0.to_string()),
-        "log": log_file.and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()),
-        "logBytes": log.map(str::len),
+        "log": log.and_then(|l| l.path.file_name()).map(|n| n.to_string_lossy().into_owned()),
+        "logBytes": log.map(|l| l.bytes),
         "note": note,
         "savedAt": k8s_openapi::jiff::Timestamp::now().to_string(),
     })
@@ -197,15 +232,26 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn summary_says_how_the_task_ended() {
+    async fn facts(log: &[u8]) -> (LogFacts, Vec<u8>) {
+        let p = std::env::temp_dir().join(format!(
+            "asdo-archive-{}-{}.log",
+            std::process::id(),
+            log.len()
+        ));
+        let f = stream_to_file(futures::io::Cursor::new(log.to_vec()), &p)
+            .await
+            .unwrap();
+        let kept = std::fs::read(&p).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        (f, kept)
+    }
+
+    #[tokio::test]
+    async fn summary_says_how_the_task_ended() {
         let log = "asdo: cloning\nasdo: failed push: rejected\nasdo: running hooks\n";
-        let s = summary(
-            &pod(),
-            Some(log),
-            Some(Path::new("/a/agent-t1-01234567.log")),
-            None,
-        );
+        let (f, kept) = facts(log.as_bytes()).await;
+        assert_eq!(kept, log.as_bytes());
+        let s = summary(&pod(), Some(&f), None);
         assert_eq!(s["task"], "T1");
         assert_eq!(s["phase"], "Failed");
         assert_eq!(s["exitCode"], 12);
@@ -213,10 +259,17 @@ mod tests {
         assert_eq!(s["commit"], Value::Null);
         assert_eq!(s["branch"], "b");
         assert_eq!(s["finished"], "2026-01-01T00:10:00Z");
-        assert_eq!(s["log"], "agent-t1-01234567.log");
+        assert!(s["log"].as_str().unwrap().starts_with("asdo-archive-"));
         assert_eq!(s["logBytes"], log.len());
-        let done = summary(&pod(), Some("asdo: done abc123\n"), None, None);
-        assert_eq!(done["commit"], "abc123");
+    }
+
+    #[tokio::test]
+    async fn a_log_is_bytes_kept_as_they_are_and_read_lossily_for_markers() {
+        let log = b"asdo: cloning\n\xff\xfe binary \x80 output\nasdo: done abc123\nno newline \xc3";
+        let (f, kept) = facts(log).await;
+        assert_eq!(kept, log.to_vec(), "byte for byte");
+        assert_eq!(f.bytes, log.len() as u64);
+        assert_eq!(summary(&pod(), Some(&f), None)["commit"], "abc123");
     }
 
     #[test]
