@@ -30,6 +30,15 @@ pub use sse::EventStream;
 pub const DEFAULT_USERNAME: &str = "opencode";
 /// Connecting and reading one answer (not the event stream) take at most this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most of one JSON answer read (a session's messages with their tool output are the
+/// biggest); a server sending more is broken or hostile, and is told so, not buffered.
+pub const MAX_ANSWER: usize = 32 * 1024 * 1024;
+/// `GET /global/health` answers `{"healthy":true,"version":…}`: a few bytes.
+pub const MAX_HEALTH: usize = 64 * 1024;
+/// An error answer is only quoted (cut to 300 characters), so little of it is read.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// The most one event of `GET /event` may hold (see sse.rs).
+pub const MAX_EVENT: usize = sse::MAX_EVENT;
 
 #[derive(Debug)]
 pub enum Error {
@@ -105,7 +114,9 @@ impl Client {
 
     /// True once the server answers `GET /global/health`.
     pub async fn healthy(&self) -> Result<bool> {
-        let v = self.call("GET", "/global/health", None).await?;
+        let v = self
+            .call_capped("GET", "/global/health", None, MAX_HEALTH)
+            .await?;
         Ok(v.get("healthy").and_then(Value::as_bool).unwrap_or(false))
     }
 
@@ -130,7 +141,7 @@ impl Client {
         }
         self.call(
             "POST",
-            &format!("/session/{session}/prompt_async"),
+            &format!("/session/{}/prompt_async", segment(session)),
             Some(body),
         )
         .await
@@ -148,9 +159,13 @@ impl Client {
         if let Some(m) = message {
             body["message"] = json!(m);
         }
-        self.call("POST", &format!("/permission/{request}/reply"), Some(body))
-            .await
-            .map(drop)
+        self.call(
+            "POST",
+            &format!("/permission/{}/reply", segment(request)),
+            Some(body),
+        )
+        .await
+        .map(drop)
     }
 
     /// `GET /permission`: requests still waiting for an answer.
@@ -161,15 +176,23 @@ impl Client {
 
     /// `POST /session/{id}/abort`: stops the running model call and tools.
     pub async fn abort(&self, session: &str) -> Result<()> {
-        self.call("POST", &format!("/session/{session}/abort"), None)
-            .await
-            .map(drop)
+        self.call(
+            "POST",
+            &format!("/session/{}/abort", segment(session)),
+            None,
+        )
+        .await
+        .map(drop)
     }
 
     /// `GET /session/{id}/message`: every message with its parts, as OpenCode returns them.
     pub async fn messages(&self, session: &str) -> Result<Vec<Value>> {
         let v = self
-            .call("GET", &format!("/session/{session}/message"), None)
+            .call(
+                "GET",
+                &format!("/session/{}/message", segment(session)),
+                None,
+            )
             .await?;
         Ok(v.as_array().cloned().unwrap_or_default())
     }
@@ -191,17 +214,35 @@ impl Client {
         Ok(EventStream::new(resp.into_body()))
     }
 
-    /// One request, its JSON answer (`null` for an empty body).
+    /// One request, its JSON answer (`null` for an empty body), at most [`MAX_ANSWER`].
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
+        self.call_capped(method, path, body, MAX_ANSWER).await
+    }
+
+    async fn call_capped(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        cap: usize,
+    ) -> Result<Value> {
         let resp = tokio::time::timeout(REQUEST_TIMEOUT, async {
             let resp = self.send(method, path, body).await?;
             let status = resp.status().as_u16();
-            let bytes = resp
-                .into_body()
-                .collect()
+            let cap = if (200..300).contains(&status) {
+                cap
+            } else {
+                MAX_ERROR_BODY
+            };
+            let bytes = read_capped(resp.into_body(), cap)
                 .await
-                .map_err(|e| Error::Http(e.to_string()))?
-                .to_bytes();
+                .map_err(|e| match e {
+                    ReadError::TooBig => Error::Http(format!(
+                        "the answer to {method} {path} is over {} (asdo's cap); the server is not behaving like OpenCode",
+                        size(cap)
+                    )),
+                    ReadError::Wire(e) => Error::Http(e),
+                })?;
             Ok::<_, Error>((status, bytes))
         })
         .await
@@ -266,10 +307,51 @@ impl Client {
 }
 
 async fn read_text(body: Incoming) -> String {
-    match body.collect().await {
-        Ok(b) => cut(&String::from_utf8_lossy(&b.to_bytes())),
-        Err(e) => e.to_string(),
+    match read_capped(body, MAX_ERROR_BODY).await {
+        Ok(b) => cut(&String::from_utf8_lossy(&b)),
+        Err(ReadError::TooBig) => format!("(an error answer over {})", size(MAX_ERROR_BODY)),
+        Err(ReadError::Wire(e)) => e,
     }
+}
+
+enum ReadError {
+    TooBig,
+    Wire(String),
+}
+
+/// The whole body, unless it passes `cap` bytes (then nothing more is read).
+async fn read_capped(body: Incoming, cap: usize) -> std::result::Result<Bytes, ReadError> {
+    match http_body_util::Limited::new(body, cap).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ReadError::TooBig),
+        Err(e) => Err(ReadError::Wire(e.to_string())),
+    }
+}
+
+/// `32 MiB`, `64 KiB`: a cap as the messages name it.
+pub fn size(bytes: usize) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// One URL path segment from data (a session or request id): everything but RFC 3986's
+/// unreserved characters but `.` is percent-escaped (so `..` is no parent), and
+/// `../x?y` stays one segment, never a path or a query.
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// An error body fits in one message.
@@ -319,6 +401,16 @@ mod tests {
         ] {
             assert_eq!(base64(plain.as_bytes()), enc);
         }
+    }
+
+    #[test]
+    fn path_segments_from_data_are_escaped() {
+        assert_eq!(segment("ses_abc"), "ses_abc");
+        assert_eq!(
+            segment("../../permission/perm_1/reply?x="),
+            "%2E%2E%2F%2E%2E%2Fpermission%2Fperm_1%2Freply%3Fx%3D"
+        );
+        assert_eq!(segment("a b#c%"), "a%20b%23c%25");
     }
 
     #[test]

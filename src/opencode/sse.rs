@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use super::{Error, Event};
 
 /// One event larger than this is a broken stream, not a message to buffer.
-const MAX_EVENT: usize = 32 * 1024 * 1024;
+pub(super) const MAX_EVENT: usize = 32 * 1024 * 1024;
 
 /// The open `GET /event` stream.
 pub struct EventStream {
@@ -70,7 +70,10 @@ impl Parser {
                 }
             }
             if self.line.len() + self.data.len() > MAX_EVENT {
-                return Err(Error::Http("an event over 32 MiB on /event".into()));
+                return Err(Error::Http(format!(
+                    "an event over {} (asdo's cap on one event of GET /event)",
+                    super::size(MAX_EVENT)
+                )));
             }
         }
         Ok(())
