@@ -4,6 +4,8 @@
 //! connections (the OpenCode TUI, a browser) works.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -16,6 +18,7 @@ use crate::error::{Error, Result};
 pub struct Forward {
     pub local: SocketAddr,
     accept: JoinHandle<()>,
+    refused: Arc<OnceLock<String>>,
 }
 
 impl Forward {
@@ -28,6 +31,12 @@ impl Forward {
     pub fn authority(&self) -> String {
         self.local.to_string()
     }
+
+    /// Set once the API server refused the forward itself (401/403): every later
+    /// connection would be refused the same way, so callers stop retrying and say this.
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.get().map(String::as_str)
+    }
 }
 
 impl Drop for Forward {
@@ -35,6 +44,13 @@ impl Drop for Forward {
         self.accept.abort();
     }
 }
+
+/// After a failed accept (out of file descriptors, most often), wait this long before
+/// the next, doubling up to [`ACCEPT_BACKOFF_MAX`]: retrying at once only spins a core.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// The same warning is printed once per this long; the repeats are counted in the next.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Listens on 127.0.0.1:`local_port` (0: any free port) and forwards to `pod`:`remote_port`.
 pub async fn start(api: Api<Pod>, pod: &str, remote_port: u16, local_port: u16) -> Result<Forward> {
@@ -47,29 +63,95 @@ pub async fn start(api: Api<Pod>, pod: &str, remote_port: u16, local_port: u16) 
         })?;
     let local = listener.local_addr()?;
     let pod = pod.to_string();
+    let refused: Arc<OnceLock<String>> = Arc::default();
+    let warnings = Arc::new(Mutex::new(Warnings::default()));
+    let (r, w) = (refused.clone(), warnings.clone());
     let accept = tokio::spawn(async move {
+        let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
+            let tcp = match listener.accept().await {
+                Ok((tcp, _)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    tcp
+                }
+                Err(e) => {
+                    w.lock().unwrap().warn(&format!(
+                        "port-forward on {local}: cannot accept a connection: {e}; retrying in a moment"
+                    ));
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
             };
-            let (api, pod) = (api.clone(), pod.clone());
+            let (api, pod, r, w) = (api.clone(), pod.clone(), r.clone(), w.clone());
             tokio::spawn(async move {
-                if let Err(e) = connection(api, &pod, remote_port, tcp).await {
-                    // Like kubectl: one line per failed connection; the forward stays up.
-                    tracing::warn!("{e}");
+                if let Err(e) = connection(api, &pod, remote_port, tcp, &r).await {
+                    // Like kubectl: a failed connection is said, the forward stays up; but
+                    // a burst of the same failure is one line, not one per connection.
+                    w.lock().unwrap().warn(&e.to_string());
                 }
             });
         }
     });
-    Ok(Forward { local, accept })
+    Ok(Forward {
+        local,
+        accept,
+        refused,
+    })
 }
 
-async fn connection(api: Api<Pod>, pod: &str, port: u16, mut tcp: TcpStream) -> Result<()> {
+/// Each distinct warning once per [`WARN_EVERY`], with how many were held back.
+#[derive(Default)]
+struct Warnings {
+    last: Option<(String, Instant)>,
+    held: usize,
+}
+
+impl Warnings {
+    fn warn(&mut self, msg: &str) {
+        let now = Instant::now();
+        if let Some((last, at)) = &self.last
+            && last == msg
+            && now.duration_since(*at) < WARN_EVERY
+        {
+            self.held += 1;
+            return;
+        }
+        match std::mem::take(&mut self.held) {
+            0 => tracing::warn!("{msg}"),
+            n => tracing::warn!("{msg} ({n} more like it not shown)"),
+        }
+        self.last = Some((msg.to_string(), now));
+    }
+}
+
+async fn connection(
+    api: Api<Pod>,
+    pod: &str,
+    port: u16,
+    mut tcp: TcpStream,
+    refused: &OnceLock<String>,
+) -> Result<()> {
     let what = format!("forward port {port} of pod {pod}");
-    let mut pf = api
-        .portforward(pod, &[port])
-        .await
-        .map_err(|e| Error::from_kube(&what, e))?;
+    let mut pf = match api.portforward(pod, &[port]).await {
+        Ok(pf) => pf,
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            let ns = api.namespace().unwrap_or("<namespace>").to_string();
+            let msg = format!(
+                "cannot {what}: forbidden ({}); the Role you use in namespace {ns} needs the rule {{apiGroups: [\"\"], resources: [\"pods/portforward\"], verbs: [\"create\", \"get\"]}} (the chart's Role has it: bind yourself with values rbac.subjects)",
+                s.message
+            );
+            let _ = refused.set(msg.clone());
+            return Err(Error::Api(msg));
+        }
+        Err(e) => {
+            let e = Error::from_kube(&what, e);
+            if matches!(e, Error::Cluster(ref m) if m.contains("unauthorized")) {
+                let _ = refused.set(e.to_string());
+            }
+            return Err(e);
+        }
+    };
     let mut upstream = pf
         .take_stream(port)
         .ok_or_else(|| Error::other(format!("cannot {what}: no stream")))?;

@@ -128,8 +128,8 @@ pub async fn open(
     };
     let forward = portforward::start(api.clone(), &name, port, local_port).await?;
     let oc = opencode::Client::new(forward.authority(), Some(&password));
-    wait_ready(&oc, &task, port).await?;
-    let session = session_from_log(&api, &name).await;
+    wait_ready(&oc, &forward, &task, port).await?;
+    let session = session_from_log(&api, &name, &task).await?;
     Ok(Remote {
         task,
         pod: name,
@@ -170,12 +170,13 @@ async fn secret_password(client: &Client, ns: &str, pod: &Pod) -> Result<(String
             "the pod does not take {PASSWORD_ENV} from a Secret; pass --password-file or set {PASSWORD_ENV}"
         )));
     };
+    // The name comes from the pod's spec: data, checked before it becomes a URL path.
+    crate::validate::object_name("Secret", &r.name)?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let what = format!("read Secret {} in namespace {ns}", r.name);
-    let secret = secrets
-        .get(&r.name)
+    let secret = crate::cluster::bounded(&what, secrets.get(&r.name))
         .await
-        .map_err(|e| match Error::from_kube(&what, e) {
+        .map_err(|e| match e {
             Error::Api(m) if m.contains("forbidden") => Error::Api(format!(
                 "{m}; or pass --password-file / set {PASSWORD_ENV} if you may not read it"
             )),
@@ -198,7 +199,7 @@ async fn secret_password(client: &Client, ns: &str, pod: &Pod) -> Result<(String
 }
 
 /// The server starts with the pod: retry until it answers, but a refused password is final.
-async fn wait_ready(oc: &opencode::Client, task: &str, port: u16) -> Result<()> {
+async fn wait_ready(oc: &opencode::Client, forward: &Forward, task: &str, port: u16) -> Result<()> {
     let end = tokio::time::Instant::now() + READY_TIMEOUT;
     let mut delay = Duration::from_millis(200);
     loop {
@@ -212,6 +213,10 @@ async fn wait_ready(oc: &opencode::Client, task: &str, port: u16) -> Result<()> 
             }
             Err(e) => e.to_string(),
         };
+        // A forward the API server refuses (RBAC) never starts working: say so now.
+        if let Some(refused) = forward.refused() {
+            return Err(Error::Api(refused.to_string()));
+        }
         if tokio::time::Instant::now() >= end {
             return Err(Error::other(format!(
                 "the OpenCode server of task {task} (pod port {port}) did not answer within {}s ({last}); see `asdo logs {task}`",
@@ -223,24 +228,52 @@ async fn wait_ready(oc: &opencode::Client, task: &str, port: u16) -> Result<()> 
     }
 }
 
-/// The last session the agent announced in the first MiB of its log.
-async fn session_from_log(api: &Api<Pod>, pod: &str) -> Option<String> {
+/// The last session the agent announced in the first MiB of its log. The log is data
+/// anyone with a shell in the pod (or a model's tool) can write to, so an announced id
+/// is used only when it has OpenCode's shape ([`session_id`]); a forged one is refused,
+/// never skipped for an older one.
+async fn session_from_log(api: &Api<Pod>, pod: &str, task: &str) -> Result<Option<String>> {
     let lp = LogParams {
         container: Some(CONTAINER.into()),
-        limit_bytes: Some(1 << 20),
+        limit_bytes: Some(crate::cluster::LOG_TAIL_MAX as i64),
         ..Default::default()
     };
-    let text = api.logs(pod, &lp).await.ok()?;
-    parse_session(&text)
+    let bytes = crate::cluster::log_bytes(api, pod, &lp, crate::cluster::LOG_TAIL_MAX).await?;
+    match parse_session(&String::from_utf8_lossy(&bytes)) {
+        None => Ok(None),
+        Some(Ok(id)) => Ok(Some(id)),
+        Some(Err(forged)) => Err(Error::other(format!(
+            "task {task}: its log names the session {forged:?}, which is not an OpenCode session id (ses_ and 1-{SESSION_ID_MAX} letters or digits); refusing to use it (see `asdo logs {task}`)"
+        ))),
+    }
 }
 
-/// `asdo: opencode session ses_abc on http://127.0.0.1:4096` → `ses_abc` (the last one).
-pub fn parse_session(log: &str) -> Option<String> {
-    log.lines()
+/// Longest session id accepted after `ses_` (OpenCode's are 26 characters).
+pub const SESSION_ID_MAX: usize = 64;
+
+/// True for an OpenCode session id: `ses_` and ASCII letters/digits (OpenCode's ids are
+/// `ses_` + 12 hex digits of time + 14 base62 characters). Nothing else can become a
+/// URL path segment or an argument of `opencode attach`.
+pub fn session_id(id: &str) -> bool {
+    id.strip_prefix("ses_").is_some_and(|rest| {
+        (1..=SESSION_ID_MAX).contains(&rest.len())
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// `asdo: opencode session ses_abc on http://127.0.0.1:4096` → `ses_abc` (the last
+/// announcement); `Err(id)` when that announcement's id is not a session id.
+pub fn parse_session(log: &str) -> Option<std::result::Result<String, String>> {
+    let line = log
+        .lines()
         .rev()
-        .find_map(|l| l.strip_prefix(SESSION_MARKER))
-        .and_then(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
+        .find_map(|l| l.strip_prefix(SESSION_MARKER))?;
+    let id = line.split_whitespace().next().unwrap_or("");
+    Some(if session_id(id) {
+        Ok(id.to_string())
+    } else {
+        Err(id.chars().take(80).collect())
+    })
 }
 
 #[cfg(test)]
@@ -250,8 +283,25 @@ mod tests {
     #[test]
     fn session_comes_from_the_agents_last_announcement() {
         let log = "asdo: cloning x\nasdo: opencode session ses_1 on http://127.0.0.1:4096\n· write a\nasdo: opencode session ses_2 on http://127.0.0.1:4096\n";
-        assert_eq!(parse_session(log).as_deref(), Some("ses_2"));
+        assert_eq!(parse_session(log), Some(Ok("ses_2".into())));
         assert_eq!(parse_session("asdo: running opencode\n"), None);
+        for forged in [
+            "../../permission/perm_1/reply?x=",
+            "--print-logs",
+            "ses_../x",
+            "ses_",
+            "ses_a%2Fb",
+        ] {
+            let log = format!(
+                "asdo: opencode session ses_1 on x\nasdo: opencode session {forged} on x\n"
+            );
+            assert_eq!(
+                parse_session(&log),
+                Some(Err(forged.to_string())),
+                "{forged}"
+            );
+        }
+        assert!(session_id("ses_0a1b2c3d4e5fAbCdEfGhIjKlMn"));
     }
 
     #[test]

@@ -85,7 +85,9 @@ pub async fn run(global: &Global, args: AttachArgs) -> Result<i32> {
     let mut cmd = tokio::process::Command::new(&opencode);
     cmd.arg("attach").arg(r.forward.url());
     if let Some(s) = &r.session {
-        cmd.args(["--session", s]);
+        // One argument, `--session=<id>`: the id (checked to be `ses_…` when read from
+        // the log) can never be taken for an option of its own.
+        cmd.arg(format!("--session={s}"));
     }
     // The password goes through the environment: argv is visible to every user.
     cmd.env(PASSWORD_ENV, r.password());

@@ -21,8 +21,12 @@ const TIMEOUT_EXIT: i32 = 124;
   asdo send T001 \"Also add a test for the empty input\"
   asdo send T001 --file followup.md --timeout 30m
 
+A message is at most 4 MiB. --timeout bounds the whole command (finding the pod,
+the port-forward, the post and the answer).
+
 Exit 0 once the session has answered and is idle, 1 if the session reports an
-error or the task is not running, 124 if --timeout passes first.")]
+error or the task is not running, 2 for bad input (nothing sent), 124 if
+--timeout passes first.")]
 pub struct SendArgs {
     /// Task id (T001) or pod name (agent-t001).
     pub task: String,
@@ -32,7 +36,7 @@ pub struct SendArgs {
     /// Read the message from this file.
     #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// Give up waiting for the answer after this long.
+    /// Give up after this long, whatever is still in flight (the whole command).
     #[arg(long, default_value = "30m", value_parser = crate::humantime::parse)]
     pub timeout: Duration,
     /// File holding the server password (instead of the pod's Secret).
@@ -40,14 +44,52 @@ pub struct SendArgs {
     pub password_file: Option<PathBuf>,
 }
 
-/// The message from the argument or the file, refused when empty: checked before any call.
+/// The longest message `send` posts. OpenCode echoes a message back on its event stream
+/// (JSON-escaped, up to 6 bytes per byte), and that event must stay under the client's
+/// 32 MiB cap on one event; a task's instructions longer than this belong in a file in
+/// the repository.
+pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// The message from the argument or the file, refused when empty or over
+/// [`MAX_MESSAGE`]: checked before any call.
 pub fn message_text(message: Option<&str>, file: Option<&std::path::Path>) -> Result<String> {
+    let too_big = |len: u64| {
+        Error::usage(format!(
+            "the message is {} KiB, over the {} a message may have (asdo's cap); put the details in a file in the repository and point the message at it",
+            len.div_ceil(1024),
+            crate::opencode::size(MAX_MESSAGE)
+        ))
+    };
     let text = match (message, file) {
         (Some(m), _) => m.to_string(),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .map_err(|e| Error::usage(format!("cannot read --file {}: {e}", f.display())))?,
+        (None, Some(f)) => {
+            use std::io::Read;
+            let fail = |e: std::io::Error| {
+                Error::usage(format!("cannot read --file {}: {e}", f.display()))
+            };
+            // Read at most one byte past the cap: a huge file is refused, not loaded.
+            let mut bytes = Vec::new();
+            std::fs::File::open(f)
+                .map_err(fail)?
+                .take(MAX_MESSAGE as u64 + 1)
+                .read_to_end(&mut bytes)
+                .map_err(fail)?;
+            if bytes.len() > MAX_MESSAGE {
+                let len = std::fs::metadata(f).map_or(bytes.len() as u64, |m| m.len());
+                return Err(too_big(len));
+            }
+            String::from_utf8(bytes).map_err(|_| {
+                Error::usage(format!(
+                    "cannot read --file {}: not UTF-8 text",
+                    f.display()
+                ))
+            })?
+        }
         (None, None) => return Err(Error::usage("give the message, or --file FILE")),
     };
+    if text.len() > MAX_MESSAGE {
+        return Err(too_big(text.len() as u64));
+    }
     if text.trim().is_empty() {
         return Err(Error::usage("the message is empty"));
     }
@@ -59,36 +101,45 @@ pub async fn run(global: &Global, args: SendArgs) -> Result<i32> {
     crate::task::pod_name_for(&args.task)?;
     let text = message_text(args.message.as_deref(), args.file.as_deref())?;
     let password = remote::password_override(args.password_file.as_deref())?;
-    let client = cluster::client(&scope.cluster).await?;
-    let r = remote::open(&client, &scope.namespace, &args.task, password, 0).await?;
-    let posted = remote::post(&r, &text).await?;
-    eprintln!(
-        "sent to task {} (session {}); the reply follows",
-        r.task,
-        posted.session()
-    );
-    let mut stdout = std::io::stdout();
-    let outcome = posted
-        .wait(args.timeout, |s| {
-            let _ = stdout.write_all(s.as_bytes());
-            let _ = stdout.flush();
-        })
-        .await?;
+    // --timeout bounds the whole command, not only the wait for the answer: a Secret or
+    // log read, a port-forward or a server that never answers ends it too, and whatever
+    // is in flight is dropped (cancelled) with the future.
+    let deadline = tokio::time::Instant::now() + args.timeout;
+    let work = async {
+        let client = cluster::client(&scope.cluster).await?;
+        let r = remote::open(&client, &scope.namespace, &args.task, password, 0).await?;
+        let posted = remote::post(&r, &text).await?;
+        eprintln!(
+            "sent to task {} (session {}); the reply follows",
+            r.task,
+            posted.session()
+        );
+        let mut stdout = std::io::stdout();
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let outcome = posted
+            .wait(left, |s| {
+                let _ = stdout.write_all(s.as_bytes());
+                let _ = stdout.flush();
+            })
+            .await?;
+        Ok::<_, Error>((r.task.clone(), outcome))
+    };
+    let (task, outcome) = match tokio::time::timeout_at(deadline, work).await {
+        Ok(done) => done?,
+        Err(_) => (args.task.clone(), SendOutcome::TimedOut),
+    };
     match outcome {
         SendOutcome::Answered => {
-            eprintln!("task {}: the session is idle again", r.task);
+            eprintln!("task {task}: the session is idle again");
             Ok(exit::OK)
         }
         SendOutcome::Failed(msg) => Err(Error::other(format!(
-            "task {}: the session failed: {msg}",
-            r.task
+            "task {task}: the session failed: {msg}"
         ))),
         SendOutcome::TimedOut => {
             eprintln!(
-                "error: task {}: no answer within {}; the message stays queued in the session (watch it with `asdo logs {}`)",
-                r.task,
+                "error: task {task}: no answer within {} (--timeout); a message already sent stays queued in the session (watch it with `asdo logs {task}`)",
                 crate::humantime::short(args.timeout),
-                r.task
             );
             Ok(TIMEOUT_EXIT)
         }
