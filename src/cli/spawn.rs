@@ -267,7 +267,11 @@ async fn create_one(
         if let Some(cm) = prompt {
             // Second write, only for a big prompt: owned by the pod, so deleting the pod
             // (cleanup, --replace) deletes it too. Until it exists the pod waits to mount it.
-            cluster::create_owned_config_map(api, &created, cm, ns).await?;
+            // Refused (a 413, a 500, no answer), the pod would wait forever for it: the pod
+            // goes again, so nothing is left half-created.
+            if let Err(e) = cluster::create_owned_config_map(api, &created, cm, ns).await {
+                return Err(undo_pod(api, &created, ns, e).await);
+            }
         }
         match args.output {
             Some(f @ (Output::Yaml | Output::Json)) => print_pod(&created, f)?,
@@ -340,6 +344,21 @@ async fn create_or_keep(
         Err(e) => return Err(e),
     };
     Ok((created, true))
+}
+
+/// Deletes the pod this call just created (by uid) because its prompt ConfigMap could
+/// not be written; the error says both what failed and whether the pod is gone.
+async fn undo_pod(api: &kube::Api<Pod>, pod: &Pod, ns: &str, cause: Error) -> Error {
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    let uid = pod.metadata.uid.as_deref().unwrap_or("");
+    match cluster::delete_pod_uid(api, name, uid, ns).await {
+        Ok(_) => Error::Api(format!(
+            "{cause}; pod {name} was deleted again, nothing of this spawn is left"
+        )),
+        Err(e) => Error::Api(format!(
+            "{cause}; and pod {name} (waiting for that ConfigMap) could not be deleted: {e}; delete it with `kubectl delete pod {name} -n {ns}`"
+        )),
+    }
 }
 
 /// The pod of this name if it carries `ours`'s spawn id (one bounded get, errors = not ours).
@@ -542,6 +561,10 @@ fn make_task(
         // A branch, tag or commit: git's ref rules cover all three.
         task::validate_branch(b).map_err(|e| Error::usage(format!("--base: {e}")))?;
     }
+    let model = model.filter(|m| !m.is_empty());
+    if let Some(m) = &model {
+        task::validate_model(m)?;
+    }
     let (context_dir, spec_dir) = split_context_dir(context)?;
     Ok(Task {
         id,
@@ -551,7 +574,7 @@ fn make_task(
         spec_dir,
         base,
         prompt,
-        model: model.filter(|m| !m.is_empty()),
+        model,
     })
 }
 
@@ -726,6 +749,9 @@ fn render_pod(
         task.prompt = Some(v.task.prompt.clone());
     }
     if task.model.is_none() && !v.task.model.is_empty() {
+        // From values (a -f file, --set or the cluster's ConfigMap): the same shape rule.
+        task::validate_model(&v.task.model)
+            .map_err(|e| Error::usage(format!("values task.model: {e}")))?;
         task.model = Some(v.task.model.clone());
     }
     if v.pod.ssh_secret.enabled && v.pod.ssh_secret.name.is_empty() {
