@@ -193,7 +193,7 @@ pub fn validate_repo(repo: &str) -> Result<()> {
                     "invalid repo {repo:?}: no host or path"
                 )));
             }
-            Ok(())
+            option_like_host(repo, authority)
         }
         None => {
             // scp-like syntax: [user@]host:path, as git understands it. A ':' before the
@@ -207,7 +207,7 @@ pub fn validate_repo(repo: &str) -> Result<()> {
                 !host.is_empty() && !host.contains('/') && !path.is_empty()
             });
             if valid_scp && repo.contains('@') {
-                Ok(())
+                option_like_host(repo, repo.split_once(':').map_or("", |(h, _)| h))
             } else {
                 Err(Error::usage(format!(
                     "invalid repo {repo:?}: use https://host/org/repo.git, ssh://git@host/org/repo.git, git@host:org/repo.git or file:///path"
@@ -215,6 +215,52 @@ pub fn validate_repo(repo: &str) -> Result<()> {
             }
         }
     }
+}
+
+/// ssh takes a host (or user) that starts with `-` as one of its options
+/// (`ssh://-oProxyCommand=…/x` runs a command): refused, whatever git version runs it.
+fn option_like_host(repo: &str, authority: &str) -> Result<()> {
+    let (user, host) = authority.rsplit_once('@').unwrap_or(("", authority));
+    if host.starts_with('-') || user.starts_with('-') {
+        return Err(Error::usage(format!(
+            "invalid repo {repo:?}: a host or user name must not start with '-' (ssh would take it as an option)"
+        )));
+    }
+    Ok(())
+}
+
+/// The longest `--model` taken (OpenCode's ids are well under 100 characters).
+pub const MODEL_MAX: usize = 200;
+
+/// `--model` as OpenCode takes it: `provider/model`, the provider of letters, digits,
+/// `-`, `_` and `.`, the model any printable text without spaces (it may hold `/`, `:`,
+/// `@`), at most [`MODEL_MAX`] characters. It reaches the pod's env and opencode's argv.
+pub fn validate_model(model: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::usage(format!(
+            "invalid --model {:?}: {why}; use provider/model, e.g. anthropic/claude-sonnet-4-5",
+            model.chars().take(80).collect::<String>()
+        )))
+    };
+    if model.chars().count() > MODEL_MAX {
+        return bad(&format!("longer than {MODEL_MAX} characters"));
+    }
+    if model.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return bad("it has spaces or control characters");
+    }
+    let Some((provider, name)) = model.split_once('/') else {
+        return bad("no provider/ before the model");
+    };
+    if provider.is_empty()
+        || name.is_empty()
+        || provider.starts_with('-')
+        || !provider
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return bad("the provider is letters, digits, '-', '_' or '.', and the model is not empty");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -275,6 +321,33 @@ mod tests {
     }
 
     #[test]
+    fn models() {
+        for ok in [
+            "anthropic/claude-sonnet-4-5",
+            "openrouter/anthropic/claude-3.5-sonnet",
+            "amazon-bedrock/anthropic.claude-v2:1",
+            "stub/stub-model",
+        ] {
+            validate_model(ok).unwrap();
+        }
+        for bad in [
+            "claude",
+            "/m",
+            "p/",
+            "-p/m",
+            "p q/m",
+            "p/m x",
+            "p/m\n",
+            "p/m\u{7}",
+            "pr$/m",
+            &format!("p/{}", "m".repeat(MODEL_MAX)),
+        ] {
+            let e = validate_model(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn repos() {
         for ok in [
             "https://github.com/org/repo.git",
@@ -300,6 +373,11 @@ mod tests {
             "ssh://git:tok@github.com/org/repo.git",
             "https://github.com/org/repo.git?access_token=ghp_abc",
             "https://github.com/org/repo.git#tok",
+            "ssh://-oProxyCommand=touch${IFS}/tmp/x/x",
+            "ssh://git@-oProxyCommand=x/y",
+            "ssh://-l@host/x",
+            "git@-oProxyCommand=x:y",
+            "-oProxyCommand=x:y",
         ] {
             assert!(validate_repo(bad).is_err(), "{bad:?} should be refused");
         }
