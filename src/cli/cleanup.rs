@@ -13,7 +13,7 @@ use super::Global;
 use crate::cluster;
 use crate::error::{Error, Result, exit};
 use crate::follow;
-use crate::task::{self, LABEL_TASK_ID};
+use crate::task;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -28,7 +28,7 @@ pub struct CleanupArgs {
     /// Only this phase (Succeeded or Failed; others need --all --force).
     #[arg(long, conflicts_with = "all")]
     pub phase: Option<String>,
-    /// Only this task's pod.
+    /// Only this task's pod (T001 or agent-t001, any case: as `logs`/`status`/`wait`).
     #[arg(long)]
     pub task_id: Option<String>,
     /// Extra label selector, added to app=agent-orchestrator.
@@ -90,11 +90,17 @@ fn phase_selector(args: &CleanupArgs) -> Result<Option<String>> {
 
 pub async fn run(global: &Global, args: CleanupArgs) -> Result<i32> {
     let scope = global.scope()?;
-    let fields = phase_selector(&args)?;
-    let mut labels = super::list::selector(args.selector.as_deref())?;
+    let mut fields = phase_selector(&args)?;
+    let labels = super::list::selector(args.selector.as_deref())?;
     if let Some(id) = &args.task_id {
-        task::validate_task_id(id)?;
-        labels.push_str(&format!(",{LABEL_TASK_ID}={id}"));
+        // The one task-id rule of logs/status/wait: the pod is agent-<id lowercased>,
+        // whatever case the id was spawned or typed in (its label keeps the spawn's case).
+        let name = task::pod_name_for(id)?;
+        let by_name = format!("metadata.name={name}");
+        fields = Some(match fields {
+            Some(f) => format!("{f},{by_name}"),
+            None => by_name,
+        });
     }
     let mut lp = ListParams::default().labels(&labels);
     if let Some(f) = &fields {

@@ -85,6 +85,27 @@ pub struct Verdict {
     pub finished: Timestamp,
     /// Why the container ended when that says more than the code (OOMKilled, DeadlineExceeded).
     pub reason: Option<String>,
+    /// Where the task came from, as its pod says (for spec-kit's delegation file).
+    pub origin: Origin,
+}
+
+/// The pod's namespace and the repo/spec dir asdo spawn annotated it with.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub namespace: Option<String>,
+    pub repo: Option<String>,
+    pub spec_dir: Option<String>,
+}
+
+impl Origin {
+    pub fn of(p: &Pod) -> Origin {
+        let ann = |k: &str| p.metadata.annotations.as_ref()?.get(k).cloned();
+        Origin {
+            namespace: p.metadata.namespace.clone(),
+            repo: ann(crate::task::ANN_REPO),
+            spec_dir: ann(crate::task::ANN_SPEC_DIR),
+        }
+    }
 }
 
 impl Verdict {
@@ -239,6 +260,7 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
                 log_tail: format!("still {phase} after {}\n", humantime::short(args.timeout)),
                 finished: Timestamp::now(),
                 reason: None,
+                origin: current.as_ref().map(Origin::of).unwrap_or_default(),
             };
             println!("{}", v.line());
             if let Some(dir) = &args.report_dir
@@ -438,6 +460,7 @@ fn vanished(pod: &str, task: &str, why: &str) -> Verdict {
         log_tail: format!("pod {pod} {why}\n"),
         finished: Timestamp::now(),
         reason: None,
+        origin: Origin::default(),
     }
 }
 
@@ -492,6 +515,7 @@ pub async fn verdict(api: &Api<Pod>, pod: &Pod) -> Verdict {
         log_tail,
         finished: finished.unwrap_or_else(Timestamp::now),
         reason: follow::termination_reason(pod),
+        origin: Origin::of(pod),
     }
 }
 
@@ -503,10 +527,10 @@ pub fn write_report(dir: &Path, v: &Verdict) -> Result<()> {
     let d = crate::speckit::Delegation {
         task: &v.task,
         pod: &v.pod,
-        namespace: None,
+        namespace: v.origin.namespace.as_deref(),
         branch: v.branch.as_deref().unwrap_or("-"),
-        repo: None,
-        spec_dir: None,
+        repo: v.origin.repo.as_deref(),
+        spec_dir: v.origin.spec_dir.as_deref(),
         prompt: None,
         by: "asdo wait",
     };
@@ -594,6 +618,7 @@ mod tests {
             log_tail: "asdo: running opencode\nasdo: failed agent: opencode exited 1\n".into(),
             finished: Timestamp::now(),
             reason: None,
+            origin: Origin::default(),
         }
     }
 
