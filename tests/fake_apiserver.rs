@@ -1867,3 +1867,27 @@ fn fault_knobs_as_kubectl_sees_them() {
     other.advance_resource_version(rv);
     assert!(other.resource_version() >= rv);
 }
+
+/// Knobs used by asdo's hostile-input tests, as kubectl sees them: a 503 answered
+/// exactly N times, and a container log that is not UTF-8, served byte for byte.
+#[test]
+fn n_503s_and_log_bytes_that_are_not_utf8_for_kubectl() {
+    let f = Fixture::new();
+    f.server.fail_next_matching(2, 503, "GET", "/pods");
+    for _ in 0..2 {
+        let err = f.kubectl_err(&["get", "pods"]);
+        let e = err.to_lowercase();
+        assert!(e.contains("503") || e.contains("unavailable") || e.contains("try again"), "{err}");
+    }
+    f.kubectl_ok(&["get", "pods"]);
+
+    let script = r"printf 'asdo: cloning\n\377\376 binary \200\nasdo: done abc123\n'";
+    f.server.insert_pod(script_pod("bytes", json!({}), script));
+    f.wait_phase("bytes", "Succeeded");
+    let out = f.kubectl(&["logs", "bytes"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.stdout,
+        b"asdo: cloning\n\xff\xfe binary \x80\nasdo: done abc123\n".to_vec()
+    );
+}

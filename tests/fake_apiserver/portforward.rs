@@ -224,3 +224,34 @@ fn kubectl_port_forward_is_not_served() {
     assert_eq!(tried, want, "{err}");
     assert!(err.contains("over WebSocket only"), "{err}");
 }
+
+/// The fault knobs reach the subresource: 403 on pods/portforward, as kubectl sees it
+/// (its WebSocket try and its SPDY fallback both refused, RBAC-style).
+#[test]
+fn an_injected_403_on_portforward_is_what_kubectl_sees() {
+    let f = Fixture::new();
+    f.server.insert_pod(http_pod("web"));
+    f.wait_phase("web", "Running");
+    f.server.fail_next_matching(1, 403, "GET", "/pods/web/portforward");
+    f.server.fail_next_matching(1, 403, "POST", "/pods/web/portforward");
+    let out = f.kubectl(&[
+        "port-forward",
+        "pod/web",
+        ":8080",
+        "--pod-running-timeout=5s",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("forbidden"), "{err}");
+    let statuses: Vec<u16> = f
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/portforward"))
+        .map(|r| r.status)
+        .collect();
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| *s == 403),
+        "{statuses:?}"
+    );
+}

@@ -365,7 +365,9 @@ impl FakeApiServer {
         self.shared.faults.add_failure(n, code, None, None);
     }
 
-    /// The next `n` requests with this method whose path contains `path_contains` fail with `code`.
+    /// The next `n` requests with this method whose path contains `path_contains` fail with `code`
+    /// (pods/portforward included: `fail_next_matching(n, 403, "GET", "/portforward")` is RBAC
+    /// refusing the forward).
     pub fn fail_next_matching(&self, n: usize, code: u16, method: &str, path_contains: &str) {
         self.shared
             .faults
@@ -401,7 +403,7 @@ impl FakeApiServer {
     }
 
     /// The next `n` requests with this method (any if None) whose path contains
-    /// `path_contains` (any if None) are accepted and never answered.
+    /// `path_contains` (any if None) are accepted and never answered (pods/portforward too).
     pub fn hang_next_matching(&self, n: usize, method: Option<&str>, path_contains: Option<&str>) {
         self.shared.faults.add_hang(n, method, path_contains);
     }

@@ -111,6 +111,16 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Re
         tokio::time::sleep(delay).await;
     }
     if let Some((ns, name)) = portforward::target(&path) {
+        // The fault knobs reach the pods/portforward subresource too (an RBAC 403 on it,
+        // a proxy that never answers the upgrade), matched on its path like any request.
+        if shared.faults.take_hang(&method, &path) {
+            std::future::pending::<()>().await;
+        }
+        if let Some(code) = shared.faults.take_failure(&method, &path) {
+            let resp = error(&ApiError::injected(code));
+            shared.requests.finish(id, resp.status().as_u16());
+            return Ok(resp);
+        }
         let resp = portforward::serve(&shared, req, ns, name)
             .await
             .unwrap_or_else(|e| error(&e));
