@@ -211,6 +211,9 @@ async fn wait_ready(oc: &opencode::Client, forward: &Forward, task: &str, port: 
                     "the OpenCode server of task {task} refused the password (HTTP 401); pass the right one with --password-file or {PASSWORD_ENV}"
                 )));
             }
+            Err(e @ opencode::Error::TooBig { .. }) => {
+                return Err(Error::other(format!("task {task}: {e}")));
+            }
             Err(e) => e.to_string(),
         };
         // A forward the API server refuses (RBAC) never starts working: say so now.

@@ -1877,7 +1877,10 @@ fn n_503s_and_log_bytes_that_are_not_utf8_for_kubectl() {
     for _ in 0..2 {
         let err = f.kubectl_err(&["get", "pods"]);
         let e = err.to_lowercase();
-        assert!(e.contains("503") || e.contains("unavailable") || e.contains("try again"), "{err}");
+        assert!(
+            e.contains("503") || e.contains("unavailable") || e.contains("try again"),
+            "{err}"
+        );
     }
     f.kubectl_ok(&["get", "pods"]);
 
@@ -1885,7 +1888,11 @@ fn n_503s_and_log_bytes_that_are_not_utf8_for_kubectl() {
     f.server.insert_pod(script_pod("bytes", json!({}), script));
     f.wait_phase("bytes", "Succeeded");
     let out = f.kubectl(&["logs", "bytes"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         out.stdout,
         b"asdo: cloning\n\xff\xfe binary \x80\nasdo: done abc123\n".to_vec()

@@ -48,6 +48,9 @@ pub enum Error {
     Status { status: u16, body: String },
     /// Anything else on the wire: a reset connection, a timeout, a malformed answer.
     Http(String),
+    /// An answer over asdo's cap for it (`what` names the request): not buffered, and not
+    /// worth retrying: the thing answering is not behaving like OpenCode.
+    TooBig { what: String, cap: usize },
 }
 
 impl std::fmt::Display for Error {
@@ -61,6 +64,11 @@ impl std::fmt::Display for Error {
                 write!(f, "the opencode server answered HTTP {status}: {body}")
             }
             Error::Http(e) => write!(f, "talking to the opencode server: {e}"),
+            Error::TooBig { what, cap } => write!(
+                f,
+                "the opencode server's answer to {what} is over {} (asdo's cap); it is not behaving like OpenCode",
+                size(*cap)
+            ),
         }
     }
 }
@@ -237,10 +245,10 @@ impl Client {
             let bytes = read_capped(resp.into_body(), cap)
                 .await
                 .map_err(|e| match e {
-                    ReadError::TooBig => Error::Http(format!(
-                        "the answer to {method} {path} is over {} (asdo's cap); the server is not behaving like OpenCode",
-                        size(cap)
-                    )),
+                    ReadError::TooBig => Error::TooBig {
+                        what: format!("{method} {path}"),
+                        cap,
+                    },
                     ReadError::Wire(e) => Error::Http(e),
                 })?;
             Ok::<_, Error>((status, bytes))

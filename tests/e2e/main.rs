@@ -12,6 +12,7 @@ mod archive;
 mod common;
 mod completion;
 mod hooks;
+mod hostile;
 mod init;
 mod list_cleanup;
 mod logs;

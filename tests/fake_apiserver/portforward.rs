@@ -232,8 +232,10 @@ fn an_injected_403_on_portforward_is_what_kubectl_sees() {
     let f = Fixture::new();
     f.server.insert_pod(http_pod("web"));
     f.wait_phase("web", "Running");
-    f.server.fail_next_matching(1, 403, "GET", "/pods/web/portforward");
-    f.server.fail_next_matching(1, 403, "POST", "/pods/web/portforward");
+    f.server
+        .fail_next_matching(1, 403, "GET", "/pods/web/portforward");
+    f.server
+        .fail_next_matching(1, 403, "POST", "/pods/web/portforward");
     let out = f.kubectl(&[
         "port-forward",
         "pod/web",
