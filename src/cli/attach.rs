@@ -66,13 +66,30 @@ pub async fn run(global: &Global, args: AttachArgs) -> Result<i32> {
             r.password_from
         );
         let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-        let ended = await_condition(api, &r.pod, |p: Option<&Pod>| {
-            p.is_none_or(follow::is_finished)
-        });
+        // The watch failing (the API server restarting, this process out of file
+        // descriptors) says nothing about the pod: watch again after a pause, and only
+        // a pod seen finished or gone ends the forward.
+        let ended = async {
+            let mut pause = std::time::Duration::from_millis(500);
+            loop {
+                match await_condition(api.clone(), &r.pod, |p: Option<&Pod>| {
+                    p.is_none_or(follow::is_finished)
+                })
+                .await
+                {
+                    Ok(p) => return p,
+                    Err(e) => {
+                        tracing::debug!("watching pod {}: {e}; watching again", r.pod);
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(std::time::Duration::from_secs(10));
+                    }
+                }
+            }
+        };
         return tokio::select! {
             _ = tokio::signal::ctrl_c() => Ok(exit::OK),
             done = ended => {
-                let phase = done.ok().flatten().map(|p| follow::phase(&p).to_string());
+                let phase = done.map(|p| follow::phase(&p).to_string());
                 Err(Error::other(format!(
                     "task {} ended (pod {}): the forward is closed; read what it did with `asdo logs {} -n {ns}`",
                     r.task,
