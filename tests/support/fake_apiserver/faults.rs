@@ -15,6 +15,8 @@ pub(crate) struct Faults {
 
 struct Settings {
     log_drop_after: Option<usize>,
+    /// Log timestamps truncated to the second (a burst of lines shares one stamp).
+    log_stamps_whole_seconds: bool,
     failures: Vec<Failure>,
     /// Answered with the code only after the request was handled (and stored).
     failures_after: Vec<Failure>,
@@ -66,6 +68,7 @@ impl Faults {
         Faults {
             inner: Mutex::new(Settings {
                 log_drop_after: None,
+                log_stamps_whole_seconds: false,
                 failures: vec![],
                 failures_after: vec![],
                 hangs: vec![],
@@ -90,6 +93,14 @@ impl Faults {
 
     pub fn log_drop_after(&self) -> Option<usize> {
         self.with(|s| s.log_drop_after)
+    }
+
+    pub fn set_log_stamps_whole_seconds(&self, on: bool) {
+        self.with(|s| s.log_stamps_whole_seconds = on);
+    }
+
+    pub fn log_stamps_whole_seconds(&self) -> bool {
+        self.with(|s| s.log_stamps_whole_seconds)
     }
 
     pub fn cut_log_streams(&self) {

@@ -355,6 +355,12 @@ impl FakeApiServer {
         self.shared.faults.set_log_drop_after(n);
     }
 
+    /// Log timestamps truncated to whole seconds from now on (a runtime with a coarse
+    /// clock): every line of a burst shares one stamp, as `sinceTime` counts.
+    pub fn set_log_timestamps_whole_seconds(&self, on: bool) {
+        self.shared.faults.set_log_stamps_whole_seconds(on);
+    }
+
     /// Cuts every log stream open right now.
     pub fn drop_log_streams_now(&self) {
         self.shared.faults.cut_log_streams();
