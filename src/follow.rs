@@ -518,11 +518,12 @@ pub async fn stream_logs(
         let before = cursor.position();
         let mut first = FirstStamp::default();
 
-        let opened = crate::cluster::within_timeout(
-            &format!("read logs of pod {name}"),
-            api.log_stream(name, &lp),
-        )
-        .await;
+        let opened = retry
+            .bounded(crate::cluster::within_timeout(
+                &format!("read logs of pod {name}"),
+                api.log_stream(name, &lp),
+            ))
+            .await?;
         let end = match opened {
             Err(timed_out) => StreamEnd::Cut(timed_out.to_string()),
             Ok(Ok(reader)) => match &mut tail {
@@ -680,6 +681,8 @@ struct Retry<'a> {
     failures: u32,
     since: tokio::time::Instant,
     said: Option<String>,
+    /// When the request in flight started: a failure run starts there, not when it failed.
+    attempt: tokio::time::Instant,
 }
 
 impl<'a> Retry<'a> {
@@ -690,7 +693,34 @@ impl<'a> Retry<'a> {
             failures: 0,
             since: tokio::time::Instant::now(),
             said: None,
+            attempt: tokio::time::Instant::now(),
         }
+    }
+
+    /// Run one request (a GET, the opening of a stream) inside the bound: `--retry-for`
+    /// is hard, so a server that accepts and never answers is given up on when the
+    /// bound runs out, not a request timeout later.
+    async fn bounded<T>(&mut self, fut: impl std::future::Future<Output = T>) -> Result<T> {
+        self.attempt = tokio::time::Instant::now();
+        if self.limit.is_zero() {
+            return Ok(fut.await);
+        }
+        let start = if self.failures > 0 {
+            self.since
+        } else {
+            self.attempt
+        };
+        tokio::time::timeout_at(start + self.limit, fut)
+            .await
+            .map_err(|_| self.give_up("no answer from the API server"))
+    }
+
+    fn give_up(&self, why: &str) -> Error {
+        Error::Api(format!(
+            "log stream of pod {}: no progress for {} ({why}); giving up (--retry-for)",
+            self.name,
+            crate::humantime::short(self.limit)
+        ))
     }
 
     fn progress(&mut self) {
@@ -705,15 +735,11 @@ impl<'a> Retry<'a> {
     /// One more failure: say so once it persists, give up past the bound, else sleep.
     async fn failed(&mut self, why: &str) -> Result<()> {
         if self.failures == 0 {
-            self.since = tokio::time::Instant::now();
+            self.since = self.attempt;
         }
         self.failures += 1;
         if !self.limit.is_zero() && self.since.elapsed() >= self.limit {
-            return Err(Error::Api(format!(
-                "log stream of pod {}: no progress for {} ({why}); giving up (--retry-for)",
-                self.name,
-                crate::humantime::short(self.limit)
-            )));
+            return Err(self.give_up(why));
         }
         // The kind of failure, without the details that change every time.
         let kind: String = why.chars().take(40).collect();
@@ -733,7 +759,10 @@ impl<'a> Retry<'a> {
     async fn get(&mut self, api: &Api<Pod>, name: &str) -> Result<Option<Pod>> {
         let what = format!("get pod {name}");
         loop {
-            match crate::cluster::within_timeout(&what, api.get_opt(name)).await {
+            match self
+                .bounded(crate::cluster::within_timeout(&what, api.get_opt(name)))
+                .await?
+            {
                 Ok(Ok(p)) => return Ok(p),
                 Ok(Err(e)) if matches!(api_code(&e), Some(400 | 401 | 403)) => {
                     return Err(fatal_api_error(&what, &e));

@@ -11,6 +11,7 @@ mod agent;
 mod archive;
 mod common;
 mod completion;
+mod deadlines;
 mod hooks;
 mod init;
 mod list_cleanup;
