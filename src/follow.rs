@@ -60,7 +60,14 @@ pub fn fatal_watch_error(e: &watcher::Error, what: &str) -> Option<Error> {
         watcher::Error::WatchError(s) => s.code,
         watcher::Error::NoResourceVersion => return None,
     };
-    if !matches!(code, 400 | 401 | 403) {
+    let not_kubernetes = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => !crate::error::is_status(s),
+        _ => false,
+    };
+    let refused = matches!(code, 400 | 401 | 403) || (not_kubernetes && (400..500).contains(&code));
+    if !refused {
         return None;
     }
     Some(match e {
@@ -72,12 +79,24 @@ pub fn fatal_watch_error(e: &watcher::Error, what: &str) -> Option<Error> {
     })
 }
 
+/// A refusal retrying cannot fix: 400/401/403, or a 4xx that is not a Kubernetes Status
+/// (the server is not an API server at all).
+pub fn is_refusal(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => {
+            matches!(s.code, 400 | 401 | 403)
+                || (!crate::error::is_status(s) && (400..500).contains(&s.code))
+        }
+        _ => false,
+    }
+}
+
 /// The message for a refused request, with what to check for each code.
 pub fn fatal_api_error(what: &str, e: &kube::Error) -> Error {
     match e {
-        kube::Error::Api(s) if s.code == 400 => Error::Api(format!(
+        kube::Error::Api(s) if s.code == 400 && crate::error::is_status(s) => Error::Api(format!(
             "cannot {what}: the API server rejected the request ({}); check the label selector (-l) and the flags",
-            s.message
+            crate::error::reason_text(s)
         )),
         kube::Error::Api(s) => Error::from_kube(what, kube::Error::Api(s.clone())),
         other => Error::Api(format!("cannot {what}: {other}")),
@@ -537,7 +556,7 @@ pub async fn stream_logs(
                 }
                 None => pump(reader, &mut cursor, sink, &mut pending_tail).await?,
             },
-            Ok(Err(kube::Error::Api(s))) if s.code == 400 => {
+            Ok(Err(kube::Error::Api(s))) if s.code == 400 && crate::error::is_status(&s) => {
                 // "container … is waiting to start": wait for it, then read from the start.
                 // Any other 400 (the container has started) is a real error.
                 let pod = retry.get(api, name).await?.ok_or_else(|| gone(name))?;
@@ -555,8 +574,10 @@ pub async fn stream_logs(
                 wait_started(api, name, uid.as_deref(), opts.start_timeout()).await?;
                 continue;
             }
-            Ok(Err(kube::Error::Api(s))) if s.code == 404 => return Err(gone(name)),
-            Ok(Err(e)) if matches!(api_code(&e), Some(401 | 403)) => {
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 && crate::error::is_status(&s) => {
+                return Err(gone(name));
+            }
+            Ok(Err(e)) if is_refusal(&e) => {
                 return Err(fatal_api_error(&format!("read logs of pod {name}"), &e));
             }
             Ok(Err(e)) => StreamEnd::Cut(describe_kube(&e)),
@@ -764,7 +785,7 @@ impl<'a> Retry<'a> {
                 .await?
             {
                 Ok(Ok(p)) => return Ok(p),
-                Ok(Err(e)) if matches!(api_code(&e), Some(400 | 401 | 403)) => {
+                Ok(Err(e)) if is_refusal(&e) => {
                     return Err(fatal_api_error(&what, &e));
                 }
                 Ok(Err(e)) => self.failed(&describe_kube(&e)).await?,
@@ -822,17 +843,19 @@ impl Outage {
     }
 }
 
-/// A kube error in a few words: the status line for an answer, the root cause otherwise.
+/// A kube error in a few words (error.rs words it, for every verb).
 fn describe_kube(e: &kube::Error) -> String {
+    crate::error::brief(e)
+}
+
+/// A watch error in a few words, through the same path.
+pub fn describe_watch(e: &watcher::Error) -> String {
     match e {
-        kube::Error::Api(s) => format!("server error {} ({})", s.code, s.message),
-        other => {
-            let mut cur: &dyn std::error::Error = other;
-            while let Some(next) = cur.source() {
-                cur = next;
-            }
-            cur.to_string()
-        }
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => crate::error::brief(k),
+        watcher::Error::WatchError(s) => crate::error::brief(&kube::Error::Api(s.clone())),
+        other => other.to_string(),
     }
 }
 

@@ -1030,6 +1030,25 @@ async fn logs_tail_since_limit_and_output_order() {
     assert_eq!(e.code, 422);
 }
 
+/// The raw-failure knob: an answer that is not a Status (an empty 404 from a proxy), as
+/// kubectl sees it.
+#[test]
+fn raw_failures_are_not_a_status() {
+    let f = Fixture::new();
+    f.server.fail_next_raw(1, 404, "", Some("/pods"));
+    let err = f.kubectl_err(&["get", "pods"]);
+    assert!(
+        err.contains("the server could not find the requested resource"),
+        "{err}"
+    );
+    f.server
+        .fail_next_raw(1, 502, "bad gateway from the proxy", Some("/pods"));
+    let err = f.kubectl_err(&["get", "pods"]);
+    assert!(err.contains("bad gateway from the proxy"), "{err}");
+    // One answer each: the next request is served.
+    f.kubectl_ok(&["get", "pods"]);
+}
+
 /// The whole-seconds knob: every stamp is truncated to its second (kubectl shows them),
 /// and `sinceTime` on that second returns the whole burst.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -305,7 +305,7 @@ async fn follow_many(
                     if let Some(fatal) = follow::fatal_watch_error(&e, &format!("watch pods ({selector}) in namespace {ns}")) {
                         return Err(fatal);
                     }
-                    match outage.failed(&e.to_string()) {
+                    match outage.failed(&follow::describe_watch(&e)) {
                         Some(give_up) => return Err(give_up),
                         None => tracing::debug!("pod watch interrupted: {e}; resuming"),
                     }

@@ -337,11 +337,11 @@ async fn watch_until_done(
                 outage.ok();
                 break;
             }
-            Ok(Err(e)) if matches!(follow::api_code(&e), Some(400 | 401 | 403)) => {
+            Ok(Err(e)) if follow::is_refusal(&e) => {
                 return Err(follow::fatal_api_error("list task pods", &e));
             }
             Ok(Err(e)) => {
-                outage.failed(&e.to_string());
+                outage.failed(&crate::error::brief(&e));
             }
             Err(timed_out) => {
                 outage.failed(&timed_out.to_string());
@@ -372,7 +372,7 @@ async fn watch_until_done(
                 if let Some(fatal) = follow::fatal_watch_error(&e, "watch task pods") {
                     return Err(fatal);
                 }
-                outage.failed(&e.to_string());
+                outage.failed(&follow::describe_watch(&e));
                 tracing::debug!("watch interrupted: {e}; resuming");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -12,6 +12,7 @@ mod archive;
 mod common;
 mod completion;
 mod deadlines;
+mod errors;
 mod hooks;
 mod init;
 mod list_cleanup;

@@ -366,6 +366,15 @@ impl FakeApiServer {
         self.shared.faults.cut_log_streams();
     }
 
+    /// The next `n` requests whose path contains `path_contains` (any, for None) answer
+    /// `code` with `body` as text/plain, not a Status: a proxy, an ingress, the wrong port
+    /// (an empty body is what a bare 404 from many proxies looks like).
+    pub fn fail_next_raw(&self, n: usize, code: u16, body: &str, path_contains: Option<&str>) {
+        self.shared
+            .faults
+            .add_raw_failure(n, code, body, path_contains);
+    }
+
     /// The next `n` requests, whatever the path, answer a Status with `code`.
     pub fn fail_next(&self, n: usize, code: u16) {
         self.shared.faults.add_failure(n, code, None, None);
