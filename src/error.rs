@@ -11,6 +11,8 @@ pub mod exit {
     pub const FAILURE: i32 = 1;
     /// Bad input: nothing was sent to the cluster.
     pub const USAGE: i32 = 2;
+    /// Stopped with Ctrl-C (128 + SIGINT).
+    pub const INTERRUPTED: i32 = 130;
 }
 
 #[derive(Debug)]

@@ -313,7 +313,8 @@ async fn follow_many(
                 None => break,
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            _ = tokio::signal::ctrl_c() => break,
+            // Interrupted, as a shell counts it (kubectl and stern exit 130 too).
+            _ = tokio::signal::ctrl_c() => return Ok(exit::INTERRUPTED),
         }
     }
     Ok(exit::OK)
