@@ -335,7 +335,9 @@ pub async fn config_values(
     let what = format!("read ConfigMap {name} in namespace {ns}");
     let forbidden_is_fine = async {
         match api.get_opt(name).await {
-            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => {
+            Err(kube::Error::Api(s))
+                if (s.code == 403 || s.code == 404) && crate::error::is_status(&s) =>
+            {
                 tracing::info!(
                     "cannot read ConfigMap {ns}/{name} ({}); using the values built into asdo",
                     s.message

@@ -11,6 +11,8 @@ pub mod exit {
     pub const FAILURE: i32 = 1;
     /// Bad input: nothing was sent to the cluster.
     pub const USAGE: i32 = 2;
+    /// Stopped with Ctrl-C (128 + SIGINT).
+    pub const INTERRUPTED: i32 = 130;
 }
 
 #[derive(Debug)]
@@ -55,8 +57,11 @@ impl Error {
     /// `what` naming the action ("create pod agent-t001 in agent-orchestrator-dev").
     pub fn from_kube(what: &str, err: kube::Error) -> Self {
         match err {
+            kube::Error::Api(status) if !is_status(&status) => {
+                Error::Cluster(format!("cannot {what}: {}", not_a_status(&status)))
+            }
             kube::Error::Api(status) => {
-                let msg = status.message.clone();
+                let msg = reason_text(&status);
                 match status.code {
                     404 => Error::NotFound(format!("cannot {what}: {msg}")),
                     409 => Error::AlreadyExists(format!("cannot {what}: {msg}")),
@@ -89,6 +94,75 @@ impl Error {
             )),
             other => Error::Api(format!("cannot {what}: {other}")),
         }
+    }
+}
+
+/// kube-rs's reason for an error answer whose body was not a `metav1.Status`.
+const NOT_A_STATUS: &str = "Failed to parse error data";
+
+/// Did a Kubernetes API server say this (a `metav1.Status`), or something else on the way
+/// (a proxy, an ingress, the wrong port)?
+pub fn is_status(status: &kube::core::Status) -> bool {
+    status.reason != NOT_A_STATUS
+}
+
+/// An error answer that is not a Kubernetes Status: the code, the server, the body if any,
+/// and what to check. kubectl's words for a bare 404.
+pub fn not_a_status(status: &kube::core::Status) -> String {
+    let code = status.code;
+    let phrase = match code {
+        404 => "the server could not find the requested resource".to_string(),
+        _ => hyper::StatusCode::from_u16(code)
+            .ok()
+            .and_then(|c| c.canonical_reason())
+            .unwrap_or("error")
+            .to_string(),
+    };
+    let body: String = status.message.trim().chars().take(200).collect();
+    let body = if body.is_empty() {
+        "an empty body".to_string()
+    } else {
+        format!("{body:?}")
+    };
+    format!(
+        "{} answered {code} ({phrase}) with {body}, not a Kubernetes API Status; is this a Kubernetes API server? check --context/--kubeconfig/the server URL",
+        server_named()
+    )
+}
+
+/// The message of a Status, never empty: an empty one is named by its reason or code.
+pub fn reason_text(status: &kube::core::Status) -> String {
+    if !status.message.trim().is_empty() {
+        return status.message.clone();
+    }
+    if !status.reason.is_empty() {
+        return status.reason.clone();
+    }
+    match status.code {
+        404 => "the server could not find the requested resource".into(),
+        code => hyper::StatusCode::from_u16(code)
+            .ok()
+            .and_then(|c| c.canonical_reason())
+            .map_or_else(|| format!("status {code}"), str::to_string),
+    }
+}
+
+/// A kube error in a few words for a warning line: the status for an answer (through
+/// the same wording as errors), the root cause otherwise.
+pub fn brief(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !is_status(s) => not_a_status(s),
+        kube::Error::Api(s) => format!("server error {} ({})", s.code, reason_text(s)),
+        other => root_cause(other),
+    }
+}
+
+fn server_named() -> String {
+    let url = crate::cluster::server_url();
+    if url.is_empty() {
+        "the server".into()
+    } else {
+        format!("the server {url}")
     }
 }
 
@@ -151,5 +225,25 @@ mod tests {
         assert!(matches!(e, Error::AlreadyExists(_)));
         let e = Error::from_kube("list pods", status(403, "Forbidden"));
         assert!(e.to_string().contains("rbac.subjects"), "{e}");
+    }
+
+    #[test]
+    fn an_answer_that_is_not_a_status_says_what_to_check() {
+        let bare = kube::Error::Api(
+            kube::core::Status::failure("", NOT_A_STATUS)
+                .with_code(404)
+                .boxed(),
+        );
+        let e = Error::from_kube("list pods in namespace x", bare).to_string();
+        assert!(
+            e.contains("404 (the server could not find the requested resource) with an empty body")
+                && e.contains("is this a Kubernetes API server?")
+                && e.contains("--kubeconfig"),
+            "{e}"
+        );
+        let empty = kube::Error::Api(kube::core::Status::failure("", "").with_code(404).boxed());
+        let e = Error::from_kube("get pod p", empty).to_string();
+        assert!(!e.ends_with(": "), "{e}");
+        assert!(e.contains("could not find"), "{e}");
     }
 }

@@ -60,7 +60,14 @@ pub fn fatal_watch_error(e: &watcher::Error, what: &str) -> Option<Error> {
         watcher::Error::WatchError(s) => s.code,
         watcher::Error::NoResourceVersion => return None,
     };
-    if !matches!(code, 400 | 401 | 403) {
+    let not_kubernetes = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => !crate::error::is_status(s),
+        _ => false,
+    };
+    let refused = matches!(code, 400 | 401 | 403) || (not_kubernetes && (400..500).contains(&code));
+    if !refused {
         return None;
     }
     Some(match e {
@@ -72,12 +79,24 @@ pub fn fatal_watch_error(e: &watcher::Error, what: &str) -> Option<Error> {
     })
 }
 
+/// A refusal retrying cannot fix: 400/401/403, or a 4xx that is not a Kubernetes Status
+/// (the server is not an API server at all).
+pub fn is_refusal(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => {
+            matches!(s.code, 400 | 401 | 403)
+                || (!crate::error::is_status(s) && (400..500).contains(&s.code))
+        }
+        _ => false,
+    }
+}
+
 /// The message for a refused request, with what to check for each code.
 pub fn fatal_api_error(what: &str, e: &kube::Error) -> Error {
     match e {
-        kube::Error::Api(s) if s.code == 400 => Error::Api(format!(
+        kube::Error::Api(s) if s.code == 400 && crate::error::is_status(s) => Error::Api(format!(
             "cannot {what}: the API server rejected the request ({}); check the label selector (-l) and the flags",
-            s.message
+            crate::error::reason_text(s)
         )),
         kube::Error::Api(s) => Error::from_kube(what, kube::Error::Api(s.clone())),
         other => Error::Api(format!("cannot {what}: {other}")),
@@ -386,16 +405,71 @@ enum StreamEnd {
     Cut(String),
 }
 
-/// A sink that prints nothing: `--tail 0` reads one line only to learn where the log is.
-struct Discard;
+/// Where `--tail N` starts: the first timestamp of a `tailLines` read, whose lines are
+/// printed nowhere.
+#[derive(Default)]
+struct FirstStamp(Option<Timestamp>);
 
-impl LineSink for Discard {
-    fn line(&mut self, _: Option<&[u8]>, _: &[u8]) -> std::io::Result<()> {
+impl LineSink for FirstStamp {
+    fn line(&mut self, ts: Option<&[u8]>, _: &[u8]) -> std::io::Result<()> {
+        if self.0.is_none() {
+            self.0 = ts
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .and_then(|t| t.parse().ok());
+        }
         Ok(())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The last `keep` lines of a read, none stamped before `min`, held until the read is
+/// complete.
+struct Ring {
+    keep: usize,
+    min: Timestamp,
+    lines: std::collections::VecDeque<(Option<Vec<u8>>, Vec<u8>)>,
+}
+
+impl LineSink for Ring {
+    fn line(&mut self, ts: Option<&[u8]>, line: &[u8]) -> std::io::Result<()> {
+        let stamp: Option<Timestamp> = ts
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(|t| t.parse().ok());
+        if stamp.is_some_and(|t| t < self.min) || self.keep == 0 {
+            return Ok(());
+        }
+        if self.lines.len() == self.keep {
+            self.lines.pop_front();
+        }
+        self.lines
+            .push_back((ts.map(<[u8]>::to_vec), line.to_vec()));
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Ring {
+    fn drain_into(&mut self, sink: &mut dyn LineSink) -> std::io::Result<()> {
+        for (ts, line) in self.lines.drain(..) {
+            sink.line(ts.as_deref(), &line)?;
+        }
+        sink.flush()
+    }
+}
+
+/// `--tail N` in two reads. A `tailLines` read starts in the middle of a second, and
+/// `sinceTime` (whole seconds) cannot resume there: after it the cursor would not know
+/// how many earlier lines share the last printed timestamp, and would print them again
+/// (`--tail 2` printing `4 5 3 4 5` for five lines of one second). So the first read
+/// only finds the first tail line's timestamp; the second reads from the start of that
+/// second, which the cursor counts exactly, and prints its last N lines.
+enum Tail {
+    Probe(usize),
+    Read(Timestamp, Ring),
 }
 
 /// Stream the pod's log to `sink` until the container has ended (or once, without
@@ -424,51 +498,65 @@ pub async fn stream_logs(
     let mut cursor = Cursor::default();
     let mut pending_tail: Vec<u8> = Vec::new();
     let mut draining = !opts.follow;
-    // Some until the tail read has finished.
-    let mut tail_read = opts.tail;
+    // Some until the tail is printed; a negative --tail is the whole log (kubectl's -1).
+    let mut tail = opts
+        .tail
+        .and_then(|n| usize::try_from(n).ok())
+        .map(Tail::Probe);
     let mut since_anchor: Option<Timestamp> = None;
     let mut retry = Retry::new(name, opts.retry_for);
     loop {
-        let reading_tail = tail_read.is_some();
         let mut lp = LogParams {
             container: Some(CONTAINER.into()),
-            follow: !draining && !reading_tail,
+            follow: !draining && tail.is_none(),
             timestamps: true,
             ..Default::default()
         };
-        if cursor.has_position() {
-            lp.since_time = cursor.since_time();
-        } else if let Some(n) = tail_read {
-            lp.tail_lines = Some(n.max(1));
-            lp.since_seconds = opts.since.map(|d| d.as_secs().max(1) as i64);
-        } else if let Some(anchor) = since_anchor {
-            lp.since_time = Some(anchor);
-        } else if let Some(d) = opts.since {
-            let now = Timestamp::now();
-            let back = k8s_openapi::jiff::SignedDuration::from_secs(d.as_secs().max(1) as i64);
-            since_anchor = Some(Timestamp::from_second((now - back).as_second()).unwrap_or(now));
-            lp.since_time = since_anchor;
+        match &tail {
+            Some(Tail::Probe(n)) => {
+                lp.tail_lines = Some((*n).max(1) as i64);
+                lp.since_seconds = opts.since.map(|d| d.as_secs().max(1) as i64);
+            }
+            _ if cursor.has_position() => lp.since_time = cursor.since_time(),
+            Some(Tail::Read(from, _)) => lp.since_time = Some(*from),
+            None => {
+                if let Some(anchor) = since_anchor {
+                    lp.since_time = Some(anchor);
+                } else if let Some(d) = opts.since {
+                    let now = Timestamp::now();
+                    let back =
+                        k8s_openapi::jiff::SignedDuration::from_secs(d.as_secs().max(1) as i64);
+                    since_anchor =
+                        Some(Timestamp::from_second((now - back).as_second()).unwrap_or(now));
+                    lp.since_time = since_anchor;
+                }
+            }
         }
         cursor.reconnected();
         pending_tail.clear();
         let before = cursor.position();
+        let mut first = FirstStamp::default();
 
-        let opened = crate::cluster::within_timeout(
-            &format!("read logs of pod {name}"),
-            api.log_stream(name, &lp),
-        )
-        .await;
+        let opened = retry
+            .bounded(crate::cluster::within_timeout(
+                &format!("read logs of pod {name}"),
+                api.log_stream(name, &lp),
+            ))
+            .await?;
         let end = match opened {
             Err(timed_out) => StreamEnd::Cut(timed_out.to_string()),
-            Ok(Ok(reader)) => {
-                let sink: &mut dyn LineSink = if tail_read == Some(0) {
-                    &mut Discard
-                } else {
-                    &mut *sink
-                };
-                pump(reader, &mut cursor, sink, &mut pending_tail).await?
-            }
-            Ok(Err(kube::Error::Api(s))) if s.code == 400 => {
+            Ok(Ok(reader)) => match &mut tail {
+                // The probe's lines go nowhere and never move the cursor.
+                Some(Tail::Probe(_)) => {
+                    let mut scratch = Cursor::default();
+                    pump(reader, &mut scratch, &mut first, &mut pending_tail).await?
+                }
+                Some(Tail::Read(_, ring)) => {
+                    pump(reader, &mut cursor, ring, &mut pending_tail).await?
+                }
+                None => pump(reader, &mut cursor, sink, &mut pending_tail).await?,
+            },
+            Ok(Err(kube::Error::Api(s))) if s.code == 400 && crate::error::is_status(&s) => {
                 // "container … is waiting to start": wait for it, then read from the start.
                 // Any other 400 (the container has started) is a real error.
                 let pod = retry.get(api, name).await?.ok_or_else(|| gone(name))?;
@@ -486,8 +574,10 @@ pub async fn stream_logs(
                 wait_started(api, name, uid.as_deref(), opts.start_timeout()).await?;
                 continue;
             }
-            Ok(Err(kube::Error::Api(s))) if s.code == 404 => return Err(gone(name)),
-            Ok(Err(e)) if matches!(api_code(&e), Some(401 | 403)) => {
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 && crate::error::is_status(&s) => {
+                return Err(gone(name));
+            }
+            Ok(Err(e)) if is_refusal(&e) => {
                 return Err(fatal_api_error(&format!("read logs of pod {name}"), &e));
             }
             Ok(Err(e)) => StreamEnd::Cut(describe_kube(&e)),
@@ -495,9 +585,24 @@ pub async fn stream_logs(
         if cursor.position() != before {
             retry.progress();
         }
-        if reading_tail && (matches!(end, StreamEnd::Clean) || cursor.has_position()) {
-            // The tail is printed (or, cut, resumes from the cursor like any stream).
-            tail_read = None;
+        if let Some(Tail::Probe(n)) = tail {
+            match (first.0, &end) {
+                (Some(t0), _) => {
+                    retry.progress();
+                    let from = Timestamp::from_second(t0.as_second()).unwrap_or(t0);
+                    let ring = Ring {
+                        keep: n,
+                        min: t0,
+                        lines: Default::default(),
+                    };
+                    tail = Some(Tail::Read(from, ring));
+                }
+                // An empty log: every line from now on is new.
+                (None, StreamEnd::Clean) => tail = None,
+                (None, StreamEnd::Cut(why)) => retry.failed(why).await?,
+            }
+            pending_tail.clear();
+            continue;
         }
 
         let Some(pod) = retry.get(api, name).await? else {
@@ -505,18 +610,30 @@ pub async fn stream_logs(
         };
         if check_identity(&pod, &mut uid, name, opts, &mut cursor)? {
             draining = !opts.follow;
+            tail = None;
             continue;
         }
         let cut_why = match end {
-            StreamEnd::Clean if draining && !reading_tail => {
+            StreamEnd::Clean if draining => {
                 // The kubelet sends a last line without newline as-is; now it is final.
-                if !pending_tail.is_empty() {
+                if let Some(Tail::Read(_, mut ring)) = tail.take() {
+                    if !pending_tail.is_empty() {
+                        emit(&pending_tail, &mut cursor, &mut ring).map_err(write_err)?;
+                    }
+                    ring.drain_into(sink).map_err(write_err)?;
+                } else if !pending_tail.is_empty() {
                     emit(&pending_tail, &mut cursor, sink).map_err(write_err)?;
                     sink.flush().map_err(write_err)?;
                 }
                 return Ok(pod);
             }
-            StreamEnd::Clean => None,
+            StreamEnd::Clean => {
+                // The tail is complete: print it, then follow from the cursor.
+                if let Some(Tail::Read(_, mut ring)) = tail.take() {
+                    ring.drain_into(sink).map_err(write_err)?;
+                }
+                None
+            }
             StreamEnd::Cut(why) => Some(why),
         };
         if is_finished(&pod) {
@@ -524,12 +641,12 @@ pub async fn stream_logs(
         }
         match &cut_why {
             Some(why) => tracing::info!("log stream of {name} cut ({why}); resuming"),
-            None if !reading_tail => {
+            None if lp.follow => {
                 tracing::info!("log stream of {name} ended while the pod runs; resuming")
             }
             None => {}
         }
-        if cursor.position() == before && !reading_tail {
+        if cursor.position() == before && (cut_why.is_some() || lp.follow) {
             // No progress: back off (also after the pod finished: a node that is gone
             // answers every log read with an error), and give up after --retry-for.
             retry
@@ -585,6 +702,8 @@ struct Retry<'a> {
     failures: u32,
     since: tokio::time::Instant,
     said: Option<String>,
+    /// When the request in flight started: a failure run starts there, not when it failed.
+    attempt: tokio::time::Instant,
 }
 
 impl<'a> Retry<'a> {
@@ -595,7 +714,34 @@ impl<'a> Retry<'a> {
             failures: 0,
             since: tokio::time::Instant::now(),
             said: None,
+            attempt: tokio::time::Instant::now(),
         }
+    }
+
+    /// Run one request (a GET, the opening of a stream) inside the bound: `--retry-for`
+    /// is hard, so a server that accepts and never answers is given up on when the
+    /// bound runs out, not a request timeout later.
+    async fn bounded<T>(&mut self, fut: impl std::future::Future<Output = T>) -> Result<T> {
+        self.attempt = tokio::time::Instant::now();
+        if self.limit.is_zero() {
+            return Ok(fut.await);
+        }
+        let start = if self.failures > 0 {
+            self.since
+        } else {
+            self.attempt
+        };
+        tokio::time::timeout_at(start + self.limit, fut)
+            .await
+            .map_err(|_| self.give_up("no answer from the API server"))
+    }
+
+    fn give_up(&self, why: &str) -> Error {
+        Error::Api(format!(
+            "log stream of pod {}: no progress for {} ({why}); giving up (--retry-for)",
+            self.name,
+            crate::humantime::short(self.limit)
+        ))
     }
 
     fn progress(&mut self) {
@@ -610,15 +756,11 @@ impl<'a> Retry<'a> {
     /// One more failure: say so once it persists, give up past the bound, else sleep.
     async fn failed(&mut self, why: &str) -> Result<()> {
         if self.failures == 0 {
-            self.since = tokio::time::Instant::now();
+            self.since = self.attempt;
         }
         self.failures += 1;
         if !self.limit.is_zero() && self.since.elapsed() >= self.limit {
-            return Err(Error::Api(format!(
-                "log stream of pod {}: no progress for {} ({why}); giving up (--retry-for)",
-                self.name,
-                crate::humantime::short(self.limit)
-            )));
+            return Err(self.give_up(why));
         }
         // The kind of failure, without the details that change every time.
         let kind: String = why.chars().take(40).collect();
@@ -638,9 +780,12 @@ impl<'a> Retry<'a> {
     async fn get(&mut self, api: &Api<Pod>, name: &str) -> Result<Option<Pod>> {
         let what = format!("get pod {name}");
         loop {
-            match crate::cluster::within_timeout(&what, api.get_opt(name)).await {
+            match self
+                .bounded(crate::cluster::within_timeout(&what, api.get_opt(name)))
+                .await?
+            {
                 Ok(Ok(p)) => return Ok(p),
-                Ok(Err(e)) if matches!(api_code(&e), Some(400 | 401 | 403)) => {
+                Ok(Err(e)) if is_refusal(&e) => {
                     return Err(fatal_api_error(&what, &e));
                 }
                 Ok(Err(e)) => self.failed(&describe_kube(&e)).await?,
@@ -698,17 +843,19 @@ impl Outage {
     }
 }
 
-/// A kube error in a few words: the status line for an answer, the root cause otherwise.
+/// A kube error in a few words (error.rs words it, for every verb).
 fn describe_kube(e: &kube::Error) -> String {
+    crate::error::brief(e)
+}
+
+/// A watch error in a few words, through the same path.
+pub fn describe_watch(e: &watcher::Error) -> String {
     match e {
-        kube::Error::Api(s) => format!("server error {} ({})", s.code, s.message),
-        other => {
-            let mut cur: &dyn std::error::Error = other;
-            while let Some(next) = cur.source() {
-                cur = next;
-            }
-            cur.to_string()
-        }
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => crate::error::brief(k),
+        watcher::Error::WatchError(s) => crate::error::brief(&kube::Error::Api(s.clone())),
+        other => other.to_string(),
     }
 }
 

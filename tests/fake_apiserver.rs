@@ -1030,6 +1030,66 @@ async fn logs_tail_since_limit_and_output_order() {
     assert_eq!(e.code, 422);
 }
 
+/// The raw-failure knob: an answer that is not a Status (an empty 404 from a proxy), as
+/// kubectl sees it.
+#[test]
+fn raw_failures_are_not_a_status() {
+    let f = Fixture::new();
+    f.server.fail_next_raw(1, 404, "", Some("/pods"));
+    let err = f.kubectl_err(&["get", "pods"]);
+    assert!(
+        err.contains("the server could not find the requested resource"),
+        "{err}"
+    );
+    f.server
+        .fail_next_raw(1, 502, "bad gateway from the proxy", Some("/pods"));
+    let err = f.kubectl_err(&["get", "pods"]);
+    assert!(err.contains("bad gateway from the proxy"), "{err}");
+    // One answer each: the next request is served.
+    f.kubectl_ok(&["get", "pods"]);
+}
+
+/// The whole-seconds knob: every stamp is truncated to its second (kubectl shows them),
+/// and `sinceTime` on that second returns the whole burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_timestamps_whole_seconds_knob() {
+    let f = Fixture::new();
+    let pods = f.pods().await;
+    pods.create(
+        &PostParams::default(),
+        &script_pod(
+            "burst",
+            json!({}),
+            "for i in 1 2 3 4 5; do echo \"line $i\"; done",
+        ),
+    )
+    .await
+    .unwrap();
+    f.wait_phase("burst", "Succeeded");
+    f.server.set_log_timestamps_whole_seconds(true);
+    let stamped = f.kubectl_ok(&["logs", "burst", "--timestamps"]);
+    let stamps: Vec<Timestamp> = stamped
+        .lines()
+        .map(|l| l.split_once(' ').unwrap().0.parse().unwrap())
+        .collect();
+    assert_eq!(stamps.len(), 5, "{stamped}");
+    for t in &stamps {
+        assert_eq!(t.subsec_nanosecond(), 0, "{stamped}");
+    }
+    let tail = f.kubectl_ok(&["logs", "burst", "--tail=2"]);
+    assert_eq!(tail, "line 4\nline 5\n");
+    let since = f.kubectl_ok(&["logs", "burst", &format!("--since-time={}", stamps[0])]);
+    assert_eq!(since.lines().count(), 5, "{since}");
+    f.server.set_log_timestamps_whole_seconds(false);
+    let fine = f.kubectl_ok(&["logs", "burst", "--timestamps"]);
+    assert!(
+        fine.lines()
+            .map(|l| l.split_once(' ').unwrap().0.parse::<Timestamp>().unwrap())
+            .any(|t| t.subsec_nanosecond() != 0),
+        "{fine}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_before_the_container_starts() {
     let f = Fixture::new();

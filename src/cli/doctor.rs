@@ -71,15 +71,18 @@ pub async fn run(global: &Global, _args: DoctorArgs) -> Result<i32> {
             return Ok(exit::FAILURE);
         }
     };
-    match client.apiserver_version().await {
+    // Every call is bounded by --request-timeout: a server that accepts and never answers
+    // is a FAIL line, never a doctor that prints nothing.
+    match cluster::within_timeout("reach the cluster", client.apiserver_version())
+        .await
+        .and_then(|r| r.map_err(|e| crate::error::Error::from_kube("reach the cluster", e)))
+    {
         Ok(v) => report(Check::Ok(format!(
             "cluster reachable (Kubernetes {})",
             v.git_version
         ))),
         Err(e) => {
-            report(Check::Fail(
-                crate::error::Error::from_kube("reach the cluster", e).to_string(),
-            ));
+            report(Check::Fail(e.to_string()));
             return Ok(exit::FAILURE);
         }
     }
@@ -141,13 +144,18 @@ async fn exists<K>(api: Api<K>, name: &str, what: &str, fix: &str, why_forbidden
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    match api.get_metadata_opt(name).await {
+    let asked = format!("read {what} {name}");
+    let answer = match cluster::within_timeout(&asked, api.get_metadata_opt(name)).await {
+        Ok(a) => a,
+        Err(timed_out) => return Check::Fail(timed_out.to_string()),
+    };
+    match answer {
         Ok(Some(_)) => Check::Ok(format!("{what} {name} exists")),
         Ok(None) => Check::Fail(format!("{what} {name} not found: {fix}")),
         Err(kube::Error::Api(s)) if s.code == 403 => Check::Skip(format!(
             "{what} {name}: not checked, you may not read it ({why_forbidden})"
         )),
-        Err(e) => Check::Fail(format!("{what} {name}: {e}")),
+        Err(e) => Check::Fail(crate::error::Error::from_kube(&asked, e).to_string()),
     }
 }
 
@@ -183,7 +191,13 @@ async fn allowed(
         ..Default::default()
     };
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
-    match api.create(&PostParams::default(), &review).await {
+    let asked = format!("ask whether you may {what}");
+    let answer =
+        match cluster::within_timeout(&asked, api.create(&PostParams::default(), &review)).await {
+            Ok(a) => a,
+            Err(timed_out) => return Check::Fail(timed_out.to_string()),
+        };
+    match answer {
         Ok(r) => match r.status {
             Some(s) if s.allowed => Check::Ok(format!("may {what} in {ns_text}")),
             Some(s) => Check::Fail(format!(
@@ -192,7 +206,7 @@ async fn allowed(
             )),
             None => Check::Fail(format!("no answer on whether you may {what} in {ns_text}")),
         },
-        Err(e) => Check::Fail(format!("cannot ask whether you may {what}: {e}")),
+        Err(e) => Check::Fail(crate::error::Error::from_kube(&asked, e).to_string()),
     }
 }
 

@@ -39,8 +39,8 @@ pub struct LogsArgs {
     /// Print what is there now and exit.
     #[arg(long)]
     pub no_follow: bool,
-    /// Start with the last N lines.
-    #[arg(long, value_name = "N")]
+    /// Start with the last N lines (-1: all of them, as kubectl).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub tail: Option<i64>,
     /// Start with lines newer than this, e.g. 10m.
     #[arg(long, value_parser = crate::humantime::parse)]
@@ -70,14 +70,16 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<i32> {
     let scope = global.scope()?;
     let target = args.task.as_deref().map(task::pod_name_for).transpose()?;
     if let Some(t) = args.tail
-        && t < 0
+        && t < -1
     {
-        return Err(Error::usage("--tail must be 0 or more"));
+        return Err(Error::usage(
+            "--tail must be 0 or more, or -1 for all lines",
+        ));
     }
     let opts = LogOptions {
         follow: !args.no_follow,
         timestamps: args.timestamps,
-        tail: args.tail,
+        tail: args.tail.filter(|t| *t >= 0),
         since: args.since,
         retry_for: args.retry_for,
         follow_replaced: args.follow_replaced,
@@ -303,7 +305,7 @@ async fn follow_many(
                     if let Some(fatal) = follow::fatal_watch_error(&e, &format!("watch pods ({selector}) in namespace {ns}")) {
                         return Err(fatal);
                     }
-                    match outage.failed(&e.to_string()) {
+                    match outage.failed(&follow::describe_watch(&e)) {
                         Some(give_up) => return Err(give_up),
                         None => tracing::debug!("pod watch interrupted: {e}; resuming"),
                     }
@@ -311,7 +313,8 @@ async fn follow_many(
                 None => break,
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            _ = tokio::signal::ctrl_c() => break,
+            // Interrupted, as a shell counts it (kubectl and stern exit 130 too).
+            _ = tokio::signal::ctrl_c() => return Ok(exit::INTERRUPTED),
         }
     }
     Ok(exit::OK)

@@ -198,6 +198,9 @@ pub fn main() -> i32 {
         Err(e) => return usage_error(e, &args, display.unwrap_or("asdo")),
     };
     init_tracing(cli.global.verbose);
+    if !matches!(cli.command, Command::Agent(_)) {
+        quiet_on_closed_stdout();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -239,6 +242,19 @@ async fn run(cli: Cli) -> Result<i32> {
             completion::run(a, &mut Cli::command());
             Ok(exit::OK)
         }
+    }
+}
+
+/// `asdo list | head -1`: when the reader of stdout goes away, end quietly as Unix tools do
+/// (killed by SIGPIPE, status 141 in a shell) instead of panicking in `println!` on EPIPE.
+/// Rust ignores SIGPIPE so that a write to a dead socket is an error, not death; sockets
+/// are unaffected here (std and mio send with MSG_NOSIGNAL), and children get the default
+/// disposition anyway. Not for `agent`, which writes to its children's pipes and must
+/// outlive a child that died.
+fn quiet_on_closed_stdout() {
+    // SAFETY: setting a signal's disposition to the default, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -172,6 +172,9 @@ impl Verdict {
     }
 }
 
+/// How long, past `--timeout`, the last look at the unfinished pods may take.
+const LAST_LOOK: Duration = Duration::from_secs(1);
+
 pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
     let scope = global.scope()?;
     if let Some(url) = &args.webhook {
@@ -189,12 +192,24 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
         .map(|t| Ok((task::pod_name_for(t)?, t.clone())))
         .collect::<Result<_>>()?;
     let ns = scope.namespace.clone();
+    // --timeout is a hard bound on the whole command: every call below runs inside it
+    // (or, for the last look after it, inside a short grace), so a server that accepts
+    // and never answers cannot stretch it by a request timeout.
+    let deadline = tokio::time::Instant::now() + args.timeout;
     let client = cluster::client(&scope.cluster).await?;
     let api = cluster::pods(&client, Some(&ns))?;
     if args.all || (args.any && args.tasks.is_empty()) {
         let lp = ListParams::default().labels(SELECTOR);
-        let pods =
-            cluster::list_all(&api, &lp, &format!("list task pods in namespace {ns}")).await?;
+        let what = format!("list task pods in namespace {ns}");
+        let pods = tokio::time::timeout_at(deadline, cluster::list_all(&api, &lp, &what))
+            .await
+            .map_err(|_| {
+                Error::Cluster(format!(
+                    "cannot {what}: no answer from the API server {} within {} (--timeout)",
+                    cluster::server_url(),
+                    humantime::short(args.timeout)
+                ))
+            })??;
         wanted = pods
             .iter()
             // --any without ids: a pod that has already ended is not what is waited for
@@ -228,7 +243,7 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
         &mut hooks,
         args.any,
     );
-    let timed_out = match tokio::time::timeout(args.timeout, watch).await {
+    let timed_out = match tokio::time::timeout_at(deadline, watch).await {
         Ok(Ok(())) => false,
         // 400/401/403 or a watch that cannot go on: the command's answer.
         Ok(Err(e)) => return Err(e),
@@ -240,8 +255,20 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
         code = exit::FAILURE;
     }
     if timed_out {
-        for (pod, id) in wanted.iter().filter(|(p, _)| !verdicts.contains_key(*p)) {
-            let current = cluster::get_pod(&api, pod, &ns).await.ok().flatten();
+        // One last look at the pods still waited for, all at once and within a short
+        // grace: the deadline has passed, so a server that does not answer gets no more.
+        let left: Vec<(&String, &String)> = wanted
+            .iter()
+            .filter(|(p, _)| !verdicts.contains_key(*p))
+            .collect();
+        let looks = futures::future::join_all(
+            left.iter()
+                .map(|(pod, _)| async { cluster::get_pod(&api, pod, &ns).await.ok().flatten() }),
+        );
+        let current_pods = tokio::time::timeout(LAST_LOOK, looks)
+            .await
+            .unwrap_or_else(|_| vec![None; left.len()]);
+        for ((pod, id), current) in left.into_iter().zip(current_pods) {
             // `Pending: CreateContainerError: …`: a stuck pod says why, not just "Pending".
             let phase = current
                 .as_ref()
@@ -332,11 +359,11 @@ async fn watch_until_done(
                 outage.ok();
                 break;
             }
-            Ok(Err(e)) if matches!(follow::api_code(&e), Some(400 | 401 | 403)) => {
+            Ok(Err(e)) if follow::is_refusal(&e) => {
                 return Err(follow::fatal_api_error("list task pods", &e));
             }
             Ok(Err(e)) => {
-                outage.failed(&e.to_string());
+                outage.failed(&crate::error::brief(&e));
             }
             Err(timed_out) => {
                 outage.failed(&timed_out.to_string());
@@ -367,7 +394,7 @@ async fn watch_until_done(
                 if let Some(fatal) = follow::fatal_watch_error(&e, "watch task pods") {
                     return Err(fatal);
                 }
-                outage.failed(&e.to_string());
+                outage.failed(&follow::describe_watch(&e));
                 tracing::debug!("watch interrupted: {e}; resuming");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -557,3 +557,120 @@ fn all_gives_up_when_the_server_is_gone_past_retry_for() {
     assert!(r.stderr.contains("not answering"), "{r:?}");
     assert!(r.stderr.contains("giving up (--retry-for)"), "{r:?}");
 }
+
+/// The tail the user asked for: the last `n` of `lines` (all for None).
+fn last_lines(lines: &[String], n: Option<usize>) -> Vec<String> {
+    let n = n.unwrap_or(lines.len()).min(lines.len());
+    lines[lines.len() - n..].to_vec()
+}
+
+/// `--tail N` on a log whose lines share timestamps (the fake's whole-seconds knob: a burst
+/// of lines is one stamp, as `sinceTime` counts): exactly the last N lines, then every new
+/// line once, for N in 0..=9 and -1 (all), with and without follow, one pod and `-l`.
+/// The old cursor printed `line 4, line 5, line 3, line 4, line 5` for `--tail 2`.
+#[test]
+fn tail_is_exact_when_lines_share_a_timestamp() {
+    let env = Env::new();
+    env.server.set_log_timestamps_whole_seconds(true);
+    let old: Vec<String> = (1..=7).map(|i| format!("old {i}")).collect();
+    let new: Vec<String> = (1..=3).map(|i| format!("new {i}")).collect();
+    let tails: Vec<Option<usize>> = (0..=9).map(Some).chain([None]).collect();
+    // One pod per --tail value: seven lines in a burst, a wait for its go file, three more.
+    for (i, _) in tails.iter().enumerate() {
+        let go = env.dir.0.join(format!("go-{i}"));
+        env.spawn_script(
+            &format!("P{i}"),
+            &format!(
+                "for i in 1 2 3 4 5 6 7; do echo \"old $i\"; done; \
+                 while [ ! -f {go} ]; do sleep 0.05; done; \
+                 for i in 1 2 3; do echo \"new $i\"; done",
+                go = go.display()
+            ),
+        );
+    }
+    for (i, _) in tails.iter().enumerate() {
+        let pod = format!("agent-p{i}");
+        assert!(eventually(Duration::from_secs(30), || {
+            env.kubectl(&["logs", &pod, "-n", NS])
+                .stdout
+                .lines()
+                .count()
+                == 7
+        }));
+    }
+    for (i, tail) in tails.iter().enumerate() {
+        let (task, pod) = (format!("P{i}"), format!("agent-p{i}"));
+        let arg = format!("--tail={}", tail.map_or(-1, |n| n as i64));
+        let selector = format!("task-id={task}");
+        let want_old = last_lines(&old, *tail);
+        let prefixed =
+            |v: &[String]| -> String { v.iter().map(|l| format!("[{task}] {l}\n")).collect() };
+        let plain = |v: &[String]| -> String { v.iter().map(|l| format!("{l}\n")).collect() };
+
+        // No follow, while the pod runs: the tail of what is there.
+        let r = env.asdo(&["logs", &task, "--no-follow", &arg]);
+        assert_eq!(
+            (r.code, r.stdout.clone()),
+            (0, plain(&want_old)),
+            "{arg}: {r:?}"
+        );
+        let r = env.asdo(&["logs", "-l", &selector, "--no-follow", &arg]);
+        assert_eq!(
+            (r.code, r.stdout.clone()),
+            (0, prefixed(&want_old)),
+            "-l {arg}: {r:?}"
+        );
+
+        // Follow, one pod and -l at once: the tail, then the new lines once each.
+        let single = env.start(&["logs", &task, &arg]);
+        let mut many = env.start(&["logs", "-l", &selector, &arg]);
+        assert!(
+            eventually(Duration::from_secs(30), || env
+                .server
+                .requests()
+                .iter()
+                .filter(
+                    |r| r.path.ends_with(&format!("/{pod}/log")) && r.query.contains("follow=true")
+                )
+                .count()
+                >= 2),
+            "{arg}: both follow"
+        );
+        std::fs::write(env.dir.0.join(format!("go-{i}")), "").unwrap();
+        let r = wait_output(single, Duration::from_secs(60));
+        let all: Vec<String> = want_old.iter().chain(&new).cloned().collect();
+        assert_eq!(
+            (r.code, r.stdout.clone()),
+            (0, plain(&all)),
+            "follow {arg}: {r:?}"
+        );
+        // -l follows until interrupted: wait for its verdict line, then stop it.
+        let mut err = BufReader::new(many.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains(&format!("==> {pod}: Succeeded")) {
+            line.clear();
+            assert!(
+                err.read_line(&mut line).unwrap() > 0,
+                "-l {arg}: stderr ended"
+            );
+        }
+        many.kill().unwrap();
+        let r = wait_output(many, Duration::from_secs(30));
+        assert_eq!(r.stdout, prefixed(&all), "follow -l {arg}");
+
+        // No follow on the finished pod, again both ways.
+        let want_end = last_lines(&all, *tail);
+        let r = env.asdo(&["logs", &task, "--no-follow", &arg]);
+        assert_eq!(
+            (r.code, r.stdout.clone()),
+            (0, plain(&want_end)),
+            "{arg}: {r:?}"
+        );
+        let r = env.asdo(&["logs", "-l", &selector, "--no-follow", &arg]);
+        assert_eq!(
+            (r.code, r.stdout.clone()),
+            (0, prefixed(&want_end)),
+            "-l {arg}: {r:?}"
+        );
+    }
+}

@@ -11,6 +11,8 @@ mod agent;
 mod archive;
 mod common;
 mod completion;
+mod deadlines;
+mod errors;
 mod hooks;
 mod hostile;
 mod init;

@@ -15,6 +15,8 @@ pub(crate) struct Faults {
 
 struct Settings {
     log_drop_after: Option<usize>,
+    /// Log timestamps truncated to the second (a burst of lines shares one stamp).
+    log_stamps_whole_seconds: bool,
     failures: Vec<Failure>,
     /// Answered with the code only after the request was handled (and stored).
     failures_after: Vec<Failure>,
@@ -35,6 +37,8 @@ struct Failure {
     code: u16,
     method: Option<String>,
     path_contains: Option<String>,
+    /// Answer this body as text/plain instead of a Status (a proxy, the wrong port).
+    body: Option<String>,
 }
 
 fn rule(n: usize, code: u16, method: Option<&str>, path_contains: Option<&str>) -> Failure {
@@ -43,10 +47,15 @@ fn rule(n: usize, code: u16, method: Option<&str>, path_contains: Option<&str>) 
         code,
         method: method.map(|m| m.to_ascii_uppercase()),
         path_contains: path_contains.map(str::to_string),
+        body: None,
     }
 }
 
 fn take(rules: &mut Vec<Failure>, method: &str, path: &str) -> Option<u16> {
+    take_full(rules, method, path).map(|(code, _)| code)
+}
+
+fn take_full(rules: &mut Vec<Failure>, method: &str, path: &str) -> Option<(u16, Option<String>)> {
     let i = rules.iter().position(|f| {
         f.remaining > 0
             && f.method.as_deref().is_none_or(|m| m == method)
@@ -54,11 +63,11 @@ fn take(rules: &mut Vec<Failure>, method: &str, path: &str) -> Option<u16> {
     })?;
     let f = &mut rules[i];
     f.remaining -= 1;
-    let code = f.code;
+    let answer = (f.code, f.body.clone());
     if f.remaining == 0 {
         rules.remove(i);
     }
-    Some(code)
+    Some(answer)
 }
 
 impl Faults {
@@ -66,6 +75,7 @@ impl Faults {
         Faults {
             inner: Mutex::new(Settings {
                 log_drop_after: None,
+                log_stamps_whole_seconds: false,
                 failures: vec![],
                 failures_after: vec![],
                 hangs: vec![],
@@ -92,6 +102,14 @@ impl Faults {
         self.with(|s| s.log_drop_after)
     }
 
+    pub fn set_log_stamps_whole_seconds(&self, on: bool) {
+        self.with(|s| s.log_stamps_whole_seconds = on);
+    }
+
+    pub fn log_stamps_whole_seconds(&self) -> bool {
+        self.with(|s| s.log_stamps_whole_seconds)
+    }
+
     pub fn cut_log_streams(&self) {
         self.log_cuts.send_modify(|n| *n += 1);
     }
@@ -110,19 +128,23 @@ impl Faults {
         if n == 0 {
             return;
         }
+        self.with(|s| s.failures.push(rule(n, code, method, path_contains)));
+    }
+
+    /// Like `add_failure`, answering `body` as text/plain instead of a Status.
+    pub fn add_raw_failure(&self, n: usize, code: u16, body: &str, path_contains: Option<&str>) {
         self.with(|s| {
             s.failures.push(Failure {
-                remaining: n,
-                code,
-                method: method.map(|m| m.to_ascii_uppercase()),
-                path_contains: path_contains.map(str::to_string),
+                body: Some(body.to_string()),
+                ..rule(n, code, None, path_contains)
             })
         });
     }
 
-    /// Consumes one matching injected failure, oldest rule first.
-    pub fn take_failure(&self, method: &str, path: &str) -> Option<u16> {
-        self.with(|s| take(&mut s.failures, method, path))
+    /// Consumes one matching injected failure, oldest rule first: the code, and the raw
+    /// body for a failure that is not a Status.
+    pub fn take_failure(&self, method: &str, path: &str) -> Option<(u16, Option<String>)> {
+        self.with(|s| take_full(&mut s.failures, method, path))
     }
 
     /// The next `n` matching requests are handled, then answered with `code` instead

@@ -81,7 +81,9 @@ impl LogBuf {
     }
 
     /// Lines from `cursor` on, up to about CHUNK bytes; true once closed and all read.
-    fn read(&self, cursor: &mut usize, timestamps: bool) -> (Vec<u8>, bool) {
+    /// `whole_seconds`: stamps truncated to the second, as a runtime with coarse clocks
+    /// writes them (and as `sinceTime` counts), so a burst of lines shares one stamp.
+    fn read(&self, cursor: &mut usize, timestamps: bool, whole_seconds: bool) -> (Vec<u8>, bool) {
         let d = self.data.lock().unwrap();
         let mut out = vec![];
         while *cursor < d.lines.len() && out.len() < CHUNK {
@@ -92,7 +94,12 @@ impl LogBuf {
             };
             let line = &d.lines[*cursor];
             if timestamps {
-                out.extend_from_slice(util::rfc3339_nano(line.nanos).as_bytes());
+                let nanos = if whole_seconds {
+                    line.nanos - line.nanos.rem_euclid(1_000_000_000)
+                } else {
+                    line.nanos
+                };
+                out.extend_from_slice(util::rfc3339_nano(nanos).as_bytes());
                 out.push(b' ');
             }
             out.extend_from_slice(&d.bytes[start..line.end]);
@@ -327,7 +334,8 @@ pub(crate) fn serve(shared: &Arc<Shared>, req: &Request, t: &Target) -> Result<R
         let (mut sent, mut budget) = (0usize, opts.limit_bytes);
         loop {
             changed.borrow_and_update();
-            let (mut chunk, done) = buf.read(&mut cursor, opts.timestamps);
+            let whole_seconds = shared.faults.log_stamps_whole_seconds();
+            let (mut chunk, done) = buf.read(&mut cursor, opts.timestamps, whole_seconds);
             if !chunk.is_empty() {
                 let mut last = false;
                 if let Some(b) = budget.as_mut() {

@@ -355,9 +355,24 @@ impl FakeApiServer {
         self.shared.faults.set_log_drop_after(n);
     }
 
+    /// Log timestamps truncated to whole seconds from now on (a runtime with a coarse
+    /// clock): every line of a burst shares one stamp, as `sinceTime` counts.
+    pub fn set_log_timestamps_whole_seconds(&self, on: bool) {
+        self.shared.faults.set_log_stamps_whole_seconds(on);
+    }
+
     /// Cuts every log stream open right now.
     pub fn drop_log_streams_now(&self) {
         self.shared.faults.cut_log_streams();
+    }
+
+    /// The next `n` requests whose path contains `path_contains` (any, for None) answer
+    /// `code` with `body` as text/plain, not a Status: a proxy, an ingress, the wrong port
+    /// (an empty body is what a bare 404 from many proxies looks like).
+    pub fn fail_next_raw(&self, n: usize, code: u16, body: &str, path_contains: Option<&str>) {
+        self.shared
+            .faults
+            .add_raw_failure(n, code, body, path_contains);
     }
 
     /// The next `n` requests, whatever the path, answer a Status with `code`.

@@ -149,7 +149,8 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Re
     let after = shared.faults.take_failure_after(&method, &path);
     let hang_after = shared.faults.take_hang_after(&method, &path);
     let resp = match shared.faults.take_failure(&method, &path) {
-        Some(code) => error(&ApiError::injected(code)),
+        Some((code, None)) => error(&ApiError::injected(code)),
+        Some((code, Some(body))) => full(code, "text/plain; charset=utf-8", body),
         None => {
             let request = Request {
                 query: util::parse_query(&raw_query),
