@@ -11,6 +11,9 @@ pub mod exit {
     pub const FAILURE: i32 = 1;
     /// Bad input: nothing was sent to the cluster.
     pub const USAGE: i32 = 2;
+    /// `wait`/`send`: the --timeout passed before the tasks finished or the session answered
+    /// (as timeout(1) exits).
+    pub const TIMEOUT: i32 = 124;
 }
 
 #[derive(Debug)]

@@ -13,11 +13,13 @@
 //! - `opencode`: a small client for OpenCode's server API (sessions, prompts, `/event`).
 //! - `portforward`: a local port forwarded to a pod's; `remote`: a task's OpenCode server
 //!   reached through it (password, session, follow-up messages), for attach/send/mcp.
-//! - `mcp`: `asdo mcp`, the verbs as MCP tools (rmcp), each run through the CLI itself.
+//! - `mcp`: `asdo mcp`, the verbs as MCP tools (rmcp), each run through the CLI itself;
+//!   `argv`: those children's command lines, where no tool argument can become a flag.
 //! - `speckit`: spec-kit's delegation files (feature directory, marker layout per version).
 
 pub mod agent;
 pub mod archive;
+pub mod argv;
 pub mod cli;
 pub mod cluster;
 pub mod error;

@@ -14,7 +14,7 @@ use crate::error::{Error, Result, exit};
 use crate::remote::{self, SendOutcome};
 
 /// Exit code when --timeout passes first (as `asdo wait`).
-const TIMEOUT_EXIT: i32 = 124;
+const TIMEOUT_EXIT: i32 = exit::TIMEOUT;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -29,7 +29,7 @@ pub struct SendArgs {
     /// The message.
     #[arg(required_unless_present = "file", conflicts_with = "file")]
     pub message: Option<String>,
-    /// Read the message from this file.
+    /// Read the message from this file (`-`: standard input).
     #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Give up waiting for the answer after this long.
@@ -44,6 +44,9 @@ pub struct SendArgs {
 pub fn message_text(message: Option<&str>, file: Option<&std::path::Path>) -> Result<String> {
     let text = match (message, file) {
         (Some(m), _) => m.to_string(),
+        // `-`: stdin, how `asdo mcp` passes a message (no file, no argv).
+        (None, Some(f)) if f.as_os_str() == "-" => std::io::read_to_string(std::io::stdin())
+            .map_err(|e| Error::usage(format!("cannot read --file - (stdin): {e}")))?,
         (None, Some(f)) => std::fs::read_to_string(f)
             .map_err(|e| Error::usage(format!("cannot read --file {}: {e}", f.display())))?,
         (None, None) => return Err(Error::usage("give the message, or --file FILE")),
