@@ -6,6 +6,7 @@
 //! - `cluster`: the thin kube-rs layer; `error`: the one error type;
 //! - `existing`: what spawn does with an existing pod of the task (`--if-exists`);
 //! - `marker`: the agent's progress lines, as `wait`/`status` read them;
+//! - `fsutil`: the one atomic file write (keeps mode and owner, writes through symlinks);
 //! - `quota`: a ResourceQuota's refusal of a task pod, said in one line;
 //! - `archive`: `cleanup --save-logs`, a finished pod's log and summary kept before deletion;
 //! - `results` + `localgit`: a task's result read back and fetched/diffed/merged in the user's clone;
@@ -25,6 +26,7 @@ pub mod cluster;
 pub mod error;
 pub mod existing;
 pub mod follow;
+pub mod fsutil;
 pub mod hooks;
 pub mod http;
 pub mod humantime;
