@@ -13,6 +13,9 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// Stopped with Ctrl-C (128 + SIGINT).
     pub const INTERRUPTED: i32 = 130;
+    /// `wait`/`send`: the --timeout passed before the tasks finished or the session answered
+    /// (as timeout(1) exits).
+    pub const TIMEOUT: i32 = 124;
 }
 
 #[derive(Debug)]

@@ -6,6 +6,7 @@
 //! - `cluster`: the thin kube-rs layer (`apiretry`: its few retries of 429/503/504); `error`: the one error type;
 //! - `existing`: what spawn does with an existing pod of the task (`--if-exists`);
 //! - `marker`: the agent's progress lines, as `wait`/`status` read them;
+//! - `fsutil`: the one atomic file write (keeps mode and owner, writes through symlinks);
 //! - `quota`: a ResourceQuota's refusal of a task pod, said in one line;
 //! - `archive`: `cleanup --save-logs`, a finished pod's log and summary kept before deletion;
 //! - `results` + `localgit`: a task's result read back and fetched/diffed/merged in the user's clone;
@@ -13,17 +14,20 @@
 //! - `opencode`: a small client for OpenCode's server API (sessions, prompts, `/event`).
 //! - `portforward`: a local port forwarded to a pod's; `remote`: a task's OpenCode server
 //!   reached through it (password, session, follow-up messages), for attach/send/mcp.
-//! - `mcp`: `asdo mcp`, the verbs as MCP tools (rmcp), each run through the CLI itself.
+//! - `mcp`: `asdo mcp`, the verbs as MCP tools (rmcp), each run through the CLI itself;
+//!   `argv`: those children's command lines, where no tool argument can become a flag.
 //! - `speckit`: spec-kit's delegation files (feature directory, marker layout per version).
 
 pub mod agent;
 pub mod apiretry;
 pub mod archive;
+pub mod argv;
 pub mod cli;
 pub mod cluster;
 pub mod error;
 pub mod existing;
 pub mod follow;
+pub mod fsutil;
 pub mod hooks;
 pub mod http;
 pub mod humantime;

@@ -139,31 +139,14 @@ impl std::fmt::Display for Marker {
 }
 
 /// Write a marker or report file so a reader sees the old content or the whole new
-/// one, never half, and it survives a crash: temp file, fsync, rename, fsync the directory.
+/// one, never half, and it survives a crash (see `fsutil::write_atomic`).
 pub fn write_atomic(target: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = target.parent().unwrap_or(std::path::Path::new("."));
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, target)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::fsutil::write_atomic(target, data)
 }
 
 /// fsync a directory so a rename or removal in it is durable.
 pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+    crate::fsutil::sync_dir(dir)
 }
 
 #[cfg(test)]

@@ -10,32 +10,53 @@
 //! usage error (exit 2) or a run-time failure is `isError: true` with the CLI's
 //! one-line `error: …` message. For `wait_tasks`, `task_logs` and `send_message` a
 //! failed task or a timeout is a result, not a tool error: the tool did its job.
+//!
+//! Hostile input: the client may be a prompt-injected model. Every argument is
+//! checked here as the CLI's typed value (task id, namespace, selector, duration…)
+//! before any process starts, and refused with `isError` and one line; the child's
+//! command line is built by `crate::argv`, where a value can never become a flag.
+//! Prompts and messages, which are free text of any size, go to the child on stdin,
+//! never into argv or a file. Each child runs in its own process group, killed when
+//! its request is cancelled or the server goes away.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
-use rmcp::{ErrorData, ServerHandler, ServiceExt, schemars, tool, tool_handler, tool_router};
+use rmcp::service::RequestContext;
+use rmcp::{
+    ErrorData, RoleServer, ServerHandler, ServiceExt, schemars, tool, tool_handler, tool_router,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::argv::{Argv, GlobalFlags};
 use crate::error::{Error, Result, exit};
 
 /// Text results are cut to this many bytes (the end is kept: it is the newest).
 const MAX_TEXT: usize = 64 * 1024;
 /// `task_logs` never returns more than this, whatever max_bytes asks.
 const MAX_LOG_BYTES: usize = 1024 * 1024;
+/// Bounds on what a tool call may hand the CLI, so a refusal is one short line
+/// (and argv never nears the kernel's limit): ids and names are far shorter.
+const MAX_NAME: usize = 253;
+/// `--set` values and repository URLs.
+const MAX_VALUE: usize = 16 * 1024;
+/// `wait_tasks` ids per call.
+const MAX_TASK_IDS: usize = 1000;
+/// A prompt or message (sent on stdin): the size of a ConfigMap, the most spawn can carry.
+const MAX_TEXT_INPUT: usize = 1024 * 1024;
 
 /// What every child asdo gets: the server's own global flags.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Defaults {
     pub exe: PathBuf,
-    /// `--kubeconfig`, `--context`, `--release-name`, `--connect-timeout`.
-    pub global_args: Vec<String>,
-    pub namespace: Option<String>,
-    pub environment: String,
+    /// The server's --kubeconfig, --context, -n, -e, --release-name and timeouts; a
+    /// tool's `namespace`/`environment` replace those two. Nothing else does: a tool
+    /// call cannot choose another cluster or kubeconfig.
+    pub globals: GlobalFlags,
 }
 
 #[derive(Clone)]
@@ -191,11 +212,20 @@ impl Ran {
     }
 
     fn tool_error(&self) -> CallToolResult {
-        let msg = self.error_line();
-        let mut r = CallToolResult::error(vec![ContentBlock::text(msg.clone())]);
-        r.structured_content = Some(json!({"exit_code": self.code, "error": msg}));
-        r
+        error_result(self.code, self.error_line())
     }
+}
+
+/// `isError: true` with one line, and the exit code it stands for.
+fn error_result(code: i32, msg: String) -> CallToolResult {
+    let mut r = CallToolResult::error(vec![ContentBlock::text(msg.clone())]);
+    r.structured_content = Some(json!({"exit_code": code, "error": msg}));
+    r
+}
+
+/// A tool argument refused before anything ran: as the CLI's usage error (exit 2).
+fn refused(e: Refused) -> CallToolResult {
+    error_result(exit::USAGE, e.0)
 }
 
 fn ok(text: String, structured: Value) -> CallToolResult {
@@ -218,16 +248,149 @@ fn keep_tail(s: &str, max: usize) -> (String, bool) {
     (cut.to_string(), true)
 }
 
-fn push_opt(args: &mut Vec<String>, flag: &str, v: &Option<String>) {
-    if let Some(v) = v {
-        args.push(flag.into());
-        args.push(v.clone());
+/// Why a tool argument was refused: one line naming the argument.
+#[derive(Debug)]
+struct Refused(String);
+
+type Checked<T = ()> = std::result::Result<T, Refused>;
+
+/// The argument's name in front of the CLI's own message for the value.
+fn named(field: &str, r: Result<impl Sized>) -> Checked {
+    r.map(|_| ()).map_err(|e| Refused(format!("{field}: {e}")))
+}
+
+/// Length and control characters first, so the typed check's message (which quotes
+/// the value) stays one short line.
+fn bounded(field: &str, s: &str, max: usize) -> Checked {
+    if s.len() > max {
+        return Err(Refused(format!(
+            "{field}: {} bytes is too long (at most {max})",
+            s.len()
+        )));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(Refused(format!(
+            "{field}: control characters are not allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// A task id (T001) or pod name (agent-t001), as `logs`/`status`/`wait`/`send` take it.
+fn task_ref(field: &str, s: &str) -> Checked {
+    bounded(field, s, MAX_NAME)?;
+    named(field, crate::task::pod_name_for(s))
+}
+
+/// A task id as `spawn` takes it.
+fn task_id(field: &str, s: &str) -> Checked {
+    bounded(field, s, MAX_NAME)?;
+    named(field, crate::task::validate_task_id(s))
+}
+
+fn duration(field: &str, s: &str) -> Checked {
+    bounded(field, s, 64)?;
+    crate::humantime::parse(s)
+        .map(|_| ())
+        .map_err(|e| Refused(format!("{field}: {e}")))
+}
+
+fn selector(field: &str, s: &str) -> Checked {
+    bounded(field, s, MAX_VALUE)?;
+    named(field, crate::validate::selector(s))
+}
+
+/// A pod phase word; the CLI names the known ones when it is not one of them.
+fn phase(field: &str, s: &str) -> Checked {
+    if s.is_empty() || s.len() > 32 || !s.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(Refused(format!(
+            "{field}: use one of Pending, Running, Succeeded, Failed, Unknown"
+        )));
+    }
+    Ok(())
+}
+
+/// A free-form single value (model, `--set KEY=VALUE`): bounded, one line, and not
+/// looking like a flag (it is passed as `--flag=value` anyway).
+fn plain(field: &str, s: &str, max: usize) -> Checked {
+    bounded(field, s, max)?;
+    if s.starts_with('-') || s.trim().is_empty() {
+        return Err(Refused(format!(
+            "{field}: must not be empty or start with '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// Free text for stdin: any characters, bounded.
+fn text(field: &str, s: &str) -> Checked {
+    if s.len() > MAX_TEXT_INPUT {
+        return Err(Refused(format!(
+            "{field}: {} bytes is too long (at most {MAX_TEXT_INPUT})",
+            s.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `context_dir`: a pod path under /workspace, or a directory of the project the
+/// server runs in (relative, or absolute inside the working directory). spawn reads a
+/// host path to find the spec-kit feature and writes its delegation file there, so a
+/// tool call may not name a directory elsewhere on this machine.
+fn context_dir(field: &str, s: &str) -> Checked {
+    bounded(field, s, 4096)?;
+    if s == "/workspace" || s.starts_with("/workspace/") {
+        return if s.split('/').any(|p| p == "..") {
+            Err(Refused(format!("{field}: must not contain '..'")))
+        } else {
+            Ok(())
+        };
+    }
+    let path = Path::new(s);
+    if path.is_relative() {
+        if s.starts_with('-') || path.components().any(|c| c.as_os_str() == "..") {
+            return Err(Refused(format!(
+                "{field}: a project-relative path must not start with '-' or contain '..'"
+            )));
+        }
+        return Ok(());
+    }
+    let inside = std::env::current_dir()
+        .and_then(|cwd| cwd.canonicalize())
+        .ok()
+        .zip(path.canonicalize().ok())
+        .is_some_and(|(cwd, p)| p.starts_with(cwd));
+    if inside {
+        Ok(())
+    } else {
+        Err(Refused(format!(
+            "{field}: {s:?} is outside the project this server runs in: give a pod path under /workspace or a directory of the project"
+        )))
     }
 }
 
-fn push_flag(args: &mut Vec<String>, flag: &str, on: bool) {
-    if on {
-        args.push(flag.into());
+/// A running child's process group, killed (SIGKILL) when this is dropped armed:
+/// on cancellation, when the client goes away, or when the server stops. The group,
+/// not just the pid: `wait --on-done` and friends start children of their own.
+struct Group(Option<u32>);
+
+impl Group {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.take()
+            && let Ok(pgid) = i32::try_from(pgid)
+            && pgid > 0
+        {
+            // SAFETY: kill(2) on a process group we created (process_group(0) below).
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -239,46 +402,254 @@ impl Server {
         }
     }
 
-    /// Runs `asdo <verb args> <global flags>`; stdin closed, output collected.
-    async fn asdo(&self, place: &Place, verb_args: Vec<String>) -> Result<Ran> {
-        let d = &self.defaults;
-        let mut cmd = tokio::process::Command::new(&d.exe);
-        cmd.args(&verb_args).args(&d.global_args);
-        if let Some(ns) = place.namespace.as_ref().or(d.namespace.as_ref()) {
-            cmd.args(["--namespace", ns]);
+    /// The server's global flags with the tool's namespace/environment, each checked.
+    fn globals(&self, place: &Place) -> Checked<GlobalFlags> {
+        let mut g = self.defaults.globals.clone();
+        if let Some(ns) = &place.namespace {
+            bounded("namespace", ns, MAX_NAME)?;
+            named("namespace", crate::validate::namespace(ns))?;
+            g.namespace = Some(ns.clone());
         }
-        let env = place.environment.as_deref().unwrap_or(&d.environment);
-        cmd.args(["--environment", env]);
-        cmd.env("NO_COLOR", "1")
-            .stdin(Stdio::null())
+        if let Some(env) = &place.environment {
+            bounded("environment", env, MAX_NAME)?;
+            named("environment", crate::values::defaults_for(env))?;
+            g.environment = env.clone();
+        }
+        Ok(g)
+    }
+
+    /// Runs `asdo <argv> <global flags>`, `input` on its stdin (else stdin closed),
+    /// output collected; the child's process group is killed if `ctx` is cancelled.
+    async fn asdo(
+        &self,
+        globals: &GlobalFlags,
+        mut argv: Argv,
+        input: Option<String>,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<Option<Ran>> {
+        use tokio::io::AsyncWriteExt;
+        let exe = &self.defaults.exe;
+        globals.push_onto(&mut argv);
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.args(argv.into_args())
+            .env("NO_COLOR", "1")
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // A cancelled tool call must not leave its command running.
+            .process_group(0)
             .kill_on_drop(true);
-        let out = cmd
-            .output()
-            .await
-            .map_err(|e| Error::other(format!("cannot run {}: {e}", d.exe.display())))?;
-        Ok(Ran {
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::other(format!("cannot run {}: {e}", exe.display())))?;
+        let mut group = Group(child.id());
+        let stdin = child.stdin.take();
+        let feed = async move {
+            if let (Some(mut pipe), Some(text)) = (stdin, input) {
+                // A child that exits early (bad input) closes its end: not our error.
+                let _ = pipe.write_all(text.as_bytes()).await;
+            }
+        };
+        let run = async { tokio::join!(feed, child.wait_with_output()).1 };
+        let out = tokio::select! {
+            out = run => out.map_err(|e| Error::other(format!("cannot run {}: {e}", exe.display())))?,
+            () = ctx.ct.cancelled() => {
+                group.kill();
+                return Ok(None);
+            }
+        };
+        // Exited: its group id may be reused from now on, so it is not signalled.
+        group.0 = None;
+        Ok(Some(Ran {
             code: out.status.code().unwrap_or(exit::FAILURE),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        }))
     }
 
+    /// Checks the place, runs the CLI, and makes the tool's result.
     async fn run_tool(
         &self,
         place: &Place,
-        args: Vec<String>,
+        argv: Checked<Argv>,
+        input: Option<String>,
+        ctx: &RequestContext<RoleServer>,
         ok_codes: &[i32],
         make: impl FnOnce(&Ran) -> CallToolResult,
     ) -> CallToolResult {
-        match self.asdo(place, args).await {
-            Err(e) => CallToolResult::error(vec![ContentBlock::text(e.to_string())]),
-            Ok(ran) if ran.code == exit::OK || ok_codes.contains(&ran.code) => make(&ran),
-            Ok(ran) => ran.tool_error(),
+        let (argv, globals) = match argv.and_then(|a| Ok((a, self.globals(place)?))) {
+            Ok(v) => v,
+            Err(e) => return refused(e),
+        };
+        match self.asdo(&globals, argv, input, ctx).await {
+            Err(e) => error_result(exit::FAILURE, e.to_string()),
+            Ok(None) => error_result(exit::FAILURE, "cancelled".into()),
+            Ok(Some(ran)) if ran.code == exit::OK || ok_codes.contains(&ran.code) => make(&ran),
+            Ok(Some(ran)) => ran.tool_error(),
         }
     }
+}
+
+fn spawn_argv(a: &SpawnTask) -> Checked<Argv> {
+    task_id("task_id", &a.task_id)?;
+    bounded("branch", &a.branch, MAX_NAME)?;
+    named("branch", crate::task::validate_branch(&a.branch))?;
+    bounded("repo", &a.repo, MAX_VALUE)?;
+    named("repo", crate::task::validate_repo(&a.repo))?;
+    if let Some(p) = &a.prompt {
+        text("prompt", p)?;
+    }
+    if let Some(d) = &a.context_dir {
+        context_dir("context_dir", d)?;
+    }
+    if let Some(m) = &a.model {
+        plain("model", m, MAX_NAME)?;
+    }
+    if let Some(s) = &a.ssh_secret {
+        bounded("ssh_secret", s, MAX_NAME)?;
+        named("ssh_secret", crate::validate::object_name("Secret", s))?;
+    }
+    if let Some(i) = &a.image {
+        bounded("image", i, 4096)?;
+        if !crate::validate::is_image(i) {
+            return Err(Refused(format!(
+                "image: invalid image {i:?}: use [registry/]name[:tag][@sha256:digest] in lowercase"
+            )));
+        }
+    }
+    if a.set.len() > 100 {
+        return Err(Refused("set: at most 100 values".into()));
+    }
+    for s in &a.set {
+        plain("set", s, MAX_VALUE)?;
+        if !s.contains('=') {
+            return Err(Refused(format!(
+                "set: {:?} is not KEY=VALUE",
+                s.chars().take(80).collect::<String>()
+            )));
+        }
+    }
+    let mut argv = Argv::new("spawn");
+    argv.opt("task-id", &a.task_id)
+        .opt("branch", &a.branch)
+        .opt("repo", &a.repo)
+        .opt_some("context-dir", a.context_dir.as_deref())
+        .opt_some("model", a.model.as_deref())
+        .opt_some("ssh-secret", a.ssh_secret.as_deref())
+        .opt_some("image", a.image.as_deref());
+    if a.prompt.is_some() {
+        // On stdin: any size, and a prompt starting with '-' is just text.
+        argv.opt("prompt-file", "-");
+    }
+    for s in &a.set {
+        argv.opt("set", s);
+    }
+    argv.flag("replace", a.replace);
+    if a.dry_run {
+        argv.flag("dry-run", true).opt("output", "json");
+    }
+    Ok(argv)
+}
+
+fn list_argv(a: &ListTasks) -> Checked<Argv> {
+    if let Some(p) = &a.phase {
+        phase("phase", p)?;
+    }
+    if let Some(s) = &a.selector {
+        selector("selector", s)?;
+    }
+    let mut argv = Argv::new("list");
+    argv.opt("output", "json")
+        .opt_some("phase", a.phase.as_deref())
+        .opt_some("selector", a.selector.as_deref())
+        .flag("all-namespaces", a.all_namespaces);
+    Ok(argv)
+}
+
+fn status_argv(a: &TaskStatus) -> Checked<Argv> {
+    task_ref("task_id", &a.task_id)?;
+    let mut argv = Argv::new("status");
+    argv.positional(&a.task_id);
+    Ok(argv)
+}
+
+fn logs_argv(a: &TaskLogs) -> Checked<Argv> {
+    task_ref("task_id", &a.task_id)?;
+    if let Some(s) = &a.since {
+        duration("since", s)?;
+    }
+    let tail = a.tail.unwrap_or(200);
+    if tail < -1 {
+        return Err(Refused(format!(
+            "tail: {tail} is not a line count (-1 means all)"
+        )));
+    }
+    let mut argv = Argv::new("logs");
+    argv.flag("no-follow", true)
+        .opt("tail", tail.to_string())
+        .opt_some("since", a.since.as_deref())
+        .positional(&a.task_id);
+    Ok(argv)
+}
+
+fn wait_argv(a: &WaitTasks) -> Checked<Argv> {
+    if a.task_ids.len() > MAX_TASK_IDS {
+        return Err(Refused(format!(
+            "task_ids: {} ids; at most {MAX_TASK_IDS} per call",
+            a.task_ids.len()
+        )));
+    }
+    for id in &a.task_ids {
+        task_ref("task_ids", id)?;
+    }
+    let timeout = a.timeout.as_deref().unwrap_or("10m");
+    duration("timeout", timeout)?;
+    let mut argv = Argv::new("wait");
+    argv.flag("all", a.all).opt("timeout", timeout);
+    for id in &a.task_ids {
+        argv.positional(id);
+    }
+    Ok(argv)
+}
+
+fn send_argv(a: &SendMessage) -> Checked<Argv> {
+    task_ref("task_id", &a.task_id)?;
+    text("message", &a.message)?;
+    let timeout = a.timeout.as_deref().unwrap_or("30m");
+    duration("timeout", timeout)?;
+    let mut argv = Argv::new("send");
+    // The message on stdin: no file to plant a symlink at, any size, never in argv.
+    argv.opt("file", "-")
+        .opt("timeout", timeout)
+        .positional(&a.task_id);
+    Ok(argv)
+}
+
+fn cleanup_argv(a: &CleanupTasks) -> Checked<Argv> {
+    if let Some(p) = &a.phase {
+        phase("phase", p)?;
+    }
+    if let Some(t) = &a.task_id {
+        task_ref("task_id", t)?;
+    }
+    if let Some(s) = &a.selector {
+        selector("selector", s)?;
+    }
+    if let Some(d) = &a.older_than {
+        duration("older_than", d)?;
+    }
+    let mut argv = Argv::new("cleanup");
+    argv.opt_some("phase", a.phase.as_deref())
+        .opt_some("task-id", a.task_id.as_deref())
+        .opt_some("selector", a.selector.as_deref())
+        .opt_some("older-than", a.older_than.as_deref())
+        .flag("all", a.all)
+        .flag("force", a.force)
+        .flag("dry-run", a.dry_run);
+    Ok(argv)
 }
 
 #[tool_router]
@@ -289,31 +660,12 @@ impl Server {
     async fn spawn_task(
         &self,
         Parameters(a): Parameters<SpawnTask>,
+        ctx: RequestContext<RoleServer>,
     ) -> std::result::Result<CallToolResult, ErrorData> {
-        let mut args = vec![
-            "spawn".into(),
-            "--task-id".into(),
-            a.task_id.clone(),
-            "--branch".into(),
-            a.branch.clone(),
-            "--repo".into(),
-            a.repo.clone(),
-        ];
-        push_opt(&mut args, "--prompt", &a.prompt);
-        push_opt(&mut args, "--context-dir", &a.context_dir);
-        push_opt(&mut args, "--model", &a.model);
-        push_opt(&mut args, "--ssh-secret", &a.ssh_secret);
-        push_opt(&mut args, "--image", &a.image);
-        for s in &a.set {
-            args.extend(["--set".into(), s.clone()]);
-        }
-        push_flag(&mut args, "--replace", a.replace);
-        if a.dry_run {
-            args.extend(["--dry-run".into(), "-o".into(), "json".into()]);
-        }
+        let argv = spawn_argv(&a);
         let task = a.task_id.clone();
         Ok(self
-            .run_tool(&a.place, args, &[], |ran| {
+            .run_tool(&a.place, argv, a.prompt.clone(), &ctx, &[], |ran| {
                 if a.dry_run {
                     let pod: Value = serde_json::from_str(&ran.stdout).unwrap_or(Value::Null);
                     return ok(
@@ -343,13 +695,10 @@ impl Server {
     async fn list_tasks(
         &self,
         Parameters(a): Parameters<ListTasks>,
+        ctx: RequestContext<RoleServer>,
     ) -> std::result::Result<CallToolResult, ErrorData> {
-        let mut args = vec!["list".into(), "-o".into(), "json".into()];
-        push_opt(&mut args, "--phase", &a.phase);
-        push_opt(&mut args, "--selector", &a.selector);
-        push_flag(&mut args, "--all-namespaces", a.all_namespaces);
         Ok(self
-            .run_tool(&a.place, args, &[], |ran| {
+            .run_tool(&a.place, list_argv(&a), None, &ctx, &[], |ran| {
                 let list: Value = serde_json::from_str(&ran.stdout).unwrap_or(Value::Null);
                 let tasks: Vec<Value> = list["items"]
                     .as_array()
@@ -387,11 +736,11 @@ impl Server {
     async fn task_status(
         &self,
         Parameters(a): Parameters<TaskStatus>,
+        ctx: RequestContext<RoleServer>,
     ) -> std::result::Result<CallToolResult, ErrorData> {
-        let args = vec!["status".into(), a.task_id.clone()];
         let task = a.task_id.clone();
         Ok(self
-            .run_tool(&a.place, args, &[], |ran| {
+            .run_tool(&a.place, status_argv(&a), None, &ctx, &[], |ran| {
                 let (text, _) = keep_tail(&ran.stdout, MAX_TEXT);
                 ok(text.clone(), json!({"task_id": task, "status": text}))
             })
@@ -404,22 +753,14 @@ impl Server {
     async fn task_logs(
         &self,
         Parameters(a): Parameters<TaskLogs>,
+        ctx: RequestContext<RoleServer>,
     ) -> std::result::Result<CallToolResult, ErrorData> {
-        let tail = a.tail.unwrap_or(200);
-        let mut args = vec![
-            "logs".into(),
-            a.task_id.clone(),
-            "--no-follow".into(),
-            "--tail".into(),
-            tail.to_string(),
-        ];
-        push_opt(&mut args, "--since", &a.since);
         let max = a.max_bytes.unwrap_or(MAX_TEXT).min(MAX_LOG_BYTES);
         let task = a.task_id.clone();
         // The exit code of `logs` is the task's own: a failed task's log is still a result.
         let task_codes: Vec<i32> = (1..=255).filter(|c| *c != exit::USAGE).collect();
         Ok(self
-            .run_tool(&a.place, args, &task_codes, |ran| {
+            .run_tool(&a.place, logs_argv(&a), None, &ctx, &task_codes, |ran| {
                 if ran.stdout.is_empty() && ran.stderr.contains("error: ") {
                     return ran.tool_error();
                 }
@@ -439,29 +780,24 @@ impl Server {
     async fn wait_tasks(
         &self,
         Parameters(a): Parameters<WaitTasks>,
+        ctx: RequestContext<RoleServer>,
     ) -> std::result::Result<CallToolResult, ErrorData> {
-        let mut args = vec!["wait".to_string()];
-        args.extend(a.task_ids.iter().cloned());
-        push_flag(&mut args, "--all", a.all);
-        args.extend([
-            "--timeout".into(),
-            a.timeout.clone().unwrap_or_else(|| "10m".into()),
-        ]);
+        let ok_codes = [exit::FAILURE, exit::TIMEOUT];
         Ok(self
-            .run_tool(&a.place, args, &[exit::FAILURE, 124], |ran| {
+            .run_tool(&a.place, wait_argv(&a), None, &ctx, &ok_codes, |ran| {
                 // `wait` says "error: …" only for what stopped it from waiting at all.
                 if ran.code == exit::FAILURE && ran.stdout.trim().is_empty() {
                     return ran.tool_error();
                 }
                 let lines: Vec<&str> = ran.stdout.lines().collect();
                 let text = match ran.code {
-                    0 => format!("all succeeded\n{}", ran.stdout.trim_end()),
-                    124 => format!("timed out\n{}", ran.stdout.trim_end()),
+                    exit::OK => format!("all succeeded\n{}", ran.stdout.trim_end()),
+                    exit::TIMEOUT => format!("timed out\n{}", ran.stdout.trim_end()),
                     _ => format!("some failed\n{}", ran.stdout.trim_end()),
                 };
                 ok(
                     text,
-                    json!({"all_succeeded": ran.code == 0, "timed_out": ran.code == 124, "exit_code": ran.code, "results": lines}),
+                    json!({"all_succeeded": ran.code == exit::OK, "timed_out": ran.code == exit::TIMEOUT, "exit_code": ran.code, "results": lines}),
                 )
             })
             .await)
@@ -473,39 +809,21 @@ impl Server {
     async fn send_message(
         &self,
         Parameters(a): Parameters<SendMessage>,
+        ctx: RequestContext<RoleServer>,
     ) -> std::result::Result<CallToolResult, ErrorData> {
-        // Through a file: a message can be longer than one argument may be.
-        let file = std::env::temp_dir().join(format!(
-            "asdo-mcp-message-{}-{}.txt",
-            std::process::id(),
-            crate::mcp::next_id()
-        ));
-        if let Err(e) = std::fs::write(&file, &a.message) {
-            return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
-                "cannot write the message to {}: {e}",
-                file.display()
-            ))]));
-        }
-        let args = vec![
-            "send".into(),
-            a.task_id.clone(),
-            "--file".into(),
-            file.display().to_string(),
-            "--timeout".into(),
-            a.timeout.clone().unwrap_or_else(|| "30m".into()),
-        ];
         let task = a.task_id.clone();
-        let result = self
-            .run_tool(&a.place, args, &[124], |ran| {
+        let ok_codes = [exit::TIMEOUT];
+        let input = Some(a.message.clone());
+        Ok(self
+            .run_tool(&a.place, send_argv(&a), input, &ctx, &ok_codes, |ran| {
                 let (text, truncated) = keep_tail(&ran.stdout, MAX_TEXT);
+                let timed_out = ran.code == exit::TIMEOUT;
                 ok(
-                    if ran.code == 124 { format!("no answer before the timeout\n{text}") } else { text.clone() },
-                    json!({"task_id": task, "reply": text, "truncated": truncated, "timed_out": ran.code == 124}),
+                    if timed_out { format!("no answer before the timeout\n{text}") } else { text.clone() },
+                    json!({"task_id": task, "reply": text, "truncated": truncated, "timed_out": timed_out}),
                 )
             })
-            .await;
-        let _ = std::fs::remove_file(&file);
-        Ok(result)
+            .await)
     }
 
     #[tool(
@@ -514,17 +832,10 @@ impl Server {
     async fn cleanup_tasks(
         &self,
         Parameters(a): Parameters<CleanupTasks>,
+        ctx: RequestContext<RoleServer>,
     ) -> std::result::Result<CallToolResult, ErrorData> {
-        let mut args = vec!["cleanup".to_string()];
-        push_opt(&mut args, "--phase", &a.phase);
-        push_opt(&mut args, "--task-id", &a.task_id);
-        push_opt(&mut args, "--selector", &a.selector);
-        push_opt(&mut args, "--older-than", &a.older_than);
-        push_flag(&mut args, "--all", a.all);
-        push_flag(&mut args, "--force", a.force);
-        push_flag(&mut args, "--dry-run", a.dry_run);
         Ok(self
-            .run_tool(&a.place, args, &[], |ran| {
+            .run_tool(&a.place, cleanup_argv(&a), None, &ctx, &[], |ran| {
                 let deleted: Vec<String> = ran
                     .stdout
                     .lines()
@@ -553,12 +864,6 @@ impl ServerHandler for Server {
     }
 }
 
-fn next_id() -> usize {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
-
 /// A pod from `asdo list -o json` as the few fields a caller acts on.
 fn summary(pod: &Value) -> Value {
     let m = &pod["metadata"];
@@ -577,16 +882,34 @@ fn summary(pod: &Value) -> Value {
     })
 }
 
-/// Serves until the client closes stdin.
+/// Serves until the client closes stdin, or SIGINT/SIGTERM. Either way every running
+/// tool's request is cancelled first, so no child asdo outlives the server.
 pub async fn serve(defaults: Defaults) -> Result<()> {
     let service = Server::new(defaults)
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| Error::other(format!("MCP: cannot start on stdio: {e}")))?;
-    service
-        .waiting()
-        .await
-        .map_err(|e| Error::other(format!("MCP: {e}")))?;
+    let stop = service.cancellation_token();
+    let signals = tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let sigterm = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = sigterm => {}
+        }
+        stop.cancel();
+    });
+    let quit = service.waiting().await;
+    signals.abort();
+    quit.map_err(|e| Error::other(format!("MCP: {e}")))?;
     Ok(())
 }
 

@@ -149,11 +149,10 @@ fn write_agent(path: &Path) -> Result<Outcome> {
     }
 }
 
-/// Temp file + rename: a crash never leaves half a config.
+/// Atomic, keeping the file's mode (opencode.json holds provider keys, often 0600) and
+/// owner, and writing through a symlinked config to its target.
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("asdo-tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, path))
+    crate::fsutil::write_atomic(path, text.as_bytes())
         .map_err(|e| Error::other(format!("cannot write {}: {e}", path.display())))
 }
 
@@ -176,6 +175,8 @@ fn merge_entry(text: &str, entry: &Value) -> Merge {
     let Some(obj) = old.as_object() else {
         return Merge::Cannot("the top level is not an object".into());
     };
+    // The inserted line ends as the file's lines do.
+    let nl = if text.contains("\r\n") { "\r\n" } else { "\n" };
     let insert = match obj.get("mcp") {
         Some(Value::Object(m)) => match m.get("asdo") {
             Some(e) if e == entry => return Merge::Present,
@@ -183,7 +184,7 @@ fn merge_entry(text: &str, entry: &Value) -> Merge {
             None => object_body_start(text, Some("mcp")).map(|at| {
                 (
                     at,
-                    format!("\n    \"asdo\": {entry}{}", comma(m.is_empty())),
+                    format!("{nl}    \"asdo\": {entry}{}", comma(m.is_empty())),
                 )
             }),
         },
@@ -192,7 +193,7 @@ fn merge_entry(text: &str, entry: &Value) -> Merge {
             (
                 at,
                 format!(
-                    "\n  \"mcp\": {{\"asdo\": {entry}}}{}",
+                    "{nl}  \"mcp\": {{\"asdo\": {entry}}}{}",
                     comma(obj.is_empty())
                 ),
             )

@@ -12,7 +12,9 @@ use crate::mcp;
 #[command(
     after_help = "Register it with an MCP client, e.g. OpenCode (`asdo init opencode` writes this):
   \"mcp\": {\"asdo\": {\"type\": \"local\", \"command\": [\"asdo\", \"mcp\"]}}
-Tools: spawn_task, list_tasks, task_status, task_logs, wait_tasks, send_message, cleanup_tasks."
+Tools: spawn_task, list_tasks, task_status, task_logs, wait_tasks, send_message, cleanup_tasks.
+Every tool argument is checked as the CLI's typed value before a child asdo runs; a
+value never becomes a flag, and prompts and messages go to the child on stdin."
 )]
 pub struct McpArgs {}
 
@@ -24,25 +26,9 @@ pub async fn run(global: &Global, _args: McpArgs) -> Result<i32> {
             "cannot find the asdo binary to run tools with: {e}"
         ))
     })?;
-    let mut global_args = vec![
-        "--release-name".to_string(),
-        global.release_name.clone(),
-        "--connect-timeout".into(),
-        format!("{}ms", global.connect_timeout.as_millis()),
-        "--request-timeout".into(),
-        format!("{}ms", global.request_timeout.as_millis()),
-    ];
-    if let Some(k) = &global.kubeconfig {
-        global_args.extend(["--kubeconfig".into(), k.display().to_string()]);
-    }
-    if let Some(c) = &global.context {
-        global_args.extend(["--context".into(), c.clone()]);
-    }
     mcp::serve(mcp::Defaults {
         exe,
-        global_args,
-        namespace: global.namespace.clone(),
-        environment: global.environment.clone(),
+        globals: global.child_flags(),
     })
     .await?;
     Ok(exit::OK)

@@ -130,6 +130,20 @@ pub struct Scope {
 }
 
 impl Global {
+    /// These flags as a child asdo takes them (`asdo mcp` runs every tool as one):
+    /// `argv::GlobalFlags` turns them into `--flag=value` words, in one place.
+    pub fn child_flags(&self) -> crate::argv::GlobalFlags {
+        crate::argv::GlobalFlags {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            namespace: self.namespace.clone(),
+            environment: self.environment.clone(),
+            release_name: self.release_name.clone(),
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+        }
+    }
+
     /// Namespace precedence: -n / $NAMESPACE, then the release's namespace.name, then agent-orchestrator.
     pub fn scope(&self) -> Result<Scope> {
         let defaults = values::defaults_for(&self.environment)?;

@@ -14,7 +14,7 @@ use crate::error::{Error, Result, exit};
 use crate::remote::{self, SendOutcome};
 
 /// Exit code when --timeout passes first (as `asdo wait`).
-const TIMEOUT_EXIT: i32 = 124;
+const TIMEOUT_EXIT: i32 = exit::TIMEOUT;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -33,7 +33,7 @@ pub struct SendArgs {
     /// The message.
     #[arg(required_unless_present = "file", conflicts_with = "file")]
     pub message: Option<String>,
-    /// Read the message from this file.
+    /// Read the message from this file (`-`: standard input).
     #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Give up after this long, whatever is still in flight (the whole command).
@@ -64,26 +64,31 @@ pub fn message_text(message: Option<&str>, file: Option<&std::path::Path>) -> Re
         (Some(m), _) => m.to_string(),
         (None, Some(f)) => {
             use std::io::Read;
-            let fail = |e: std::io::Error| {
-                Error::usage(format!("cannot read --file {}: {e}", f.display()))
+            // `-`: stdin, how `asdo mcp` passes a message (no file, no argv).
+            let stdin = f.as_os_str() == "-";
+            let name = if stdin { "- (stdin)".to_string() } else { f.display().to_string() };
+            let fail = |e: std::io::Error| Error::usage(format!("cannot read --file {name}: {e}"));
+            let reader: Box<dyn Read> = if stdin {
+                Box::new(std::io::stdin())
+            } else {
+                Box::new(std::fs::File::open(f).map_err(fail)?)
             };
             // Read at most one byte past the cap: a huge file is refused, not loaded.
             let mut bytes = Vec::new();
-            std::fs::File::open(f)
-                .map_err(fail)?
+            reader
                 .take(MAX_MESSAGE as u64 + 1)
                 .read_to_end(&mut bytes)
                 .map_err(fail)?;
             if bytes.len() > MAX_MESSAGE {
-                let len = std::fs::metadata(f).map_or(bytes.len() as u64, |m| m.len());
+                let len = if stdin {
+                    bytes.len() as u64
+                } else {
+                    std::fs::metadata(f).map_or(bytes.len() as u64, |m| m.len())
+                };
                 return Err(too_big(len));
             }
-            String::from_utf8(bytes).map_err(|_| {
-                Error::usage(format!(
-                    "cannot read --file {}: not UTF-8 text",
-                    f.display()
-                ))
-            })?
+            String::from_utf8(bytes)
+                .map_err(|_| Error::usage(format!("cannot read --file {name}: not UTF-8 text")))?
         }
         (None, None) => return Err(Error::usage("give the message, or --file FILE")),
     };

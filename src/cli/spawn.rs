@@ -65,7 +65,7 @@ pub struct SpawnArgs {
     /// What the agent should do (default: implement the task from the spec's tasks.md).
     #[arg(long, conflicts_with = "prompt_file")]
     pub prompt: Option<String>,
-    /// Read the task instructions from a file.
+    /// Read the task instructions from a file (`-`: standard input).
     #[arg(long, value_name = "FILE")]
     pub prompt_file: Option<PathBuf>,
     /// OpenCode model, provider/model (OPENCODE_MODEL).
@@ -536,6 +536,11 @@ fn branch_for(e: &TaskEntry, list: &TaskList, context: Option<&str>) -> Result<S
 fn read_prompt(args: &SpawnArgs) -> Result<Option<String>> {
     Ok(match (&args.prompt, &args.prompt_file) {
         (Some(p), _) => Some(p.clone()),
+        // `-`: stdin, how `asdo mcp` passes a prompt of any size or text.
+        (None, Some(file)) if file.as_os_str() == "-" => Some(
+            std::io::read_to_string(std::io::stdin())
+                .map_err(|e| Error::usage(format!("cannot read --prompt-file - (stdin): {e}")))?,
+        ),
         (None, Some(file)) => Some(std::fs::read_to_string(file).map_err(|e| {
             Error::usage(format!("cannot read --prompt-file {}: {e}", file.display()))
         })?),

@@ -24,7 +24,7 @@ use crate::marker::{self, Marker};
 use crate::task::{self, ANN_BRANCH, LABEL_TASK_ID, SELECTOR};
 
 /// Exit code when the timeout passes first, as timeout(1) uses.
-pub const EXIT_TIMEOUT: i32 = 124;
+pub const EXIT_TIMEOUT: i32 = crate::error::exit::TIMEOUT;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:

@@ -136,3 +136,57 @@ fn real_opencode_spawns_a_task_through_asdo_mcp() {
         turns[1].text()
     );
 }
+
+/// opencode.json holds provider keys: a mode-600 file stays 600 (and its owner), CRLF
+/// line ends stay CRLF (the inserted line too), and a symlinked config is written
+/// through to its target instead of being replaced by a plain file.
+#[test]
+fn init_opencode_keeps_a_secret_configs_mode_line_ends_and_symlink() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::new();
+    let project = TempDir::new("init-secret");
+    let config = project.0.join("opencode.json");
+    let user = "{\r\n  \"provider\": {\"openai\": {\"options\": {\"apiKey\": \"sk-secret\"}}},\r\n  \"mcp\": {\r\n    \"other\": {\"type\": \"remote\", \"url\": \"http://127.0.0.1:9\"}\r\n  }\r\n}\r\n";
+    std::fs::write(&config, user).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let owner = std::fs::metadata(&config).unwrap().uid();
+    let r = init(&env, &project.0);
+    assert_eq!(r.code, 0, "{r:?}");
+    let meta = std::fs::metadata(&config).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600, "mode {:o}", meta.mode() & 0o777);
+    assert_eq!(meta.uid(), owner);
+    let merged = std::fs::read_to_string(&config).unwrap();
+    assert!(merged.contains("\"asdo\""), "{merged}");
+    assert_eq!(
+        merged.matches('\n').count(),
+        merged.matches("\r\n").count(),
+        "every line ends CRLF: {merged:?}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&project.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.') && n.contains("opencode.json"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A symlinked config (dotfiles repos do this): the target gets the entry.
+    let project = TempDir::new("init-link");
+    let dotfiles = TempDir::new("init-dotfiles");
+    let real = dotfiles.0.join("opencode.json");
+    std::fs::write(&real, "{\"theme\": \"dark\"}\n").unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let link = project.0.join("opencode.json");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let r = init(&env, &project.0);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        std::fs::symlink_metadata(&link).unwrap().is_symlink(),
+        "the link was replaced by a plain file"
+    );
+    let through = std::fs::read_to_string(&real).unwrap();
+    assert!(
+        through.contains("\"asdo\"") && through.contains("\"theme\""),
+        "{through}"
+    );
+    assert_eq!(std::fs::metadata(&real).unwrap().mode() & 0o777, 0o640);
+}

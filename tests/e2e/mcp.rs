@@ -27,15 +27,26 @@ fn test_python() -> PathBuf {
 
 /// Runs the calls in one MCP session; the client's JSON summary.
 fn mcp_session(env: &Env, calls: Value) -> Value {
+    mcp_session_with(env, calls, None)
+}
+
+/// Same, the server's TMPDIR set to `tmp` when given.
+fn mcp_session_with(env: &Env, calls: Value, tmp: Option<&Path>) -> Value {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let calls_file = env.write(&format!("mcp-calls-{n}.json"), &calls.to_string());
     let mut c = Command::new(test_python());
     c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/mcp_client.py"))
-        .arg(calls.to_string())
+        .arg(format!("@{}", calls_file.display()))
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_asdo"))
         .arg("--kubeconfig")
         .arg(&env.kubeconfig)
         .arg("mcp");
     isolate(&mut c);
+    if let Some(t) = tmp {
+        c.env("TMPDIR", t);
+    }
     let r = run_with_timeout(c, Duration::from_secs(240));
     assert_eq!(r.code, 0, "{r:?}");
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"))
@@ -146,4 +157,285 @@ fn python_mcp_sdk_drives_asdo_mcp_against_the_fake_api_server() {
     assert_eq!(ok(13)["structured"]["pods"], json!(["agent-t301"]));
     assert_eq!(ok(14)["structured"]["tasks"], json!([]));
     assert!(env.server.pod(NS, "agent-t301").is_none());
+}
+
+/// Asserts step `i` is a refused tool call: isError, one line naming `want`, exit 2.
+fn assert_refused(out: &Value, i: usize, want: &str) {
+    let r = &out["results"][i];
+    assert_eq!(r["is_error"], true, "call {i}: {r}");
+    let text = r["text"].as_str().unwrap();
+    assert!(text.contains(want), "call {i}: {text}");
+    assert_eq!(text.lines().count(), 1, "call {i}, one line: {text}");
+    assert!(text.len() < 400, "call {i}, short: {text}");
+    assert_eq!(r["structured"]["exit_code"], 2, "call {i}: {r}");
+}
+
+/// A prompt-injected main session must gain no shell, no other cluster, no other file
+/// and no other pod's log through a tool argument: every such value is refused before
+/// any child runs or any API call is made.
+#[test]
+fn hostile_tool_arguments_are_refused_before_anything_runs() {
+    let env = Env::new();
+    // A finished task, so an injected --on-done would have a reason to run.
+    let setup = mcp_session(
+        &env,
+        json!([
+            ["spawn_task", {"task_id": "M1", "branch": "specs/1/M1", "repo": "git@github.com:org/repo.git",
+                "set": ["pod.command={sh,-c,echo 'asdo: done abc1234'}"]}],
+            ["wait_tasks", {"task_ids": ["M1"], "timeout": "120s"}],
+        ]),
+    );
+    assert_eq!(
+        setup["results"][1]["structured"]["all_succeeded"], true,
+        "{setup}"
+    );
+    let marker = env.dir.0.join("INJECTED");
+    let report = env.dir.0.join("report");
+    let other_kubeconfig = env.dir.0.join("other-kubeconfig");
+    let m = path_str(&marker);
+    let before = env.server.requests().len();
+    let long_id = "T".repeat(200_000);
+    let out = mcp_session(
+        &env,
+        json!([
+            ["wait_tasks", {"task_ids": ["M1", "--on-done", format!("id > {m}; echo injected")]}],
+            ["wait_tasks", {"task_ids": ["M1", format!("--on-done=touch {m}")]}],
+            ["wait_tasks", {"task_ids": ["M1", "--report-dir", path_str(&report)]}],
+            ["wait_tasks", {"task_ids": [format!("--kubeconfig={}", path_str(&other_kubeconfig))]}],
+            ["wait_tasks", {"task_ids": ["M1"], "timeout": format!("1s --on-done touch {m}")}],
+            ["task_logs", {"task_id": "--all"}],
+            ["task_logs", {"task_id": "M1", "since": "--all"}],
+            ["task_status", {"task_id": "--help"}],
+            ["task_status", {"task_id": "M1", "namespace": "--all-namespaces"}],
+            ["task_status", {"task_id": "M1", "environment": "--kubeconfig=/tmp/x"}],
+            ["task_status", {"task_id": long_id}],
+            ["spawn_task", {"task_id": "--help", "branch": "b", "repo": "git@github.com:o/r.git"}],
+            ["spawn_task", {"task_id": "M2", "branch": "b", "repo": "git@github.com:o/r.git", "model": "--help"}],
+            ["spawn_task", {"task_id": "M2", "branch": "b", "repo": "git@github.com:o/r.git", "context_dir": "/etc"}],
+            ["spawn_task", {"task_id": "M2", "branch": "b", "repo": "git@github.com:o/r.git", "set": ["--dry-run"]}],
+            ["send_message", {"task_id": "--password-file=/etc/passwd", "message": "hi"}],
+            ["list_tasks", {"selector": "--all-namespaces"}],
+            ["cleanup_tasks", {"task_id": "--all"}],
+            ["cleanup_tasks", {"older_than": "--force"}],
+        ]),
+    );
+    for (i, want) in [
+        (0, "task_ids: invalid task id \"--on-done\""),
+        (1, "task_ids: invalid task id"),
+        (2, "task_ids: invalid task id \"--report-dir\""),
+        (3, "task_ids: invalid task id \"--kubeconfig="),
+        (4, "timeout: invalid duration"),
+        (5, "task_id: invalid task id \"--all\""),
+        (6, "since: invalid duration"),
+        (7, "task_id: invalid task id \"--help\""),
+        (8, "namespace: invalid namespace"),
+        (9, "environment: unknown environment"),
+        (10, "task_id: 200000 bytes is too long"),
+        (11, "task_id: invalid task id \"--help\""),
+        (12, "model: must not"),
+        (13, "context_dir: \"/etc\" is outside the project"),
+        (14, "set: must not"),
+        (15, "task_id: invalid task id"),
+        (16, "selector: invalid label selector"),
+        (17, "task_id: invalid task id \"--all\""),
+        (18, "older_than: invalid duration"),
+    ] {
+        assert_refused(&out, i, want);
+    }
+    // Nothing ran: no command, no report directory, no API call at all.
+    assert!(!marker.exists(), "an injected --on-done ran");
+    assert!(!report.exists(), "an injected --report-dir was used");
+    let after = env.server.requests();
+    assert_eq!(
+        after.len(),
+        before,
+        "refused calls reached the fake API server: {:?}",
+        &after[before..]
+    );
+}
+
+/// Prompts and messages are text of any size and shape: they go to the child on
+/// stdin, so a 200 KB prompt and a prompt starting with '-' both arrive as written,
+/// and no file is written for a message (a symlink planted at the old predictable
+/// temp name is left alone).
+#[test]
+fn prompts_and_messages_reach_the_child_on_stdin_whatever_their_size_or_text() {
+    let env = Env::new();
+    let tmp = TempDir::new("mcp-tmp");
+    let victim = env.dir.0.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let big: String = (0..200_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    // The old code wrote the message to $TMPDIR/asdo-mcp-message-<server pid>-<n>.txt.
+    let plant = format!(
+        "pid=$(pgrep -P $PPID -x asdo) && for n in 0 1 2 3; do ln -s '{}' \"$TMPDIR/asdo-mcp-message-$pid-$n.txt\"; done && echo $pid",
+        path_str(&victim)
+    );
+    let out = mcp_session_with(
+        &env,
+        json!([
+            ["spawn_task", {"task_id": "P1", "branch": "specs/1/P1", "repo": "git@github.com:org/repo.git",
+                "prompt": "- add tests", "set": ["pod.command={sh,-c,sleep 600}"]}],
+            ["spawn_task", {"task_id": "P2", "branch": "specs/1/P2", "repo": "git@github.com:org/repo.git",
+                "prompt": big, "set": ["pod.command={sh,-c,sleep 600}"]}],
+            ["!sh", plant],
+            ["send_message", {"task_id": "S404", "message": "overwrite the victim"}],
+            ["send_message", {"task_id": "S404", "message": "- a message starting with a dash"}],
+        ]),
+        Some(&tmp.0),
+    );
+    let r = |i: usize| &out["results"][i];
+    assert_eq!(r(0)["is_error"], false, "{}", r(0));
+    assert_eq!(r(1)["is_error"], false, "{}", r(1));
+    assert_eq!(r(2)["code"], 0, "planted: {}", r(2));
+    // The pods carry exactly the prompts given.
+    let pod = env.server.pod(NS, "agent-p1").expect("pod agent-p1");
+    let prompt_env = pod.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.name == "TASK_PROMPT")
+        .and_then(|e| e.value);
+    assert_eq!(prompt_env.as_deref(), Some("- add tests"));
+    let cm = env.kubectl(&[
+        "get",
+        "configmap",
+        "agent-p2-prompt",
+        "-n",
+        NS,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(cm.code, 0, "{cm:?}");
+    let cm: Value = serde_json::from_str(&cm.stdout).unwrap();
+    assert_eq!(cm["data"]["prompt"].as_str().map(str::len), Some(big.len()));
+    assert!(
+        cm["data"]["prompt"] == big.as_str(),
+        "the 200 KB prompt arrived whole"
+    );
+    // send_message: the task is unknown (a tool error), and no file was written for it.
+    for i in [3, 4] {
+        assert_eq!(r(i)["is_error"], true, "{}", r(i));
+        assert!(
+            r(i)["text"].as_str().unwrap().contains("agent-s404"),
+            "{}",
+            r(i)
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let left: Vec<_> = std::fs::read_dir(&tmp.0)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.is_symlink())
+        .collect();
+    assert!(left.is_empty(), "files written in TMPDIR: {left:?}");
+}
+
+/// `notifications/cancelled` for a running wait_tasks ends its child asdo (and its
+/// process group); the server lives on and answers the next call.
+#[test]
+fn cancelling_wait_tasks_kills_its_child() {
+    let env = Env::new();
+    let out = mcp_session(
+        &env,
+        json!([
+            ["spawn_task", {"task_id": "C501", "branch": "specs/1/C501", "repo": "git@github.com:org/repo.git",
+                "set": ["pod.command={sh,-c,sleep 600}"]}],
+            ["!cancel", "wait_tasks", {"task_ids": ["C501"], "timeout": "10m"}, "C501"],
+            ["task_status", {"task_id": "C501"}],
+        ]),
+    );
+    let r = |i: usize| &out["results"][i];
+    assert_eq!(r(0)["is_error"], false, "{}", r(0));
+    assert!(r(1)["pid"].is_u64(), "the wait child never ran: {}", r(1));
+    assert_eq!(
+        r(1)["gone"],
+        true,
+        "the cancelled wait child still runs: {}",
+        r(1)
+    );
+    assert_eq!(r(2)["is_error"], false, "{}", r(2));
+    assert!(
+        r(2)["text"].as_str().unwrap().contains("Running"),
+        "{}",
+        r(2)
+    );
+}
+
+/// Malformed JSON-RPC from a client no SDK checks: wrong types, unknown tools and
+/// fields, garbage lines. Each is an error answer; the server keeps serving.
+#[test]
+fn malformed_json_rpc_is_answered_with_errors_and_the_server_lives_on() {
+    use std::io::{BufRead, BufReader, Write};
+    let env = Env::new();
+    let before = env.server.requests().len();
+    let mut c = env.cmd(&["mcp"]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let lines = [
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}).to_string(),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "task_status", "arguments": {"task_id": 42}}}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "wait_tasks", "arguments": {"task_ids": "M1 --on-done id"}}}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "no_such_tool", "arguments": {}}}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "task_status", "arguments": {"task_id": "M1\u{0}--help"}}}).to_string(),
+        "{not json".to_string(),
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "task_logs", "arguments": {"task_id": "M1", "tail": -7}}}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list"}).to_string(),
+    ];
+    for l in &lines {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    stdin.flush().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut answers = std::collections::BTreeMap::new();
+    while answers.len() < 7 {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) else {
+            break;
+        };
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if let Some(id) = v["id"].as_i64() {
+            answers.insert(id, v);
+        }
+    }
+    drop(stdin);
+    let _ = child.wait();
+    let text = |id: i64| {
+        let a = &answers[&id];
+        a["result"]["content"][0]["text"]
+            .as_str()
+            .or(a["error"]["message"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let is_err = |id: i64| {
+        let a = &answers[&id];
+        a["result"]["isError"] == true || a.get("error").is_some()
+    };
+    for id in 1..=5 {
+        assert!(answers.contains_key(&id), "no answer to {id}: {answers:?}");
+        assert!(is_err(id), "{id}: {}", answers[&id]);
+    }
+    assert!(text(4).contains("control characters"), "{}", text(4));
+    assert!(text(5).contains("tail"), "{}", text(5));
+    assert_eq!(
+        answers[&6]["result"]["tools"].as_array().map(Vec::len),
+        Some(7),
+        "the server still serves: {}",
+        answers[&6]
+    );
+    assert_eq!(env.server.requests().len(), before, "no API call");
 }

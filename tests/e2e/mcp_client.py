@@ -1,26 +1,86 @@
 """Drives `asdo mcp` with the official MCP Python SDK (PyPI `mcp`): a client no
-one here wrote. usage: mcp_client.py CALLS_JSON -- ASDO_COMMAND...
+one here wrote. usage: mcp_client.py CALLS_JSON|@FILE -- ASDO_COMMAND...
 
-CALLS_JSON is a list of [tool_name, arguments]. Prints one JSON object:
-{"tools": [names], "results": [{"is_error", "text", "structured"}, ...]}.
+CALLS_JSON is a list of steps. A step is [tool_name, arguments] (one tool call), or:
+- ["!sh", COMMAND]: run `sh -c COMMAND` between calls (e.g. to plant a file);
+- ["!cancel", tool_name, arguments, NEEDLE]: start the call, wait until the server's
+  child asdo whose argv holds NEEDLE runs, cancel the call (the SDK sends
+  `notifications/cancelled`), then wait up to 60 s for that child to be gone.
+Prints one JSON object: {"tools": [names], "results": [...]}, a result per step:
+{"is_error", "text", "structured"} for a call, {"code", "stdout"} for !sh, and
+{"pid", "gone"} for !cancel.
 """
 
 import asyncio
 import json
+import os
+import subprocess
 import sys
+import time
 
+import anyio
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 
+def asdo_children(exe, needle):
+    """Live (not zombie) processes running `exe` with `needle` among their args."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state in ("Z", "X") or not argv or argv[0].decode(errors="replace") != exe:
+            continue
+        if any(needle.encode() == a for a in argv[1:]) and b"mcp" not in argv[1:]:
+            found.append(int(pid))
+    return found
+
+
+async def cancel_when_running(session, exe, name, arguments, needle):
+    pid = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: session.call_tool(name, arguments, read_timeout_seconds=600))
+        deadline = time.monotonic() + 120
+        while pid is None and time.monotonic() < deadline:
+            pids = asdo_children(exe, needle)
+            pid = pids[0] if pids else None
+            await anyio.sleep(0.1)
+        tg.cancel_scope.cancel()
+    if pid is None:
+        return {"pid": None, "gone": False}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if pid not in asdo_children(exe, needle):
+            return {"pid": pid, "gone": True}
+        await anyio.sleep(0.1)
+    return {"pid": pid, "gone": False}
+
+
 async def main(calls, command):
-    params = StdioServerParameters(command=command[0], args=command[1:])
+    # The SDK passes only a few variables to the server; TMPDIR too, for the tests.
+    env = {k: os.environ[k] for k in ("TMPDIR",) if k in os.environ}
+    params = StdioServerParameters(command=command[0], args=command[1:], env=env)
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:
             await session.initialize()
             tools = await session.list_tools()
             results = []
-            for name, arguments in calls:
+            for step in calls:
+                if step[0] == "!sh":
+                    p = subprocess.run(["sh", "-c", step[1]], capture_output=True, text=True)
+                    results.append({"code": p.returncode, "stdout": p.stdout})
+                    continue
+                if step[0] == "!cancel":
+                    results.append(await cancel_when_running(session, command[0], *step[1:]))
+                    continue
+                name, arguments = step
                 r = await session.call_tool(name, arguments, read_timeout_seconds=300)
                 results.append({
                     "is_error": bool(r.is_error),
@@ -31,4 +91,8 @@ async def main(calls, command):
 
 
 sep = sys.argv.index("--")
-asyncio.run(main(json.loads(sys.argv[1]), sys.argv[sep + 1:]))
+calls = sys.argv[1]
+if calls.startswith("@"):  # too big for argv: from a file
+    with open(calls[1:]) as f:
+        calls = f.read()
+asyncio.run(main(json.loads(calls), sys.argv[sep + 1:]))
