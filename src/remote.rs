@@ -235,12 +235,9 @@ async fn session_from_log(api: &Api<Pod>, pod: &str) -> Option<String> {
 }
 
 /// `asdo: opencode session ses_abc on http://127.0.0.1:4096` → `ses_abc` (the last one).
+/// Only a well-formed announcement counts (`crate::marker::session`: a `ses_…` id).
 pub fn parse_session(log: &str) -> Option<String> {
-    log.lines()
-        .rev()
-        .find_map(|l| l.strip_prefix(SESSION_MARKER))
-        .and_then(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
+    crate::marker::last_session(log).map(str::to_string)
 }
 
 #[cfg(test)]

@@ -403,11 +403,13 @@ fn the_git_token_stays_out_of_argv_logs_and_opencode() {
     let f = Fixture::new("token");
     let git = real_git();
     let out = f.path("out");
-    // A git that records its argv, the helper it was given, and what the helper answers.
+    // A git that records its argv, its environment (and whether the token file exists
+    // while it runs), and the helper it was given.
     f.stand_in(
         "git",
         &format!(
             "printf '%s\\n' \"$*\" >> '{o}/git-argv'\n\
+             {{ echo \"== $1\"; env; [ -n \"$ASDO_GIT_TOKEN_FILE\" ] && [ -e \"$ASDO_GIT_TOKEN_FILE\" ] && echo TOKEN_FILE_PRESENT; }} >> '{o}/git-env'\n\
              '{git}' config --get-all credential.helper >> '{o}/git-helpers' 2>/dev/null\n\
              exec '{git}' \"$@\"",
             o = out.display()
@@ -416,15 +418,63 @@ fn the_git_token_stays_out_of_argv_logs_and_opencode() {
     f.opencode(&format!(
         "echo \"opencode saw the token: {TOKEN}\"\n\
          for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done > '{o}/all-argv'\n\
+         for e in $(grep -l -s -F -e '{TOKEN}' /proc/[0-9]*/environ); do tr '\\0' ' ' < ${{e%/environ}}/cmdline; echo; done > '{o}/environ-hits'\n\
+         ls /proc/[0-9]*/environ | wc -l > '{o}/environ-count'\n\
          '{git}' config --get-all credential.helper > '{o}/opencode-helpers' 2>&1\n\
          echo change > change.txt",
-        o = out.display()
+        o = out.display(),
     ));
     let mut env = f.agent_env();
     set(&mut env, "GIT_TOKEN", TOKEN);
+    set(
+        &mut env,
+        "OPENCODE_SERVER_PASSWORD",
+        "pw-token-test-0123456789",
+    );
+    set(&mut env, "STUB_API_KEY", "sk-provider-0123456789");
+    set(&mut env, "ASDO_SECRET_ENV", "STUB_API_KEY");
     let r = f.run_agent(&env);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(f.remote_branch(BRANCH).is_some());
+    // git and everything it starts get an allow-list: no token, password or provider key.
+    let git_env = f.read_out("git-env");
+    assert!(
+        git_env.contains("== clone") && git_env.contains("== push"),
+        "{git_env}"
+    );
+    for secret in [TOKEN, "pw-token-test-0123456789", "sk-provider-0123456789"] {
+        assert!(!git_env.contains(secret), "{secret} in {git_env}");
+    }
+    assert!(
+        !git_env
+            .lines()
+            .any(|l| l.starts_with("ASDO_SECRET_ENV=") || l.starts_with("TASK_PROMPT=")),
+        "{git_env}"
+    );
+    // The helper's token file exists only while a command that talks to the remote runs.
+    for block in git_env.split("== ").skip(1) {
+        let cmd = block.lines().next().unwrap_or("");
+        let network = ["clone", "fetch", "push", "remote"].contains(&cmd);
+        assert_eq!(
+            block.contains("TOKEN_FILE_PRESENT"),
+            network,
+            "git {cmd}: {block}"
+        );
+    }
+    assert!(!f.path("home/.asdo/git-token").exists());
+    // No process the model can see has the token in its environment, asdo included
+    // (PR_SET_DUMPABLE). Root reads every process's environ whatever its flag (measured
+    // here, even without CAP_SYS_PTRACE), so only an unprivileged run can check asdo's.
+    assert!(f.read_out("environ-count").trim().parse::<u32>().unwrap() > 2);
+    let hits = f.read_out("environ-hits");
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(
+            hits.lines().all(|l| l.contains("asdo agent")),
+            "only asdo itself holds the token: {hits}"
+        );
+    } else {
+        assert_eq!(hits, "", "readable environ with the token");
+    }
 
     assert!(
         !r.stdout.contains(TOKEN) && !r.stderr.contains(TOKEN),
@@ -454,7 +504,10 @@ fn the_git_token_stays_out_of_argv_logs_and_opencode() {
     assert!(!all_argv.contains(TOKEN), "{all_argv}");
     // git had the env-reading helper; opencode had neither the helper nor the token.
     let helpers = f.read_out("git-helpers");
-    assert!(helpers.contains("password=$GIT_TOKEN"), "{helpers}");
+    assert!(
+        helpers.contains("cat \"$ASDO_GIT_TOKEN_FILE\""),
+        "{helpers}"
+    );
     assert!(!helpers.contains(TOKEN));
     assert!(!f.read_out("opencode-helpers").contains("GIT_TOKEN"));
     let opencode_env = f.read_out("env");
