@@ -470,6 +470,7 @@ mod tests {
     #[test]
     fn secure_by_default() {
         let p = render("prod", &[]);
+        let env = env_of(&p);
         let spec = p.spec.unwrap();
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
         assert_eq!(spec.automount_service_account_token, Some(false));
@@ -498,7 +499,21 @@ mod tests {
             .iter()
             .map(|m| m.mount_path.as_str())
             .collect();
-        assert_eq!(mounts, ["/workspace", HOME, "/tmp"]);
+        assert_eq!(mounts, ["/workspace", HOME, "/tmp", ANSWERS_DIR]);
+        // The person's channel is read-only to everything in the pod, the model included.
+        let answers = &c.volume_mounts.as_ref().unwrap()[3];
+        assert_eq!(answers.read_only, Some(true));
+        let get = |n: &str| {
+            env.iter()
+                .find(|e| e.name == n)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(get("ASDO_ANSWERS_FILE").as_deref(), Some(ANSWERS_FILE));
+        assert_eq!(get("ASDO_QUESTIONS").as_deref(), Some("fail"));
+        assert_eq!(
+            get("ASDO_SECRET_ENV").as_deref(),
+            Some("OPENCODE_SERVER_PASSWORD")
+        );
         assert_eq!(
             c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0,
             "8Gi"
@@ -561,6 +576,11 @@ mod tests {
             .find(|e| e.name == "GIT_TOKEN")
             .unwrap();
         assert_eq!(tok.value_from.unwrap().secret_key_ref.unwrap().name, "gh");
+        // Every secret-backed variable is named for the agent (values never).
+        assert_eq!(
+            env_value(&p, "ASDO_SECRET_ENV").as_deref(),
+            Some("GIT_TOKEN,OPENCODE_SERVER_PASSWORD")
+        );
     }
 
     #[test]
