@@ -21,7 +21,8 @@ pub const PORT_NAME: &str = "opencode";
 /// The env var (in the pod, and read locally as an override) holding the password.
 pub const PASSWORD_ENV: &str = "OPENCODE_SERVER_PASSWORD";
 /// The agent prints `asdo: opencode session <id> on http://…` once its session exists.
-const SESSION_MARKER: &str = "asdo: opencode session ";
+/// `asdo: opencode session ` (the marker prefix and [`marker::SESSION`]).
+const SESSION_MARKER: &str = concat!("asdo: ", "opencode session ");
 /// How long to wait for the server behind the forward to answer (it starts with the pod).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -233,7 +234,7 @@ async fn wait_ready(oc: &opencode::Client, forward: &Forward, task: &str, port: 
 
 /// The last session the agent announced in the first MiB of its log. The log is data
 /// anyone with a shell in the pod (or a model's tool) can write to, so an announced id
-/// is used only when it has OpenCode's shape ([`session_id`]); a forged one is refused,
+/// is used only when it has OpenCode's shape ([`crate::marker::is_session_id`]); a forged one is refused,
 /// never skipped for an older one.
 async fn session_from_log(api: &Api<Pod>, pod: &str, task: &str) -> Result<Option<String>> {
     let lp = LogParams {
@@ -246,36 +247,26 @@ async fn session_from_log(api: &Api<Pod>, pod: &str, task: &str) -> Result<Optio
         None => Ok(None),
         Some(Ok(id)) => Ok(Some(id)),
         Some(Err(forged)) => Err(Error::other(format!(
-            "task {task}: its log names the session {forged:?}, which is not an OpenCode session id (ses_ and 1-{SESSION_ID_MAX} letters or digits); refusing to use it (see `asdo logs {task}`)"
+            "task {task}: its log names the session {forged:?}, which is not an OpenCode session id (ses_ and 1-{} letters or digits); refusing to use it (see `asdo logs {task}`)",
+            crate::marker::SESSION_ID_MAX
         ))),
     }
 }
 
-/// Longest session id accepted after `ses_` (OpenCode's are 26 characters).
-pub const SESSION_ID_MAX: usize = 64;
-
-/// True for an OpenCode session id: `ses_` and ASCII letters/digits (OpenCode's ids are
-/// `ses_` + 12 hex digits of time + 14 base62 characters). Nothing else can become a
-/// URL path segment or an argument of `opencode attach`.
-pub fn session_id(id: &str) -> bool {
-    id.strip_prefix("ses_").is_some_and(|rest| {
-        (1..=SESSION_ID_MAX).contains(&rest.len())
-            && rest.bytes().all(|b| b.is_ascii_alphanumeric())
-    })
-}
-
-/// `asdo: opencode session ses_abc on http://127.0.0.1:4096` → `ses_abc` (the last
-/// announcement); `Err(id)` when that announcement's id is not a session id.
+/// The newest session announcement in the log: `Ok(id)` when it is well-formed
+/// ([`marker::session`], the one parser of the line), `Err(id)` when it is not. A forged
+/// newest announcement is refused, never skipped for an older one.
 pub fn parse_session(log: &str) -> Option<std::result::Result<String, String>> {
-    let line = log
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix(SESSION_MARKER))?;
-    let id = line.split_whitespace().next().unwrap_or("");
-    Some(if session_id(id) {
-        Ok(id.to_string())
-    } else {
-        Err(id.chars().take(80).collect())
+    let line = log.lines().rev().find(|l| l.starts_with(SESSION_MARKER))?;
+    Some(match crate::marker::session(line) {
+        Some(id) => Ok(id.to_string()),
+        None => Err(line[SESSION_MARKER.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(80)
+            .collect()),
     })
 }
 
@@ -304,7 +295,7 @@ mod tests {
                 "{forged}"
             );
         }
-        assert!(session_id("ses_0a1b2c3d4e5fAbCdEfGhIjKlMn"));
+        assert!(crate::marker::is_session_id("ses_0a1b2c3d4e5fAbCdEfGhIjKlMn"));
     }
 
     #[test]

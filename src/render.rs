@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, Pod, PodSpec, SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
+    DownwardAPIVolumeSource, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, Pod,
+    PodSpec, SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -31,6 +32,10 @@ pub const PROMPT_MAX: usize = 1024 * 1024 - PROMPT_KEY.len();
 pub const PROMPT_KEY: &str = "prompt";
 /// Where the prompt ConfigMap is mounted (TASK_PROMPT_FILE is `<dir>/prompt`).
 pub const PROMPT_DIR: &str = "/etc/asdo/prompt";
+/// The pod's annotations as the kubelet writes them (a read-only downwardAPI volume): the
+/// person's channel for answers (`asdo answer` patches an annotation, the agent reads it here).
+pub const ANSWERS_DIR: &str = "/etc/asdo/answers";
+pub const ANSWERS_FILE: &str = "/etc/asdo/answers/annotations";
 
 /// `opencode serve` in the agent container (`asdo agent`'s default ASDO_OPENCODE_PORT).
 pub const OPENCODE_PORT: i32 = 4096;
@@ -256,6 +261,21 @@ fn env(values: &Values, task: &Task, target: &Target) -> Vec<EnvVar> {
     ));
     env.push(literal("ASDO_PERMISSIONS", &values.agent.permissions));
     env.push(literal("ASDO_IDLE_TIMEOUT", &values.agent.idle_timeout));
+    env.push(literal("ASDO_QUESTIONS", &values.agent.questions));
+    env.push(literal(task::ANSWERS_FILE_ENV, ANSWERS_FILE));
+    // Every value taken from a Secret, by name, so the agent keeps them out of the log
+    // and out of commits (the contract: task::SECRET_ENV_LIST).
+    let secret_names: Vec<&str> = env
+        .iter()
+        .chain(p.env.iter())
+        .filter(|e| {
+            e.value_from
+                .as_ref()
+                .is_some_and(|f| f.secret_key_ref.is_some())
+        })
+        .map(|e| e.name.as_str())
+        .collect();
+    env.push(literal(task::SECRET_ENV_LIST, secret_names.join(",")));
     env.extend(p.env.iter().cloned());
     env
 }
@@ -287,11 +307,27 @@ fn volumes(values: &Values, task: &Task) -> (Vec<Volume>, Vec<VolumeMount>) {
         empty_dir("workspace", p.workspace.size_limit.as_deref()),
         empty_dir("home", p.home.size_limit.as_deref()),
         empty_dir("tmp", p.tmp.size_limit.as_deref()),
+        Volume {
+            name: "answers".into(),
+            downward_api: Some(DownwardAPIVolumeSource {
+                items: Some(vec![DownwardAPIVolumeFile {
+                    path: "annotations".into(),
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.annotations".into(),
+                        api_version: None,
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
     ];
     let mut mounts = vec![
         mount("workspace", &task.context_dir, false),
         mount("home", HOME, false),
         mount("tmp", "/tmp", false),
+        mount("answers", ANSWERS_DIR, true),
     ];
     if p.ssh_secret.enabled {
         volumes.push(Volume {
@@ -434,6 +470,7 @@ mod tests {
     #[test]
     fn secure_by_default() {
         let p = render("prod", &[]);
+        let env = env_of(&p);
         let spec = p.spec.unwrap();
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
         assert_eq!(spec.automount_service_account_token, Some(false));
@@ -462,7 +499,21 @@ mod tests {
             .iter()
             .map(|m| m.mount_path.as_str())
             .collect();
-        assert_eq!(mounts, ["/workspace", HOME, "/tmp"]);
+        assert_eq!(mounts, ["/workspace", HOME, "/tmp", ANSWERS_DIR]);
+        // The person's channel is read-only to everything in the pod, the model included.
+        let answers = &c.volume_mounts.as_ref().unwrap()[3];
+        assert_eq!(answers.read_only, Some(true));
+        let get = |n: &str| {
+            env.iter()
+                .find(|e| e.name == n)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(get("ASDO_ANSWERS_FILE").as_deref(), Some(ANSWERS_FILE));
+        assert_eq!(get("ASDO_QUESTIONS").as_deref(), Some("fail"));
+        assert_eq!(
+            get("ASDO_SECRET_ENV").as_deref(),
+            Some("OPENCODE_SERVER_PASSWORD")
+        );
         assert_eq!(
             c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0,
             "8Gi"
@@ -525,6 +576,11 @@ mod tests {
             .find(|e| e.name == "GIT_TOKEN")
             .unwrap();
         assert_eq!(tok.value_from.unwrap().secret_key_ref.unwrap().name, "gh");
+        // Every secret-backed variable is named for the agent (values never).
+        assert_eq!(
+            env_value(&p, "ASDO_SECRET_ENV").as_deref(),
+            Some("GIT_TOKEN,OPENCODE_SERVER_PASSWORD")
+        );
     }
 
     #[test]

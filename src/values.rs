@@ -640,6 +640,9 @@ pub struct AgentValues {
     /// No activity for this long fails the task (`20m`, `90s`).
     #[serde(default = "AgentValues::default_idle_timeout")]
     pub idle_timeout: String,
+    /// fail or wait: what happens when the model asks a question (ASDO_QUESTIONS).
+    #[serde(default = "AgentValues::default_questions")]
+    pub questions: String,
     /// Open a draft pull/merge request after the push (ASDO_PULL_REQUEST).
     #[serde(default)]
     pub pull_request: bool,
@@ -652,6 +655,7 @@ impl Default for AgentValues {
         AgentValues {
             permissions: AgentValues::default_permissions(),
             idle_timeout: AgentValues::default_idle_timeout(),
+            questions: AgentValues::default_questions(),
             pull_request: false,
             forge: ForgeValues::default(),
         }
@@ -667,12 +671,22 @@ impl AgentValues {
         "20m".into()
     }
 
+    fn default_questions() -> String {
+        "fail".into()
+    }
+
     /// The agent would refuse these at start (exit 10); refused here instead, before any call.
     fn check(&self) -> Result<()> {
         crate::agent::permissions::Policy::parse(&self.permissions).map_err(|_| {
             Error::usage(format!(
                 "agent.permissions {:?}: expected approve, fail or wait",
                 self.permissions
+            ))
+        })?;
+        crate::agent::answers::QuestionPolicy::parse(&self.questions).map_err(|_| {
+            Error::usage(format!(
+                "agent.questions {:?}: expected fail or wait",
+                self.questions
             ))
         })?;
         match crate::humantime::parse(&self.idle_timeout) {

@@ -69,6 +69,13 @@ pub struct Config {
     pub kill_grace: Duration,
     /// How permission requests are answered (ASDO_PERMISSIONS).
     pub permissions: super::permissions::Policy,
+    /// How the model's questions are answered (ASDO_QUESTIONS).
+    pub questions: super::answers::QuestionPolicy,
+    /// The person's channel: the downwardAPI file with the pod's annotations (ASDO_ANSWERS_FILE).
+    pub answers_file: Option<PathBuf>,
+    /// Names of the env vars whose values are secrets (ASDO_SECRET_ENV, plus the ones
+    /// the agent knows: GIT_TOKEN, OPENCODE_SERVER_PASSWORD). Names only, never values.
+    pub secret_env: Vec<String>,
     /// ASDO_IDLE_TIMEOUT.
     pub idle_timeout: Duration,
     /// ASDO_OPENCODE_PORT; 0 picks a free one.
@@ -170,6 +177,41 @@ impl Config {
             None => super::permissions::Policy::default(),
             Some(p) => super::permissions::Policy::parse(&p).map_err(ConfigError)?,
         };
+        let questions = match get("ASDO_QUESTIONS") {
+            None => super::answers::QuestionPolicy::default(),
+            Some(q) => super::answers::QuestionPolicy::parse(&q).map_err(ConfigError)?,
+        };
+        let answers_file = get(task::ANSWERS_FILE_ENV).map(PathBuf::from);
+        if let Some(f) = &answers_file
+            && !f.is_absolute()
+        {
+            return err(format!(
+                "{} {} must be an absolute path",
+                task::ANSWERS_FILE_ENV,
+                f.display()
+            ));
+        }
+        let mut secret_env: Vec<String> =
+            vec!["OPENCODE_SERVER_PASSWORD".into(), "GIT_TOKEN".into()];
+        for name in get(task::SECRET_ENV_LIST)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+            {
+                return err(format!(
+                    "{}: {name:?} is not an environment variable name",
+                    task::SECRET_ENV_LIST
+                ));
+            }
+            if !secret_env.iter().any(|n| n == name) {
+                secret_env.push(name.to_string());
+            }
+        }
         let idle_timeout = match get("ASDO_IDLE_TIMEOUT") {
             None => DEFAULT_IDLE_TIMEOUT,
             Some(s) => match crate::humantime::parse(&s) {
@@ -230,6 +272,9 @@ impl Config {
             home,
             kill_grace,
             permissions,
+            questions,
+            answers_file,
+            secret_env,
             idle_timeout,
             opencode_port,
         })
@@ -265,6 +310,14 @@ impl Config {
             ("credentials", creds),
             ("known-hosts", self.known_hosts.display().to_string()),
             ("permissions", self.permissions.name().to_string()),
+            ("questions", self.questions.name().to_string()),
+            (
+                "answers-file",
+                self.answers_file
+                    .as_ref()
+                    .map_or("-".to_string(), |f| f.display().to_string()),
+            ),
+            ("secret-env", self.secret_env.join(",")),
             ("idle-timeout", crate::humantime::short(self.idle_timeout)),
             ("opencode", format!("127.0.0.1:{}", self.opencode_port)),
         ];

@@ -10,11 +10,90 @@ use tokio::process::Command;
 
 use super::config::Config;
 
-/// Answers git's `get` with the token from the environment. The helper's text is in
-/// git's config (an env var), but the token is not: the shell expands `$GIT_TOKEN` itself.
-/// GitHub wants `x-access-token` as the user for app and fine-grained tokens; other
-/// forges take GIT_TOKEN_USER (e.g. `oauth2` for GitLab, `x-token-auth` for Bitbucket).
-pub const TOKEN_HELPER: &str = r#"!f() { test "$1" = get || return 0; echo "username=${GIT_TOKEN_USER:-x-access-token}"; echo "password=$GIT_TOKEN"; }; f"#;
+/// Answers git's `get` with the token from a private file ([`TOKEN_FILE_ENV`]) that the
+/// agent writes just before a git command that talks to the remote (clone, fetch, push)
+/// and removes right after, while no OpenCode process runs. The token is in no
+/// environment, argv or config: git and everything git starts (hooks, ssh, the remote
+/// helper) cannot pass it on. GitHub wants `x-access-token` as the user for app and
+/// fine-grained tokens; other forges take GIT_TOKEN_USER (e.g. `oauth2` for GitLab,
+/// `x-token-auth` for Bitbucket).
+pub const TOKEN_HELPER: &str = r#"!f() { test "$1" = get || return 0; echo "username=${GIT_TOKEN_USER:-x-access-token}"; printf 'password=%s\n' "$(cat "$ASDO_GIT_TOKEN_FILE")"; }; f"#;
+
+/// Names the token file for the helper (a path, not a secret).
+pub const TOKEN_FILE_ENV: &str = "ASDO_GIT_TOKEN_FILE";
+
+/// The git commands that talk to the remote and may need the token.
+pub const NETWORK: [&str; 4] = ["clone", "fetch", "push", "remote"];
+
+/// What git children keep of the agent's environment: locale, paths, proxies and CA
+/// settings, git's own non-secret switches. Everything else (the server password, the
+/// token, provider keys, whatever `pod.env` adds) stays out of git and of every hook,
+/// ssh or helper git starts.
+pub fn allowed(name: &str) -> bool {
+    const EXACT: [&str; 24] = [
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "XDG_CONFIG_HOME",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "GIT_SSL_CAINFO",
+        "GIT_SSL_CAPATH",
+        "GIT_CONFIG_NOSYSTEM",
+        "GIT_CONFIG_GLOBAL",
+        "GIT_CONFIG_SYSTEM",
+        "GIT_CONFIG_COUNT",
+        "GIT_TOKEN_USER",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+    ];
+    EXACT.contains(&name)
+        || name.starts_with("LC_")
+        || name.starts_with("GIT_CONFIG_KEY_")
+        || name.starts_with("GIT_CONFIG_VALUE_")
+}
+
+/// Writes the token file for one network git command; removed when dropped.
+pub struct TokenFile(PathBuf);
+
+impl TokenFile {
+    pub fn write(path: &Path, token: &str) -> std::io::Result<TokenFile> {
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        let _ = std::fs::remove_file(path);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        f.write_all(token.as_bytes())?;
+        Ok(TokenFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Where the token file goes while a network git command runs.
+pub fn token_file_path(home: &Path) -> PathBuf {
+    home.join(".asdo").join("git-token")
+}
 
 /// `'…'` for sh, which is what git runs GIT_SSH_COMMAND with.
 pub fn sh_quote(s: &str) -> String {
@@ -83,7 +162,10 @@ pub fn base_env(c: &Config) -> Vec<(String, String)> {
     env
 }
 
-/// git's own env for the credentials: added to git children only, never to opencode.
+/// git's own env: added to git children only, never to opencode. Settings passed this
+/// way outrank the repository's `.git/config`, which OpenCode could edit during the
+/// session: hooks it planted in `.git/hooks` (post-commit, reference-transaction …) and
+/// an fsmonitor command never run in asdo's own git commands.
 pub fn credential_env(c: &Config, ssh_key_copy: Option<&Path>) -> Vec<(String, String)> {
     let mut env = vec![];
     if let Some(key) = ssh_key_copy {
@@ -92,22 +174,23 @@ pub fn credential_env(c: &Config, ssh_key_copy: Option<&Path>) -> Vec<(String, S
             ssh_command(key, &c.known_hosts),
         ));
     }
+    // Appended after base_env's entries.
+    let existing = std::env::var("GIT_CONFIG_COUNT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+        + 2;
+    let mut pairs = vec![("core.hooksPath", "/dev/null"), ("core.fsmonitor", "false")];
+    let token_file = token_file_path(&c.home).to_string_lossy().into_owned();
     if c.credentials.token {
-        // Appended after base_env's entries; an empty helper first drops any helper
-        // configured elsewhere, so ours is the only one asked.
-        let existing = std::env::var("GIT_CONFIG_COUNT")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-            + 2;
-        env.extend(config_env(
-            existing,
-            &[
-                ("credential.helper", ""),
-                ("credential.helper", TOKEN_HELPER),
-            ],
-        ));
+        // An empty helper first drops any helper configured elsewhere, so ours is the only one asked.
+        pairs.extend([
+            ("credential.helper", ""),
+            ("credential.helper", TOKEN_HELPER),
+        ]);
+        env.push((TOKEN_FILE_ENV.to_string(), token_file));
     }
+    env.extend(config_env(existing, &pairs));
     env
 }
 
@@ -155,6 +238,8 @@ impl Git {
         let mut c = Command::new("git");
         c.args(args.into_iter().map(Into::into))
             .current_dir(&self.dir)
+            .env_clear()
+            .envs(std::env::vars_os().filter(|(k, _)| k.to_str().is_some_and(allowed)))
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
@@ -242,6 +327,8 @@ mod tests {
             [
                 "safe.directory",
                 "commit.gpgsign",
+                "core.hooksPath",
+                "core.fsmonitor",
                 "credential.helper",
                 "credential.helper"
             ]
@@ -256,16 +343,18 @@ mod tests {
     /// The helper really answers git with the token from the environment, and only for `get`.
     #[test]
     fn token_helper_answers_git_credential_fill() {
-        let c = config(&[("GIT_TOKEN", "tok-zzzz")]);
+        let home = std::env::temp_dir().join(format!("asdo-helper-test-{}", std::process::id()));
+        let c = config(&[("GIT_TOKEN", "tok-zzzz"), ("HOME", home.to_str().unwrap())]);
         let env = merged(&[&base_env(&c), &credential_env(&c, None)]);
+        assert!(env.iter().all(|(_, v)| !v.contains("tok-zzzz")));
         let run = |extra: &[(&str, &str)]| {
             let mut child = std::process::Command::new("git")
                 .args(["credential", "fill"])
                 .env("GIT_CONFIG_NOSYSTEM", "1")
-                .env("HOME", std::env::temp_dir())
+                .env("HOME", &home)
                 .env_remove("GIT_TOKEN_USER")
+                .env_remove("GIT_TOKEN")
                 .envs(env.iter().map(|(k, v)| (k, v)))
-                .env("GIT_TOKEN", "tok-zzzz")
                 .envs(extra.iter().copied())
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
@@ -278,14 +367,39 @@ mod tests {
                 .write_all(b"protocol=https\nhost=example.com\n\n")
                 .unwrap();
             let out = child.wait_with_output().unwrap();
-            assert!(out.status.success());
             String::from_utf8(out.stdout).unwrap()
         };
-        let out = run(&[]);
-        assert!(out.contains("username=x-access-token\n"), "{out}");
-        assert!(out.contains("password=tok-zzzz\n"), "{out}");
-        let out = run(&[("GIT_TOKEN_USER", "oauth2")]);
-        assert!(out.contains("username=oauth2\n"), "{out}");
+        let path = token_file_path(&home);
+        {
+            let _file = TokenFile::write(&path, "tok-zzzz").unwrap();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            let out = run(&[]);
+            assert!(out.contains("username=x-access-token\n"), "{out}");
+            assert!(out.contains("password=tok-zzzz\n"), "{out}");
+            let out = run(&[("GIT_TOKEN_USER", "oauth2")]);
+            assert!(out.contains("username=oauth2\n"), "{out}");
+        }
+        assert!(!path.exists(), "removed after the command");
+        assert!(!run(&[]).contains("tok-zzzz"));
+        let _ = std::fs::remove_dir_all(&home);
+    }
+
+    #[test]
+    fn git_children_get_an_allow_list_of_the_environment() {
+        for ok in ["PATH", "HOME", "LC_ALL", "GIT_CONFIG_KEY_0", "https_proxy"] {
+            assert!(allowed(ok), "{ok}");
+        }
+        for no in [
+            "GIT_TOKEN",
+            "OPENCODE_SERVER_PASSWORD",
+            "ANTHROPIC_API_KEY",
+            "OPENCODE_CONFIG_CONTENT",
+            "GIT_TRACE_CURL",
+            "ASDO_SECRET_ENV",
+        ] {
+            assert!(!allowed(no), "{no}");
+        }
     }
 
     #[test]

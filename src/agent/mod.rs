@@ -11,6 +11,7 @@
 //! - `permissions`: the `agent.permissions` policy;
 //! - `git`, `config`, `prompt`, `child`: the rest of the run.
 
+pub mod answers;
 pub mod child;
 pub mod config;
 pub mod events;
@@ -18,6 +19,7 @@ pub mod forge;
 pub mod git;
 pub mod permissions;
 pub mod prompt;
+pub mod secrets;
 pub mod server;
 pub mod session;
 
@@ -160,12 +162,27 @@ pub async fn run(dry_run: bool) -> i32 {
         .unwrap_or_else(random_password);
     // Only ever printed redacted: the token and the password must not reach the log even
     // if git or opencode echo them.
+    // Provider keys too: every env var the render marked as taken from a Secret.
+    let listed: Vec<String> = std::env::var(crate::task::SECRET_ENV_LIST)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|n| std::env::var(n.trim()).ok())
+        .collect();
     let relay = Arc::new(Relay::new(
         std::env::var("GIT_TOKEN")
             .ok()
             .into_iter()
-            .chain([password.clone()]),
+            .chain([password.clone()])
+            .chain(listed),
     ));
+    // Not dumpable: another process of the same user (anything the model runs) can no
+    // longer read this one's /proc/<pid>/environ or memory, where GIT_TOKEN, the server
+    // password and the provider keys are. Children are dumpable again after exec, so each
+    // child gets only the variables it needs (git: an allow-list; opencode: no GIT_TOKEN).
+    // SAFETY: prctl(PR_SET_DUMPABLE) only changes this process's flag.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
     // Installed first: from here on SIGTERM is ours to handle, not a silent death.
     let signals = match Signals::install() {
         Ok(s) => s,
@@ -270,6 +287,7 @@ impl Agent {
         output: Output,
     ) -> Result<Finished, Failure> {
         let cmd = self.git.cmd(args);
+        let _token = self.token_file(step, args)?;
         let f = self
             .runner
             .run(cmd, output)
@@ -285,6 +303,7 @@ impl Agent {
     /// A git query: Some(stdout) on success, None when git says no (e.g. a ref that does not exist).
     async fn query(&mut self, step: Step, args: &[&str]) -> Result<Option<String>, Failure> {
         let cmd = self.git.cmd(args);
+        let _token = self.token_file(step, args)?;
         let f = self
             .runner
             .run(cmd, Output::Capture)
@@ -610,6 +629,9 @@ impl Agent {
             prompt: prompt::build(c),
             model: c.model.clone(),
             policy: c.permissions,
+            questions: c.questions,
+            answers_file: c.answers_file.clone(),
+            task_id: c.task_id.clone(),
             idle: c.idle_timeout,
             root: c.context.clone(),
         };
@@ -747,10 +769,44 @@ impl Agent {
         if !dirty && !committed_by_agent {
             return Ok(Outcome::NoChanges);
         }
+        let secrets = self.secrets();
+        if head_now.is_some() {
+            // Commits OpenCode made itself are pushed too: their diffs and messages first.
+            self.scan(
+                &secrets,
+                &[
+                    "log",
+                    "-p",
+                    "-U0",
+                    "--text",
+                    "--no-color",
+                    "--no-ext-diff",
+                    "--no-renames",
+                    "--format=%x01%H%n%B",
+                    "HEAD",
+                    "--not",
+                    "--remotes=origin",
+                ],
+            )
+            .await?;
+        }
         if dirty {
             self.say("committing");
             self.git(Step::Commit, &["add", "--all"], Output::Stream)
                 .await?;
+            self.scan(
+                &secrets,
+                &[
+                    "diff",
+                    "--cached",
+                    "-U0",
+                    "--text",
+                    "--no-color",
+                    "--no-ext-diff",
+                    "--no-renames",
+                ],
+            )
+            .await?;
             let message = if wip {
                 prompt::wip_message(&self.config)
             } else {
@@ -780,6 +836,53 @@ impl Agent {
             .await?
             .ok_or_else(|| Failure::new(Step::Push, "pushed, but cannot read HEAD"))?;
         Ok(Outcome::Pushed(sha))
+    }
+}
+
+impl Agent {
+    /// The token file for a git command that talks to the remote, removed when dropped;
+    /// git's credential helper reads it (no environment carries the token).
+    fn token_file(&self, step: Step, args: &[&str]) -> Result<Option<git::TokenFile>, Failure> {
+        if !self.config.credentials.token || !args.first().is_some_and(|a| git::NETWORK.contains(a))
+        {
+            return Ok(None);
+        }
+        let token = std::env::var("GIT_TOKEN").unwrap_or_default();
+        let path = git::token_file_path(&self.config.home);
+        git::TokenFile::write(&path, &token).map(Some).map_err(|e| {
+            Failure::new(
+                step,
+                format!("cannot write the git token file {}: {e}", path.display()),
+            )
+        })
+    }
+
+    /// The values to keep out of commits: every secret env var the agent was given.
+    fn secrets(&self) -> Vec<secrets::Secret> {
+        self.config
+            .secret_env
+            .iter()
+            .filter_map(|name| {
+                let value = if name == "OPENCODE_SERVER_PASSWORD" {
+                    Some(self.password.clone())
+                } else {
+                    std::env::var(name).ok()
+                };
+                secrets::Secret::new(name, &value?)
+            })
+            .collect()
+    }
+
+    /// Runs a `git diff`/`git log -p` and refuses the commit when it holds a secret.
+    async fn scan(&mut self, secrets: &[secrets::Secret], args: &[&str]) -> Result<(), Failure> {
+        if secrets.is_empty() {
+            return Ok(());
+        }
+        let out = self.git(Step::Commit, args, Output::Capture).await?;
+        match secrets::scan_patch(out.stdout.as_bytes(), secrets) {
+            Some(found) => Err(Failure::new(Step::Commit, found.reason())),
+            None => Ok(()),
+        }
     }
 }
 

@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::answers::{Asks, QuestionPolicy};
 use super::child::{Relay, Signals};
 use super::events::Tracker;
-use super::permissions::{Policy, Request};
+use super::permissions::Policy;
 use super::server::Server;
 use crate::marker::STEP;
-use crate::opencode::{Event, EventStream, Reply};
+use crate::opencode::{Event, EventStream};
 
 pub struct Settings {
     pub title: String,
@@ -23,6 +24,11 @@ pub struct Settings {
     /// `provider/model`, or OpenCode's default.
     pub model: Option<String>,
     pub policy: Policy,
+    /// `agent.questions`: the model's `question` tool.
+    pub questions: QuestionPolicy,
+    /// The person's channel (downwardAPI annotations file), if the pod has one.
+    pub answers_file: Option<PathBuf>,
+    pub task_id: String,
     pub idle: Duration,
     /// The work tree, for relative paths in the log.
     pub root: PathBuf,
@@ -70,9 +76,20 @@ pub async fn drive(
             return End::Failed(format!("the opencode server {}", server.exit_reason().await), empty());
         }
     };
+    // `send`/`attach` build URLs from this id: only OpenCode's own shape is announced.
+    if !crate::marker::is_session_id(&session.id) {
+        return End::Failed(
+            format!(
+                "the opencode server named its session {:?}, not an OpenCode session id (ses_…)",
+                session.id.chars().take(80).collect::<String>()
+            ),
+            empty(),
+        );
+    }
     relay.line(
         &crate::marker::Marker::Progress(format!(
-            "opencode session {} on http://{}",
+            "{}{} on http://{}",
+            crate::marker::SESSION,
             session.id,
             client.authority()
         ))
@@ -86,17 +103,22 @@ pub async fn drive(
         return End::Failed(format!("sending the prompt: {e}"), t);
     }
     let mut deadline = Instant::now() + s.idle;
-    // Requests we answered (a reply by anyone else is logged as theirs).
-    let mut answered: Vec<String> = vec![];
-    let mut waiting: Option<Request> = None;
+    // Permissions and questions: who answers them, and which answers are forged.
+    let mut asks = Asks::new(s.policy, s.questions, s.answers_file.clone(), &s.task_id);
+    // How often the person's channel is read while something waits for a person.
+    let mut person = tokio::time::interval(Duration::from_secs(1));
     loop {
         let ev = tokio::select! {
             ev = next(&mut events) => ev,
+            _ = person.tick(), if asks.waiting() => {
+                asks.check_person(&client, relay).await;
+                continue;
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 abort(&client, &session.id).await;
                 let mut why = format!("stalled: no activity for {}", crate::humantime::short(s.idle));
-                if let Some(r) = &waiting {
-                    why.push_str(&format!(" (permission {} was not answered)", r.describe()));
+                if let Some(note) = asks.waiting_note() {
+                    why.push_str(&format!(" ({note})"));
                 }
                 return End::Failed(why, t);
             }
@@ -137,62 +159,9 @@ pub async fn drive(
         if t.turns != turns {
             relay.line(&t.summary().so_far().to_string());
         }
-        if let Some(req) = Request::from_event(&ev) {
-            let what = req.describe();
-            match s.policy {
-                Policy::Approve => {
-                    let r = client.reply_permission(&req.id, Reply::Once, None).await;
-                    answered.push(req.id.clone());
-                    relay.line(&format!(
-                        "{STEP}permission {what} → approved (agent.permissions=approve){}",
-                        r.err().map(|e| format!(": {e}")).unwrap_or_default()
-                    ));
-                }
-                Policy::Fail => {
-                    let _ = client
-                        .reply_permission(
-                            &req.id,
-                            Reply::Reject,
-                            Some("refused by asdo (agent.permissions=fail)"),
-                        )
-                        .await;
-                    answered.push(req.id.clone());
-                    relay.line(&format!(
-                        "{STEP}permission {what} → refused (agent.permissions=fail)"
-                    ));
-                    abort(&client, &session.id).await;
-                    return End::Failed(
-                        format!(
-                            "permission {what} was asked for and agent.permissions=fail refuses it"
-                        ),
-                        t,
-                    );
-                }
-                Policy::Wait => {
-                    relay.line(&format!(
-                        "{STEP}permission {what} → waiting for an answer on asdo attach (agent.permissions=wait, up to {})",
-                        crate::humantime::short(s.idle)
-                    ));
-                    waiting = Some(req);
-                }
-            }
-        }
-        if ev.kind == "permission.replied" {
-            let id = ev.str_at("/requestID").unwrap_or_default().to_string();
-            if !answered.contains(&id) {
-                let reply = ev.str_at("/reply").unwrap_or("?");
-                let what = waiting
-                    .as_ref()
-                    .filter(|w| w.id == id)
-                    .map(Request::describe)
-                    .unwrap_or_else(|| id.clone());
-                relay.line(&format!(
-                    "{STEP}permission {what} → {reply} (answered on attach)"
-                ));
-            }
-            if waiting.as_ref().is_some_and(|w| w.id == id) {
-                waiting = None;
-            }
+        if let Some(why) = asks.observe(&ev, &client, relay).await {
+            abort(&client, &session.id).await;
+            return End::Failed(why, t);
         }
         if t.idle {
             return judge(t);

@@ -176,6 +176,24 @@ impl Client {
         .map(drop)
     }
 
+    /// `POST /question/{request}/reply`: one list of chosen labels (or free text) per question.
+    pub async fn reply_question(&self, request: &str, answers: &[Vec<String>]) -> Result<()> {
+        self.call(
+            "POST",
+            &format!("/question/{request}/reply"),
+            Some(json!({ "answers": answers })),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `POST /question/{request}/reject`: the question tool returns without an answer.
+    pub async fn reject_question(&self, request: &str) -> Result<()> {
+        self.call("POST", &format!("/question/{request}/reject"), None)
+            .await
+            .map(drop)
+    }
+
     /// `GET /permission`: requests still waiting for an answer.
     pub async fn pending_permissions(&self) -> Result<Vec<Value>> {
         let v = self.call("GET", "/permission", None).await?;

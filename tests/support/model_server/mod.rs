@@ -69,6 +69,18 @@ impl Step {
         Step::tool("read", json!({ "filePath": path.display().to_string() }))
     }
 
+    /// OpenCode's `question` tool: one question with these option labels.
+    pub fn question(question: &str, options: &[&str]) -> Step {
+        let options: Vec<Value> = options
+            .iter()
+            .map(|o| json!({ "label": o, "description": format!("choose {o}") }))
+            .collect();
+        Step::tool(
+            "question",
+            json!({ "questions": [{ "question": question, "header": "Choice", "options": options }] }),
+        )
+    }
+
     pub fn bash(command: &str) -> Step {
         Step::tool(
             "bash",
