@@ -139,7 +139,8 @@ pub const SESSION_ID_MAX: usize = 64;
 /// Nothing else can become a URL path segment or an argument of `opencode attach`.
 pub fn is_session_id(id: &str) -> bool {
     id.strip_prefix("ses_").is_some_and(|rest| {
-        (1..=SESSION_ID_MAX).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+        (1..=SESSION_ID_MAX).contains(&rest.len())
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric())
     })
 }
 

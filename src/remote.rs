@@ -295,7 +295,9 @@ mod tests {
                 "{forged}"
             );
         }
-        assert!(crate::marker::is_session_id("ses_0a1b2c3d4e5fAbCdEfGhIjKlMn"));
+        assert!(crate::marker::is_session_id(
+            "ses_0a1b2c3d4e5fAbCdEfGhIjKlMn"
+        ));
     }
 
     #[test]

@@ -66,7 +66,11 @@ pub fn message_text(message: Option<&str>, file: Option<&std::path::Path>) -> Re
             use std::io::Read;
             // `-`: stdin, how `asdo mcp` passes a message (no file, no argv).
             let stdin = f.as_os_str() == "-";
-            let name = if stdin { "- (stdin)".to_string() } else { f.display().to_string() };
+            let name = if stdin {
+                "- (stdin)".to_string()
+            } else {
+                f.display().to_string()
+            };
             let fail = |e: std::io::Error| Error::usage(format!("cannot read --file {name}: {e}"));
             let reader: Box<dyn Read> = if stdin {
                 Box::new(std::io::stdin())

@@ -116,8 +116,11 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Re
         if shared.faults.take_hang(&method, &path) {
             std::future::pending::<()>().await;
         }
-        if let Some(code) = shared.faults.take_failure(&method, &path) {
-            let resp = error(&ApiError::injected(code));
+        if let Some(failure) = shared.faults.take_failure(&method, &path) {
+            let resp = match failure {
+                (code, None) => error(&ApiError::injected(code)),
+                (code, Some(body)) => full(code, "text/plain; charset=utf-8", body),
+            };
             shared.requests.finish(id, resp.status().as_u16());
             return Ok(resp);
         }
