@@ -129,12 +129,17 @@ async fn stream_to_file(reader: impl futures::AsyncBufRead, path: &Path) -> Resu
     };
     loop {
         line.clear();
-        let n = reader.read_until(b'\n', &mut line).await.map_err(|e| {
-            Error::other(format!(
-                "reading the log for {}: {e}; nothing was deleted",
-                path.display()
-            ))
-        })?;
+        // A log that stops flowing mid-way is bounded like any request: no new bytes
+        // within --request-timeout ends this pod's archive (and keeps the pod).
+        let read = reader.read_until(b'\n', &mut line);
+        let n = crate::cluster::within_timeout("read the rest of the log", read)
+            .await?
+            .map_err(|e| {
+                Error::other(format!(
+                    "reading the log for {}: {e}; nothing was deleted",
+                    path.display()
+                ))
+            })?;
         if n == 0 {
             break;
         }

@@ -229,30 +229,61 @@ pub async fn agent_log_tail(api: &Api<Pod>, name: &str) -> Result<String> {
     let lp = LogParams {
         container: Some(crate::task::CONTAINER.into()),
         tail_lines: Some(crate::marker::TAIL_LINES),
-        // The tail is a few hundred lines; a line of 1 GiB must not be read whole.
-        limit_bytes: Some(LOG_TAIL_MAX as i64),
         ..Default::default()
     };
-    let bytes = log_bytes(api, name, &lp, LOG_TAIL_MAX).await?;
+    let bytes = log_bytes(api, name, &lp, Keep::Last(LOG_TAIL_MAX)).await?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Which part of a log read over its cap is kept.
+#[derive(Debug, Clone, Copy)]
+pub enum Keep {
+    /// The first bytes (the rest is not read): where announcements are.
+    First(usize),
+    /// The last bytes (all is read, little is held): where the last marker is. A server
+    /// applies `limitBytes` after `tailLines`, keeping the start of the tail, so the
+    /// cut is made here instead.
+    Last(usize),
 }
 
 /// At most this much of a log is read for markers (the tail, or the session announcement).
 pub const LOG_TAIL_MAX: usize = 1 << 20;
 
-/// A non-follow log read as raw bytes (kube's `logs` insists on UTF-8), at most `cap`
-/// bytes kept, under `--request-timeout` as a whole.
-pub async fn log_bytes(api: &Api<Pod>, name: &str, lp: &LogParams, cap: usize) -> Result<Vec<u8>> {
+/// A non-follow log read as raw bytes (kube's `logs` insists on UTF-8), at most the
+/// `keep` cap held, under `--request-timeout` as a whole.
+pub async fn log_bytes(api: &Api<Pod>, name: &str, lp: &LogParams, keep: Keep) -> Result<Vec<u8>> {
     use futures::AsyncReadExt;
     let what = format!("read logs of pod {name}");
     let read = async {
         let reader = api.log_stream(name, lp).await?;
+        let io = |e: std::io::Error| kube::Error::Service(e.into());
         let mut out = Vec::new();
-        let mut limited = reader.take(cap as u64);
-        limited
-            .read_to_end(&mut out)
-            .await
-            .map_err(|e| kube::Error::Service(e.into()))?;
+        match keep {
+            Keep::First(cap) => {
+                reader
+                    .take(cap as u64)
+                    .read_to_end(&mut out)
+                    .await
+                    .map_err(io)?;
+            }
+            Keep::Last(cap) => {
+                let mut reader = std::pin::pin!(reader);
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = reader.read(&mut buf).await.map_err(io)?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&buf[..n]);
+                    if out.len() > 2 * cap {
+                        out.drain(..out.len() - cap);
+                    }
+                }
+                if out.len() > cap {
+                    out.drain(..out.len() - cap);
+                }
+            }
+        }
         Ok(out)
     };
     bounded(&what, read).await

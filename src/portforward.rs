@@ -68,13 +68,19 @@ pub async fn start(api: Api<Pod>, pod: &str, remote_port: u16, local_port: u16) 
     let (r, w) = (refused.clone(), warnings.clone());
     let accept = tokio::spawn(async move {
         let mut backoff = ACCEPT_BACKOFF_MIN;
+        let mut last_error: Option<Instant> = None;
         loop {
             let tcp = match listener.accept().await {
                 Ok((tcp, _)) => {
-                    backoff = ACCEPT_BACKOFF_MIN;
+                    // One accept between failures (a descriptor freed for a moment) is
+                    // not recovery: the pause only shrinks after a calm second.
+                    if last_error.is_none_or(|t| t.elapsed() > ACCEPT_BACKOFF_MAX) {
+                        backoff = ACCEPT_BACKOFF_MIN;
+                    }
                     tcp
                 }
                 Err(e) => {
+                    last_error = Some(Instant::now());
                     w.lock().unwrap().warn(&format!(
                         "port-forward on {local}: cannot accept a connection: {e}; retrying in a moment"
                     ));
@@ -100,28 +106,32 @@ pub async fn start(api: Api<Pod>, pod: &str, remote_port: u16, local_port: u16) 
     })
 }
 
-/// Each distinct warning once per [`WARN_EVERY`], with how many were held back.
+/// Each distinct warning once per [`WARN_EVERY`], with how many were held back. Kept per
+/// message: under descriptor exhaustion two failures alternate (accept, then the forward
+/// of what was accepted), and only-the-last would let both through every time.
 #[derive(Default)]
 struct Warnings {
-    last: Option<(String, Instant)>,
-    held: usize,
+    seen: std::collections::HashMap<String, (Instant, usize)>,
 }
 
 impl Warnings {
     fn warn(&mut self, msg: &str) {
         let now = Instant::now();
-        if let Some((last, at)) = &self.last
-            && last == msg
+        if let Some((at, held)) = self.seen.get_mut(msg)
             && now.duration_since(*at) < WARN_EVERY
         {
-            self.held += 1;
+            *held += 1;
             return;
         }
-        match std::mem::take(&mut self.held) {
-            0 => tracing::warn!("{msg}"),
-            n => tracing::warn!("{msg} ({n} more like it not shown)"),
+        // A handful of distinct failures at most; forget old ones rather than grow.
+        if self.seen.len() >= 32 {
+            self.seen
+                .retain(|_, (at, _)| now.duration_since(*at) < WARN_EVERY);
         }
-        self.last = Some((msg.to_string(), now));
+        match self.seen.insert(msg.to_string(), (now, 0)) {
+            Some((_, n)) if n > 0 => tracing::warn!("{msg} ({n} more like it not shown)"),
+            _ => tracing::warn!("{msg}"),
+        }
     }
 }
 

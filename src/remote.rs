@@ -242,7 +242,13 @@ async fn session_from_log(api: &Api<Pod>, pod: &str, task: &str) -> Result<Optio
         limit_bytes: Some(crate::cluster::LOG_TAIL_MAX as i64),
         ..Default::default()
     };
-    let bytes = crate::cluster::log_bytes(api, pod, &lp, crate::cluster::LOG_TAIL_MAX).await?;
+    let bytes = crate::cluster::log_bytes(
+        api,
+        pod,
+        &lp,
+        crate::cluster::Keep::First(crate::cluster::LOG_TAIL_MAX),
+    )
+    .await?;
     match parse_session(&String::from_utf8_lossy(&bytes)) {
         None => Ok(None),
         Some(Ok(id)) => Ok(Some(id)),

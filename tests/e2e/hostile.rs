@@ -320,19 +320,47 @@ fn a_refused_prompt_configmap_leaves_nothing_behind() {
         path_str(&values),
     ]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(
-        env.kubectl(&[
+    let owner_uid = |env: &Env| {
+        let cm = env.kubectl(&[
             "get",
             "configmap",
             "agent-c1-prompt",
             "-n",
             NS,
             "-o",
-            "name"
-        ])
-        .code,
-        0
+            "json",
+        ]);
+        assert_eq!(cm.code, 0, "{cm:?}");
+        let cm: serde_json::Value = serde_json::from_str(&cm.stdout).unwrap();
+        cm["metadata"]["ownerReferences"][0]["uid"].clone()
+    };
+    let first = env.kubectl_pod("agent-c1")["metadata"]["uid"].clone();
+    assert_eq!(owner_uid(&env), first);
+
+    // --replace of the finished run: the old run's prompt ConfigMap (the fake API server
+    // collects no garbage, like a cluster whose GC has not come yet) gives way to the new.
+    assert!(
+        env.server
+            .wait_for_phase(NS, "agent-c1", "Succeeded", Duration::from_secs(60))
     );
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "C1",
+        "--branch",
+        "specs/1/x",
+        "--repo",
+        "git@github.com:o/r.git",
+        "--prompt-file",
+        path_str(&prompt),
+        "-f",
+        path_str(&values),
+        "--replace",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let second = env.kubectl_pod("agent-c1")["metadata"]["uid"].clone();
+    assert_ne!(second, first);
+    assert_eq!(owner_uid(&env), second);
 }
 
 #[test]
