@@ -439,3 +439,85 @@ fn malformed_json_rpc_is_answered_with_errors_and_the_server_lives_on() {
     );
     assert_eq!(env.server.requests().len(), before, "no API call");
 }
+
+/// Live processes running the asdo binary with `word` among their arguments (zombies,
+/// already dead, do not count).
+fn asdo_children_with(word: &str) -> Vec<u32> {
+    let exe = env!("CARGO_BIN_EXE_asdo");
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let (Ok(cmdline), Ok(stat)) = (
+            std::fs::read(e.path().join("cmdline")),
+            std::fs::read_to_string(e.path().join("stat")),
+        ) else {
+            continue;
+        };
+        let state = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.trim_start().chars().next());
+        let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if matches!(state, Some(Some('Z' | 'X'))) || argv.first() != Some(&exe.as_bytes()) {
+            continue;
+        }
+        if argv[1..].contains(&word.as_bytes()) && !argv[1..].contains(&b"mcp".as_slice()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// The client goes away (its end of stdin closes) while wait_tasks runs: the server
+/// exits and takes the child with it.
+#[test]
+fn a_client_going_away_ends_the_running_tool_child() {
+    use std::io::Write;
+    let env = Env::new();
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "G701",
+        "--branch",
+        "specs/1/G701",
+        "--repo",
+        "git@github.com:org/repo.git",
+        "--set",
+        "pod.command={sh,-c,sleep 600}",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let mut c = env.cmd(&["mcp"]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut server = c.spawn().unwrap();
+    let mut stdin = server.stdin.take().unwrap();
+    for l in [
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "wait_tasks", "arguments": {"task_ids": ["G701"], "timeout": "10m"}}}),
+    ] {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    stdin.flush().unwrap();
+    assert!(
+        eventually(Duration::from_secs(120), || !asdo_children_with("G701")
+            .is_empty()),
+        "the wait child never ran"
+    );
+    let child = asdo_children_with("G701");
+    drop(stdin);
+    let exited = eventually(Duration::from_secs(60), || {
+        matches!(server.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = server.kill();
+    }
+    assert!(exited, "the server outlived its client");
+    assert!(
+        eventually(Duration::from_secs(60), || asdo_children_with("G701")
+            .is_empty()),
+        "the wait child {child:?} outlived the server"
+    );
+}
