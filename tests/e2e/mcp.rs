@@ -521,3 +521,95 @@ fn a_client_going_away_ends_the_running_tool_child() {
         "the wait child {child:?} outlived the server"
     );
 }
+
+/// send_message through `send --file -`: the real OpenCode server in the pod stores the
+/// message exactly as the MCP client gave it, a leading '-' and 100 KB included.
+#[test]
+fn send_message_reaches_the_real_opencode_session_whole() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    // The test makes the session through the forward and hands its id to the pod, which
+    // announces it the way the agent does.
+    let id_file = env.dir.0.join("session-id");
+    let script = format!(
+        "opencode serve --hostname 127.0.0.1 --port \"$FAKE_KUBELET_PORT_4096\" >/dev/null 2>&1 &
+while [ ! -s '{id}' ]; do sleep 0.1; done
+echo \"asdo: opencode session $(cat '{id}') on http://127.0.0.1:4096\"
+wait",
+        id = path_str(&id_file)
+    );
+    env.server
+        .insert_pod(crate::visibility::server_pod(&env, "T602", &script));
+    assert!(
+        env.server
+            .wait_for_phase(NS, "agent-t602", "Running", Duration::from_secs(60))
+    );
+    let mut attach = env.start(&["attach", "T602", "--print-url"]);
+    let mut stdout = BufReader::new(attach.stdout.take().unwrap());
+    let mut url = String::new();
+    stdout.read_line(&mut url).unwrap();
+    let authority = url
+        .trim()
+        .strip_prefix("http://")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = asdo::opencode::Client::new(&authority, Some(PASSWORD));
+    let session = rt.block_on(async {
+        for _ in 0..600 {
+            if client.healthy().await.unwrap_or(false) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        client.create_session("mcp send_message").await.unwrap().id
+    });
+    std::fs::write(&id_file, &session).unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            env.asdo(&["logs", "T602", "--no-follow"])
+                .stdout
+                .contains("asdo: opencode session ses")
+        }),
+        "no session: {:?}",
+        env.asdo(&["logs", "T602", "--no-follow"])
+    );
+    let message = format!("- keep the tests\n{}", "0123456789abcdef\n".repeat(6_000));
+    let out = mcp_session(
+        &env,
+        json!([["send_message", {"task_id": "T602", "message": message, "timeout": "20s"}]]),
+    );
+    // No model is configured, so the session may fail or time out: the message got there.
+    let r = &out["results"][0];
+    assert!(
+        !r["text"].as_str().unwrap_or("").contains("invalid"),
+        "refused: {r}"
+    );
+    let texts: Vec<String> = rt.block_on(async {
+        client
+            .messages(&session)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|m| m["info"]["role"] == "user")
+            .flat_map(|m| m["parts"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p["text"].as_str().map(str::to_string))
+            .collect()
+    });
+    unsafe { libc::kill(attach.id() as i32, libc::SIGINT) };
+    let _ = wait_output(attach, Duration::from_secs(30));
+    assert!(
+        texts.contains(&message),
+        "the session holds {} user texts, none the message ({} bytes): {:?}",
+        texts.len(),
+        message.len(),
+        texts
+            .iter()
+            .map(|t| t.chars().take(40).collect::<String>())
+            .collect::<Vec<_>>()
+    );
+}
