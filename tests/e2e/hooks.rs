@@ -227,6 +227,7 @@ fn webhook_answer_is_capped_and_its_credentials_go_as_basic_auth() {
         "{head}"
     );
     assert!(!head.contains("hook%40pass"), "{head}");
+    eprintln!("the webhook receiver wrote {written} of {declared} bytes");
     // Socket buffers hold a few MiB; the whole 256 MiB was never taken.
     assert!(
         written < 32 * 1024 * 1024,
