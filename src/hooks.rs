@@ -2,6 +2,10 @@
 //! JSON POST (`--webhook`, Slack-compatible `text`). Each runs in its own task with a
 //! timeout and never changes wait's exit code or holds up another task's report: a
 //! failing hook is one warning line on stderr.
+//!
+//! A webhook's answer is read only up to `MAX_WEBHOOK_ANSWER` (its status is what counts;
+//! a receiver answering gigabytes must not take wait's memory with it), and a URL's
+//! `user:password@` is sent as Basic auth (`http::send_capped`), never printed.
 
 use std::time::Duration;
 
@@ -71,6 +75,21 @@ pub struct Hooks {
 
 /// Wait between the two webhook attempts.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// The most of a webhook's answer asdo reads: only its status matters (Slack answers `ok`).
+pub const MAX_WEBHOOK_ANSWER: usize = 8 * 1024;
+
+impl Config {
+    /// Checked before any call: `--hook-timeout 0` would kill every hook at once.
+    pub fn check(&self) -> Result<(), String> {
+        if self.timeout.is_zero() && (self.on_done.is_some() || self.webhook.is_some()) {
+            return Err(
+                "--hook-timeout 0 would stop every hook as it starts: give how long a hook may run, e.g. 30s".into(),
+            );
+        }
+        Ok(())
+    }
+}
 
 impl Hooks {
     pub fn new(cfg: Config) -> Hooks {
@@ -146,15 +165,25 @@ async fn post(url: &str, o: &Outcome, timeout: Duration) -> Result<(), String> {
         if attempt > 0 {
             tokio::time::sleep(RETRY_AFTER).await;
         }
-        match http::send(
+        match http::send_capped(
             hyper::Method::POST,
             url,
             &[("content-type", "application/json")],
             Some(body.clone()),
             timeout,
+            MAX_WEBHOOK_ANSWER,
         )
         .await
         {
+            // Delivered; an answer over the cap is said once, not read (nor retried).
+            Ok(r) if r.ok() && r.cut => {
+                return Err(format!(
+                    "{} answered {} with more than {} (the most asdo reads of a webhook's answer); delivered, the rest was not read",
+                    http::origin(url),
+                    r.status,
+                    http::size(MAX_WEBHOOK_ANSWER)
+                ));
+            }
             Ok(r) if r.ok() => return Ok(()),
             // A 4xx will not get better by asking again.
             Ok(r) if r.status < 500 => {

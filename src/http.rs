@@ -5,6 +5,11 @@
 //!
 //! Errors are plain strings naming only scheme, host and port: a webhook URL's path is
 //! itself a secret (Slack, Teams), and callers put these messages in logs.
+//!
+//! Hostile servers: an answer is read only up to a cap the caller names (a webhook that
+//! answers gigabytes must not take the memory with it). A URL's `user:password@` is sent
+//! as a Basic `authorization` header and removed from the URL the client sees, so it is
+//! never in the connection pool's key (which hyper-util prints in its trace lines).
 
 use std::time::Duration;
 
@@ -14,11 +19,17 @@ use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+/// The most `send` reads of an answer (forge APIs answer a pull request in tens of KiB).
+pub const MAX_ANSWER: usize = 1024 * 1024;
+
 /// What came back.
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
+    /// The answer's first bytes, at most the cap the call named.
     pub body: String,
+    /// The answer was longer than the cap; the rest was not read.
+    pub cut: bool,
 }
 
 impl Response {
@@ -55,7 +66,8 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// One request with a whole-call timeout; the body is read whole (these APIs answer small).
+/// One request with a whole-call timeout; an answer longer than `MAX_ANSWER` is an error
+/// naming the cap (the callers parse it whole).
 pub async fn send(
     method: Method,
     url: &str,
@@ -63,7 +75,89 @@ pub async fn send(
     body: Option<String>,
     timeout: Duration,
 ) -> Result<Response, String> {
+    let r = send_capped(method, url, headers, body, timeout, MAX_ANSWER).await?;
+    if r.cut {
+        return Err(format!(
+            "{}: answered {} with more than {}, the most asdo reads",
+            origin(url),
+            r.status,
+            size(MAX_ANSWER)
+        ));
+    }
+    Ok(r)
+}
+
+/// `1 MiB`, `8 KiB`: a cap as messages name it.
+pub fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1024 * 1024 && b % (1024 * 1024) == 0 => format!("{} MiB", b / (1024 * 1024)),
+        b if b >= 1024 && b % 1024 == 0 => format!("{} KiB", b / 1024),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// The URL without `user:password@`, and that user info as a Basic `authorization`
+/// value (percent-decoded, as browsers and curl send it).
+fn split_credentials(url: &str) -> Result<(hyper::Uri, Option<String>), String> {
+    let u: hyper::Uri = url
+        .parse()
+        .map_err(|_| "not a valid URL (expected https://host/…)".to_string())?;
+    let Some((userinfo, host)) = u
+        .authority()
+        .and_then(|a| a.as_str().rsplit_once('@'))
+        .map(|(i, h)| (i.to_string(), h.to_string()))
+    else {
+        return Ok((u, None));
+    };
+    let auth = format!(
+        "Basic {}",
+        crate::opencode::base64(&percent_decode(&userinfo))
+    );
+    let mut parts = u.into_parts();
+    parts.authority = Some(
+        host.parse()
+            .map_err(|_| "the URL has no valid host".to_string())?,
+    );
+    let bare = hyper::Uri::from_parts(parts).map_err(|_| "not a valid URL".to_string())?;
+    Ok((bare, Some(auth)))
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// One request with a whole-call timeout, reading at most `max_body` bytes of the answer
+/// (`cut` says there was more; the connection is then dropped, not drained).
+pub async fn send_capped(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Response, String> {
     check_url(url)?;
+    let (uri, basic) = split_credentials(url)?;
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
         .map_err(|e| format!("no TLS trust roots on this system: {e}"))?
@@ -73,8 +167,11 @@ pub async fn send(
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
     let mut req = Request::builder()
         .method(method)
-        .uri(url)
+        .uri(uri)
         .header("user-agent", concat!("asdo/", env!("CARGO_PKG_VERSION")));
+    if let Some(auth) = &basic {
+        req = req.header("authorization", auth.as_str());
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -87,15 +184,25 @@ pub async fn send(
             .await
             .map_err(|e| format!("{}: {}", origin(url), connection_error(&e)))?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("{}: reading the answer: {e}", origin(url)))?
-            .to_bytes();
+        let mut answer = resp.into_body();
+        let mut bytes = Vec::new();
+        let mut cut = false;
+        while let Some(frame) = answer.frame().await {
+            let frame = frame.map_err(|e| format!("{}: reading the answer: {e}", origin(url)))?;
+            if let Some(data) = frame.data_ref() {
+                let room = max_body - bytes.len();
+                if data.len() > room {
+                    bytes.extend_from_slice(&data[..room]);
+                    cut = true;
+                    break;
+                }
+                bytes.extend_from_slice(data);
+            }
+        }
         Ok(Response {
             status,
             body: String::from_utf8_lossy(&bytes).into_owned(),
+            cut,
         })
     };
     match tokio::time::timeout(timeout, call).await {
@@ -132,6 +239,17 @@ mod tests {
             "http://127.0.0.1:8080"
         );
         assert!(check_url("ftp://x/y").is_err());
+        let (bare, auth) = split_credentials("http://us%65r:p%40ss@127.0.0.1:8080/x?q=1").unwrap();
+        assert_eq!(bare.to_string(), "http://127.0.0.1:8080/x?q=1");
+        // base64("user:p@ss")
+        assert_eq!(auth.as_deref(), Some("Basic dXNlcjpwQHNz"));
+        let (bare, auth) = split_credentials("https://example.com/hook").unwrap();
+        assert_eq!(
+            (bare.to_string().as_str(), auth),
+            ("https://example.com/hook", None)
+        );
+        assert_eq!(size(8 * 1024), "8 KiB");
+        assert_eq!(size(MAX_ANSWER), "1 MiB");
         assert!(check_url("hooks.slack.com/x").is_err());
         check_url("https://example.com/hook").unwrap();
     }

@@ -923,6 +923,77 @@ mod tests {
         assert_eq!(keep_tail("aaaa\nbb\ncc\n", 6), ("cc\n".into(), true));
     }
 
+    fn words(a: Argv) -> Vec<String> {
+        a.into_args()
+            .into_iter()
+            .map(|w| w.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn tool_arguments_become_values_never_flags() {
+        let wait = |ids: &[&str], timeout: Option<&str>| {
+            wait_argv(&WaitTasks {
+                task_ids: ids.iter().map(|s| s.to_string()).collect(),
+                all: false,
+                timeout: timeout.map(str::to_string),
+                place: Place::default(),
+            })
+        };
+        assert_eq!(
+            words(wait(&["T1", "agent-t2"], Some("5m")).unwrap()),
+            ["wait", "--timeout=5m", "--", "T1", "agent-t2"]
+        );
+        for ids in [
+            &["M1", "--on-done", "id > /tmp/x"][..],
+            &["--report-dir=/tmp"],
+            &["--kubeconfig=/x"],
+            &["--help"],
+            &["-n"],
+        ] {
+            let e = wait(ids, None).unwrap_err();
+            assert!(e.0.starts_with("task_ids: "), "{}", e.0);
+        }
+        assert!(wait(&["T1"], Some("1s --on-done x")).is_err());
+
+        let spawn = |prompt: &str, context_dir: Option<&str>| {
+            spawn_argv(&SpawnTask {
+                task_id: "T1".into(),
+                branch: "specs/1/T1".into(),
+                repo: "git@github.com:o/r.git".into(),
+                prompt: Some(prompt.into()),
+                context_dir: context_dir.map(str::to_string),
+                model: None,
+                ssh_secret: None,
+                image: None,
+                set: vec!["pod.x=--y".into()],
+                replace: false,
+                dry_run: false,
+                place: Place::default(),
+            })
+        };
+        // The prompt is not in argv at all (it goes on stdin).
+        assert_eq!(
+            words(spawn("- add tests", None).unwrap()),
+            [
+                "spawn",
+                "--task-id=T1",
+                "--branch=specs/1/T1",
+                "--repo=git@github.com:o/r.git",
+                "--prompt-file=-",
+                "--set=pod.x=--y"
+            ]
+        );
+        spawn("p", Some("/workspace/sub")).unwrap();
+        spawn("p", Some("specs/001-auth")).unwrap();
+        for bad in ["/etc", "../x", "/workspace/../etc", "-x"] {
+            let e = spawn("p", Some(bad)).unwrap_err();
+            assert!(e.0.starts_with("context_dir: "), "{bad}: {}", e.0);
+        }
+        let e = task_ref("task_id", &"T".repeat(300_000)).unwrap_err();
+        assert!(e.0.len() < 100, "{}", e.0);
+    }
+
     #[test]
     fn error_line_is_the_clis_message() {
         let r = Ran {

@@ -349,6 +349,21 @@ fn bin_name(args: &[std::ffi::OsString]) -> Option<&'static str> {
     (invoked_as == "kubectl-asdo").then_some("kubectl asdo")
 }
 
+/// Dependencies whose debug/trace lines dump what passes through them: WebSocket frames
+/// (the port-forward carries OpenCode's `authorization: Basic …` header), HTTP heads,
+/// hyper-util's pool keys (`user:password@host` of a webhook URL), TLS records. They are
+/// held at `info` whatever -v or RUST_LOG asks, so no verbosity prints a secret; asdo's
+/// own targets keep full verbosity.
+const SECRET_DUMPING_TARGETS: &[&str] = &[
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "hyper_rustls",
+    "h2",
+    "rustls",
+];
+
 fn init_tracing(verbose: u8) {
     // Quiet by default: asdo reports its own failure as one line, and kube-rs logs the same
     // connection error at ERROR level, which would print it twice. -v shows the libraries too.
@@ -358,8 +373,13 @@ fn init_tracing(verbose: u8) {
         2 => "asdo=debug,info",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives));
+    for target in SECRET_DUMPING_TARGETS {
+        if let Ok(d) = format!("{target}=info").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -66,7 +66,8 @@ pub struct WaitArgs {
         hide_env_values = true
     )]
     pub webhook: Option<String>,
-    /// Bound on each --on-done run and each webhook attempt.
+    /// Bound on each --on-done run and each webhook attempt (more than 0: `0` is refused,
+    /// it would stop every hook at once).
     #[arg(long, default_value = "30s", value_parser = crate::humantime::parse)]
     pub hook_timeout: Duration,
 }
@@ -180,11 +181,13 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
     if let Some(url) = &args.webhook {
         crate::http::check_url(url).map_err(|e| Error::usage(format!("invalid --webhook: {e}")))?;
     }
-    let mut hooks = Hooks::new(hooks::Config {
+    let hooks_cfg = hooks::Config {
         on_done: args.on_done.clone(),
         webhook: args.webhook.clone(),
         timeout: args.hook_timeout,
-    });
+    };
+    hooks_cfg.check().map_err(Error::usage)?;
+    let mut hooks = Hooks::new(hooks_cfg);
     // Pod name → the task id as the user spelled it, for pods that never show up.
     let mut wanted: BTreeMap<String, String> = args
         .tasks

@@ -142,3 +142,131 @@ fn failing_hung_and_unreachable_hooks_do_not_change_the_outcome() {
     let r = env.asdo(&["wait", "T001", "--webhook", "hooks.example.com/x"]);
     assert_eq!(r.code, 2, "{r:?}");
 }
+
+/// A receiver that records the request head, then answers 200 with a body of `declared`
+/// bytes, written until the client stops reading; returns (url, head, bytes written).
+fn flooding_receiver(
+    userinfo: &str,
+    declared: usize,
+) -> (String, std::sync::mpsc::Receiver<(String, usize)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{userinfo}@{}/services/T0/B0/secret-path",
+        listener.local_addr().unwrap()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut conn, _)) = listener.accept() else {
+            return;
+        };
+        let mut r = BufReader::new(conn.try_clone().unwrap());
+        let mut head = String::new();
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+            head.push_str(&line);
+        }
+        let mut body = vec![0; len];
+        let _ = r.read_exact(&mut body);
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {declared}\r\n\r\n"
+        );
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut written = 0usize;
+        while written < declared {
+            match conn.write(&chunk[..chunk.len().min(declared - written)]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => written += n,
+            }
+        }
+        let _ = tx.send((head, written));
+    });
+    (url, rx)
+}
+
+/// A webhook answering far more than asdo reads: wait reads 8 KiB, says so naming the
+/// cap, and drops the connection (the receiver could not write the rest); the URL's
+/// `user:password@` arrives as a Basic header and is printed nowhere, even at -vvv.
+#[test]
+fn webhook_answer_is_capped_and_its_credentials_go_as_basic_auth() {
+    let env = Env::new();
+    env.spawn_script("T001", "echo 'asdo: done 0123abcd'");
+    let declared = 256 * 1024 * 1024;
+    let (url, got) = flooding_receiver("hookuser:hook%40pass-7f3e", declared);
+    let mut c = env.cmd(&["-vvv", "wait", "T001", "--timeout", "120s"]);
+    c.env("ASDO_WEBHOOK_URL", &url);
+    let r = crate::common::run_with_timeout(c, Duration::from_secs(180));
+    assert_eq!(
+        r.code,
+        0,
+        "{}",
+        r.stderr
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let (head, written) = got
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the webhook was called");
+    // base64("hookuser:hook@pass-7f3e"): the user info percent-decoded, as curl sends it.
+    assert!(
+        head.to_ascii_lowercase().contains(
+            "authorization: basic aG9va3VzZXI6aG9va0BwYXNzLTdmM2U="
+                .to_ascii_lowercase()
+                .as_str()
+        ),
+        "{head}"
+    );
+    assert!(!head.contains("hook%40pass"), "{head}");
+    eprintln!("the webhook receiver wrote {written} of {declared} bytes");
+    // Socket buffers hold a few MiB; the whole 256 MiB was never taken.
+    assert!(
+        written < 32 * 1024 * 1024,
+        "the receiver wrote {written} bytes"
+    );
+    let warning: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("--webhook for T001"))
+        .collect();
+    assert_eq!(warning.len(), 1, "{warning:?}");
+    assert!(warning[0].contains("more than 8 KiB"), "{warning:?}");
+    let all = format!("{}{}", r.stdout, r.stderr);
+    let mut forms = crate::traces::secret_forms("hookuser", "hook@pass-7f3e");
+    forms.push("hook%40pass-7f3e".into());
+    crate::traces::assert_no_secret("wait --webhook", &all, &forms);
+    assert!(!all.contains("secret-path"), "the URL's path was printed");
+}
+
+/// `--hook-timeout 0` would kill every hook as it starts: refused, one line, no call.
+#[test]
+fn hook_timeout_zero_is_refused_before_any_call() {
+    let env = Env::new();
+    let before = env.server.requests().len();
+    for args in [
+        vec!["wait", "T001", "--on-done", "true", "--hook-timeout", "0"],
+        vec![
+            "wait",
+            "T001",
+            "--webhook",
+            "https://hooks.example.com/x",
+            "--hook-timeout",
+            "0s",
+        ],
+    ] {
+        let r = env.asdo(&args);
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{r:?}");
+        assert!(r.stderr.contains("--hook-timeout 0"), "{r:?}");
+    }
+    assert_eq!(env.server.requests().len(), before, "nothing sent");
+}

@@ -24,4 +24,5 @@ mod quota;
 mod results;
 mod spawn;
 mod speckit;
+mod traces;
 mod visibility;

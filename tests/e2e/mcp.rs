@@ -439,3 +439,177 @@ fn malformed_json_rpc_is_answered_with_errors_and_the_server_lives_on() {
     );
     assert_eq!(env.server.requests().len(), before, "no API call");
 }
+
+/// Live processes running the asdo binary with `word` among their arguments (zombies,
+/// already dead, do not count).
+fn asdo_children_with(word: &str) -> Vec<u32> {
+    let exe = env!("CARGO_BIN_EXE_asdo");
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let (Ok(cmdline), Ok(stat)) = (
+            std::fs::read(e.path().join("cmdline")),
+            std::fs::read_to_string(e.path().join("stat")),
+        ) else {
+            continue;
+        };
+        let state = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.trim_start().chars().next());
+        let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if matches!(state, Some(Some('Z' | 'X'))) || argv.first() != Some(&exe.as_bytes()) {
+            continue;
+        }
+        if argv[1..].contains(&word.as_bytes()) && !argv[1..].contains(&b"mcp".as_slice()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// The client goes away (its end of stdin closes) while wait_tasks runs: the server
+/// exits and takes the child with it.
+#[test]
+fn a_client_going_away_ends_the_running_tool_child() {
+    use std::io::Write;
+    let env = Env::new();
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "G701",
+        "--branch",
+        "specs/1/G701",
+        "--repo",
+        "git@github.com:org/repo.git",
+        "--set",
+        "pod.command={sh,-c,sleep 600}",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let mut c = env.cmd(&["mcp"]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut server = c.spawn().unwrap();
+    let mut stdin = server.stdin.take().unwrap();
+    for l in [
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "wait_tasks", "arguments": {"task_ids": ["G701"], "timeout": "10m"}}}),
+    ] {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    stdin.flush().unwrap();
+    assert!(
+        eventually(Duration::from_secs(120), || !asdo_children_with("G701")
+            .is_empty()),
+        "the wait child never ran"
+    );
+    let child = asdo_children_with("G701");
+    drop(stdin);
+    let exited = eventually(Duration::from_secs(60), || {
+        matches!(server.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = server.kill();
+    }
+    assert!(exited, "the server outlived its client");
+    assert!(
+        eventually(Duration::from_secs(60), || asdo_children_with("G701")
+            .is_empty()),
+        "the wait child {child:?} outlived the server"
+    );
+}
+
+/// send_message through `send --file -`: the real OpenCode server in the pod stores the
+/// message exactly as the MCP client gave it, a leading '-' and 100 KB included.
+#[test]
+fn send_message_reaches_the_real_opencode_session_whole() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    // The test makes the session through the forward and hands its id to the pod, which
+    // announces it the way the agent does.
+    let id_file = env.dir.0.join("session-id");
+    let script = format!(
+        "opencode serve --hostname 127.0.0.1 --port \"$FAKE_KUBELET_PORT_4096\" >/dev/null 2>&1 &
+while [ ! -s '{id}' ]; do sleep 0.1; done
+echo \"asdo: opencode session $(cat '{id}') on http://127.0.0.1:4096\"
+wait",
+        id = path_str(&id_file)
+    );
+    env.server
+        .insert_pod(crate::visibility::server_pod(&env, "T602", &script));
+    assert!(
+        env.server
+            .wait_for_phase(NS, "agent-t602", "Running", Duration::from_secs(60))
+    );
+    let mut attach = env.start(&["attach", "T602", "--print-url"]);
+    let mut stdout = BufReader::new(attach.stdout.take().unwrap());
+    let mut url = String::new();
+    stdout.read_line(&mut url).unwrap();
+    let authority = url
+        .trim()
+        .strip_prefix("http://")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = asdo::opencode::Client::new(&authority, Some(PASSWORD));
+    let session = rt.block_on(async {
+        for _ in 0..600 {
+            if client.healthy().await.unwrap_or(false) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        client.create_session("mcp send_message").await.unwrap().id
+    });
+    std::fs::write(&id_file, &session).unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            env.asdo(&["logs", "T602", "--no-follow"])
+                .stdout
+                .contains("asdo: opencode session ses")
+        }),
+        "no session: {:?}",
+        env.asdo(&["logs", "T602", "--no-follow"])
+    );
+    let message = format!("- keep the tests\n{}", "0123456789abcdef\n".repeat(6_000));
+    let out = mcp_session(
+        &env,
+        json!([["send_message", {"task_id": "T602", "message": message, "timeout": "20s"}]]),
+    );
+    // No model is configured, so the session may fail or time out: the message got there.
+    let r = &out["results"][0];
+    assert!(
+        !r["text"].as_str().unwrap_or("").contains("invalid"),
+        "refused: {r}"
+    );
+    let texts: Vec<String> = rt.block_on(async {
+        client
+            .messages(&session)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|m| m["info"]["role"] == "user")
+            .flat_map(|m| m["parts"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p["text"].as_str().map(str::to_string))
+            .collect()
+    });
+    unsafe { libc::kill(attach.id() as i32, libc::SIGINT) };
+    let _ = wait_output(attach, Duration::from_secs(30));
+    assert!(
+        texts.contains(&message),
+        "the session holds {} user texts, none the message ({} bytes): {:?}",
+        texts.len(),
+        message.len(),
+        texts
+            .iter()
+            .map(|t| t.chars().take(40).collect::<String>())
+            .collect::<Vec<_>>()
+    );
+}

@@ -14,7 +14,7 @@ use crate::common::*;
 /// The pod as `asdo spawn` renders it, then run as `script` with the real opencode on
 /// PATH, a scratch HOME, and the `opencode` containerPort declared (the fake maps it
 /// to a free local port, `$FAKE_KUBELET_PORT_4096`).
-fn server_pod(env: &Env, id: &str, script: &str) -> Pod {
+pub(crate) fn server_pod(env: &Env, id: &str, script: &str) -> Pod {
     let home = env.dir.0.join(format!("home-{id}"));
     std::fs::create_dir_all(&home).unwrap();
     let path = format!(
@@ -58,7 +58,7 @@ fn server_pod(env: &Env, id: &str, script: &str) -> Pod {
     serde_json::from_value(pod).unwrap()
 }
 
-const SERVE: &str =
+pub(crate) const SERVE: &str =
     "exec opencode serve --hostname 127.0.0.1 --port \"$FAKE_KUBELET_PORT_4096\" --print-logs";
 
 #[test]
