@@ -384,3 +384,51 @@ fn big_prompts_travel_in_a_configmap_owned_by_the_pod() {
         env.server.requests()
     );
 }
+
+/// `asdo answer` is the person's channel: it patches the pod's annotation with the
+/// caller's credentials, in the shape the agent reads from its downwardAPI file (checked
+/// with kubectl as an independent client). Bad input is refused before any call.
+#[test]
+fn answer_patches_the_pods_annotation_and_refuses_bad_input_first() {
+    let env = Env::new();
+    env.spawn_script("Q1", "sleep 30");
+    let r = env.asdo(&["answer", "Q1", "per_2b6c4e1f9aA01x", "once"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = env.asdo(&["answer", "Q1", "que_2b6c4e2aa6001y", "Postgres"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let ann = &env.kubectl_pod("agent-q1")["metadata"]["annotations"];
+    let per: serde_json::Value = serde_json::from_str(
+        ann["agentic-sdlc/answer.per_2b6c4e1f9aA01x"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(per["reply"], "once", "{ann}");
+    assert!(per["by"].as_str().is_some_and(|b| !b.is_empty()), "{per}");
+    let que: serde_json::Value = serde_json::from_str(
+        ann["agentic-sdlc/answer.que_2b6c4e2aa6001y"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(que["answers"], json!([["Postgres"]]), "{ann}");
+    assert_eq!(
+        ann["agentic-sdlc/branch"], "specs/001-auth/Q1-async",
+        "the rest kept: {ann}"
+    );
+    let patches = env.count("PATCH", "/api/v1/namespaces");
+    for bad in [
+        vec!["answer", "Q1", "per_x", "always"],
+        vec!["answer", "Q1", "ses_abc", "once"],
+        vec!["answer", "Q1", "per_../../x", "once"],
+        vec!["answer", "Q1", "--kubeconfig=/tmp/x", "once"],
+    ] {
+        let r = env.asdo(&bad);
+        assert_eq!(r.code, 2, "{bad:?}: {r:?}");
+    }
+    assert_eq!(
+        env.count("PATCH", "/api/v1/namespaces"),
+        patches,
+        "no call for bad input"
+    );
+}
