@@ -432,3 +432,63 @@ fn answer_patches_the_pods_annotation_and_refuses_bad_input_first() {
         "no call for bad input"
     );
 }
+
+/// The whole person's channel in a task pod: the agent waits under
+/// `agent.permissions=wait`; `asdo answer` patches the pod; the fake kubelet rewrites the
+/// pod's downwardAPI annotations file; the agent reads it, approves the request itself and
+/// the task pushes, crediting the person.
+#[test]
+fn agent_pod_permission_is_approved_through_asdo_answer() {
+    let env = Env::new();
+    let f = Fixture::new("e2e-answer");
+    f.opencode("printf 'hello\\n' > hello.txt");
+    let values = values(
+        &env,
+        &f,
+        &[
+            ("ASDO_PERMISSIONS", "wait"),
+            ("ASDO_STANDIN_ASK", "edit"),
+            // Pods are processes here: the volume's directory instead of its mount path.
+            (
+                "ASDO_ANSWERS_FILE",
+                "$(FAKE_KUBELET_VOLUME_ANSWERS)/annotations",
+            ),
+        ],
+    );
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "A1",
+        "--branch",
+        BRANCH,
+        "--repo",
+        &f.repo_url(),
+        "--prompt",
+        "Add a greeting file",
+        "-f",
+        path_str(&values),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let asked = "· permission edit hello.txt → waiting for a person (agent.permissions=wait; asdo answer A1 per_standin1 once|reject)";
+    // kubectl as the independent reader (asdo logs follows a running pod to its end).
+    let log = || env.kubectl(&["logs", "agent-a1", "-n", NS]).stdout;
+    assert!(
+        eventually(std::time::Duration::from_secs(60), || log().contains(asked)),
+        "{}",
+        log()
+    );
+    let r = env.asdo(&["answer", "A1", "per_standin1", "once"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let wait = env.asdo(&["wait", "A1", "--timeout", "60s"]);
+    assert_eq!(wait.code, 0, "{wait:?}");
+    assert_eq!(f.read_out("permission-reply"), "once");
+    assert_eq!(f.remote_file(BRANCH, "hello.txt"), "hello");
+    let logs = env.asdo(&["logs", "A1"]).stdout;
+    let who = std::env::var("USER").unwrap_or_else(|_| "someone".into());
+    assert!(
+        logs.contains(&format!(
+            "· permission edit hello.txt → approved (answered by {who} through asdo answer)"
+        )),
+        "{logs}"
+    );
+}
