@@ -1420,9 +1420,21 @@ from_proc = pw if pw in seen else None
 open(os.environ["FORGED_OUT"] + ".pw", "w").write("same" if from_proc == pw else "differs")
 auth = "Basic " + base64.b64encode(("opencode:" + pw).encode()).decode()
 def ports():
+    # The server of this work tree: the `opencode serve` whose cwd is ours, and the
+    # loopback port its socket listens on (what `ss -ltnp` would say).
+    inodes = set()
+    for d in glob.glob("/proc/[0-9]*"):
+        try:
+            if b"serve" in open(d + "/cmdline", "rb").read() and os.readlink(d + "/cwd") == os.getcwd():
+                for fd in os.listdir(d + "/fd"):
+                    link = os.readlink(d + "/fd/" + fd)
+                    if link.startswith("socket:["):
+                        inodes.add(link[8:-1])
+        except OSError:
+            pass
     for line in open("/proc/net/tcp").read().splitlines()[1:]:
         f = line.split()
-        if f[3] == "0A" and f[1].startswith("0100007F:"):
+        if f[3] == "0A" and f[1].startswith("0100007F:") and f[9] in inodes:
             yield int(f[1].split(":")[1], 16)
 def call(port, method, path, body=None):
     req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method,
