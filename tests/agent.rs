@@ -1420,9 +1420,21 @@ from_proc = pw if pw in seen else None
 open(os.environ["FORGED_OUT"] + ".pw", "w").write("same" if from_proc == pw else "differs")
 auth = "Basic " + base64.b64encode(("opencode:" + pw).encode()).decode()
 def ports():
+    # The server of this work tree: the `opencode serve` whose cwd is ours, and the
+    # loopback port its socket listens on (what `ss -ltnp` would say).
+    inodes = set()
+    for d in glob.glob("/proc/[0-9]*"):
+        try:
+            if b"serve" in open(d + "/cmdline", "rb").read() and os.readlink(d + "/cwd") == os.getcwd():
+                for fd in os.listdir(d + "/fd"):
+                    link = os.readlink(d + "/fd/" + fd)
+                    if link.startswith("socket:["):
+                        inodes.add(link[8:-1])
+        except OSError:
+            pass
     for line in open("/proc/net/tcp").read().splitlines()[1:]:
         f = line.split()
-        if f[3] == "0A" and f[1].startswith("0100007F:"):
+        if f[3] == "0A" and f[1].startswith("0100007F:") and f[9] in inodes:
             yield int(f[1].split(":")[1], 16)
 def call(port, method, path, body=None):
     req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method,
@@ -1590,4 +1602,50 @@ fn a_secret_in_a_commit_opencode_made_is_refused_encoded_or_not() {
     );
     assert!(!r.stdout.contains("sk-live-0123456789abcdef"), "{r:?}");
     assert_eq!(f.remote_branch(BRANCH), None);
+}
+
+/// What OpenCode writes into `.git/config` during the session (a push URL elsewhere, a
+/// credential helper, a hook path) does not steer asdo's commit and push: the config from
+/// before the session is put back, and hooks never run in asdo's git.
+#[test]
+fn git_config_and_hooks_written_by_opencode_do_not_steer_the_push() {
+    let f = Fixture::new("git-config");
+    let elsewhere = f.path("elsewhere.git");
+    f.git(&["init", "--quiet", "--bare", elsewhere.to_str().unwrap()]);
+    let hooked = f.out("hook-ran");
+    f.opencode(&format!(
+        "git config remote.origin.pushurl '{}'\n\
+         git config credential.helper '!echo password=stolen; true'\n\
+         mkdir -p .git/hooks; printf '#!/bin/sh\\necho ran > {}\\n' > .git/hooks/post-commit; chmod +x .git/hooks/post-commit\n\
+         cp .git/hooks/post-commit .git/hooks/reference-transaction\n\
+         echo x > x.txt",
+        elsewhere.display(),
+        hooked.display()
+    ));
+    let r = f.run_agent(&f.agent_env());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains(
+            "· .git/config was changed during the session; asdo's copy from before it is put back\n"
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        f.remote_file(BRANCH, "x.txt"),
+        "x",
+        "pushed to the task's remote"
+    );
+    let other = f.try_git_in(
+        &f.root,
+        &[
+            "--git-dir",
+            elsewhere.to_str().unwrap(),
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("refs/heads/{BRANCH}"),
+        ],
+    );
+    assert!(!other.status.success(), "nothing pushed elsewhere");
+    assert!(!hooked.exists(), "no planted hook ran");
 }

@@ -1204,6 +1204,52 @@ async fn environment_from_secrets_configmaps_and_the_downward_api() {
     );
 }
 
+/// A downwardAPI volume of the pod's annotations: written as the kubelet writes them
+/// (mode 0444; a real pod mounts it read-only), and rewritten while the container runs when `kubectl annotate` changes them
+/// (the path the agent reads a person's `asdo answer` from).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downward_api_annotations_follow_kubectl_annotate() {
+    let f = Fixture::new();
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "ann", "annotations": {"a": "one"}},
+        "spec": {"restartPolicy": "Never",
+            "volumes": [{"name": "answers", "downwardAPI": {"items": [
+                {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}]}}],
+            "containers": [{
+            "name": "main", "image": "busybox:1.36",
+            "command": ["sh", "-c", "cat \"$F\"; while ! grep -q answer \"$F\"; do sleep 0.1; done; echo ---; cat \"$F\""],
+            "env": [{"name": "F", "value": "$(FAKE_KUBELET_VOLUME_ANSWERS)/annotations"}],
+            "volumeMounts": [{"name": "answers", "mountPath": "/etc/asdo/answers", "readOnly": true}]}]}
+    }))
+    .unwrap();
+    let pods = f.pods().await;
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    f.wait_phase("ann", "Running");
+    f.kubectl_ok(&[
+        "annotate",
+        "pod",
+        "ann",
+        "agentic-sdlc/answer.per_1={\"reply\":\"once\",\"by\":\"al\\nice\"}",
+    ]);
+    f.wait_phase("ann", "Succeeded");
+    let out = pods.logs("ann", &LogParams::default()).await.unwrap();
+    let (before, after) = out.split_once("---\n").unwrap();
+    assert_eq!(before, "a=\"one\"\n", "{out}");
+    assert_eq!(
+        after,
+        "a=\"one\"\nagentic-sdlc/answer.per_1=\"{\\\"reply\\\":\\\"once\\\",\\\"by\\\":\\\"al\\\\nice\\\"}\"\n",
+        "{out}"
+    );
+    // What the agent's reader makes of it.
+    let a = asdo::agent::answers::parse_answers_file(after);
+    assert_eq!(a.len(), 1, "{out}");
+    assert_eq!(
+        (a[0].id.as_str(), a[0].reply.as_deref()),
+        ("per_1", Some("once"))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_secret_blocks_until_it_exists() {
     let f = Fixture::new();

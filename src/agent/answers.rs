@@ -198,6 +198,37 @@ pub fn parse_answers_file(text: &str) -> Vec<PersonAnswer> {
         .collect()
 }
 
+/// The annotation value `asdo answer` writes (read back by [`parse_answers_file`]):
+/// a permission takes `once` or `reject`; a question one answer per question, or `reject`.
+pub fn person_value(request: &str, answer: &[String], by: &str) -> Result<String, String> {
+    if !valid_request_id(request) {
+        return Err(format!(
+            "{request:?} is not a request id: per_… (a permission) or que_… (a question), as the task's log names it"
+        ));
+    }
+    if answer.is_empty() || answer.iter().any(|a| a.trim().is_empty()) {
+        return Err("give the answer".into());
+    }
+    let by = clean(by, 80);
+    let v = if request.starts_with("per_") {
+        match answer {
+            [a] if a == "once" || a == "reject" => serde_json::json!({"reply": a, "by": by}),
+            _ => {
+                return Err(format!(
+                    "a permission is answered with once or reject, not {:?}",
+                    answer.join(" ")
+                ));
+            }
+        }
+    } else if answer.len() == 1 && answer[0] == "reject" {
+        serde_json::json!({"reply": "reject", "by": by})
+    } else {
+        let lists: Vec<Vec<&str>> = answer.iter().map(|a| vec![a.as_str()]).collect();
+        serde_json::json!({"answers": lists, "by": by})
+    };
+    Ok(v.to_string())
+}
+
 /// `per_…`/`que_…` followed by letters and digits, as OpenCode makes them.
 pub fn valid_request_id(id: &str) -> bool {
     (id.starts_with("per_") || id.starts_with("que_"))
@@ -600,6 +631,41 @@ mod tests {
         assert_eq!(unquote_go("\"é plain\"").unwrap(), "é plain");
         assert_eq!(unquote_go("no quotes"), None);
         assert_eq!(unquote_go(r#""bad \q""#), None);
+    }
+
+    /// What `asdo answer` writes, Go-quoted as the kubelet does, reads back the same.
+    #[test]
+    fn person_values_round_trip_through_the_annotations_file() {
+        let go = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+        let file =
+            |id: &str, v: &str| format!("{}{id}={}\n", crate::task::ANN_ANSWER_PREFIX, go(v));
+        let v = person_value("per_abc1", &["once".into()], "alice\n").unwrap();
+        let a = &parse_answers_file(&file("per_abc1", &v))[0];
+        assert_eq!((a.reply.as_deref(), a.by.as_str()), (Some("once"), "alice"));
+        let v = person_value(
+            "que_x1",
+            &["Postgres".into(), "yes \"really\"".into()],
+            "bob",
+        )
+        .unwrap();
+        let a = &parse_answers_file(&file("que_x1", &v))[0];
+        assert_eq!(
+            a.answers,
+            vec![
+                vec!["Postgres".to_string()],
+                vec!["yes \"really\"".to_string()]
+            ]
+        );
+        for (id, ans) in [
+            ("per_abc1", "always"),
+            ("per_abc1", "yes"),
+            ("ses_abc1", "once"),
+            ("per_../x", "once"),
+            ("--kubeconfig=x", "once"),
+            ("que_x1", " "),
+        ] {
+            assert!(person_value(id, &[ans.into()], "a").is_err(), "{id} {ans}");
+        }
     }
 
     #[test]

@@ -221,6 +221,7 @@ pub async fn run(dry_run: bool) -> i32 {
         config,
         key_copy: None,
         password,
+        git_config: None,
     };
     let outcome = agent.steps().await;
     if let Some(key) = &agent.key_copy {
@@ -270,6 +271,10 @@ struct Agent {
     key_copy: Option<std::path::PathBuf>,
     /// OPENCODE_SERVER_PASSWORD (or one made up for this run).
     password: String,
+    /// `.git/config` as it was before OpenCode ran: put back before asdo commits and
+    /// pushes, so nothing the model wrote there (a remote URL, `insteadOf`, a credential
+    /// helper, an include) steers asdo's own git.
+    git_config: Option<Vec<u8>>,
 }
 
 impl Agent {
@@ -322,6 +327,7 @@ impl Agent {
         self.setup_credentials()?;
         self.clone_repo().await?;
         let base = self.checkout().await?;
+        self.git_config = std::fs::read(self.git_config_path()).ok();
         match self.run_opencode().await {
             Ok(summary) => {
                 self.runner.relay.line(&summary.marker().to_string());
@@ -749,6 +755,7 @@ impl Agent {
         base: Option<String>,
         wip: bool,
     ) -> Result<Outcome, Failure> {
+        self.restore_git_config()?;
         let dirty = !self
             .git(
                 Step::Commit,
@@ -853,6 +860,30 @@ impl Agent {
             Failure::new(
                 step,
                 format!("cannot write the git token file {}: {e}", path.display()),
+            )
+        })
+    }
+
+    fn git_config_path(&self) -> std::path::PathBuf {
+        self.config.context.join(".git").join("config")
+    }
+
+    fn restore_git_config(&self) -> Result<(), Failure> {
+        let Some(saved) = &self.git_config else {
+            return Ok(());
+        };
+        let path = self.git_config_path();
+        if std::fs::read(&path).ok().as_ref() == Some(saved) {
+            return Ok(());
+        }
+        self.runner.relay.line(&format!(
+            "{}.git/config was changed during the session; asdo's copy from before it is put back",
+            crate::marker::STEP
+        ));
+        std::fs::write(&path, saved).map_err(|e| {
+            Failure::new(
+                Step::Commit,
+                format!("cannot restore {}: {e}", path.display()),
             )
         })
     }

@@ -35,6 +35,8 @@ const NEEDED: &[(&str, &str, &str)] = &[
     ("watch", "pods", ""),
     ("delete", "pods", ""),
     ("deletecollection", "pods", ""),
+    // answer: a person's answer to a permission or question is an annotation on the pod.
+    ("patch", "pods", ""),
     ("get", "pods", "log"),
     ("list", "events", ""),
     ("get", "configmaps", ""),

@@ -12,6 +12,7 @@ use crate::error::{Error, Result, exit};
 use crate::values;
 
 pub mod agent;
+pub mod answer;
 pub mod apply;
 pub mod attach;
 pub mod cleanup;
@@ -71,6 +72,8 @@ pub enum Command {
     Attach(attach::AttachArgs),
     /// Send a follow-up message into a running task's session; stream the reply.
     Send(send::SendArgs),
+    /// Answer a running task's permission request or question (as a person: through the pod's annotations).
+    Answer(answer::AnswerArgs),
     /// Serve asdo's verbs as MCP tools on stdio (for OpenCode and other MCP clients).
     Mcp(mcp::McpArgs),
     /// Set up a project for asdo: `asdo init opencode` registers `asdo mcp` and a subagent.
@@ -250,6 +253,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Agent(a) => agent::run(a).await,
         Command::Attach(a) => attach::run(g, a).await,
         Command::Send(a) => send::run(g, a).await,
+        Command::Answer(a) => answer::run(g, a).await,
         Command::Mcp(a) => mcp::run(g, a).await,
         Command::Init(a) => init::run(a),
         Command::Completion(a) => {

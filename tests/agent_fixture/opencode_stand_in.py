@@ -27,6 +27,12 @@ SID = "ses_standin"
 subscribers = []
 lock = threading.Lock()
 task = {"proc": None, "aborted": False}
+# ASDO_STANDIN_ASK=<permission>: before the script runs, ask for it (permission.asked) and
+# wait for POST /permission/per_standin1/reply, as opencode does; `reject` skips the script.
+ASK = os.environ.get("ASDO_STANDIN_ASK")
+PER = "per_standin1"
+answered = threading.Event()
+answer = {"reply": None}
 
 
 def publish(kind, props):
@@ -40,6 +46,17 @@ def run(text):
     with open(os.path.join(out, "prompt"), "w") as f:
         f.write(text)
     publish("session.status", {"sessionID": SID, "status": {"type": "busy"}})
+    if ASK:
+        publish("permission.asked", {"id": PER, "sessionID": SID, "permission": ASK,
+                                     "patterns": ["hello.txt"], "metadata": {}, "always": ["*"]})
+        answered.wait()
+        with open(os.path.join(out, "permission-reply"), "w") as f:
+            f.write(answer["reply"])
+        publish("permission.replied", {"sessionID": SID, "requestID": PER, "reply": answer["reply"]})
+        if answer["reply"] == "reject":
+            publish("message.updated", {"sessionID": SID, "info": {"role": "assistant", "sessionID": SID, "finish": "stop"}})
+            publish("session.idle", {"sessionID": SID})
+            return
     p = subprocess.Popen(["sh", script], stderr=subprocess.PIPE)
     task["proc"] = p
     last = ""
@@ -134,6 +151,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(204)
             self.end_headers()
             return
+        if self.path == "/permission/%s/reply" % PER and ASK and not answered.is_set():
+            answer["reply"] = body["reply"]
+            answered.set()
+            return self.reply(200, True)
         if self.path == "/session/%s/abort" % SID:
             task["aborted"] = True
             if task["proc"] and task["proc"].poll() is None:

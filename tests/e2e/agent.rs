@@ -384,3 +384,111 @@ fn big_prompts_travel_in_a_configmap_owned_by_the_pod() {
         env.server.requests()
     );
 }
+
+/// `asdo answer` is the person's channel: it patches the pod's annotation with the
+/// caller's credentials, in the shape the agent reads from its downwardAPI file (checked
+/// with kubectl as an independent client). Bad input is refused before any call.
+#[test]
+fn answer_patches_the_pods_annotation_and_refuses_bad_input_first() {
+    let env = Env::new();
+    env.spawn_script("Q1", "sleep 30");
+    let r = env.asdo(&["answer", "Q1", "per_2b6c4e1f9aA01x", "once"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = env.asdo(&["answer", "Q1", "que_2b6c4e2aa6001y", "Postgres"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let ann = &env.kubectl_pod("agent-q1")["metadata"]["annotations"];
+    let per: serde_json::Value = serde_json::from_str(
+        ann["agentic-sdlc/answer.per_2b6c4e1f9aA01x"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(per["reply"], "once", "{ann}");
+    assert!(per["by"].as_str().is_some_and(|b| !b.is_empty()), "{per}");
+    let que: serde_json::Value = serde_json::from_str(
+        ann["agentic-sdlc/answer.que_2b6c4e2aa6001y"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(que["answers"], json!([["Postgres"]]), "{ann}");
+    assert_eq!(
+        ann["agentic-sdlc/branch"], "specs/001-auth/Q1-async",
+        "the rest kept: {ann}"
+    );
+    let patches = env.count("PATCH", "/api/v1/namespaces");
+    for bad in [
+        vec!["answer", "Q1", "per_x", "always"],
+        vec!["answer", "Q1", "ses_abc", "once"],
+        vec!["answer", "Q1", "per_../../x", "once"],
+        vec!["answer", "Q1", "--kubeconfig=/tmp/x", "once"],
+    ] {
+        let r = env.asdo(&bad);
+        assert_eq!(r.code, 2, "{bad:?}: {r:?}");
+    }
+    assert_eq!(
+        env.count("PATCH", "/api/v1/namespaces"),
+        patches,
+        "no call for bad input"
+    );
+}
+
+/// The whole person's channel in a task pod: the agent waits under
+/// `agent.permissions=wait`; `asdo answer` patches the pod; the fake kubelet rewrites the
+/// pod's downwardAPI annotations file; the agent reads it, approves the request itself and
+/// the task pushes, crediting the person.
+#[test]
+fn agent_pod_permission_is_approved_through_asdo_answer() {
+    let env = Env::new();
+    let f = Fixture::new("e2e-answer");
+    f.opencode("printf 'hello\\n' > hello.txt");
+    let values = values(
+        &env,
+        &f,
+        &[
+            ("ASDO_PERMISSIONS", "wait"),
+            ("ASDO_STANDIN_ASK", "edit"),
+            // Pods are processes here: the volume's directory instead of its mount path.
+            (
+                "ASDO_ANSWERS_FILE",
+                "$(FAKE_KUBELET_VOLUME_ANSWERS)/annotations",
+            ),
+        ],
+    );
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "A1",
+        "--branch",
+        BRANCH,
+        "--repo",
+        &f.repo_url(),
+        "--prompt",
+        "Add a greeting file",
+        "-f",
+        path_str(&values),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let asked = "· permission edit hello.txt → waiting for a person (agent.permissions=wait; asdo answer A1 per_standin1 once|reject)";
+    // kubectl as the independent reader (asdo logs follows a running pod to its end).
+    let log = || env.kubectl(&["logs", "agent-a1", "-n", NS]).stdout;
+    assert!(
+        eventually(std::time::Duration::from_secs(60), || log().contains(asked)),
+        "{}",
+        log()
+    );
+    let r = env.asdo(&["answer", "A1", "per_standin1", "once"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let wait = env.asdo(&["wait", "A1", "--timeout", "60s"]);
+    assert_eq!(wait.code, 0, "{wait:?}");
+    assert_eq!(f.read_out("permission-reply"), "once");
+    assert_eq!(f.remote_file(BRANCH, "hello.txt"), "hello");
+    let logs = env.asdo(&["logs", "A1"]).stdout;
+    let who = std::env::var("USER").unwrap_or_else(|_| "someone".into());
+    assert!(
+        logs.contains(&format!(
+            "· permission edit hello.txt → approved (answered by {who} through asdo answer)"
+        )),
+        "{logs}"
+    );
+}

@@ -398,10 +398,13 @@ impl Run {
     async fn container_config(&mut self, c: &Container) -> Result<Vec<(String, String)>, Stop> {
         // Where the containerPorts live on this machine (portforward.rs), first so $(VAR) sees them.
         let ports = self.shared.ports.allocate(&self.uid, c);
+        let volumes_root = self.volumes_root();
         loop {
             let resolved = {
                 let pod = self.pod().ok_or(Stop::Gone)?;
-                container_env::resolve(&self.shared.store(), &pod, c, ports.clone())
+                let mut base = ports.clone();
+                base.extend(super::downward::env(&pod, &volumes_root));
+                container_env::resolve(&self.shared.store(), &pod, c, base)
             };
             match resolved {
                 Ok(env) => return Ok(env),
@@ -426,6 +429,7 @@ impl Run {
             self.name,
             &self.uid[..8.min(self.uid.len())]
         ));
+        self.refresh_downward_api();
         let spawned = std::fs::create_dir_all(&dir)
             .and_then(|_| process::spawn(&argv, &env, &dir, &self.name));
         let (child, reader) = match spawned {
@@ -478,18 +482,22 @@ impl Run {
         let image = c.image.clone().unwrap_or_default();
         self.update(|p| running(p, &image, &container_id, &started))?;
 
-        let outcome = tokio::select! {
-            status = &mut exit => Exit::Status(status.ok().flatten()),
-            stop = self.interrupted() => {
-                if let Stop::Deadline = stop {
-                    self.event("Warning", "DeadlineExceeded", "Pod was active on the node longer than the specified deadline");
+        let outcome = loop {
+            tokio::select! {
+                status = &mut exit => break Exit::Status(status.ok().flatten()),
+                stop = self.interrupted() => {
+                    if let Stop::Deadline = stop {
+                        self.event("Warning", "DeadlineExceeded", "Pod was active on the node longer than the specified deadline");
+                    }
+                    self.event("Normal", "Killing", &format!("Stopping container {}", c.name));
+                    let grace = match stop {
+                        Stop::Deleted { grace } => grace,
+                        _ => MAX_GRACE,
+                    };
+                    break Exit::Stopped(stop, terminate(pgid, grace, &mut exit).await)
                 }
-                self.event("Normal", "Killing", &format!("Stopping container {}", c.name));
-                let grace = match stop {
-                    Stop::Deleted { grace } => grace,
-                    _ => MAX_GRACE,
-                };
-                Exit::Stopped(stop, terminate(pgid, grace, &mut exit).await)
+                // The kubelet's sync: downwardAPI files follow the pod's metadata.
+                _ = tokio::time::sleep(Duration::from_millis(200)) => self.refresh_downward_api(),
             }
         };
         // Like a container's teardown: nothing it started survives it.
@@ -518,6 +526,21 @@ impl Run {
                 Ok(())
             }
             Some(other) => Err(other),
+        }
+    }
+
+    /// Where this pod's downwardAPI volumes live (beside its working directory).
+    fn volumes_root(&self) -> std::path::PathBuf {
+        self.shared.work_root.join(&self.ns).join(format!(
+            "{}-{}.volumes",
+            self.name,
+            &self.uid[..8.min(self.uid.len())]
+        ))
+    }
+
+    fn refresh_downward_api(&self) {
+        if let Some(pod) = self.pod() {
+            let _ = super::downward::write(&pod, &self.volumes_root());
         }
     }
 

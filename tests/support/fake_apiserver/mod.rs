@@ -25,7 +25,9 @@
 //!   common pod fields only;
 //! - the kubelet runs only the first container, never restarts it, ignores
 //!   init containers, probes, volumes' contents (missing Secret/ConfigMap
-//!   volumes do block the pod), images (a name containing `does-not-exist`
+//!   volumes do block the pod; downwardAPI files of the pod's annotations and
+//!   labels are written and kept current, in a directory named by
+//!   `FAKE_KUBELET_VOLUME_<NAME>`, see downward.rs), images (a name containing `does-not-exist`
 //!   fails to pull; one containing `slow-pull` fails for 3 s, then starts) and security contexts; the process runs on this machine;
 //! - watches send no periodic BOOKMARKs; history holds the last 4096 changes
 //!   (older resourceVersions get 410 Gone);
@@ -34,6 +36,7 @@
 
 mod container_env;
 mod discovery;
+mod downward;
 mod events;
 mod faults;
 mod handlers;
