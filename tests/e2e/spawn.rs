@@ -574,7 +574,12 @@ fn concurrent_replaces_never_delete_the_other_runs_pod() {
             .filter(|q| q.method == "DELETE" && q.status == 200)
             .count();
         assert_eq!(deletes_of_new, round + 1, "one successful delete per round");
-        // Finish it so the next round can replace it.
+        // Finish it so the next round can replace it. First let the fake kubelet report it
+        // Running: on a loaded machine that update can come after ours and undo it.
+        assert!(
+            env.server
+                .wait_for_phase(NS, "agent-tr", "Running", Duration::from_secs(30))
+        );
         let uid = pod.metadata.uid.clone().unwrap();
         let mut done = task_pod("TR", "Succeeded", Some(0), Duration::from_secs(1));
         done.metadata.uid = Some(uid);
