@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::budget::{Budgets, Exceeded, MAX_EMPTY_TURNS};
 use super::child::{Relay, Signals};
 use super::events::Tracker;
 use super::permissions::{Policy, Request};
@@ -24,6 +25,9 @@ pub struct Settings {
     pub model: Option<String>,
     pub policy: Policy,
     pub idle: Duration,
+    /// One tool call may run this long (it counts as activity for the idle watchdog).
+    pub tool_timeout: Duration,
+    pub budgets: Budgets,
     /// The work tree, for relative paths in the log.
     pub root: PathBuf,
 }
@@ -34,6 +38,8 @@ pub enum End {
     Finished(Tracker),
     /// Failed, in words for the `failed agent:` marker.
     Failed(String, Tracker),
+    /// A budget was exceeded (`failed budget:`); the session was aborted.
+    Budget(Exceeded, Tracker),
     /// SIGTERM/SIGINT arrived; the session was aborted.
     Signal(i32, Tracker),
 }
@@ -85,15 +91,32 @@ pub async fn drive(
     {
         return End::Failed(format!("sending the prompt: {e}"), t);
     }
-    let mut deadline = Instant::now() + s.idle;
+    let mut last_activity = Instant::now();
     // Requests we answered (a reply by anyone else is logged as theirs).
     let mut answered: Vec<String> = vec![];
     let mut waiting: Option<Request> = None;
     loop {
+        // A tool call in progress (a build, a test run) is activity however quiet it is;
+        // its own bound is the tool timeout, which names it.
+        let oldest_tool = t
+            .running
+            .values()
+            .min_by_key(|(_, since)| *since)
+            .map(|(what, since)| (what.clone(), Instant::from_std(*since)));
+        let deadline = match &oldest_tool {
+            Some((_, since)) => *since + s.tool_timeout,
+            None => last_activity + s.idle,
+        };
         let ev = tokio::select! {
             ev = next(&mut events) => ev,
             _ = tokio::time::sleep_until(deadline) => {
                 abort(&client, &session.id).await;
+                if let Some((what, _)) = oldest_tool {
+                    return End::Failed(format!(
+                        "tool {what} still running after {} (agent.toolTimeout)",
+                        crate::humantime::short(s.tool_timeout)
+                    ), t);
+                }
                 let mut why = format!("stalled: no activity for {}", crate::humantime::short(s.idle));
                 if let Some(r) = &waiting {
                     why.push_str(&format!(" (permission {} was not answered)", r.describe()));
@@ -111,7 +134,17 @@ pub async fn drive(
         let ev = match ev {
             Ok(ev) => ev,
             Err(e) => {
-                // The server is still up (else the arm above fired): subscribe again.
+                // A server that died cuts the stream first: name its death, not the cut.
+                if tokio::time::timeout(Duration::from_secs(2), server.exited())
+                    .await
+                    .is_ok()
+                {
+                    return End::Failed(
+                        format!("the opencode server {}", server.exit_reason().await),
+                        t,
+                    );
+                }
+                // The server is still up: subscribe again.
                 match client.events().await {
                     Ok(again) => {
                         relay.line(&format!("{STEP}event stream cut ({e}); resubscribed"));
@@ -128,7 +161,7 @@ pub async fn drive(
             }
         };
         if !ev.is_heartbeat() {
-            deadline = Instant::now() + s.idle;
+            last_activity = Instant::now();
         }
         let turns = t.turns;
         for line in t.observe(&ev) {
@@ -136,6 +169,23 @@ pub async fn drive(
         }
         if t.turns != turns {
             relay.line(&t.summary().so_far().to_string());
+            // Checked after every turn, so a run stops at the first one over a limit.
+            if let Some(over) = s.budgets.check(&t.totals()) {
+                abort(&client, &session.id).await;
+                return End::Budget(over, t);
+            }
+            if t.looping {
+                abort(&client, &session.id).await;
+                let why = match server.last_error() {
+                    Some(e) => format!(
+                        "the model returned {MAX_EMPTY_TURNS} empty turns in a row (no tokens, no tool call); last provider error: {e}"
+                    ),
+                    None => format!(
+                        "the model returned {MAX_EMPTY_TURNS} empty turns in a row (no tokens, no tool call)"
+                    ),
+                };
+                return End::Failed(why, t);
+            }
         }
         if let Some(req) = Request::from_event(&ev) {
             let what = req.describe();
