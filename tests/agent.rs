@@ -1378,18 +1378,19 @@ fn real_opencode_budgets_stop_the_run_at_the_first_turn_over() {
     ]);
 }
 
-/// A tool call in progress is activity: a 12 s silent command outlives a 5 s idle
-/// timeout. Its own bound, the tool timeout, names the command and keeps the work.
+/// A tool call in progress is activity: a 20 s silent command outlives an 8 s idle
+/// timeout (8 s: a loaded machine can take 5 s to make the first model call). Its own
+/// bound, the tool timeout, names the command and keeps the work.
 #[test]
 fn real_opencode_a_running_tool_is_activity_and_the_tool_timeout_names_it() {
     let quiet: Box<dyn FnOnce() + Send> = Box::new(|| {
         let f = Fixture::new("real-quiet-tool");
         let model = ModelServer::start(vec![
-            Step::bash("sleep 12; echo slept > slept.txt"),
+            Step::bash("sleep 20; echo slept > slept.txt"),
             Step::text("Slept."),
         ]);
-        let r = run_real(&f, &real_env(&f, &model, &[("ASDO_IDLE_TIMEOUT", "5s")]));
-        assert_eq!(r.code, 0, "{r:?}");
+        let r = run_real(&f, &real_env(&f, &model, &[("ASDO_IDLE_TIMEOUT", "8s")]));
+        assert_eq!(r.code, 0, "{r:?} after {} model calls", model.turns().len());
         assert_eq!(f.remote_file(BRANCH, "slept.txt"), "slept");
     });
     let too_long: Box<dyn FnOnce() + Send> = Box::new(|| {
