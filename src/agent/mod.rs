@@ -445,6 +445,16 @@ impl Agent {
             )
             .await?
             .is_some();
+        // A kept work tree from an attempt that never pushed (it failed, or changed
+        // nothing) still has the branch: continue it rather than fail to create it again.
+        let local_only = !on_remote
+            && self
+                .query(
+                    Step::Clone,
+                    &["rev-parse", "--verify", "--quiet", &local_ref],
+                )
+                .await?
+                .is_some();
         if on_remote {
             // An existing task branch is continued, never reset onto a base.
             match &self.config.base {
@@ -489,6 +499,16 @@ impl Agent {
                 )
                 .await?;
             }
+        } else if local_only {
+            self.say(format!(
+                "checking out {branch} (from an earlier attempt, not pushed yet)"
+            ));
+            self.git(
+                Step::Clone,
+                &["checkout", "--quiet", &branch, "--"],
+                Output::Stream,
+            )
+            .await?;
         } else if let Some(base) = self.config.base.clone() {
             let start = self.resolve_base(&base).await?;
             self.create_branch(&branch, &base, &start).await?;

@@ -97,11 +97,14 @@ pub async fn drive(
     let mut waiting: Option<Request> = None;
     loop {
         // A tool call in progress (a build, a test run) is activity however quiet it is;
-        // its own bound is the tool timeout, which names it.
+        // its own bound is the tool timeout, which names it. Not while a permission waits
+        // for a person: the tool that asked is "running" then too, and the idle timeout
+        // bounds the wait.
         let oldest_tool = t
             .running
             .values()
             .min_by_key(|(_, since)| *since)
+            .filter(|_| waiting.is_none())
             .map(|(what, since)| (what.clone(), Instant::from_std(*since)));
         let deadline = match &oldest_tool {
             Some((_, since)) => *since + s.tool_timeout,
