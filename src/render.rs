@@ -276,6 +276,18 @@ fn env(values: &Values, task: &Task, target: &Target) -> Vec<EnvVar> {
         .map(|e| e.name.as_str())
         .collect();
     env.push(literal(task::SECRET_ENV_LIST, secret_names.join(",")));
+    {
+        use crate::agent::config::vars;
+        // As the chart renders them (`int64 | toString`, `toString`): "300", "0", "1.5", "false".
+        env.push(literal(vars::MAX_TURNS, a.max_turns.to_string()));
+        env.push(literal(vars::MAX_TOKENS, a.max_tokens.to_string()));
+        env.push(literal(vars::MAX_COST, &a.max_cost));
+        env.push(literal(vars::TOOL_TIMEOUT, &a.tool_timeout));
+        env.push(literal(
+            vars::ALLOW_NO_CHANGES,
+            a.allow_no_changes.to_string(),
+        ));
+    }
     env.extend(p.env.iter().cloned());
     env
 }
@@ -434,6 +446,62 @@ mod tests {
         assert_eq!(a[ANN_BRANCH], "specs/001-auth/T001-async");
         assert_eq!(a[ANN_ENVIRONMENT], "dev");
         assert_eq!(a[ANN_SPEC_DIR], "specs/001-auth");
+    }
+
+    /// The budgets reach the agent as the chart renders them, defaults and `--set` alike,
+    /// and `asdo agent` reads back what was rendered.
+    #[test]
+    fn budgets_and_no_changes_reach_the_agent_env() {
+        use crate::agent::config::vars;
+        let p = render("dev", &[]);
+        let got = |p: &Pod| {
+            [
+                vars::MAX_TURNS,
+                vars::MAX_TOKENS,
+                vars::MAX_COST,
+                vars::TOOL_TIMEOUT,
+                vars::ALLOW_NO_CHANGES,
+            ]
+            .map(|n| env_value(p, n).unwrap_or_default())
+        };
+        assert_eq!(got(&p), ["300", "0", "0", "30m", "false"]);
+        let p = render(
+            "dev",
+            &[
+                "agent.maxTurns=12",
+                "agent.maxTokens=200000",
+                "agent.maxCost=2.5",
+                "agent.toolTimeout=45m",
+                "agent.allowNoChanges=true",
+            ],
+        );
+        assert_eq!(got(&p), ["12", "200000", "2.5", "45m", "true"]);
+        let env: Vec<(String, String)> = env_of(&p)
+            .into_iter()
+            .filter_map(|e| Some((e.name, e.value?)))
+            .collect();
+        let c = crate::agent::config::Config::from_lookup(|k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        assert_eq!(
+            (
+                c.budgets.max_turns,
+                c.budgets.max_tokens,
+                c.budgets.max_cost
+            ),
+            (12, 200000, 2.5)
+        );
+        assert!(c.allow_no_changes);
+        for bad in [
+            "agent.maxCost=-1",
+            "agent.maxCost=lots",
+            "agent.maxTurns=-1",
+        ] {
+            let mut v = defaults_for("dev").unwrap();
+            apply_set(&mut v, bad).unwrap();
+            assert!(Values::from_value(v).is_err(), "{bad} is refused");
+        }
     }
 
     #[test]

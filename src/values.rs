@@ -630,7 +630,8 @@ pub struct TaskDefaults {
     pub git_author_email: String,
 }
 
-/// `agent.*`: how `asdo agent` runs OpenCode (env ASDO_PERMISSIONS, ASDO_IDLE_TIMEOUT).
+/// `agent.*`: how `asdo agent` runs OpenCode (env ASDO_PERMISSIONS, ASDO_IDLE_TIMEOUT, and
+/// the budgets in `crate::agent::config::vars`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentValues {
@@ -643,6 +644,26 @@ pub struct AgentValues {
     /// fail or wait: what happens when the model asks a question (ASDO_QUESTIONS).
     #[serde(default = "AgentValues::default_questions")]
     pub questions: String,
+    /// Model turns per run; 0: no limit (ASDO_MAX_TURNS).
+    #[serde(default = "AgentValues::default_max_turns")]
+    pub max_turns: u64,
+    /// Input plus output tokens per run; 0: no limit (ASDO_MAX_TOKENS).
+    #[serde(default)]
+    pub max_tokens: u64,
+    /// US dollars per run, as OpenCode reports cost; 0: no limit (ASDO_MAX_COST). Kept as
+    /// written (`--set agent.maxCost=2.50` is a string to Helm too) and rendered as the
+    /// chart's `toString` renders it.
+    #[serde(
+        default = "AgentValues::default_max_cost",
+        deserialize_with = "number_text"
+    )]
+    pub max_cost: String,
+    /// One tool call may run this long (ASDO_TOOL_TIMEOUT).
+    #[serde(default = "AgentValues::default_tool_timeout")]
+    pub tool_timeout: String,
+    /// A run that changed no file is a success (ASDO_ALLOW_NO_CHANGES), for review tasks.
+    #[serde(default)]
+    pub allow_no_changes: bool,
     /// Open a draft pull/merge request after the push (ASDO_PULL_REQUEST).
     #[serde(default)]
     pub pull_request: bool,
@@ -656,9 +677,25 @@ impl Default for AgentValues {
             permissions: AgentValues::default_permissions(),
             idle_timeout: AgentValues::default_idle_timeout(),
             questions: AgentValues::default_questions(),
+            max_turns: AgentValues::default_max_turns(),
+            max_tokens: 0,
+            max_cost: AgentValues::default_max_cost(),
+            tool_timeout: AgentValues::default_tool_timeout(),
+            allow_no_changes: false,
             pull_request: false,
             forge: ForgeValues::default(),
         }
+    }
+}
+
+/// A number or a string holding one, as text (`2.5`, `"2.50"`, `0`).
+fn number_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Number(n) => Ok(n.to_string()),
+        Value::String(s) => Ok(s),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a number, got {other}"
+        ))),
     }
 }
 
@@ -675,6 +712,18 @@ impl AgentValues {
         "fail".into()
     }
 
+    fn default_max_turns() -> u64 {
+        crate::agent::budget::DEFAULT_MAX_TURNS
+    }
+
+    fn default_tool_timeout() -> String {
+        "30m".into()
+    }
+
+    fn default_max_cost() -> String {
+        "0".into()
+    }
+
     /// The agent would refuse these at start (exit 10); refused here instead, before any call.
     fn check(&self) -> Result<()> {
         crate::agent::permissions::Policy::parse(&self.permissions).map_err(|_| {
@@ -689,13 +738,22 @@ impl AgentValues {
                 self.questions
             ))
         })?;
-        match crate::humantime::parse(&self.idle_timeout) {
-            Ok(d) if !d.is_zero() => Ok(()),
-            _ => Err(Error::usage(format!(
-                "agent.idleTimeout {:?}: expected a duration longer than 0, e.g. 20m or 90s",
-                self.idle_timeout
-            ))),
+        for (name, value) in [
+            ("idleTimeout", &self.idle_timeout),
+            ("toolTimeout", &self.tool_timeout),
+        ] {
+            match crate::humantime::parse(value) {
+                Ok(d) if !d.is_zero() => {}
+                _ => {
+                    return Err(Error::usage(format!(
+                        "agent.{name} {value:?}: expected a duration longer than 0, e.g. 20m or 90s"
+                    )));
+                }
+            }
         }
+        crate::agent::budget::parse_cost(&self.max_cost)
+            .map_err(|e| Error::usage(format!("agent.maxCost {e}")))?;
+        Ok(())
     }
 }
 

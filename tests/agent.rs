@@ -112,14 +112,42 @@ fn builds_on_an_existing_remote_branch() {
     assert_eq!(f.remote_file(BRANCH, "notes.txt"), "one\ntwo");
 }
 
+/// Changing nothing is not success (exit 16, quoting the model's answer) unless the task
+/// allows it (ASDO_ALLOW_NO_CHANGES, e.g. a review), then `done no-changes`, exit 0.
 #[test]
-fn nothing_changed_is_success_and_pushes_nothing() {
+fn nothing_changed_is_exit_16_unless_allowed_and_pushes_nothing() {
     let f = Fixture::new("no-changes");
     f.opencode("echo 'I looked and found nothing to do'");
     let r = f.run_agent(&f.agent_env());
+    assert_eq!(r.code, 16, "{r:?}");
+    assert_eq!(
+        r.last_marker(),
+        "asdo: failed no-changes: \"stand-in finished\""
+    );
+    assert!(!r.markers().contains(&"asdo: committing"));
+    assert_eq!(f.remote_branch(BRANCH), None, "no branch pushed");
+
+    // Run again in the same work tree (a retried container): the local branch from the
+    // first attempt is continued, not created again.
+    f.opencode("echo again > again.txt");
+    let r = f.run_agent(&f.agent_env());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.markers().contains(
+            &format!("asdo: checking out {BRANCH} (from an earlier attempt, not pushed yet)")
+                .as_str()
+        ),
+        "{r:?}"
+    );
+    assert_eq!(f.remote_file(BRANCH, "again.txt"), "again");
+
+    let f = Fixture::new("no-changes-allowed");
+    f.opencode("echo 'I looked and found nothing to do'");
+    let mut env = f.agent_env();
+    set(&mut env, "ASDO_ALLOW_NO_CHANGES", "true");
+    let r = f.run_agent(&env);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.last_marker(), "asdo: done no-changes");
-    assert!(!r.markers().contains(&"asdo: committing"));
     assert_eq!(f.remote_branch(BRANCH), None, "no branch pushed");
 }
 
@@ -164,19 +192,36 @@ fn an_empty_remote_gets_the_branch_as_its_first_commit() {
     assert_eq!(f.remote_file(BRANCH, "first.txt"), "first");
 }
 
+/// A failed session is exit 12 in the provider's words; what it had written is pushed as
+/// work in progress (no written work is lost), and nothing is pushed when it wrote nothing.
 #[test]
-fn opencode_failing_is_exit_12_and_nothing_is_pushed() {
+fn opencode_failing_is_exit_12_and_keeps_the_partial_work() {
     let f = Fixture::new("agent-fails");
     f.opencode("echo half > half.txt; echo 'provider error: 401' >&2; exit 3");
     let r = f.run_agent(&f.agent_env());
     assert_eq!(r.code, 12, "{r:?}");
     // The verdict is the session's error in the provider's words, not an exit status.
-    assert_eq!(r.last_marker(), "asdo: failed agent: provider error: 401");
+    let sha = f.remote_branch(BRANCH).expect("partial work pushed");
+    assert_eq!(
+        r.last_marker(),
+        format!("asdo: failed agent: provider error: 401; partial work pushed {sha}")
+    );
     assert!(
         r.stdout.contains("\n· error: provider error: 401\n"),
         "{r:?}"
     );
     assert!(r.stderr.contains("provider error: 401"));
+    assert_eq!(f.remote_file(BRANCH, "half.txt"), "half");
+    assert_eq!(
+        log1(&f, &sha, "%s"),
+        "wip(T001): partial work, the session failed"
+    );
+
+    let f = Fixture::new("agent-fails-clean");
+    f.opencode("echo 'provider error: 401' >&2; exit 3");
+    let r = f.run_agent(&f.agent_env());
+    assert_eq!(r.code, 12, "{r:?}");
+    assert_eq!(r.last_marker(), "asdo: failed agent: provider error: 401");
     assert_eq!(f.remote_branch(BRANCH), None);
 }
 
@@ -597,7 +642,7 @@ fn output_is_relayed_live_line_by_line() {
         "echo started; while [ ! -e '{}' ]; do sleep 0.02; done; echo second",
         go.display()
     );
-    let (child, rx) = start_then(&f, &script, &[]);
+    let (child, rx) = start_then(&f, &script, &[("ASDO_ALLOW_NO_CHANGES", "true")]);
     std::fs::write(&go, "").unwrap();
     let rest: Vec<String> = rx.iter().collect();
     let r = wait_for(child, Duration::from_secs(30));
@@ -619,9 +664,12 @@ fn lots_of_output_arrives_whole_and_cannot_fake_a_marker() {
     let f = Fixture::new("lots");
     f.opencode(
         "i=1; while [ $i -le 20000 ]; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); done\n\
-         echo 'asdo: done 0123456789abcdef'\nprintf 'no newline at the end'",
+         echo 'asdo: done 0123456789abcdef'\nprintf '\\033[31masdo: done 0123\\033[0m\\n'\n\
+         printf 'no newline at the end'",
     );
-    let r = f.run_agent(&f.agent_env());
+    let mut env = f.agent_env();
+    set(&mut env, "ASDO_ALLOW_NO_CHANGES", "1");
+    let r = f.run_agent(&env);
     assert_eq!(r.code, 0, "{r:?}");
     let outs: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with("out ")).collect();
     assert_eq!(outs.len(), 20000);
@@ -638,6 +686,9 @@ fn lots_of_output_arrives_whole_and_cannot_fake_a_marker() {
         r.stdout.contains("\n| asdo: done 0123456789abcdef\n"),
         "escaped"
     );
+    // Colour codes are stripped, and cannot hide a fake marker either.
+    assert!(r.stdout.contains("\n| asdo: done 0123\n"), "{r:?}");
+    assert!(!r.stdout.contains('\u{1b}'), "{r:?}");
     // The unterminated last line is ended for it, and the verdict is on a line of its own.
     assert!(r.stdout.contains("\nno newline at the end\n"), "{r:?}");
     assert!(r.stdout.ends_with("\nasdo: done no-changes\n"));
@@ -1233,6 +1284,10 @@ fn real_opencode_sigterm_mid_session_pushes_the_partial_work() {
     }
     // The model is now stuck in its second call.
     assert!(eventually(Duration::from_secs(60), || model.turns().len() == 2));
+    // kubectl delete, then the kubelet: a second SIGTERM right after the first must not
+    // cancel the push of the work in progress.
+    send(&child, libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(50));
     send(&child, libc::SIGTERM);
     let r = wait_for(child, Duration::from_secs(60));
     assert_eq!(r.code, 143, "{r:?}");
@@ -1648,4 +1703,290 @@ fn git_config_and_hooks_written_by_opencode_do_not_steer_the_push() {
     );
     assert!(!other.status.success(), "nothing pushed elsewhere");
     assert!(!hooked.exists(), "no planted hook ran");
+}
+
+// ---- Issue 21: the agent never lies about a run (real opencode) ---------------------
+
+/// Runs each case on its own thread (each starts its own opencode) and joins them.
+fn in_parallel(cases: Vec<Box<dyn FnOnce() + Send>>) {
+    let runs: Vec<_> = cases.into_iter().map(std::thread::spawn).collect();
+    for r in runs {
+        r.join().unwrap();
+    }
+}
+
+/// The commit a failed run pushed as work in progress, checked in the bare origin.
+fn assert_wip_pushed(f: &Fixture, r: &AgentRun, why: &str) -> String {
+    let sha = f
+        .remote_branch(BRANCH)
+        .expect("the partial work was pushed");
+    assert!(
+        r.last_marker()
+            .ends_with(&format!("; partial work pushed {sha}")),
+        "{r:?}"
+    );
+    assert_eq!(
+        log1(f, &sha, "%s"),
+        format!("wip(T001): partial work, {why}")
+    );
+    sha
+}
+
+/// A model whose every turn ends without a real answer (the stream cut before its
+/// `finish`, or a 200 that is not a stream): OpenCode would start turn after turn; the
+/// empty-turn guard ends the run within seconds, exit 12, and keeps what was written.
+#[test]
+fn real_opencode_empty_turns_end_the_run_within_seconds() {
+    let case = |tag: &'static str, write_first: bool, step: Step| -> Box<dyn FnOnce() + Send> {
+        Box::new(move || {
+            let f = Fixture::new(tag);
+            let mut script = vec![];
+            if write_first {
+                script.push(Step::write(&ws(&f, "partial.txt"), "partial\n"));
+            }
+            script.push(step);
+            let model = ModelServer::start(script);
+            let r = run_real(&f, &real_env(&f, &model, &[]));
+            let ended = Instant::now();
+            assert_eq!(r.code, 12, "{tag}: {r:?}");
+            assert!(
+                r.last_marker().starts_with(
+                    "asdo: failed agent: the model returned 8 empty turns in a row (no tokens, no tool call)"
+                ),
+                "{tag}: {r:?}"
+            );
+            let turns = model.turns();
+            let first_empty = turns[usize::from(write_first)].at;
+            eprintln!(
+                "{tag}: loop guard fired after {} model requests ({:?} of empty turns); the run ended {:?} after the first empty turn",
+                turns.len(),
+                turns.last().unwrap().at - first_empty,
+                ended - first_empty
+            );
+            // OpenCode alone made ~7 requests a second until the pod's deadline.
+            assert!(turns.len() <= 20, "{tag}: {} requests", turns.len());
+            if write_first {
+                assert_wip_pushed(&f, &r, "the session failed");
+                assert_eq!(f.remote_file(BRANCH, "partial.txt"), "partial");
+            } else {
+                assert!(!r.last_marker().contains("partial work"), "{r:?}");
+                assert_eq!(f.remote_branch(BRANCH), None, "{tag}");
+            }
+        })
+    };
+    in_parallel(vec![
+        case("real-cut", true, Step::Cut),
+        case("real-not-sse", false, Step::NotSse),
+    ]);
+}
+
+/// Budgets are checked after every model turn: the run stops at the first turn over the
+/// limit, exit 17, pushing what was written as work in progress. (Tokens are summed from
+/// the same step-finish parts as cost, and their check is unit-tested in agent::budget:
+/// two real runs keep the suite short.)
+#[test]
+fn real_opencode_budgets_stop_the_run_at_the_first_turn_over() {
+    let case = |tag: &'static str,
+                var: &'static str,
+                limit: &'static str,
+                want: &'static str|
+     -> Box<dyn FnOnce() + Send> {
+        Box::new(move || {
+            let f = Fixture::new(tag);
+            let model = ModelServer::start(vec![
+                Step::write(&ws(&f, "a.txt"), "a\n"),
+                Step::write(&ws(&f, "b.txt"), "b\n"),
+                Step::write(&ws(&f, "c.txt"), "c\n"),
+                Step::write(&ws(&f, "d.txt"), "d\n"),
+                Step::write(&ws(&f, "e.txt"), "e\n"),
+                Step::text("Done."),
+            ]);
+            // $1000 per million tokens: each scripted turn (120 in, 30 out) costs $0.15.
+            let config = model.opencode_config_priced(1000.0, 1000.0);
+            let env = real_env(
+                &f,
+                &model,
+                &[("OPENCODE_CONFIG_CONTENT", &config), (var, limit)],
+            );
+            let r = run_real(&f, &env);
+            assert_eq!(r.code, 17, "{tag}: {r:?}");
+            assert!(
+                r.last_marker().starts_with(&format!(
+                    "asdo: failed budget: {want}; partial work pushed "
+                )),
+                "{tag}: {r:?}"
+            );
+            assert_wip_pushed(&f, &r, "a budget was exceeded");
+            assert_eq!(f.remote_file(BRANCH, "a.txt"), "a");
+            assert_eq!(f.remote_file(BRANCH, "b.txt"), "b");
+            // Stopped right after the turn that crossed the limit: the model was not asked again.
+            assert_eq!(model.turns().len(), 3, "{tag}");
+            assert!(
+                f.remote_git(&["ls-tree", "--name-only", BRANCH])
+                    .lines()
+                    .all(|n| n != "e.txt")
+            );
+            let summary = marker::last_summary(&r.stdout).unwrap();
+            eprintln!("{tag}: stopped at {summary} with {var}={limit}");
+        })
+    };
+    in_parallel(vec![
+        case(
+            "real-max-cost",
+            "ASDO_MAX_COST",
+            "0.40",
+            "cost $0.4500 > $0.4000",
+        ),
+        case("real-max-turns", "ASDO_MAX_TURNS", "2", "turns 3 > 2"),
+    ]);
+}
+
+/// A tool call in progress is activity: a 45 s silent command outlives a 20 s idle
+/// timeout (not shorter: on a loaded 2-core machine OpenCode was seen quiet for over 8 s
+/// before its first model call). Its own bound, the tool timeout, names the command and
+/// keeps the work.
+#[test]
+fn real_opencode_a_running_tool_is_activity_and_the_tool_timeout_names_it() {
+    let quiet: Box<dyn FnOnce() + Send> = Box::new(|| {
+        let f = Fixture::new("real-quiet-tool");
+        let model = ModelServer::start(vec![
+            Step::bash("sleep 45; echo slept > slept.txt"),
+            Step::text("Slept."),
+        ]);
+        let r = run_real(&f, &real_env(&f, &model, &[("ASDO_IDLE_TIMEOUT", "20s")]));
+        assert_eq!(r.code, 0, "{r:?} after {} model calls", model.turns().len());
+        assert_eq!(f.remote_file(BRANCH, "slept.txt"), "slept");
+    });
+    let too_long: Box<dyn FnOnce() + Send> = Box::new(|| {
+        let f = Fixture::new("real-tool-timeout");
+        let model = ModelServer::start(vec![
+            Step::write(&ws(&f, "partial.txt"), "partial\n"),
+            Step::bash("sleep 120"),
+            Step::text("Done."),
+        ]);
+        let env = real_env(
+            &f,
+            &model,
+            &[("ASDO_IDLE_TIMEOUT", "60s"), ("ASDO_TOOL_TIMEOUT", "6s")],
+        );
+        let r = run_real(&f, &env);
+        assert_eq!(r.code, 12, "{r:?}");
+        assert!(
+            r.last_marker().starts_with(
+                "asdo: failed agent: tool bash sleep 120 still running after 6s (agent.toolTimeout); partial work pushed "
+            ),
+            "{r:?}"
+        );
+        assert_wip_pushed(&f, &r, "the session failed");
+        assert_eq!(f.remote_file(BRANCH, "partial.txt"), "partial");
+    });
+    in_parallel(vec![quiet, too_long]);
+}
+
+/// A model that writes nothing and says "Done!" did not do the task: exit 16 quoting it.
+/// (ASDO_ALLOW_NO_CHANGES turning it into `done no-changes`, exit 0, is the stand-in's
+/// `nothing_changed_is_exit_16_unless_allowed_and_pushes_nothing` and e2e's
+/// `agent_pod_with_nothing_to_change_fails_unless_allowed`.)
+#[test]
+fn real_opencode_a_run_that_changes_nothing_is_exit_16() {
+    let f = Fixture::new("real-nothing");
+    let model = ModelServer::start(vec![Step::text("Done!")]);
+    let r = run_real(&f, &real_env(&f, &model, &[]));
+    assert_eq!(r.code, 16, "{r:?}");
+    assert_eq!(r.last_marker(), "asdo: failed no-changes: \"Done!\"");
+    assert_eq!(f.remote_branch(BRANCH), None);
+}
+
+/// A tool that daemonizes (`setsid nohup … &`) leaves OpenCode's process group; it still
+/// ends with the agent. A taken port is named with the env to change, without colour codes.
+#[test]
+fn real_opencode_daemonized_tools_end_with_the_agent_and_a_taken_port_is_named() {
+    let nohup: Box<dyn FnOnce() + Send> = Box::new(|| {
+        let f = Fixture::new("real-nohup");
+        let pid_file = f.out("nohup-pid");
+        let model = ModelServer::start(vec![
+            Step::bash(&format!(
+                "setsid nohup sleep 300 >/dev/null 2>&1 & echo $! > '{}'",
+                pid_file.display()
+            )),
+            Step::write(&ws(&f, "x.txt"), "x\n"),
+            Step::text("Done."),
+        ]);
+        let r = run_real(&f, &real_env(&f, &model, &[]));
+        assert_eq!(r.code, 0, "{r:?}");
+        let pid: i32 = f
+            .read_out("nohup-pid")
+            .trim()
+            .parse()
+            .expect("the job started");
+        assert!(
+            eventually(Duration::from_secs(5), || !alive(pid)),
+            "the nohup job {pid} outlived the agent"
+        );
+    });
+    let port: Box<dyn FnOnce() + Send> = Box::new(|| {
+        let f = Fixture::new("real-port-taken");
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = taken.local_addr().unwrap().port().to_string();
+        let model = ModelServer::start(vec![]);
+        let r = run_real(&f, &real_env(&f, &model, &[("ASDO_OPENCODE_PORT", &p)]));
+        assert_eq!(r.code, 12, "{r:?}");
+        assert!(
+            r.last_marker().starts_with(&format!(
+                "asdo: failed agent: opencode serve could not listen on 127.0.0.1:{p} (is the port taken?); set ASDO_OPENCODE_PORT"
+            )),
+            "{r:?}"
+        );
+        assert!(
+            !r.stdout.contains('\u{1b}') && !r.stderr.contains('\u{1b}'),
+            "{r:?}"
+        );
+        drop(taken);
+    });
+    in_parallel(vec![nohup, port]);
+}
+
+/// `opencode serve` killed mid-session is named by its signal, not as a cut event stream.
+#[test]
+fn real_opencode_a_killed_server_is_named_by_its_signal() {
+    let f = Fixture::new("real-killed");
+    let model = ModelServer::start(vec![Step::Hang]);
+    let env = real_env(&f, &model, &[]);
+    let child = f.agent_cmd(&env, &[]).spawn().unwrap();
+    let agent = child.id() as i32;
+    assert!(eventually(Duration::from_secs(300), || !model
+        .turns()
+        .is_empty()));
+    let server = children_of(agent)
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.contains("serve"))
+        })
+        .expect("opencode serve runs under the agent");
+    // SAFETY: kill(2) on the server the agent started.
+    unsafe {
+        libc::kill(server, libc::SIGKILL);
+    }
+    let r = wait_for(child, Duration::from_secs(60));
+    assert_eq!(r.code, 12, "{r:?}");
+    assert!(
+        r.last_marker()
+            .starts_with("asdo: failed agent: the opencode server was killed by SIGKILL"),
+        "{r:?}"
+    );
+}
+
+fn children_of(parent: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<i32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
 }

@@ -57,8 +57,101 @@ pub fn signal_name(sig: i32) -> &'static str {
         libc::SIGTERM => "SIGTERM",
         libc::SIGINT => "SIGINT",
         libc::SIGKILL => "SIGKILL",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
         _ => "a signal",
     }
+}
+
+/// Makes asdo the reaper of every orphan below it (`PR_SET_CHILD_SUBREAPER`): a tool that
+/// daemonizes (`nohup cmd &`, a double fork, `setsid`) leaves its process group but is
+/// re-parented to asdo rather than to PID 1, so [`kill_descendants`] still finds it.
+pub fn become_subreaper() -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on this process.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// SIGKILLs every process descended from asdo and reaps it: what escaped a child's
+/// process group (a `nohup` job, a server's orphaned tool) must not outlive the agent.
+/// Needs [`become_subreaper`], else orphans go to PID 1 and out of reach.
+pub fn kill_descendants() {
+    let me = std::process::id() as i32;
+    // Repeat: killing a process can orphan its children onto us.
+    for _ in 0..5 {
+        let found = descendants(me);
+        if found.is_empty() {
+            break;
+        }
+        for pid in &found {
+            // SAFETY: kill(2) on a pid we just saw below us; ESRCH if it is gone.
+            unsafe {
+                libc::kill(*pid, libc::SIGKILL);
+            }
+        }
+        reap_orphans();
+    }
+    reap_orphans();
+}
+
+/// Collects every exited child that is not one tokio waits for (orphans handed to us).
+fn reap_orphans() {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with WNOHANG on any child; tokio's own children are already
+        // waited for by the time this runs (every Runner and Server child has ended).
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            break;
+        }
+    }
+}
+
+/// Every process whose parent chain leads to `root`, from /proc.
+fn descendants(root: i32) -> Vec<i32> {
+    let mut parent_of: Vec<(i32, i32)> = vec![];
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            if fields.first() == Some(&"Z") {
+                continue;
+            }
+            if let Some(ppid) = fields.get(1).and_then(|p| p.parse().ok()) {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = vec![];
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (pid, ppid) in &parent_of {
+            if *ppid == p && !out.contains(pid) {
+                out.push(*pid);
+                frontier.push(*pid);
+            }
+        }
+    }
+    out
 }
 
 /// Where relayed output goes; also the one writer of marker lines, so the two never interleave mid-line.
@@ -258,6 +351,8 @@ pub struct Runner {
     pub signals: Signals,
     pub relay: Arc<Relay>,
     pub grace: Duration,
+    /// Signals do not stop the child (a WIP push under way); they stay pending.
+    pub shielded: bool,
 }
 
 pub fn kill_group(pgid: i32, sig: i32) {
@@ -269,7 +364,9 @@ pub fn kill_group(pgid: i32, sig: i32) {
 
 impl Runner {
     pub async fn run(&mut self, mut cmd: Command, output: Output) -> Result<Finished, RunError> {
-        if let Some(sig) = self.signals.pending() {
+        if !self.shielded
+            && let Some(sig) = self.signals.pending()
+        {
             return Err(RunError::Signal(sig));
         }
         cmd.process_group(0)
@@ -294,9 +391,10 @@ impl Runner {
         };
         let err_task = tokio::spawn(pump(stderr, Sink::Stderr, self.relay.clone()));
 
+        let shielded = self.shielded;
         let waited = tokio::select! {
             status = child.wait() => Ok(status),
-            sig = self.signals.recv() => Err(sig),
+            sig = self.signals.recv(), if !shielded => Err(sig),
         };
         let status = match waited {
             Ok(status) => status,
@@ -356,6 +454,16 @@ mod tests {
         );
         // Too short to be a secret worth hiding; would mangle normal text.
         assert_eq!(r.redact(b"ab"), b"ab".to_vec());
+    }
+
+    #[test]
+    fn ansi_colours_are_stripped() {
+        let line = b"\x1b[91m\x1b[1mError: \x1b[0mUnexpected error\x1b]0;title\x07 end";
+        // One cleaner for relayed lines and markers: marker::sanitize.
+        let clean = |b: &[u8]| crate::marker::sanitize(&String::from_utf8_lossy(b));
+        assert_eq!(clean(line), "Error: Unexpected error end");
+        assert_eq!(clean(b"plain"), "plain");
+        assert_eq!(clean(b"cut \x1b["), "cut ");
     }
 
     #[tokio::test]

@@ -25,6 +25,24 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// The port `opencode serve` listens on (127.0.0.1), named `opencode` in the pod spec.
 pub const DEFAULT_OPENCODE_PORT: u16 = 4096;
 
+/// The names of the env vars that bound a run, shared by the agent (which reads them)
+/// and `render` (which sets them from the chart values `agent.*`).
+pub mod vars {
+    /// `agent.maxTurns`: model turns (0: no limit).
+    pub const MAX_TURNS: &str = "ASDO_MAX_TURNS";
+    /// `agent.maxTokens`: input plus output tokens over the run (0: no limit).
+    pub const MAX_TOKENS: &str = "ASDO_MAX_TOKENS";
+    /// `agent.maxCost`: US dollars as OpenCode reports them per step (0: no limit).
+    pub const MAX_COST: &str = "ASDO_MAX_COST";
+    /// `agent.toolTimeout`: one tool call running longer than this fails the task.
+    pub const TOOL_TIMEOUT: &str = "ASDO_TOOL_TIMEOUT";
+    /// `agent.allowNoChanges`: a run that changed nothing ends `done no-changes`, exit 0.
+    pub const ALLOW_NO_CHANGES: &str = "ASDO_ALLOW_NO_CHANGES";
+}
+
+/// `agent.toolTimeout`: a tool call (a build, a test run) may run silently this long.
+pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 /// How git authenticates to the remote.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -44,7 +62,7 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub task_id: String,
     pub repo: String,
@@ -80,6 +98,12 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// ASDO_OPENCODE_PORT; 0 picks a free one.
     pub opencode_port: u16,
+    /// ASDO_MAX_TURNS, ASDO_MAX_TOKENS, ASDO_MAX_COST.
+    pub budgets: super::budget::Budgets,
+    /// ASDO_TOOL_TIMEOUT.
+    pub tool_timeout: Duration,
+    /// ASDO_ALLOW_NO_CHANGES: changing nothing is a success (review and answer tasks).
+    pub allow_no_changes: bool,
 }
 
 /// A config problem, worded for the pod log; never contains a secret.
@@ -229,6 +253,42 @@ impl Config {
             })?,
         };
 
+        let count = |k: &str, default: u64| match get(k) {
+            None => Ok(default),
+            Some(s) => s.trim().parse::<u64>().map_err(|_| {
+                ConfigError(format!(
+                    "{k} {s:?}: expected a whole number (0 for no limit)"
+                ))
+            }),
+        };
+        let budgets = super::budget::Budgets {
+            max_turns: count(vars::MAX_TURNS, super::budget::DEFAULT_MAX_TURNS)?,
+            max_tokens: count(vars::MAX_TOKENS, super::budget::DEFAULT_MAX_TOKENS)?,
+            max_cost: match get(vars::MAX_COST) {
+                None => super::budget::DEFAULT_MAX_COST,
+                Some(s) => super::budget::parse_cost(&s)
+                    .map_err(|e| ConfigError(format!("{}: {e}", vars::MAX_COST)))?,
+            },
+        };
+        let tool_timeout = match get(vars::TOOL_TIMEOUT) {
+            None => DEFAULT_TOOL_TIMEOUT,
+            Some(s) => match crate::humantime::parse(&s) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => return err(format!("{} must be longer than 0s", vars::TOOL_TIMEOUT)),
+                Err(e) => return err(format!("{}: {e}", vars::TOOL_TIMEOUT)),
+            },
+        };
+        let allow_no_changes = match get(vars::ALLOW_NO_CHANGES).as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => {
+                return err(format!(
+                    "{} {other:?}: expected true or false",
+                    vars::ALLOW_NO_CHANGES
+                ));
+            }
+        };
+
         let forge = match get("ASDO_PULL_REQUEST").as_deref() {
             None | Some("false") | Some("0") => None,
             Some("true") | Some("1") => {
@@ -277,6 +337,9 @@ impl Config {
             secret_env,
             idle_timeout,
             opencode_port,
+            budgets,
+            tool_timeout,
+            allow_no_changes,
         })
     }
 
@@ -320,6 +383,9 @@ impl Config {
             ("secret-env", self.secret_env.join(",")),
             ("idle-timeout", crate::humantime::short(self.idle_timeout)),
             ("opencode", format!("127.0.0.1:{}", self.opencode_port)),
+            ("budgets", self.budgets.describe()),
+            ("tool-timeout", crate::humantime::short(self.tool_timeout)),
+            ("allow-no-changes", self.allow_no_changes.to_string()),
         ];
         lines.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()
     }
@@ -425,6 +491,61 @@ mod tests {
         assert_eq!(c.permissions, super::super::permissions::Policy::Approve);
         assert_eq!(c.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         assert_eq!(c.opencode_port, 4096);
+        assert_eq!(c.budgets, super::super::budget::Budgets::default());
+        assert_eq!(c.tool_timeout, DEFAULT_TOOL_TIMEOUT);
+        assert!(!c.allow_no_changes);
+    }
+
+    #[test]
+    fn budgets_tool_timeout_and_no_changes_from_env() {
+        let c = with(&[
+            ("ASDO_MAX_TURNS", "12"),
+            ("ASDO_MAX_TOKENS", "50000"),
+            ("ASDO_MAX_COST", "$1.25"),
+            ("ASDO_TOOL_TIMEOUT", "45m"),
+            ("ASDO_ALLOW_NO_CHANGES", "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.budgets.max_turns,
+                c.budgets.max_tokens,
+                c.budgets.max_cost
+            ),
+            (12, 50000, 1.25)
+        );
+        assert_eq!(c.tool_timeout, Duration::from_secs(45 * 60));
+        assert!(c.allow_no_changes);
+        for (k, v, want) in [
+            (
+                "ASDO_MAX_TURNS",
+                "ten",
+                "ASDO_MAX_TURNS \"ten\": expected a whole number",
+            ),
+            (
+                "ASDO_MAX_TOKENS",
+                "-1",
+                "ASDO_MAX_TOKENS \"-1\": expected a whole number",
+            ),
+            (
+                "ASDO_MAX_COST",
+                "-2",
+                "ASDO_MAX_COST: \"-2\": expected US dollars",
+            ),
+            (
+                "ASDO_TOOL_TIMEOUT",
+                "0s",
+                "ASDO_TOOL_TIMEOUT must be longer than 0s",
+            ),
+            (
+                "ASDO_ALLOW_NO_CHANGES",
+                "yes",
+                "ASDO_ALLOW_NO_CHANGES \"yes\": expected true or false",
+            ),
+        ] {
+            let e = with(&[(k, v)]).unwrap_err();
+            assert!(e.0.starts_with(want), "{k}={v}: {e}");
+        }
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //!
 //! Pure: events in, lines out, so every format is unit-tested without a server.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
+use std::time::Instant;
 
 use serde_json::Value;
 
+use super::budget::{EmptyTurns, Totals, Turn};
 use crate::marker::STEP;
 use crate::opencode::Event;
 use crate::opencode::event::error_message;
@@ -40,6 +42,16 @@ pub struct Tracker {
     pub idle: bool,
     /// Model turns finished (step-finish parts), for the running totals.
     pub turns: u64,
+    /// A tool part was seen since the last step-finish: this turn called a tool.
+    tool_in_turn: bool,
+    /// Consecutive turns with no tokens and no tool call (`budget::EmptyTurns`).
+    pub empty: EmptyTurns,
+    /// Set when the empty-turn guard trips; the session is then ended.
+    pub looping: bool,
+    /// Tool calls in progress: part id → (what it is, e.g. `bash sleep 40`, since when).
+    pub running: BTreeMap<String, (String, Instant)>,
+    /// The newest finished text of the model in our session: its answer.
+    pub final_text: Option<String>,
 }
 
 impl Tracker {
@@ -111,6 +123,28 @@ impl Tracker {
         match p["type"].as_str()? {
             "tool" => {
                 let status = p["state"]["status"].as_str()?;
+                self.tool_in_turn = true;
+                if status == "pending" || status == "running" {
+                    let tool = p["tool"].as_str().unwrap_or("tool");
+                    // `bash sleep 40`: the command says more than its title (the
+                    // model's description), which stands in only when there is no target.
+                    let mut what = tool.to_string();
+                    let target = self.target(tool, &p["state"]["input"]);
+                    let title = p["state"]["title"].as_str().map(cut).unwrap_or_default();
+                    let detail = if target.is_empty() { title } else { target };
+                    if !detail.is_empty() {
+                        what.push(' ');
+                        what.push_str(&detail);
+                    }
+                    let since = self
+                        .running
+                        .get(&id)
+                        .map(|(_, t)| *t)
+                        .unwrap_or_else(Instant::now);
+                    self.running.insert(id, (what, since));
+                    return None;
+                }
+                self.running.remove(&id);
                 if status != "completed" && status != "error" {
                     return None;
                 }
@@ -144,6 +178,9 @@ impl Tracker {
                 }
                 let text = p["text"].as_str().unwrap_or("").trim();
                 self.logged.insert(id, "text".into());
+                if !text.is_empty() && p["sessionID"].as_str() == Some(self.session.as_str()) {
+                    self.final_text = Some(text.to_string());
+                }
                 // The user's prompt is a text part too, but never has an end time.
                 (!text.is_empty()).then(|| format!("{STEP}says: {}", cut(text)))
             }
@@ -156,6 +193,18 @@ impl Tracker {
                     self.tokens_out +=
                         t["output"].as_u64().unwrap_or(0) + t["reasoning"].as_u64().unwrap_or(0);
                     self.cost += p["cost"].as_f64().unwrap_or(0.0);
+                    let tokens = t["input"].as_u64().unwrap_or(0)
+                        + t["output"].as_u64().unwrap_or(0)
+                        + t["reasoning"].as_u64().unwrap_or(0)
+                        + t["cache"]["read"].as_u64().unwrap_or(0);
+                    let turn = Turn {
+                        tokens,
+                        tool_call: std::mem::take(&mut self.tool_in_turn),
+                        stopped: p["reason"] == "stop",
+                    };
+                    if self.empty.record(turn) {
+                        self.looping = true;
+                    }
                 }
                 None
             }
@@ -197,6 +246,15 @@ impl Tracker {
             Some(rest) if rest.starts_with('/') => rest[1..].to_string(),
             Some("") => ".".into(),
             _ => path.to_string(),
+        }
+    }
+
+    /// What the budgets are checked against.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            turns: self.turns,
+            tokens: self.tokens_in + self.tokens_out,
+            cost: self.cost,
         }
     }
 
@@ -311,6 +369,49 @@ mod tests {
         let s = t.summary();
         assert_eq!((s.files, s.tokens_in, s.tokens_out), (2, 220, 50));
         assert!((s.cost.unwrap() - 0.02).abs() < 1e-9);
+    }
+
+    #[test]
+    fn running_tools_empty_turns_and_the_final_answer() {
+        let mut t = Tracker::new(Path::new("/ws"), "ses_1");
+        let bash =
+            json!({"status": "running", "input": {"command": "sleep 40"}, "title": "wait a bit"});
+        t.observe(&tool("p1", "bash", bash));
+        assert_eq!(
+            t.running
+                .values()
+                .map(|(w, _)| w.as_str())
+                .collect::<Vec<_>>(),
+            ["bash sleep 40"]
+        );
+        t.observe(&tool(
+            "p1",
+            "bash",
+            json!({"status": "completed", "input": {"command": "sleep 40"}, "metadata": {"exit": 0}}),
+        ));
+        assert!(t.running.is_empty());
+        let finish = |id: &str, tokens: u64, reason: &str| {
+            ev(
+                "message.part.updated",
+                json!({"part": {"id": id, "type": "step-finish", "reason": reason, "cost": 0,
+                    "tokens": {"input": tokens, "output": 0, "reasoning": 0, "cache": {"read": 0, "write": 0}}}}),
+            )
+        };
+        // The turn that ran the tool is not empty, even with no usage reported.
+        t.observe(&finish("s0", 0, "tool-calls"));
+        assert_eq!(t.empty.run, 0);
+        for i in 0..super::super::budget::MAX_EMPTY_TURNS {
+            assert!(!t.looping);
+            t.observe(&finish(&format!("s{}", i + 1), 0, "unknown"));
+        }
+        assert!(t.looping);
+        assert_eq!(t.totals().turns, 9);
+        let text = ev(
+            "message.part.updated",
+            json!({"part": {"id": "t9", "sessionID": "ses_1", "type": "text", "text": " Done! ", "time": {"start": 1, "end": 2}}}),
+        );
+        t.observe(&text);
+        assert_eq!(t.final_text.as_deref(), Some("Done!"));
     }
 
     #[test]

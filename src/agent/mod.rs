@@ -9,9 +9,11 @@
 //! - `session`: one session from prompt to idle, the idle watchdog, signals;
 //! - `events`: event → one readable log line, and the totals of the summary;
 //! - `permissions`: the `agent.permissions` policy;
+//! - `budget`: the budgets and the empty-turn guard, checked after every model turn;
 //! - `git`, `config`, `prompt`, `child`: the rest of the run.
 
 pub mod answers;
+pub mod budget;
 pub mod child;
 pub mod config;
 pub mod events;
@@ -41,6 +43,10 @@ pub mod exit {
     pub const PUSH: i32 = 14;
     /// The branch was pushed but the forge refused the pull/merge request.
     pub const PR: i32 = 15;
+    /// The run changed no file and `agent.allowNoChanges` is off.
+    pub const NO_CHANGES: i32 = 16;
+    /// A budget (`agent.maxTurns`, `maxTokens`, `maxCost`) was exceeded.
+    pub const BUDGET: i32 = 17;
     /// 128 + the signal, as a shell reports it.
     pub const SIGINT: i32 = 130;
     pub const SIGTERM: i32 = 143;
@@ -58,6 +64,10 @@ pub enum Step {
     Pr,
     /// Stopped by SIGTERM mid-session (deletion, activeDeadlineSeconds), exit 143.
     Timeout,
+    /// The session ended without changing a file (not allowed by `agent.allowNoChanges`).
+    NoChanges,
+    /// A budget was exceeded mid-run.
+    Budget,
 }
 
 impl Step {
@@ -70,6 +80,8 @@ impl Step {
             Step::Push => "push",
             Step::Pr => "pr",
             Step::Timeout => "timeout",
+            Step::NoChanges => "no-changes",
+            Step::Budget => "budget",
         }
     }
 
@@ -82,6 +94,8 @@ impl Step {
             Step::Push => exit::PUSH,
             Step::Pr => exit::PR,
             Step::Timeout => exit::SIGTERM,
+            Step::NoChanges => exit::NO_CHANGES,
+            Step::Budget => exit::BUDGET,
         }
     }
 }
@@ -213,6 +227,7 @@ pub async fn run(dry_run: bool) -> i32 {
             signals,
             relay: relay.clone(),
             grace: config.kill_grace,
+            shielded: false,
         },
         git: Git {
             dir: config.context.clone(),
@@ -223,7 +238,12 @@ pub async fn run(dry_run: bool) -> i32 {
         password,
         git_config: None,
     };
+    // Tools that daemonize (nohup, double fork) are re-parented to us, not to PID 1, so
+    // they can be ended with the run. Best effort: without it only process groups are killed.
+    let _ = child::become_subreaper();
     let outcome = agent.steps().await;
+    // Nothing a tool started outlives the agent (a pod's container would keep running).
+    child::kill_descendants();
     if let Some(key) = &agent.key_copy {
         // Only git needs the key; leave no copy for whatever runs in this HOME later.
         let _ = std::fs::remove_file(key);
@@ -329,17 +349,44 @@ impl Agent {
         let base = self.checkout().await?;
         self.git_config = std::fs::read(self.git_config_path()).ok();
         match self.run_opencode().await {
-            Ok(summary) => {
+            Ok((summary, answer)) => {
                 self.runner.relay.line(&summary.marker().to_string());
                 let outcome = self.commit_and_push(base).await?;
                 if let (Outcome::Pushed(sha), Some(forge)) = (&outcome, self.config.forge.clone()) {
                     self.pull_request(&forge, sha, &summary).await?;
                 }
+                if outcome == Outcome::NoChanges && !self.config.allow_no_changes {
+                    return Err(Failure::new(
+                        Step::NoChanges,
+                        quote_answer(answer.as_deref()),
+                    ));
+                }
                 Ok(outcome)
             }
-            Err(Stop::Failed(f)) => Err(f),
+            Err(Stop::Failed(f)) => Err(self.keep_work(f, base).await),
             Err(Stop::Signal(sig)) => Err(self.partial(sig, base).await),
         }
+    }
+
+    /// A session that failed after it may have written something: what the work tree
+    /// holds is pushed as a `wip(<id>)` commit, so no written work is lost, and the
+    /// failure says where it went.
+    async fn keep_work(&mut self, mut f: Failure, base: Option<String>) -> Failure {
+        let why = match f.step {
+            Step::Agent => "the session failed",
+            Step::Budget => "a budget was exceeded",
+            _ => return f,
+        };
+        // Nothing to keep unless the work tree (or HEAD) moved; a failure to even look
+        // is reported as not pushed.
+        match self.commit_and_push_as(base, Some(why)).await {
+            Ok(Outcome::Pushed(sha)) => f.reason.push_str(&format!("; partial work pushed {sha}")),
+            Ok(Outcome::NoChanges) => {}
+            Err(e) => f
+                .reason
+                .push_str(&format!("; the partial work was not pushed: {}", e.reason)),
+        }
+        f
     }
 
     fn setup_credentials(&mut self) -> Result<(), Failure> {
@@ -423,6 +470,16 @@ impl Agent {
             )
             .await?
             .is_some();
+        // A kept work tree from an attempt that never pushed (it failed, or changed
+        // nothing) still has the branch: continue it rather than fail to create it again.
+        let local_only = !on_remote
+            && self
+                .query(
+                    Step::Clone,
+                    &["rev-parse", "--verify", "--quiet", &local_ref],
+                )
+                .await?
+                .is_some();
         if on_remote {
             // An existing task branch is continued, never reset onto a base.
             match &self.config.base {
@@ -467,6 +524,16 @@ impl Agent {
                 )
                 .await?;
             }
+        } else if local_only {
+            self.say(format!(
+                "checking out {branch} (from an earlier attempt, not pushed yet)"
+            ));
+            self.git(
+                Step::Clone,
+                &["checkout", "--quiet", &branch, "--"],
+                Output::Stream,
+            )
+            .await?;
         } else if let Some(base) = self.config.base.clone() {
             let start = self.resolve_base(&base).await?;
             self.create_branch(&branch, &base, &start).await?;
@@ -578,7 +645,8 @@ impl Agent {
         }
     }
 
-    async fn run_opencode(&mut self) -> Result<crate::marker::Summary, Stop> {
+    /// The session's totals and the model's final answer, or why it stopped.
+    async fn run_opencode(&mut self) -> Result<(crate::marker::Summary, Option<String>), Stop> {
         let c = &self.config;
         self.say("running opencode");
         let options = server::Options {
@@ -596,6 +664,7 @@ impl Agent {
             stop_grace: c.kill_grace.min(server::MAX_STOP_GRACE),
         };
         let relay = self.runner.relay.clone();
+        let port = c.opencode_port;
         let mut server =
             match server::Server::start(&options, &relay, &mut self.runner.signals).await {
                 Ok(s) => s,
@@ -616,7 +685,7 @@ impl Agent {
                 Err(server::StartError::Exited(why)) => {
                     return Err(Stop::Failed(Failure::new(
                         Step::Agent,
-                        format!("opencode serve {why}"),
+                        server::explain_exit(&why, port),
                     )));
                 }
                 Err(server::StartError::Timeout) => {
@@ -639,15 +708,24 @@ impl Agent {
             answers_file: c.answers_file.clone(),
             task_id: c.task_id.clone(),
             idle: c.idle_timeout,
+            tool_timeout: c.tool_timeout,
+            budgets: c.budgets,
             root: c.context.clone(),
         };
         let end = session::drive(&mut server, &settings, &relay, &mut self.runner.signals).await;
         server.stop().await;
+        // What escaped the server's process group (a `nohup` job) goes with it, before
+        // the work tree is committed.
+        child::kill_descendants();
         match end {
-            session::End::Finished(t) => Ok(t.summary()),
+            session::End::Finished(t) => Ok((t.summary(), t.final_text.clone())),
             session::End::Failed(why, t) => {
                 relay.line(&t.summary().marker().to_string());
                 Err(Stop::Failed(Failure::new(Step::Agent, why)))
+            }
+            session::End::Budget(over, t) => {
+                relay.line(&t.summary().marker().to_string());
+                Err(Stop::Failed(Failure::new(Step::Budget, over.to_string())))
             }
             session::End::Signal(sig, t) => {
                 relay.line(&t.summary().marker().to_string());
@@ -669,7 +747,10 @@ impl Agent {
             reason,
             code: exit::SIGTERM,
         };
-        match self.commit_and_push_as(base, true).await {
+        match self
+            .commit_and_push_as(base, Some("interrupted by SIGTERM"))
+            .await
+        {
             Ok(Outcome::Pushed(sha)) => timeout(format!("partial work pushed {sha}")),
             Ok(Outcome::NoChanges) => timeout("terminated by SIGTERM; no changes to push".into()),
             Err(f) => timeout(format!(
@@ -746,14 +827,29 @@ impl Agent {
     }
 
     async fn commit_and_push(&mut self, base: Option<String>) -> Result<Outcome, Failure> {
-        self.commit_and_push_as(base, false).await
+        self.commit_and_push_as(base, None).await
     }
 
-    /// `wip`: the commit is marked as work in progress (an interrupted session).
+    /// `wip`: the commit is marked as work in progress, saying why (an interrupted or
+    /// failed session). A WIP push is not cut short by a further signal: a second SIGTERM
+    /// right after the first (kubectl delete, then the kubelet) must not lose the work;
+    /// the pod's grace period still bounds it.
     async fn commit_and_push_as(
         &mut self,
         base: Option<String>,
-        wip: bool,
+        wip: Option<&str>,
+    ) -> Result<Outcome, Failure> {
+        let shielded = self.runner.shielded;
+        self.runner.shielded = wip.is_some();
+        let r = self.commit_and_push_inner(base, wip).await;
+        self.runner.shielded = shielded;
+        r
+    }
+
+    async fn commit_and_push_inner(
+        &mut self,
+        base: Option<String>,
+        wip: Option<&str>,
     ) -> Result<Outcome, Failure> {
         self.restore_git_config()?;
         let dirty = !self
@@ -814,8 +910,8 @@ impl Agent {
                 ],
             )
             .await?;
-            let message = if wip {
-                prompt::wip_message(&self.config)
+            let message = if let Some(why) = wip {
+                prompt::wip_message(&self.config, why)
             } else {
                 prompt::commit_message(&self.config)
             };
@@ -917,6 +1013,19 @@ impl Agent {
     }
 }
 
+/// The start of the model's final answer, quoted, for `failed no-changes: "…"`.
+fn quote_answer(answer: Option<&str>) -> String {
+    const MAX: usize = 160;
+    let Some(a) = answer.map(|a| a.split_whitespace().collect::<Vec<_>>().join(" ")) else {
+        return "the model changed no file and gave no answer".into();
+    };
+    let cut = match a.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &a[..i]),
+        None => a,
+    };
+    format!("{cut:?}")
+}
+
 fn is_empty_or_absent(dir: &Path) -> std::io::Result<bool> {
     match std::fs::read_dir(dir) {
         Ok(mut entries) => Ok(entries.next().is_none()),
@@ -960,6 +1069,34 @@ mod tests {
         assert_eq!(
             (f.code, f.reason.as_str()),
             (12, "opencode not found on PATH")
+        );
+    }
+
+    #[test]
+    fn new_steps_have_their_own_exit_codes() {
+        assert_eq!(
+            (Step::NoChanges.name(), Step::NoChanges.exit_code()),
+            ("no-changes", 16)
+        );
+        assert_eq!(
+            (Step::Budget.name(), Step::Budget.exit_code()),
+            ("budget", 17)
+        );
+    }
+
+    #[test]
+    fn the_final_answer_is_quoted_and_bounded() {
+        assert_eq!(quote_answer(Some("Done!")), "\"Done!\"");
+        assert_eq!(
+            quote_answer(Some(" It \"works\"\n fine ")),
+            r#""It \"works\" fine""#
+        );
+        let long = quote_answer(Some(&"é".repeat(500)));
+        assert_eq!(long.chars().count(), 163, "{long}");
+        assert!(long.ends_with("…\""));
+        assert_eq!(
+            quote_answer(None),
+            "the model changed no file and gave no answer"
         );
     }
 

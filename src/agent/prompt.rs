@@ -54,10 +54,11 @@ pub fn title(c: &Config) -> String {
         .to_string()
 }
 
-/// The commit of an interrupted session: marked as work in progress, same trailers.
-pub fn wip_message(c: &Config) -> String {
+/// The commit of an interrupted or failed session: marked as work in progress with
+/// why (`interrupted by SIGTERM`, `the session failed`), same trailers.
+pub fn wip_message(c: &Config, why: &str) -> String {
     format!(
-        "wip({id}): partial work, interrupted by SIGTERM\n\nTask-Id: {id}\nTask-Branch: {}\nGenerated-By: asdo agent (opencode)\n",
+        "wip({id}): partial work, {why}\n\nTask-Id: {id}\nTask-Branch: {}\nGenerated-By: asdo agent (opencode)\n",
         c.branch,
         id = c.task_id
     )

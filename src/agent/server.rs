@@ -54,7 +54,38 @@ pub struct Server {
     status: Option<ExitStatus>,
     pumps: Vec<JoinHandle<Vec<String>>>,
     tail: Arc<Mutex<Vec<String>>>,
+    /// The newest `level=ERROR` cause in OpenCode's log (e.g. why a model call failed).
+    last_error: Arc<Mutex<Option<String>>>,
     stop_grace: Duration,
+}
+
+/// The cause in one of OpenCode's `level=ERROR` log lines (`error.error="…"`, else
+/// `error="…"`); None for any other line, e.g. the models catalogue fetch failing offline,
+/// which says nothing about the model.
+pub fn error_cause(line: &str) -> Option<String> {
+    if !line.contains("level=ERROR") {
+        return None;
+    }
+    let field = |name: &str| {
+        let start = line.find(&format!(" {name}=\""))? + name.len() + 3;
+        let rest = &line[start..];
+        let mut end = rest.len();
+        let mut escaped = false;
+        for (i, c) in rest.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = i;
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        Some(rest[..end].replace("\\\"", "\""))
+    };
+    field("error.error")
+        .or_else(|| field("error"))
+        .filter(|c| !c.trim().is_empty())
 }
 
 impl Server {
@@ -83,6 +114,7 @@ impl Server {
         let pgid = child.id().map(|p| p as i32);
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         let tail = Arc::new(Mutex::new(Vec::<String>::new()));
+        let last_error = Arc::new(Mutex::new(None::<String>));
         let mut pumps = vec![];
         for (stream, sink) in [
             (
@@ -94,6 +126,7 @@ impl Server {
         ] {
             let tx = tx.clone();
             let tail = tail.clone();
+            let last_error = last_error.clone();
             pumps.push(tokio::spawn(child::pump_seeing(
                 stream,
                 sink,
@@ -101,6 +134,9 @@ impl Server {
                 move |line| {
                     if let Some(url) = line.split("listening on http://").nth(1) {
                         let _ = tx.send(url.trim().trim_end_matches('/').to_string());
+                    }
+                    if let Some(cause) = error_cause(line) {
+                        *last_error.lock().unwrap() = Some(cause);
                     }
                     let mut t = tail.lock().unwrap();
                     if t.len() == 10 {
@@ -118,6 +154,7 @@ impl Server {
             status: None,
             pumps,
             tail,
+            last_error,
             stop_grace: o.stop_grace,
         };
         let authority = tokio::select! {
@@ -143,6 +180,11 @@ impl Server {
         Ok(server)
     }
 
+    /// The newest error cause OpenCode logged, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap().clone()
+    }
+
     /// Resolves when the server process ends (it should not, while a session runs).
     pub async fn exited(&mut self) -> ExitStatus {
         if let Some(s) = self.status {
@@ -157,7 +199,7 @@ impl Server {
         s
     }
 
-    /// "exited 1: <its last lines>", once it has ended.
+    /// "exited 1: <its last lines>" or "was killed by SIGKILL: …", once it has ended.
     pub async fn exit_reason(&mut self) -> String {
         let status = self.exited().await;
         // Let the pumps deliver its last words.
@@ -170,10 +212,14 @@ impl Server {
             stderr_tail: vec![],
         };
         let tail = self.tail.lock().unwrap().join(" | ");
+        let status = match f.describe_status() {
+            s if s.starts_with("killed") => format!("was {s}"),
+            s => s,
+        };
         if tail.is_empty() {
-            f.describe_status()
+            status
         } else {
-            format!("{}: {tail}", f.describe_status())
+            format!("{status}: {tail}")
         }
     }
 
@@ -194,5 +240,48 @@ impl Server {
         for p in self.pumps.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
         }
+    }
+}
+
+/// Why `opencode serve` exited before listening, in words that say what to change.
+/// OpenCode reports a taken port only as `Unexpected error | ServeError`.
+pub fn explain_exit(why: &str, port: u16) -> String {
+    if why.contains("ServeError") || why.contains("EADDRINUSE") || why.contains("in use") {
+        return format!(
+            "opencode serve could not listen on 127.0.0.1:{port} (is the port taken?); set ASDO_OPENCODE_PORT to a free port, or 0 for any ({why})"
+        );
+    }
+    format!("opencode serve {why}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_is_named_with_the_env_to_change() {
+        let e = explain_exit("exited 1: Error: Unexpected error | ServeError", 4096);
+        assert!(
+            e.starts_with("opencode serve could not listen on 127.0.0.1:4096 (is the port taken?); set ASDO_OPENCODE_PORT"),
+            "{e}"
+        );
+        assert_eq!(
+            explain_exit("exited 2: boom", 4096),
+            "opencode serve exited 2: boom"
+        );
+    }
+
+    #[test]
+    fn error_causes_from_opencode_log_lines() {
+        let line = r#"timestamp=2026-12-04T11:34:33.739Z level=ERROR run=57bbb7e9 message="stream error" providerID=stub error.error="AI_APICallError: Cannot connect to API: \"x\" (cause: y)""#;
+        assert_eq!(
+            error_cause(line).as_deref(),
+            Some(r#"AI_APICallError: Cannot connect to API: "x" (cause: y)"#)
+        );
+        assert_eq!(
+            error_cause(r#"level=ERROR message="Failed to fetch models.dev" cause="x""#),
+            None
+        );
+        assert_eq!(error_cause(r#"level=WARN message="slow""#), None);
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::answers::{Asks, QuestionPolicy};
+use super::budget::{Budgets, Exceeded, MAX_EMPTY_TURNS};
 use super::child::{Relay, Signals};
 use super::events::Tracker;
 use super::permissions::Policy;
@@ -30,6 +31,9 @@ pub struct Settings {
     pub answers_file: Option<PathBuf>,
     pub task_id: String,
     pub idle: Duration,
+    /// One tool call may run this long (it counts as activity for the idle watchdog).
+    pub tool_timeout: Duration,
+    pub budgets: Budgets,
     /// The work tree, for relative paths in the log.
     pub root: PathBuf,
 }
@@ -40,6 +44,8 @@ pub enum End {
     Finished(Tracker),
     /// Failed, in words for the `failed agent:` marker.
     Failed(String, Tracker),
+    /// A budget was exceeded (`failed budget:`); the session was aborted.
+    Budget(Exceeded, Tracker),
     /// SIGTERM/SIGINT arrived; the session was aborted.
     Signal(i32, Tracker),
 }
@@ -102,12 +108,26 @@ pub async fn drive(
     {
         return End::Failed(format!("sending the prompt: {e}"), t);
     }
-    let mut deadline = Instant::now() + s.idle;
+    let mut last_activity = Instant::now();
     // Permissions and questions: who answers them, and which answers are forged.
     let mut asks = Asks::new(s.policy, s.questions, s.answers_file.clone(), &s.task_id);
     // How often the person's channel is read while something waits for a person.
     let mut person = tokio::time::interval(Duration::from_secs(1));
     loop {
+        // A tool call in progress (a build, a test run) is activity however quiet it is;
+        // its own bound is the tool timeout, which names it. Not while a permission or a
+        // question waits for a person: the tool that asked is "running" then too, and the idle timeout
+        // bounds the wait.
+        let oldest_tool = t
+            .running
+            .values()
+            .min_by_key(|(_, since)| *since)
+            .filter(|_| !asks.waiting())
+            .map(|(what, since)| (what.clone(), Instant::from_std(*since)));
+        let deadline = match &oldest_tool {
+            Some((_, since)) => *since + s.tool_timeout,
+            None => last_activity + s.idle,
+        };
         let ev = tokio::select! {
             ev = next(&mut events) => ev,
             _ = person.tick(), if asks.waiting() => {
@@ -116,6 +136,12 @@ pub async fn drive(
             }
             _ = tokio::time::sleep_until(deadline) => {
                 abort(&client, &session.id).await;
+                if let Some((what, _)) = oldest_tool {
+                    return End::Failed(format!(
+                        "tool {what} still running after {} (agent.toolTimeout)",
+                        crate::humantime::short(s.tool_timeout)
+                    ), t);
+                }
                 let mut why = format!("stalled: no activity for {}", crate::humantime::short(s.idle));
                 if let Some(note) = asks.waiting_note() {
                     why.push_str(&format!(" ({note})"));
@@ -133,7 +159,17 @@ pub async fn drive(
         let ev = match ev {
             Ok(ev) => ev,
             Err(e) => {
-                // The server is still up (else the arm above fired): subscribe again.
+                // A server that died cuts the stream first: name its death, not the cut.
+                if tokio::time::timeout(Duration::from_secs(2), server.exited())
+                    .await
+                    .is_ok()
+                {
+                    return End::Failed(
+                        format!("the opencode server {}", server.exit_reason().await),
+                        t,
+                    );
+                }
+                // The server is still up: subscribe again.
                 match client.events().await {
                     Ok(again) => {
                         relay.line(&format!("{STEP}event stream cut ({e}); resubscribed"));
@@ -150,7 +186,7 @@ pub async fn drive(
             }
         };
         if !ev.is_heartbeat() {
-            deadline = Instant::now() + s.idle;
+            last_activity = Instant::now();
         }
         let turns = t.turns;
         for line in t.observe(&ev) {
@@ -158,6 +194,23 @@ pub async fn drive(
         }
         if t.turns != turns {
             relay.line(&t.summary().so_far().to_string());
+            // Checked after every turn, so a run stops at the first one over a limit.
+            if let Some(over) = s.budgets.check(&t.totals()) {
+                abort(&client, &session.id).await;
+                return End::Budget(over, t);
+            }
+            if t.looping {
+                abort(&client, &session.id).await;
+                let why = match server.last_error() {
+                    Some(e) => format!(
+                        "the model returned {MAX_EMPTY_TURNS} empty turns in a row (no tokens, no tool call); last provider error: {e}"
+                    ),
+                    None => format!(
+                        "the model returned {MAX_EMPTY_TURNS} empty turns in a row (no tokens, no tool call)"
+                    ),
+                };
+                return End::Failed(why, t);
+            }
         }
         if let Some(why) = asks.observe(&ev, &client, relay).await {
             abort(&client, &session.id).await;

@@ -51,6 +51,10 @@ pub struct SpawnArgs {
     /// agent.pullRequest; needs pod.gitTokenSecret: the forge API takes a token).
     #[arg(long)]
     pub pr: bool,
+    /// A run that changes no file succeeds (`done no-changes`, exit 0) instead of failing
+    /// with exit 16: for tasks that only review or answer (value agent.allowNoChanges).
+    #[arg(long)]
+    pub allow_no_changes: bool,
     /// Branch, tag or commit the task branch is created from when it does not exist yet
     /// (default: the remote's default branch). An existing task branch is continued, never reset.
     #[arg(long, value_name = "REF")]
@@ -136,6 +140,7 @@ struct Plan {
     image: Option<String>,
     ssh_secret: Option<String>,
     pr: bool,
+    allow_no_changes: bool,
     /// spec-kit's delegation directory (`--report-dir`, or the detected one).
     report_dir: Option<PathBuf>,
 }
@@ -702,6 +707,7 @@ fn plan(args: &SpawnArgs) -> Result<Plan> {
         image: args.image.clone(),
         ssh_secret: args.ssh_secret.clone().filter(|s| !s.is_empty()),
         pr: args.pr,
+        allow_no_changes: args.allow_no_changes,
     })
 }
 
@@ -727,6 +733,12 @@ fn render_pod(
         values::merge(
             &mut merged,
             serde_json::json!({"agent": {"pullRequest": true}}),
+        );
+    }
+    if plan.allow_no_changes {
+        values::merge(
+            &mut merged,
+            serde_json::json!({"agent": {"allowNoChanges": true}}),
         );
     }
     let mut v = Values::from_value(merged)?;

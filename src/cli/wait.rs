@@ -676,6 +676,41 @@ mod tests {
         );
     }
 
+    /// A budget or no-changes failure reads as a failure everywhere: wait's line, the
+    /// hooks' env and the report, with the agent's reason as it printed it.
+    #[test]
+    fn budget_and_no_changes_failures_reach_the_line_hooks_and_report() {
+        let log = "asdo: summary: files 2, tokens 360 in / 90 out, cost $0.4500\n\
+                   asdo: failed budget: cost $0.4500 > $0.4000; partial work pushed 0a1b2c\n";
+        let mut budget = v("Failed", crate::marker::last(log));
+        budget.code = Some(17);
+        budget.log_tail = log.into();
+        assert!(
+            budget.line().contains(
+                "exit=17 duration=3m10s failed-step=budget reason=\"cost $0.4500 > $0.4000; partial work pushed 0a1b2c\""
+            ),
+            "{}",
+            budget.line()
+        );
+        let env = budget.outcome().env();
+        let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("ASDO_FAILED_STEP"), Some("budget"));
+        assert_eq!(get("ASDO_EXIT"), Some("17"));
+        assert_eq!(get("ASDO_COMMIT"), Some(""));
+        let mut nothing = v(
+            "Failed",
+            crate::marker::last("asdo: failed no-changes: \"Done!\"\n"),
+        );
+        nothing.code = Some(16);
+        let report = report_text(&nothing);
+        assert!(
+            report.contains("exit_code: 16\nbranch: specs/1/T001-async\n")
+                && report.contains("failed_step: no-changes\nreason: \"Done!\"\n"),
+            "{report}"
+        );
+        assert!(!report.contains("commit:"), "{report}");
+    }
+
     #[test]
     fn reports_are_atomic_exclusive_and_not_overwritten_by_older_results() {
         let dir = std::env::temp_dir().join(format!("asdo-report-{}", std::process::id()));

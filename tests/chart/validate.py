@@ -141,7 +141,8 @@ def check_app_project(doc):
     return e
 
 
-SECRETISH = re.compile(r"(PASSWORD|TOKEN|SECRET|API_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
+# ASDO_MAX_TOKENS is a budget (a count of model tokens), not a credential.
+SECRETISH = re.compile(r"(PASSWORD|TOKEN(?!S$)|SECRET|API_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
 
 
 def no_secret_values(doc):

@@ -100,12 +100,37 @@ fn agent_pod_pushes_the_branch_and_wait_reports_the_commit() {
     }
 }
 
+/// A pod that changed nothing failed (exit 16): wait says so, and spec-kit's report is an
+/// error, not a completion. With --allow-no-changes (a review task) it succeeds.
 #[test]
-fn agent_pod_with_nothing_to_change_succeeds_without_a_commit() {
+fn agent_pod_with_nothing_to_change_fails_unless_allowed() {
     let env = Env::new();
+    let f = Fixture::new("e2e-nochange-fails");
+    f.opencode("echo 'nothing to do'");
+    spawn(&env, &f, "T106", &f.repo_url(), &[]);
+    let report = env.dir.0.join("report");
+    let wait = env.asdo(&[
+        "wait",
+        "T106",
+        "--timeout",
+        "60s",
+        "--report-dir",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(wait.code, 1, "{wait:?}");
+    assert!(wait.stdout.contains("T106 Failed exit=16"), "{wait:?}");
+    assert!(
+        wait.stdout
+            .contains("failed-step=no-changes reason=\"\\\"stand-in finished\\\"\""),
+        "{wait:?}"
+    );
+    assert!(report.join("delegation_errors/T106.txt").exists());
+    assert!(!report.join("delegation_completed/T106.txt").exists());
+    assert_eq!(f.remote_branch(BRANCH), None);
+
     let f = Fixture::new("e2e-nochange");
     f.opencode("echo 'nothing to do'");
-    spawn(&env, &f, "T102", &f.repo_url(), &[]);
+    spawn(&env, &f, "T102", &f.repo_url(), &["--allow-no-changes"]);
     let wait = env.asdo(&["wait", "T102", "--timeout", "60s"]);
     assert_eq!(wait.code, 0, "{wait:?}");
     assert!(wait.stdout.contains("commit=none (no changes)"), "{wait:?}");
@@ -128,9 +153,12 @@ fn agent_pod_failures_carry_their_step_and_exit_code() {
     spawn(&env, &f, "T103", &f.repo_url(), &[]);
     let logs = env.asdo(&["logs", "T103"]);
     assert_eq!(logs.code, 12, "{logs:?}");
-    assert_eq!(
-        markers(&logs.stdout).last().unwrap(),
-        &"asdo: failed agent: model error"
+    assert!(
+        markers(&logs.stdout)
+            .last()
+            .unwrap()
+            .starts_with("asdo: failed agent: model error; partial work pushed "),
+        "{logs:?}"
     );
     assert!(
         logs.stdout.contains("model error"),
@@ -140,7 +168,12 @@ fn agent_pod_failures_carry_their_step_and_exit_code() {
     assert_eq!(wait.code, 1, "{wait:?}");
     assert!(wait.stdout.contains("T103 Failed exit=12"), "{wait:?}");
     assert!(wait.stdout.contains("failed-step=agent"), "{wait:?}");
-    assert_eq!(f.remote_branch(BRANCH), None);
+    // What it had written is kept as work in progress, and wait says where.
+    let sha = f.remote_branch(BRANCH).expect("partial work pushed");
+    assert!(
+        wait.stdout.contains(&format!("partial work pushed {sha}")),
+        "{wait:?}"
+    );
 
     // The remote refuses the push: 14, step push.
     let f = Fixture::new("e2e-push-rejected");

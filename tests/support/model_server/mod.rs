@@ -43,6 +43,12 @@ pub enum Step {
     Fail { status: u16, message: String },
     /// Take the request and never answer (a stalled provider). Sticky too.
     Hang,
+    /// Start a streamed answer, then end the stream before its `finish` chunk (a proxy
+    /// or a provider cutting the connection). Sticky.
+    Cut,
+    /// HTTP 200 with an HTML body instead of a stream (a captive portal, a misrouted
+    /// gateway). Sticky.
+    NotSse,
 }
 
 impl Step {
@@ -98,6 +104,8 @@ pub struct Recorded {
     /// The request body's size in bytes.
     pub bytes: usize,
     pub body: Value,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -212,6 +220,16 @@ impl ModelServer {
         c.to_string()
     }
 
+    /// The config with a price for the model, in US dollars per million tokens: OpenCode
+    /// then reports a cost with every step (each scripted answer reports 120 tokens in and
+    /// 30 out).
+    pub fn opencode_config_priced(&self, input: f64, output: f64) -> String {
+        let mut c: Value = serde_json::from_str(&self.opencode_config()).unwrap();
+        c["provider"][PROVIDER]["models"][MODEL]["cost"] =
+            json!({"input": input, "output": output});
+        c.to_string()
+    }
+
     /// Every request so far, in order (title calls included).
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().requests.clone()
@@ -284,6 +302,7 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
         authorized,
         bytes: raw.len(),
         body: body.clone(),
+        at: std::time::Instant::now(),
     };
     let title_call = rec.tools().is_empty();
     let step = {
@@ -297,7 +316,7 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
             let step = s.script.get(s.next).cloned();
             match step {
                 // Sticky steps stay where they are.
-                Some(Step::Fail { .. } | Step::Hang) => step,
+                Some(Step::Fail { .. } | Step::Hang | Step::Cut | Step::NotSse) => step,
                 Some(step) => {
                     s.next += 1;
                     Some(step)
@@ -320,6 +339,20 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
     Ok(match step {
         None => error(404, &format!("no route {path}"), "not_found"),
         Some(Step::Hang) => std::future::pending().await,
+        Some(Step::Cut) => {
+            let c = json!({"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 0, "model": model,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Let me"}, "finish_reason": null}]});
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Full::new(Bytes::from(format!("data: {c}\n\n"))))
+                .unwrap()
+        }
+        Some(Step::NotSse) => Response::builder()
+            .header("content-type", "text/html")
+            .body(Full::new(Bytes::from_static(
+                b"<html><body>Please log in to the network</body></html>",
+            )))
+            .unwrap(),
         Some(Step::Fail { status, message }) => error(status, &message, "scripted"),
         Some(Step::Text(text)) => stream(
             &model,
