@@ -301,6 +301,10 @@ pub struct Asks {
     waiting_questions: Vec<Question>,
     /// Person's answers already acted on.
     used: HashSet<String>,
+    /// A reply came that neither asdo nor a person's channel sent: the work tree holds
+    /// what the model did with a permission it granted itself, so none of it is pushed
+    /// (not even as work in progress).
+    pub forged: bool,
 }
 
 fn reply_name(r: Reply) -> &'static str {
@@ -328,6 +332,7 @@ impl Asks {
             waiting_permissions: vec![],
             waiting_questions: vec![],
             used: HashSet::new(),
+            forged: false,
         }
     }
 
@@ -378,6 +383,7 @@ impl Asks {
                         "{STEP}permission {what} → {} (answered through the opencode server, not by asdo or asdo answer: forged)",
                         clean(&reply, 20)
                     ));
+                    self.forged = true;
                     return Some(format!(
                         "a permission was answered from inside the pod: {what} → {}, not by asdo nor through asdo answer; nothing is pushed",
                         clean(&reply, 20)

@@ -146,6 +146,8 @@ impl Failure {
 /// Why the opencode step did not finish.
 enum Stop {
     Failed(Failure),
+    /// Failed with a work tree nobody may trust (a forged permission): no WIP push.
+    Untrusted(Failure),
     Signal(i32),
 }
 
@@ -364,6 +366,7 @@ impl Agent {
                 Ok(outcome)
             }
             Err(Stop::Failed(f)) => Err(self.keep_work(f, base).await),
+            Err(Stop::Untrusted(f)) => Err(f),
             Err(Stop::Signal(sig)) => Err(self.partial(sig, base).await),
         }
     }
@@ -722,6 +725,10 @@ impl Agent {
             session::End::Failed(why, t) => {
                 relay.line(&t.summary().marker().to_string());
                 Err(Stop::Failed(Failure::new(Step::Agent, why)))
+            }
+            session::End::Untrusted(why, t) => {
+                relay.line(&t.summary().marker().to_string());
+                Err(Stop::Untrusted(Failure::new(Step::Agent, why)))
             }
             session::End::Budget(over, t) => {
                 relay.line(&t.summary().marker().to_string());

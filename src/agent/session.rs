@@ -44,6 +44,9 @@ pub enum End {
     Finished(Tracker),
     /// Failed, in words for the `failed agent:` marker.
     Failed(String, Tracker),
+    /// Failed in a way that leaves the work tree untrusted (a permission the model
+    /// granted itself): nothing of it is pushed, not even as work in progress.
+    Untrusted(String, Tracker),
     /// A budget was exceeded (`failed budget:`); the session was aborted.
     Budget(Exceeded, Tracker),
     /// SIGTERM/SIGINT arrived; the session was aborted.
@@ -214,6 +217,9 @@ pub async fn drive(
         }
         if let Some(why) = asks.observe(&ev, &client, relay).await {
             abort(&client, &session.id).await;
+            if asks.forged {
+                return End::Untrusted(why, t);
+            }
             return End::Failed(why, t);
         }
         if t.idle {

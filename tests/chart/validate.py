@@ -141,8 +141,10 @@ def check_app_project(doc):
     return e
 
 
-# ASDO_MAX_TOKENS is a budget (a count of model tokens), not a credential.
-SECRETISH = re.compile(r"(PASSWORD|TOKEN(?!S$)|SECRET|API_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
+# ASDO_MAX_TOKENS is a budget (a count of model tokens), not a credential; ASDO_SECRET_ENV
+# lists the NAMES of the secret variables (so the agent can keep their values out of
+# commits), never a value.
+SECRETISH = re.compile(r"(PASSWORD|TOKEN(?!S$)|SECRET(?!_ENV$)|API_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
 
 
 def no_secret_values(doc):
