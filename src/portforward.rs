@@ -56,7 +56,7 @@ pub async fn start(api: Api<Pod>, pod: &str, remote_port: u16, local_port: u16) 
             tokio::spawn(async move {
                 if let Err(e) = connection(api, &pod, remote_port, tcp).await {
                     // Like kubectl: one line per failed connection; the forward stays up.
-                    tracing::warn!("{e}");
+                    eprintln!("warning: {e}");
                 }
             });
         }

@@ -22,7 +22,8 @@ const TIMEOUT_EXIT: i32 = 124;
   asdo send T001 --file followup.md --timeout 30m
 
 Exit 0 once the session has answered and is idle, 1 if the session reports an
-error or the task is not running, 124 if --timeout passes first.")]
+error or the task is not running, 2 on bad input (nothing sent), 124 if --timeout
+passes first.")]
 pub struct SendArgs {
     /// Task id (T001) or pod name (agent-t001).
     pub task: String,
