@@ -413,6 +413,12 @@ policy() {
     note "${out#policy: }"
 }
 
+# `--install-helm`: only put helm and helm3 in .ci/cache/bin (the real-cluster CI job
+# installs the dev release with the same pinned Helm 3 the checks use).
+if [ "${1:-}" = "--install-helm" ]; then
+    install_helm
+    exit 0
+fi
 run_step "install helm" install_helm
 run_step "install python tools" install_venv
 run_step "build asdo" build_asdo

@@ -29,6 +29,18 @@ pub struct ClusterArgs {
 /// API server that accepts connections and never answers.
 static REQUEST_BOUND: OnceLock<(Duration, String)> = OnceLock::new();
 
+/// `--connect-timeout`, for the message of a connection that did not come up in time.
+static CONNECT_TIMEOUT: OnceLock<Duration> = OnceLock::new();
+
+pub fn connect_timeout() -> Option<Duration> {
+    CONNECT_TIMEOUT.get().copied()
+}
+
+/// kube-rs prints paths with Debug inside quotes (`'"/home/u/.kube/config"'`): one pair.
+fn unquote(msg: &str) -> String {
+    msg.replace("'\"", "'").replace("\"'", "'")
+}
+
 /// Run one non-stream request under `--request-timeout`.
 pub async fn bounded<T>(
     what: &str,
@@ -79,8 +91,9 @@ pub async fn client(args: &ClusterArgs) -> Result<Client> {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).map_err(|e| {
                 Error::Cluster(format!(
-                    "cannot read kubeconfig {}: {e}; pass a valid --kubeconfig",
-                    path.display()
+                    "cannot read kubeconfig {}: {}; pass a valid --kubeconfig",
+                    path.display(),
+                    unquote(&e.to_string())
                 ))
             })?;
             Config::from_custom_kubeconfig(kc, &opts).await
@@ -93,13 +106,25 @@ pub async fn client(args: &ClusterArgs) -> Result<Client> {
         },
     }
     .map_err(|e| {
-        Error::Cluster(format!(
-            "no usable cluster configuration: {e}; set KUBECONFIG or pass --kubeconfig/--context (e.g. a kind or k3d cluster)"
-        ))
+        let why = unquote(&e.to_string());
+        let nothing_configured = args.kubeconfig.is_none()
+            && args.context.is_none()
+            && std::env::var_os("KUBECONFIG").is_none()
+            && why.contains("No such file");
+        if nothing_configured {
+            Error::Cluster(format!(
+                "no cluster configured ({why}, and not running in a pod); set KUBECONFIG or pass --kubeconfig/--context (e.g. a kind or k3d cluster). To try asdo without a cluster, run the project's fake API server: `cargo run --example fake-apiserver -- --port 18081 --kubeconfig /tmp/fake.kubeconfig`, then `export KUBECONFIG=/tmp/fake.kubeconfig` (README: \"Try it without a cluster\")"
+            ))
+        } else {
+            Error::Cluster(format!(
+                "no usable cluster configuration: {why}; set KUBECONFIG or pass --kubeconfig/--context (e.g. a kind or k3d cluster)"
+            ))
+        }
     })?;
     config.connect_timeout = Some(args.connect_timeout);
     // kube's retry outlasts any --request-timeout; ours is short and says what answered.
     config.default_retry = false;
+    let _ = CONNECT_TIMEOUT.set(args.connect_timeout);
     let _ = REQUEST_BOUND.set((args.request_timeout, config.cluster_url.to_string()));
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| Error::Cluster(format!("cannot build a client for the cluster: {e}")))?;

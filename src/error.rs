@@ -18,6 +18,19 @@ pub mod exit {
     pub const TIMEOUT: i32 = 124;
 }
 
+/// The scope flags the user gave (` -n my-ns`, ` -e stg`), set once by the CLI, so every
+/// hint that names a next command keeps them: a hint without them would look elsewhere.
+static SCOPE_FLAGS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub fn set_scope_flags(flags: String) {
+    let _ = SCOPE_FLAGS.set(flags);
+}
+
+/// ` -n my-ns` (or ` -e stg`, or nothing): append to a suggested `asdo …` command.
+pub fn scope_flags() -> &'static str {
+    SCOPE_FLAGS.get().map_or("", String::as_str)
+}
+
 #[derive(Debug)]
 pub enum Error {
     /// Bad input caught before any API call (exit 2).
@@ -88,16 +101,33 @@ impl Error {
                     )),
                 }
             }
-            kube::Error::HyperError(e) => Error::Cluster(format!(
-                "cannot {what}: cluster unreachable ({e}); check that the cluster is up and that --kubeconfig/--context point at it"
-            )),
-            kube::Error::Service(e) => Error::Cluster(format!(
-                "cannot {what}: cluster unreachable ({}); check that the cluster is up and that --kubeconfig/--context point at it",
-                root_cause(e.as_ref())
-            )),
+            kube::Error::HyperError(e) => unreachable(what, &e.to_string()),
+            kube::Error::Service(e) => unreachable(what, &root_cause(e.as_ref())),
             other => Error::Api(format!("cannot {what}: {other}")),
         }
     }
+}
+
+/// No connection: the cause, and for a connection that did not come up in time, the
+/// flag that bounds it.
+fn unreachable(what: &str, cause: &str) -> Error {
+    let timed_out = cause.contains("deadline has elapsed") || cause.contains("timed out");
+    let cause = match crate::cluster::connect_timeout() {
+        Some(t) if timed_out => format!(
+            "no connection within {} (--connect-timeout)",
+            crate::humantime::short(t)
+        ),
+        _ if timed_out => "no connection within --connect-timeout".to_string(),
+        _ => cause.to_string(),
+    };
+    Error::Cluster(format!(
+        "cannot {what}: cluster unreachable ({cause}); check that the cluster is up and that --kubeconfig/--context point at it{}",
+        if timed_out {
+            ", or raise --connect-timeout"
+        } else {
+            ""
+        }
+    ))
 }
 
 /// kube-rs's reason for an error answer whose body was not a `metav1.Status`.
@@ -228,6 +258,18 @@ mod tests {
         assert!(matches!(e, Error::AlreadyExists(_)));
         let e = Error::from_kube("list pods", status(403, "Forbidden"));
         assert!(e.to_string().contains("rbac.subjects"), "{e}");
+    }
+
+    #[test]
+    fn a_connection_that_timed_out_names_connect_timeout() {
+        let e = unreachable("list pods", "deadline has elapsed").to_string();
+        assert!(e.contains("--connect-timeout"), "{e}");
+        assert!(!e.contains("deadline has elapsed"), "{e}");
+        let e = unreachable("list pods", "Connection refused (os error 111)").to_string();
+        assert!(
+            e.contains("Connection refused") && !e.contains("--connect-timeout"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -225,8 +225,9 @@ pub async fn wait_started(
             .map(|(r, m)| format!(" (last: {r}: {m})"))
             .unwrap_or_default();
         Error::Other(format!(
-            "pod {name} did not start within {}{why} (--start-timeout); see why with `asdo status {name}` or `kubectl describe pod {name}`",
-            crate::humantime::short(timeout)
+            "pod {name} did not start within {}{why} (--start-timeout); see why with `asdo status {name}{flags}` or `kubectl describe pod {name}`",
+            crate::humantime::short(timeout),
+            flags = crate::error::scope_flags()
         ))
     })?
 }
@@ -561,6 +562,9 @@ pub async fn stream_logs(
                 // Any other 400 (the container has started) is a real error.
                 let pod = retry.get(api, name).await?.ok_or_else(|| gone(name))?;
                 check_identity(&pod, &mut uid, name, opts, &mut cursor)?;
+                if deleted_mid_run(&pod) {
+                    return Err(gone(name));
+                }
                 if has_started(&pod) || is_finished(&pod) {
                     return Err(Error::Api(format!(
                         "cannot read logs of pod {name}: {}",
@@ -691,7 +695,8 @@ fn check_identity(
 pub fn replaced(name: &str, new_uid: &str) -> Error {
     let task = name.strip_prefix(crate::task::POD_PREFIX).unwrap_or(name);
     Error::Other(format!(
-        "pod {name} was replaced by another run (uid {new_uid}); run `asdo logs {task}` again to follow it (or pass --follow-replaced)"
+        "pod {name} was replaced by another run (uid {new_uid}); run `asdo logs {task}{}` again to follow it (or pass --follow-replaced)",
+        crate::error::scope_flags()
     ))
 }
 
@@ -865,10 +870,21 @@ pub fn has_started(pod: &Pod) -> bool {
         .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
 }
 
-fn gone(name: &str) -> Error {
-    Error::Other(format!(
-        "pod {name} was deleted while its logs were followed; its task did not finish here"
-    ))
+/// The one verdict on a task pod deleted before its task finished, in `logs` and in
+/// `wait` alike (exit 1): whether the pod is already gone, or still terminating with the
+/// exit code of the signal that stopped it (137, 143).
+pub fn deleted_words(name: &str) -> String {
+    format!("pod {name} was deleted before its task finished")
+}
+
+/// A pod being deleted (deletionTimestamp set) that did not succeed: its ending is the
+/// deletion, not the code the kill left.
+pub fn deleted_mid_run(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some() && phase(pod) != "Succeeded"
+}
+
+pub fn gone(name: &str) -> Error {
+    Error::Other(deleted_words(name))
 }
 
 fn write_err(e: std::io::Error) -> Error {

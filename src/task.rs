@@ -87,7 +87,9 @@ fn validate_dns_label(s: &str, what: &str) -> Result<()> {
 /// A task id must give a valid pod name (DNS-1123 label) once lowercased, and be a valid label value as given.
 pub fn validate_task_id(id: &str) -> Result<()> {
     if id.is_empty() {
-        return Err(Error::usage("task-id is required (e.g. --task-id T001)"));
+        return Err(Error::usage(
+            "--task-id is required (e.g. --task-id T001; `id:` in a task list)",
+        ));
     }
     if !is_dns_label(&id.to_ascii_lowercase()) || id.len() > MAX_TASK_ID {
         return Err(Error::usage(format!(
@@ -106,7 +108,7 @@ pub fn validate_branch(branch: &str) -> Result<()> {
     };
     if branch.is_empty() {
         return Err(Error::usage(
-            "branch-name is required (e.g. --branch specs/001-auth/T001-async)",
+            "--branch is required (e.g. --branch specs/001-auth/T001-async; `branch:` in a task list)",
         ));
     }
     if branch.starts_with('-') {
@@ -167,7 +169,7 @@ pub fn validate_branch(branch: &str) -> Result<()> {
 pub fn validate_repo(repo: &str) -> Result<()> {
     if repo.is_empty() {
         return Err(Error::usage(
-            "repo-url is required (e.g. --repo git@github.com:org/repo.git)",
+            "--repo is required (e.g. --repo git@github.com:org/repo.git; `repo:` in a task list)",
         ));
     }
     if repo.starts_with('-') || repo.chars().any(|c| c.is_control() || c.is_whitespace()) {

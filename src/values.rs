@@ -53,9 +53,15 @@ pub fn parse_yaml(origin: &str, text: &str) -> Result<Value> {
         return Ok(Value::Object(Map::new()));
     }
     let v: Value = serde_saphyr::from_str(text).map_err(|e| {
+        // serde-saphyr's message is "error: line L column C: …" and an annotated snippet
+        // of the file: kept on its lines (squashed onto one they are unreadable), with
+        // one `error:` (the CLI prints it) and the file's name where it says <input>.
+        let rendered = e.to_string();
+        let rendered = rendered.trim_end();
+        let rendered = rendered.strip_prefix("error: ").unwrap_or(rendered);
         Error::usage(format!(
             "invalid YAML in {origin}: {}",
-            e.to_string().replace('\n', " ")
+            rendered.replace("<input>", origin)
         ))
     })?;
     match v {
@@ -1166,7 +1172,9 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("my.yaml"), "{msg}");
         assert!(msg.contains("line"), "{msg}");
-        assert!(!msg.contains('\n'));
+        // The annotated snippet keeps its lines; one `error:` (the CLI's).
+        assert!(msg.contains('\n') && msg.contains("my.yaml:2:"), "{msg}");
+        assert!(!msg.contains("error"), "{msg}");
         assert!(parse_yaml("x", "- a\n- b\n").is_err());
     }
 

@@ -11,7 +11,8 @@ TASK_PROMPT or TASK_PROMPT_FILE, TASK_SPEC_DIR, OPENCODE_MODEL, GIT_AUTHOR_NAME,
 GIT_SSH_KEY_DIR or GIT_TOKEN), prints `asdo: …` progress lines and ends with
 `asdo: done <sha>`, `asdo: done no-changes` or `asdo: failed <step>: <reason>`.
 Exit codes: 0 pushed (or nothing to change), 10 config, 11 clone/checkout, 12 agent,
-13 commit, 14 push, 130 SIGINT, 143 SIGTERM."
+13 commit, 14 push, 15 pr (pushed, but the forge refused the pull/merge request),
+130 SIGINT, 143 SIGTERM."
 )]
 pub struct AgentArgs {
     /// Print the resolved settings and the prompt (no secrets), then exit; runs nothing.

@@ -41,20 +41,26 @@ pub async fn run(global: &Global, args: ApplyArgs) -> Result<i32> {
             (Some(Marker::NoChanges), "Succeeded") => plan.push((task.clone(), None)),
             (_, "Succeeded") => {
                 return Err(Error::other(format!(
-                    "task {} succeeded but its log names no commit (asdo: done …); check `asdo logs {}`, nothing was merged",
-                    task.id, task.id
+                    "task {} succeeded but its log names no commit (asdo: done …); check `asdo logs {}{}`, nothing was merged",
+                    task.id,
+                    task.id,
+                    crate::error::scope_flags()
                 )));
             }
             (_, "Failed") => {
                 return Err(Error::other(format!(
-                    "task {} failed: nothing to apply; see `asdo logs {}` (nothing was merged)",
-                    task.id, task.id
+                    "task {} failed: nothing to apply; see `asdo logs {}{}` (nothing was merged)",
+                    task.id,
+                    task.id,
+                    crate::error::scope_flags()
                 )));
             }
             _ => {
                 return Err(Error::other(format!(
-                    "task {} is {phase}, not finished: run `asdo wait {}` first (nothing was merged)",
-                    task.id, task.id
+                    "task {} is {phase}, not finished: run `asdo wait {}{}` first (nothing was merged)",
+                    task.id,
+                    task.id,
+                    crate::error::scope_flags()
                 )));
             }
         }

@@ -66,7 +66,13 @@ pub struct LogsArgs {
     pub follow_replaced: bool,
 }
 
+/// What `asdo logs` alone is told (clap's "required <TASK>" does not say what else works).
+pub const NEEDS_TASK: &str = "name a task (asdo logs T001), or pass --all (every task pod) or -l SELECTOR (the task pods it matches)";
+
 pub async fn run(global: &Global, args: LogsArgs) -> Result<i32> {
+    if args.task.is_none() && !args.all && args.selector.is_none() {
+        return Err(Error::usage(NEEDS_TASK));
+    }
     let scope = global.scope()?;
     let target = args.task.as_deref().map(task::pod_name_for).transpose()?;
     if let Some(t) = args.tail
@@ -122,6 +128,9 @@ pub async fn follow_one(client: &Client, ns: &str, name: &str, opts: &LogOptions
     }
     let mut sink = follow::Stdout::new(opts.timestamps);
     let pod = follow::stream_logs(&api, name, uid.as_deref(), opts, &mut sink).await?;
+    if follow::deleted_mid_run(&pod) && follow::is_finished(&pod) {
+        return Err(follow::gone(name));
+    }
     if !opts.follow && !follow::is_finished(&pod) {
         if !follow::has_started(&pod) {
             eprintln!("==> task {task_id}: {}", not_started(&pod));
@@ -294,6 +303,9 @@ async fn follow_many(
                             return;
                         }
                         match follow::stream_logs(&api, &name, uid.as_deref(), &opts, &mut sink).await {
+                            Ok(p) if follow::deleted_mid_run(&p) && follow::is_finished(&p) => {
+                                eprintln!("==> {}", follow::deleted_words(&name))
+                            }
                             Ok(p) => eprintln!("==> {name}: {}", ending(&p)),
                             Err(e) => eprintln!("{name}: {e}"),
                         }

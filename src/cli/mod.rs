@@ -34,7 +34,9 @@ pub mod wait;
     version,
     about = "Agentic SDLC Orchestrator: run OpenCode agents as Kubernetes pods, one pod per task, and stream their logs",
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    // One format for every verb's help, kubectl's: each flag, its description below.
+    next_line_help = true
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -80,17 +82,21 @@ pub enum Command {
     Init(init::InitArgs),
 }
 
+/// The heading the global flags are listed under in every verb's help (kubectl's
+/// "options" apart from the verb's own).
+const GLOBAL: &str = "Global options";
+
 /// Flags every subcommand takes, kubectl style.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub context: Option<String>,
     /// Namespace of the task pods (default: the environment's, agent-orchestrator-<env>).
-    #[arg(short = 'n', long, global = true, env = "NAMESPACE")]
+    #[arg(short = 'n', long, global = true, env = "NAMESPACE", hide_env_values = true, help_heading = GLOBAL)]
     pub namespace: Option<String>,
     /// Environment whose chart values apply: dev, stg or prod.
     #[arg(
@@ -98,7 +104,9 @@ pub struct Global {
         long,
         global = true,
         env = "ENVIRONMENT",
-        default_value = "dev"
+        hide_env_values = true,
+        default_value = "dev",
+        help_heading = GLOBAL
     )]
     pub environment: String,
     /// Helm release name prefix; the release is <release-name>-<environment>.
@@ -106,18 +114,20 @@ pub struct Global {
         long,
         global = true,
         env = "RELEASE_NAME",
-        default_value = "agentic-sdlc-orchestrator"
+        hide_env_values = true,
+        default_value = "agentic-sdlc-orchestrator",
+        help_heading = GLOBAL
     )]
     pub release_name: String,
     /// Give up connecting to the cluster after this long.
-    #[arg(long, global = true, default_value = "5s", value_parser = crate::humantime::parse)]
+    #[arg(long, global = true, default_value = "5s", value_parser = crate::humantime::parse, help_heading = GLOBAL)]
     pub connect_timeout: Duration,
     /// Give up on any single request (not a log stream or watch) after this long, kubectl
     /// syntax (30s, 1m, 0 = no bound). Streams use their own idle detection.
-    #[arg(long, global = true, default_value = "30s", value_parser = crate::humantime::parse)]
+    #[arg(long, global = true, default_value = "30s", value_parser = crate::humantime::parse, help_heading = GLOBAL)]
     pub request_timeout: Duration,
     /// More diagnostics on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
-    #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
 }
 
@@ -167,6 +177,11 @@ impl Global {
         };
         // Before anything else: the namespace is formatted into every request path.
         crate::validate::namespace(&namespace)?;
+        crate::error::set_scope_flags(match (&self.namespace, self.environment.as_str()) {
+            (Some(ns), _) => format!(" -n {ns}"),
+            (None, "dev") => String::new(),
+            (None, env) => format!(" -e {env}"),
+        });
         let release = format!("{}-{}", self.release_name, self.environment);
         if !crate::validate::is_dns_subdomain(&release) || release.len() > 53 {
             return Err(Error::usage(format!(
@@ -197,12 +212,44 @@ pub enum Output {
     Wide,
 }
 
+/// The verbs that never talk to a cluster: their help does not offer the cluster flags
+/// (they are still accepted, being global, and ignored).
+const OFFLINE_VERBS: &[&str] = &["agent", "completion", "init"];
+const CLUSTER_FLAGS: &[&str] = &[
+    "kubeconfig",
+    "context",
+    "namespace",
+    "environment",
+    "release_name",
+    "connect_timeout",
+    "request_timeout",
+];
+
+/// The command as parsed and shown: `Cli` with the cluster flags hidden from the offline
+/// verbs' help (global args reach subcommands only when built, hence build first).
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    cmd.build();
+    for verb in OFFLINE_VERBS {
+        cmd = cmd.mut_subcommand(verb, |sc| {
+            sc.mut_args(|a| {
+                if CLUSTER_FLAGS.contains(&a.get_id().as_str()) {
+                    a.hide(true)
+                } else {
+                    a
+                }
+            })
+        });
+    }
+    cmd
+}
+
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
     let args = shim_args(std::env::args_os());
     // Installed as a kubectl plugin, help and errors say `kubectl asdo …`.
     let display = bin_name(&args);
-    let mut command = Cli::command();
+    let mut command = command();
     if let Some(name) = display {
         command = command.bin_name(name);
     }
@@ -257,7 +304,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Mcp(a) => mcp::run(g, a).await,
         Command::Init(a) => init::run(a),
         Command::Completion(a) => {
-            completion::run(a, &mut Cli::command());
+            completion::run(a, &mut command());
             Ok(exit::OK)
         }
     }
@@ -293,12 +340,21 @@ fn usage_error(e: clap::Error, args: &[std::ffi::OsString], name: &str) -> i32 {
             exit::OK
         };
     }
-    eprintln!("{}", one_line(&e.render().to_string()));
     let sub = args
         .iter()
         .skip(1)
         .filter_map(|a| a.to_str())
         .find(|a| Cli::command().find_subcommand(a).is_some());
+    let line = match (e.kind(), sub) {
+        (ErrorKind::MissingRequiredArgument, Some("logs")) => {
+            format!("error: {}", logs::NEEDS_TASK)
+        }
+        (ErrorKind::MissingRequiredArgument, Some("wait")) => {
+            format!("error: {}", wait::NEEDS_TASKS)
+        }
+        _ => one_line(&e.render().to_string()),
+    };
+    eprintln!("{line}");
     match sub {
         Some(sub) => eprintln!("See '{name} {sub} --help' for usage."),
         None => eprintln!("See '{name} --help' for usage."),
@@ -369,10 +425,12 @@ const SECRET_DUMPING_TARGETS: &[&str] = &[
 ];
 
 fn init_tracing(verbose: u8) {
-    // Quiet by default: asdo reports its own failure as one line, and kube-rs logs the same
-    // connection error at ERROR level, which would print it twice. -v shows the libraries too.
+    // Quiet by default: asdo reports its own failure as one line and its warnings as its own
+    // `warning:` lines; kube-rs logs the same connection error at ERROR level, which would
+    // print it twice, and a timestamped tracing line is noise next to them. -v shows
+    // asdo's diagnostics, -vv the libraries too.
     let directives = match verbose {
-        0 => "asdo=warn",
+        0 => "off",
         1 => "asdo=info,warn",
         2 => "asdo=debug,info",
         _ => "trace",
@@ -451,13 +509,13 @@ mod tests {
 
     #[test]
     fn usage_errors_are_one_line() {
-        let e = Cli::try_parse_from(["asdo", "wait"]).unwrap_err();
+        let e = Cli::try_parse_from(["asdo", "status"]).unwrap_err();
         let line = one_line(&e.render().to_string());
         assert!(
             line.starts_with("error: ") && !line.contains('\n'),
             "{line}"
         );
-        assert!(line.contains("<TASKS>"), "names what is missing: {line}");
+        assert!(line.contains("<TASK>"), "names what is missing: {line}");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use serde::Deserialize;
 use serde_json::Value;
 
+use clap::builder::TypedValueParser as _;
+
 use super::{Global, Output, Scope, print_object};
 use crate::cluster;
 use crate::error::{Error, Result, exit};
@@ -64,7 +66,7 @@ pub struct SpawnArgs {
     #[arg(long)]
     pub context_dir: Option<String>,
     /// Secret holding the git SSH private key (mounted read-only, mode 0400).
-    #[arg(long, env = "SSH_SECRET_NAME")]
+    #[arg(long, env = "SSH_SECRET_NAME", hide_env_values = true)]
     pub ssh_secret: Option<String>,
     /// What the agent should do (default: implement the task from the spec's tasks.md).
     #[arg(long, conflicts_with = "prompt_file")]
@@ -88,7 +90,14 @@ pub struct SpawnArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Output: yaml or json prints the pod, name prints pod/<name>.
-    #[arg(short = 'o', long, value_enum)]
+    // Not `value_enum`: `wide` is list's, and help must not offer what spawn refuses.
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "FORMAT",
+        value_parser = clap::builder::PossibleValuesParser::new(["yaml", "json", "name"])
+            .map(|s: String| <Output as clap::ValueEnum>::from_str(&s, false).unwrap_or(Output::Yaml))
+    )]
     pub output: Option<Output>,
     /// Wait until the pod runs (or has already finished).
     #[arg(long)]
@@ -106,7 +115,7 @@ pub struct SpawnArgs {
     /// When the task's pod exists: skip (a running or succeeded pod of the same branch and
     /// repo stays, "unchanged", exit 0), fail, or replace (a finished or stuck pod).
     /// Default: skip when run as spawn-pod.sh (spec-kit re-runs), fail otherwise.
-    #[arg(long, value_enum, env = "ASDO_IF_EXISTS")]
+    #[arg(long, value_enum, env = "ASDO_IF_EXISTS", hide_env_values = true)]
     pub if_exists: Option<IfExists>,
     /// Where spec-kit reads its delegation files; spawn writes delegation_prompts/<id>.md
     /// there. Default, when --context-dir is a spec-kit feature directory here: the
@@ -828,8 +837,8 @@ fn split_context_dir(dir: Option<&str>) -> Result<(Option<String>, Option<String
         Some(rel) if !rel.is_empty() => Ok((None, Some(rel))),
         Some(_) => Ok((None, None)),
         None => {
-            tracing::warn!(
-                "--context-dir {dir} is not inside a git checkout here; the agent works in the pod's default directory"
+            eprintln!(
+                "warning: --context-dir {dir} is not inside a git checkout here; the agent works in the pod's default directory"
             );
             Ok((None, None))
         }

@@ -173,10 +173,16 @@ impl Verdict {
     }
 }
 
+/// What `asdo wait` alone is told (clap's "required <TASKS>" does not say what else works).
+pub const NEEDS_TASKS: &str = "name the tasks to wait for (asdo wait T001 T002), or pass --all (every task pod now) or --any (the first of them to end)";
+
 /// How long, past `--timeout`, the last look at the unfinished pods may take.
 const LAST_LOOK: Duration = Duration::from_secs(1);
 
 pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
+    if args.tasks.is_empty() && !args.all && !args.any {
+        return Err(Error::usage(NEEDS_TASKS));
+    }
     let scope = global.scope()?;
     if let Some(url) = &args.webhook {
         crate::http::check_url(url).map_err(|e| Error::usage(format!("invalid --webhook: {e}")))?;
@@ -449,13 +455,20 @@ async fn watch_until_done(
                 }
             }
         }
-        if follow::is_finished(&pod) {
-            let v = verdict(api, &pod).await;
-            finish(v, verdicts);
-        } else if deleted {
+        let finished = follow::is_finished(&pod);
+        // Gone before it finished, or finished by the kill of a deletion (137/143).
+        let killed_by_deletion = follow::deleted_mid_run(&pod) && finished;
+        let deleted_early = (deleted && !finished) || killed_by_deletion;
+        if deleted_early {
+            // Deleted before it finished, gone or still terminating with the kill's code:
+            // the same verdict and words as `asdo logs`.
             let id = task_of(&pod).unwrap_or_else(|| wanted[&name].clone());
-            let mut v = vanished(&name, &id, "deleted before it finished");
+            let mut v = vanished(&name, &id, "deleted");
             v.branch = branch_of(&pod);
+            eprintln!("{}", v.log_tail.trim_end());
+            finish(v, verdicts);
+        } else if finished {
+            let v = verdict(api, &pod).await;
             finish(v, verdicts);
         }
     }
@@ -466,7 +479,8 @@ async fn watch_until_done(
 fn replaced(pod: &str, task: &str, new_uid: &str) -> Verdict {
     Verdict {
         log_tail: format!(
-            "pod {pod} was replaced by another run (uid {new_uid}); run asdo wait {task} again to wait for it\n"
+            "pod {pod} was replaced by another run (uid {new_uid}); run asdo wait {task}{} again to wait for it\n",
+            crate::error::scope_flags()
         ),
         phase: "Replaced".into(),
         ..vanished(pod, task, "replaced")
@@ -487,7 +501,11 @@ fn vanished(pod: &str, task: &str, why: &str) -> Verdict {
         duration: None,
         branch: None,
         marker: None,
-        log_tail: format!("pod {pod} {why}\n"),
+        log_tail: if why == "deleted" {
+            format!("{}\n", follow::deleted_words(pod))
+        } else {
+            format!("pod {pod} {why}\n")
+        },
         finished: Timestamp::now(),
         reason: None,
         origin: Origin::default(),
@@ -515,7 +533,7 @@ pub async fn verdict(api: &Api<Pod>, pod: &Pod) -> Verdict {
     let log_tail = match cluster::agent_log_tail(api, &name).await {
         Ok(t) => t,
         Err(e) => {
-            tracing::warn!("{e}; the verdict of {name} has no agent marker");
+            tracing::info!("{e}; the verdict of {name} has no agent marker");
             String::new()
         }
     };

@@ -145,3 +145,131 @@ fn logs_all_interrupted_exits_130() {
     let r = wait_output(child, std::time::Duration::from_secs(30));
     assert_eq!(r.code, 130, "{r:?}");
 }
+
+/// A pod deleted with a grace period is still there for a moment, Failed with the kill's
+/// exit code (137) and a deletionTimestamp: `logs` and `wait` give it one verdict, the
+/// same words and exit 1.
+#[test]
+fn logs_and_wait_agree_on_a_pod_deleted_before_it_finished() {
+    let env = Env::new();
+    let mut pod = task_pod(
+        "TD",
+        "Failed",
+        Some(137),
+        std::time::Duration::from_secs(60),
+    );
+    pod.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    pod.metadata.deletion_grace_period_seconds = Some(30);
+    env.server.insert_pod(pod);
+    let words = "pod agent-td was deleted before its task finished";
+    let logs = env.asdo(&["logs", "TD"]);
+    let wait = env.asdo(&["wait", "TD", "--timeout", "30s"]);
+    assert_eq!((logs.code, wait.code), (1, 1), "{logs:?} {wait:?}");
+    assert!(logs.stderr.contains(words), "{logs:?}");
+    assert!(wait.stderr.contains(words), "{wait:?}");
+    assert!(wait.stdout.starts_with("TD Deleted"), "{wait:?}");
+    assert!(
+        !logs.stderr.contains("137") && !wait.stdout.contains("137"),
+        "{logs:?} {wait:?}"
+    );
+}
+
+/// The papercuts a new user hit, each as the user met it.
+#[test]
+fn a_new_users_papercuts() {
+    let env = Env::new();
+    // Missing --repo names the flag.
+    let r = env.asdo(&["spawn", "--task-id", "T1", "--branch", "b"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--repo is required"), "{r:?}");
+    // A bad YAML task list: its annotated snippet on its own lines, one `error:`.
+    let bad = env.write("tasks.yaml", "repo: x\ntasks:\n  - {id: T1, branch: [\n");
+    let r = env.asdo(&["spawn", "-f", bad.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(r.stderr.matches("error").count(), 1, "{r:?}");
+    assert!(r.stderr.lines().count() >= 3, "multi-line: {r:?}");
+    assert!(
+        r.stderr.contains(&format!("{}:3:", bad.display())),
+        "names the file: {r:?}"
+    );
+    // logs/wait with nothing to follow say what would do.
+    let r = env.asdo(&["logs"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("--all") && r.stderr.contains("-l"),
+        "{r:?}"
+    );
+    let r = env.asdo(&["wait"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("--all") && r.stderr.contains("--any"),
+        "{r:?}"
+    );
+    // Help: the global flags under their own heading in every verb, one format, no empty
+    // env values; offline verbs do not offer cluster flags.
+    for verb in [
+        "spawn",
+        "logs",
+        "list",
+        "wait",
+        "status",
+        "cleanup",
+        "diff",
+        "apply",
+        "doctor",
+        "agent",
+        "completion",
+        "attach",
+        "send",
+        "mcp",
+        "init",
+    ] {
+        let r = env.asdo(&[verb, "--help"]);
+        assert_eq!(r.code, 0, "{verb}: {r:?}");
+        let (own, global) = r.stdout.split_once("Global options:").expect(verb);
+        assert!(
+            !own.contains("--verbose") && global.contains("--verbose"),
+            "{verb}"
+        );
+        assert!(!r.stdout.contains("=]"), "{verb}: an empty env value shown");
+        let offline = matches!(verb, "agent" | "completion" | "init");
+        assert_eq!(!r.stdout.contains("--kubeconfig"), offline, "{verb}");
+        // kubectl's layout everywhere: the flag on its line, its description below.
+        assert!(
+            r.stdout.contains("  -h, --help\n          Print help"),
+            "{verb}: one format"
+        );
+    }
+    let r = env.asdo(&["spawn", "--help"]);
+    assert!(!r.stdout.contains("wide"), "spawn does not offer -o wide");
+    let r = env.asdo(&["agent", "--help"]);
+    assert!(r.stdout.contains("15 pr"), "{}", r.stdout);
+    let r = env.asdo(&["send", "--help"]);
+    assert!(r.stdout.contains("2 on bad input"), "{}", r.stdout);
+    // A hint keeps the -n the user gave.
+    env.server.create_namespace("other-ns");
+    env.server.insert_pod({
+        let mut p = task_pod("TP", "Pending", None, std::time::Duration::from_secs(1));
+        p.metadata.namespace = Some("other-ns".into());
+        let status = p.status.as_mut().unwrap();
+        status.container_statuses.as_mut().unwrap()[0].state = Some(
+            serde_json::from_value(serde_json::json!({"waiting": {"reason": "ContainerCreating"}}))
+                .unwrap(),
+        );
+        p
+    });
+    let r = env.asdo(&["logs", "TP", "-n", "other-ns", "--start-timeout", "1s"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("asdo status agent-tp -n other-ns"),
+        "{r:?}"
+    );
+    // status at default verbosity: asdo's own lines only, no timestamped tracing WARN.
+    let r = env.asdo(&["status", "TP", "-n", "other-ns"]);
+    assert!(
+        !r.stderr.contains("WARN") && !r.stderr.contains("INFO"),
+        "{r:?}"
+    );
+}

@@ -21,6 +21,7 @@ mod logs;
 mod mcp;
 mod plugin;
 mod quota;
+mod readme;
 mod results;
 mod spawn;
 mod speckit;

@@ -17,6 +17,7 @@ struct Settings {
     log_drop_after: Option<usize>,
     /// Log timestamps truncated to the second (a burst of lines shares one stamp).
     log_stamps_whole_seconds: bool,
+
     failures: Vec<Failure>,
     /// Answered with the code only after the request was handled (and stored).
     failures_after: Vec<Failure>,

@@ -152,6 +152,8 @@ struct State {
 /// The running server; dropping it stops it.
 pub struct ModelServer {
     addr: SocketAddr,
+    /// The host clients are told to use (`base_url`), when not the bound address.
+    advertised: Option<String>,
     state: Arc<Mutex<State>>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -160,7 +162,13 @@ pub struct ModelServer {
 impl ModelServer {
     /// Serves `script`, one step per model call; when it runs out, calls get "Done.".
     pub fn start(script: Vec<Step>) -> ModelServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the model server");
+        Self::start_on("127.0.0.1", None, script)
+    }
+
+    /// The same, bound to `ip` (0.0.0.0 for pods of a real cluster) and advertised to
+    /// clients as `advertise` (the address pods reach this machine at).
+    pub fn start_on(ip: &str, advertise: Option<&str>, script: Vec<Step>) -> ModelServer {
+        let listener = TcpListener::bind((ip, 0)).expect("bind the model server");
         listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
@@ -183,6 +191,7 @@ impl ModelServer {
             .expect("spawn the model server");
         ModelServer {
             addr,
+            advertised: advertise.map(str::to_string),
             state,
             shutdown: Some(tx),
             thread: Some(thread),
@@ -191,7 +200,10 @@ impl ModelServer {
 
     /// The OpenAI base URL, `http://127.0.0.1:PORT/v1`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        match &self.advertised {
+            Some(host) => format!("http://{host}:{}/v1", self.addr.port()),
+            None => format!("http://{}/v1", self.addr),
+        }
     }
 
     /// `OPENCODE_CONFIG_CONTENT` declaring provider `stub` with model `stub-model` here.
