@@ -108,10 +108,11 @@ impl GlobalFlags {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn words(a: Argv) -> Vec<String> {
+    /// The argv as strings, for tests here and in `mcp`.
+    pub(crate) fn words(a: Argv) -> Vec<String> {
         a.into_args()
             .into_iter()
             .map(|w| w.into_string().unwrap())

@@ -923,12 +923,7 @@ mod tests {
         assert_eq!(keep_tail("aaaa\nbb\ncc\n", 6), ("cc\n".into(), true));
     }
 
-    fn words(a: Argv) -> Vec<String> {
-        a.into_args()
-            .into_iter()
-            .map(|w| w.into_string().unwrap())
-            .collect()
-    }
+    use crate::argv::tests::words;
 
     #[test]
     fn tool_arguments_become_values_never_flags() {

@@ -28,28 +28,7 @@ fn task_pod_running(env: &Env, id: &str, script: &str) -> Pod {
         &format!("pod-{id}.yaml"),
         &json!({"pod": {"command": ["sh", "-c", script]}}).to_string(),
     );
-    let r = env.asdo(&[
-        "spawn",
-        "--task-id",
-        id,
-        "--branch",
-        "specs/1/x",
-        "--repo",
-        "git@github.com:o/r.git",
-        "-f",
-        path_str(&values),
-        "--dry-run",
-        "-o",
-        "json",
-    ]);
-    assert_eq!(r.code, 0, "{r:?}");
-    let mut pod: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let c = &mut pod["spec"]["containers"][0];
-    if c["ports"].is_null() {
-        c["ports"] = json!([{"name": "opencode", "containerPort": 4096}]);
-    }
-    pod["metadata"]["namespace"] = json!(NS);
-    let pod: Pod = serde_json::from_value(pod).unwrap();
+    let pod = crate::visibility::rendered_pod(env, id, &values);
     let name = format!("agent-{}", id.to_lowercase());
     env.server.insert_pod(pod.clone());
     assert!(

@@ -34,6 +34,12 @@ pub(crate) fn server_pod(env: &Env, id: &str, script: &str) -> Pod {
         ]}})
         .to_string(),
     );
+    rendered_pod(env, id, &values)
+}
+
+/// The task pod `asdo spawn --dry-run` renders from the values file `values` (the
+/// password from the chart's Secret, the `opencode` containerPort), in the test namespace.
+pub(crate) fn rendered_pod(env: &Env, id: &str, values: &std::path::Path) -> Pod {
     let r = env.asdo(&[
         "spawn",
         "--task-id",
@@ -43,7 +49,7 @@ pub(crate) fn server_pod(env: &Env, id: &str, script: &str) -> Pod {
         "--repo",
         "git@github.com:o/r.git",
         "-f",
-        path_str(&values),
+        path_str(values),
         "--dry-run",
         "-o",
         "json",
