@@ -15,6 +15,8 @@
 //!   reached through it (password, session, follow-up messages), for attach/send/mcp.
 //! - `mcp`: `asdo mcp`, the verbs as MCP tools (rmcp), each run through the CLI itself.
 //! - `speckit`: spec-kit's delegation files (feature directory, marker layout per version).
+//! - `taskview`: one task as a row of facts (pod + log tail), for `asdo ui`.
+//! - `ui`: `asdo ui`, the local web page (guard, one watch, routes, embedded assets).
 
 pub mod agent;
 pub mod archive;
@@ -37,5 +39,7 @@ pub mod render;
 pub mod results;
 pub mod speckit;
 pub mod task;
+pub mod taskview;
+pub mod ui;
 pub mod validate;
 pub mod values;

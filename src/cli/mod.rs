@@ -25,6 +25,7 @@ pub mod mcp;
 pub mod send;
 pub mod spawn;
 pub mod status;
+pub mod ui;
 pub mod wait;
 
 #[derive(Debug, Parser)]
@@ -75,6 +76,8 @@ pub enum Command {
     Mcp(mcp::McpArgs),
     /// Set up a project for asdo: `asdo init opencode` registers `asdo mcp` and a subagent.
     Init(init::InitArgs),
+    /// Serve a live web page of every task (logs, follow-ups, delete) on a loopback port.
+    Ui(ui::UiArgs),
 }
 
 /// Flags every subcommand takes, kubectl style.
@@ -235,6 +238,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Send(a) => send::run(g, a).await,
         Command::Mcp(a) => mcp::run(g, a).await,
         Command::Init(a) => init::run(a),
+        Command::Ui(a) => ui::run(g, a).await,
         Command::Completion(a) => {
             completion::run(a, &mut Cli::command());
             Ok(exit::OK)
