@@ -21,4 +21,5 @@ mod quota;
 mod results;
 mod spawn;
 mod speckit;
+mod ui;
 mod visibility;
