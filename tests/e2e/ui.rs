@@ -59,12 +59,12 @@ fn ui_in_a_real_browser() {
         .insert_pod(serde_json::from_value(stuck).unwrap());
 
     // A running task that writes 40 numbered lines, a marker and a step, then waits for
-    // the gate; its log streams are cut every 300 bytes, so the page resumes many times.
+    // the gate; its log streams are cut every 1000 bytes (more than a second of its log, so each resume makes progress), so the page resumes many times.
     let gate = env.dir.0.join("gate");
     env.spawn_script(
         "T110",
         &format!(
-            "echo 'asdo: running opencode'; echo '· write src/a.rs'; i=1; while [ $i -le 40 ]; do echo line-$i; i=$((i+1)); sleep 0.15; done; while [ ! -e '{}' ]; do sleep 0.1; done; echo 'asdo: done 0123abcd'",
+            "echo 'asdo: running opencode'; echo '· write src/a.rs'; i=1; while [ $i -le 40 ]; do echo line-$i; i=$((i+1)); sleep 0.25; done; while [ ! -e '{}' ]; do sleep 0.1; done; echo 'asdo: done 0123abcd'",
             gate.display()
         ),
     );
@@ -72,10 +72,18 @@ fn ui_in_a_real_browser() {
         env.server
             .wait_for_phase(NS, "agent-t110", "Running", Duration::from_secs(30))
     );
-    env.server.set_log_drop_after_bytes(Some(300));
+    env.server.set_log_drop_after_bytes(Some(1000));
     let later = env.script_values("echo 'asdo: done no-commit-needed'");
 
-    let mut ui = env.start(&["ui", "--no-open"]);
+    // Outside any git clone: the diff box says so instead of fetching from the repo URL.
+    let mut ui = env
+        .cmd(&["ui", "--no-open"])
+        .current_dir(&env.dir.0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut out = BufReader::new(ui.stdout.take().unwrap());
     let mut url = String::new();
     out.read_line(&mut url).unwrap();
