@@ -146,3 +146,75 @@ fn ui_refuses_a_bad_address_and_warns_off_loopback() {
         "{served:?}"
     );
 }
+
+/// The scale figures of the README: 500 task pods, the page's render time for the
+/// snapshot, the time from a task's exit to its new phase in the page (an upper bound: it
+/// includes the fake kubelet noticing the exit), and asdo ui's peak RSS. Not a pass/fail
+/// test (no timed assertions); run by hand:
+///   cargo test --release --test e2e ui::ui_bench_500_task_pods -- --ignored --nocapture
+#[test]
+#[ignore]
+fn ui_bench_500_task_pods() {
+    let Some(py) = python() else {
+        eprintln!("skipped: needs chromium, chromium-driver and selenium");
+        return;
+    };
+    let env = Env::new();
+    for i in 0..500 {
+        let (phase, code) = if i % 7 == 0 {
+            ("Failed", 1)
+        } else {
+            ("Succeeded", 0)
+        };
+        env.server.insert_pod(task_pod(
+            &format!("T{i:03}"),
+            phase,
+            Some(code),
+            Duration::from_secs(3600 - i as u64 * 5),
+        ));
+    }
+    let gate = env.dir.0.join("gate");
+    env.spawn_script(
+        "T999",
+        &format!(
+            "while [ ! -e '{}' ]; do sleep 0.02; done; echo 'asdo: done 0123abcd'",
+            gate.display()
+        ),
+    );
+    assert!(
+        env.server
+            .wait_for_phase(NS, "agent-t999", "Running", Duration::from_secs(30))
+    );
+    let mut ui = env
+        .cmd(&["ui", "--no-open"])
+        .current_dir(&env.dir.0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(ui.stdout.take().unwrap());
+    let mut url = String::new();
+    out.read_line(&mut url).unwrap();
+    let mut driver = Command::new(py);
+    driver
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/ui_bench.py"))
+        .env("ASDO_UI_URL", url.trim())
+        .env("ASDO_NS", NS)
+        .env("ASDO_GATE", &gate);
+    let run = run_with_timeout(driver, Duration::from_secs(400));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", ui.id())).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap_or("VmHWM: ?")
+        .to_string();
+    unsafe { libc::kill(ui.id() as i32, libc::SIGINT) };
+    let served = wait_output(ui, Duration::from_secs(30));
+    assert_eq!(run.code, 0, "{run:?}\n{served:?}");
+    println!(
+        "ui bench (500 finished task pods + 1 running): {} asdo ui peak RSS {}",
+        run.stdout.trim(),
+        hwm.trim_start_matches("VmHWM:").trim()
+    );
+}
