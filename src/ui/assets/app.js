@@ -151,7 +151,9 @@ function renderTimeline(all) {
   const items = all.filter((r) => r.started || r.created).sort((a, b) => (a.started || a.created).localeCompare(b.started || b.created));
   const legend = $("#legend");
   if (!legend.childElementCount) for (const s of STATES.slice(0, 4)) { const i = el("span"); i.appendChild(el("span", "dot s-" + s)); i.appendChild(document.createTextNode(s)); legend.appendChild(i); }
-  const width = Math.max(320, svg.clientWidth - 28 || 900);
+  // Measured before the rows exist (and on resize): reading it after 500 rows were added
+  // would force a layout of the whole table inside the render.
+  const width = Math.max(320, timelineWidth - 28 || 900);
   if (!items.length) { svg.setAttribute("height", "30"); const t = document.createElementNS(NS, "text"); t.setAttribute("x", "0"); t.setAttribute("y", "20"); t.setAttribute("fill", "#6b7280"); t.textContent = "No tasks yet"; svg.appendChild(t); return; }
   const now = Date.now();
   const start = (r) => Date.parse(r.started || r.created);
@@ -197,8 +199,11 @@ function renderTimeline(all) {
   });
 }
 
+let timelineWidth = 0;
 function tasksView() {
   $("#tasks-view").hidden = false;
+  timelineWidth = $("#timeline").clientWidth;
+  window.addEventListener("resize", () => { timelineWidth = $("#timeline").clientWidth; renderTimeline([...rows.values()]); });
   $("#filter").addEventListener("input", applyFilter);
   connectEvents({
     snapshot(s) { rows.clear(); for (const r of s.rows) rows.set(r.key, r); const t = performance.now(); renderAll(); window.asdoStats.snapshots++; window.asdoStats.snapshotRenderMs = performance.now() - t; banner(s.error); },
