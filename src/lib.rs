@@ -17,6 +17,8 @@
 //! - `mcp`: `asdo mcp`, the verbs as MCP tools (rmcp), each run through the CLI itself;
 //!   `argv`: those children's command lines, where no tool argument can become a flag.
 //! - `speckit`: spec-kit's delegation files (feature directory, marker layout per version).
+//! - `taskview`: one task as a row of facts (pod + log tail), for `asdo ui`.
+//! - `ui`: `asdo ui`, the local web page (guard, one watch, routes, embedded assets).
 
 pub mod agent;
 pub mod apiretry;
@@ -42,5 +44,7 @@ pub mod render;
 pub mod results;
 pub mod speckit;
 pub mod task;
+pub mod taskview;
+pub mod ui;
 pub mod validate;
 pub mod values;

@@ -201,6 +201,20 @@ pub fn diff(base: &str, tip: &str, stat: bool) -> Result<()> {
     Ok(())
 }
 
+/// `git diff --stat base...tip` as text, for a caller that shows it somewhere other than
+/// this process's stdout (`asdo ui`'s task page).
+pub fn diff_stat(base: &str, tip: &str) -> Result<String> {
+    let range = format!("{base}...{tip}");
+    let out = git(&["diff", "--stat", "--no-color", &range, "--"])?;
+    if !out.ok {
+        return Err(Error::other(format!(
+            "git diff --stat {range} failed: {}",
+            last_line(&out.stderr)
+        )));
+    }
+    Ok(out.stdout)
+}
+
 /// How one merge went.
 pub enum Merge {
     /// Merged; the number of files the merge changed.

@@ -26,6 +26,7 @@ pub mod mcp;
 pub mod send;
 pub mod spawn;
 pub mod status;
+pub mod ui;
 pub mod wait;
 
 #[derive(Debug, Parser)]
@@ -80,6 +81,8 @@ pub enum Command {
     Mcp(mcp::McpArgs),
     /// Set up a project for asdo: `asdo init opencode` registers `asdo mcp` and a subagent.
     Init(init::InitArgs),
+    /// Serve a live web page of every task (logs, follow-ups, delete) on a loopback port.
+    Ui(ui::UiArgs),
 }
 
 /// The heading the global flags are listed under in every verb's help (kubectl's
@@ -303,6 +306,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Answer(a) => answer::run(g, a).await,
         Command::Mcp(a) => mcp::run(g, a).await,
         Command::Init(a) => init::run(a),
+        Command::Ui(a) => ui::run(g, a).await,
         Command::Completion(a) => {
             completion::run(a, &mut command());
             Ok(exit::OK)

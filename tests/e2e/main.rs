@@ -26,4 +26,5 @@ mod results;
 mod spawn;
 mod speckit;
 mod traces;
+mod ui;
 mod visibility;

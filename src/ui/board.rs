@@ -1,0 +1,305 @@
+//! Every task pod, kept current by ONE watch of `app=agent-orchestrator` (no per-task
+//! polling), as [`TaskRow`]s; changes are broadcast to every open page.
+//!
+//! A row's log-derived facts (last step, totals, PR, the agent's failure step) come from
+//! the log tail: read once when a pod is first seen or changes (bounded concurrency, a
+//! finished pod's tail is final), and fed live by the log follower of any open task page.
+
+use std::collections::{BTreeMap, HashSet};
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use serde::Serialize;
+use tokio::sync::{Semaphore, broadcast};
+
+use crate::follow;
+use crate::marker;
+use crate::task::SELECTOR;
+use crate::taskview::{self, TaskRow};
+
+/// Log tails read at once when many pods appear (500 finished pods at start-up).
+const TAIL_READS: usize = 8;
+
+/// What open pages are told.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Update {
+    Row {
+        row: Box<TaskRow>,
+    },
+    Remove {
+        key: String,
+    },
+    /// The watch cannot go on (RBAC, bad selector): said once, on the page too.
+    Error {
+        message: String,
+    },
+}
+
+struct Entry {
+    pod: Pod,
+    tail: Option<String>,
+    /// The uid whose tail was read last (a finished pod's is final).
+    tail_uid: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: BTreeMap<String, Entry>,
+    /// The initial list has been seen.
+    synced: bool,
+    error: Option<String>,
+}
+
+pub struct Board {
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<Update>,
+    reading: Mutex<HashSet<String>>,
+    tails: Semaphore,
+}
+
+/// What a page gets first: every row, whether the list is complete, and any error.
+#[derive(Debug, Serialize)]
+pub struct Snapshot {
+    pub synced: bool,
+    pub error: Option<String>,
+    pub rows: Vec<TaskRow>,
+}
+
+fn key_of(p: &Pod) -> String {
+    format!(
+        "{}/{}",
+        p.metadata.namespace.as_deref().unwrap_or(""),
+        p.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+impl Board {
+    pub fn new() -> Arc<Board> {
+        let (tx, _) = broadcast::channel(4096);
+        Arc::new(Board {
+            inner: Mutex::new(Inner::default()),
+            tx,
+            reading: Mutex::new(HashSet::new()),
+            tails: Semaphore::new(TAIL_READS),
+        })
+    }
+
+    /// Subscribe first, then take the snapshot: nothing between the two is missed (an
+    /// update seen twice is harmless, rows are replaced by key).
+    pub fn subscribe(&self) -> (broadcast::Receiver<Update>, Snapshot) {
+        let rx = self.tx.subscribe();
+        (rx, self.snapshot())
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.inner.lock().unwrap();
+        let now = Timestamp::now();
+        Snapshot {
+            synced: inner.synced,
+            error: inner.error.clone(),
+            rows: inner
+                .entries
+                .values()
+                .map(|e| taskview::row(&e.pod, e.tail.as_deref(), now))
+                .collect(),
+        }
+    }
+
+    /// One task's row, if the watch knows its pod.
+    pub fn row(&self, key: &str) -> Option<TaskRow> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .entries
+            .get(key)
+            .map(|e| taskview::row(&e.pod, e.tail.as_deref(), Timestamp::now()))
+    }
+
+    pub fn pod(&self, key: &str) -> Option<Pod> {
+        self.inner
+            .lock()
+            .unwrap()
+            .entries
+            .get(key)
+            .map(|e| e.pod.clone())
+    }
+
+    fn publish(&self, key: &str) {
+        if let Some(row) = self.row(key) {
+            let _ = self.tx.send(Update::Row { row: Box::new(row) });
+        }
+    }
+
+    /// A pod as the watch delivered it. Returns whether its tail should be (re)read.
+    fn apply(&self, pod: Pod, publish: bool) -> bool {
+        let key = key_of(&pod);
+        let uid = pod.metadata.uid.clone();
+        let finished = follow::is_finished(&pod);
+        let started = follow::has_started(&pod);
+        let read = {
+            let mut inner = self.inner.lock().unwrap();
+            let entry = inner.entries.entry(key.clone()).or_insert(Entry {
+                pod: pod.clone(),
+                tail: None,
+                tail_uid: None,
+            });
+            if entry.pod.metadata.uid != uid {
+                // Another run under the same name: nothing of the old log applies.
+                entry.tail = None;
+                entry.tail_uid = None;
+            }
+            entry.pod = pod;
+            // A finished pod's tail, once read, is final; a running one's is re-read on
+            // each change the watch reports (never on a timer).
+            (started || finished) && !(finished && entry.tail_uid == uid && entry.tail.is_some())
+        };
+        if publish {
+            self.publish(&key);
+        }
+        read
+    }
+
+    fn remove(&self, pod: &Pod) {
+        let key = key_of(pod);
+        self.inner.lock().unwrap().entries.remove(&key);
+        let _ = self.tx.send(Update::Remove { key });
+    }
+
+    /// A log line seen by an open task page's follower: markers and steps update the row
+    /// (the tasks view then shows a running task's last step live, without another read).
+    pub fn saw_line(&self, key: &str, uid: Option<&str>, line: &str) {
+        if !(line.starts_with(marker::PREFIX) || line.starts_with(marker::STEP)) {
+            return;
+        }
+        {
+            let mut inner = self.inner.lock().unwrap();
+            let Some(e) = inner.entries.get_mut(key) else {
+                return;
+            };
+            if uid.is_some() && e.pod.metadata.uid.as_deref() != uid {
+                return;
+            }
+            let tail = e.tail.get_or_insert_with(String::new);
+            tail.push_str(line.trim_end_matches('\n'));
+            tail.push('\n');
+            let keep = marker::TAIL_LINES as usize;
+            let n = tail.lines().count();
+            if n > keep {
+                let cut: usize = tail.lines().take(n - keep).map(|l| l.len() + 1).sum();
+                tail.drain(..cut);
+            }
+        }
+        self.publish(key);
+    }
+
+    fn set_tail(&self, key: &str, uid: Option<String>, tail: String) {
+        {
+            let mut inner = self.inner.lock().unwrap();
+            let Some(e) = inner.entries.get_mut(key) else {
+                return;
+            };
+            if e.pod.metadata.uid != uid {
+                return;
+            }
+            e.tail = Some(tail);
+            e.tail_uid = uid;
+        }
+        self.publish(key);
+    }
+
+    fn fail(&self, message: String) {
+        eprintln!("error: {message}");
+        self.inner.lock().unwrap().error = Some(message.clone());
+        let _ = self.tx.send(Update::Error { message });
+    }
+}
+
+/// Reads a pod's log tail in the background, at most [`TAIL_READS`] at once, one per pod.
+fn read_tail(board: &Arc<Board>, api: &Api<Pod>, pod: &Pod) {
+    let key = key_of(pod);
+    if !board.reading.lock().unwrap().insert(key.clone()) {
+        return;
+    }
+    let (board, uid) = (board.clone(), pod.metadata.uid.clone());
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let api = match pod.metadata.namespace.as_deref() {
+        Some(ns) => Api::namespaced(api.clone().into_client(), ns),
+        None => api.clone(),
+    };
+    tokio::spawn(async move {
+        let permit = board.tails.acquire().await;
+        let tail = crate::cluster::agent_log_tail(&api, &name).await;
+        drop(permit);
+        board.reading.lock().unwrap().remove(&key);
+        match tail {
+            Ok(t) => board.set_tail(&key, uid, t),
+            Err(e) => tracing::debug!("{e}; the row of {key} has no log facts"),
+        }
+    });
+}
+
+/// Runs the one watch for as long as the server runs.
+pub async fn watch(board: Arc<Board>, api: Api<Pod>) {
+    let cfg = watcher::Config::default().labels(SELECTOR);
+    let mut events = pin!(watcher(api.clone(), cfg).default_backoff());
+    let mut initial: HashSet<String> = HashSet::new();
+    while let Some(ev) = events.next().await {
+        match ev {
+            Ok(watcher::Event::Init) => initial.clear(),
+            Ok(watcher::Event::InitApply(p)) => {
+                initial.insert(key_of(&p));
+                let synced = board.inner.lock().unwrap().synced;
+                if board.apply(p.clone(), synced) {
+                    read_tail(&board, &api, &p);
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                // Pods gone while the watch was re-listing are gone for the page too.
+                let gone: Vec<Pod> = {
+                    let inner = board.inner.lock().unwrap();
+                    inner
+                        .entries
+                        .iter()
+                        .filter(|(k, _)| !initial.contains(*k))
+                        .map(|(_, e)| e.pod.clone())
+                        .collect()
+                };
+                for p in gone {
+                    board.remove(&p);
+                }
+                let first = {
+                    let mut inner = board.inner.lock().unwrap();
+                    inner.error = None;
+                    !std::mem::replace(&mut inner.synced, true)
+                };
+                if first {
+                    // Pages opened before the list was complete get every row now.
+                    let snapshot = board.snapshot();
+                    for row in snapshot.rows {
+                        let _ = board.tx.send(Update::Row { row: Box::new(row) });
+                    }
+                }
+            }
+            Ok(watcher::Event::Apply(p)) => {
+                if board.apply(p.clone(), true) {
+                    read_tail(&board, &api, &p);
+                }
+            }
+            Ok(watcher::Event::Delete(p)) => {
+                board.remove(&p);
+            }
+            Err(e) => {
+                if let Some(fatal) = follow::fatal_watch_error(&e, "watch task pods") {
+                    board.fail(fatal.to_string());
+                    return;
+                }
+                tracing::info!("watch of task pods interrupted: {e}; resuming");
+            }
+        }
+    }
+}
