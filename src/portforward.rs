@@ -129,8 +129,9 @@ impl Warnings {
                 .retain(|_, (at, _)| now.duration_since(*at) < WARN_EVERY);
         }
         match self.seen.insert(msg.to_string(), (now, 0)) {
-            Some((_, n)) if n > 0 => tracing::warn!("{msg} ({n} more like it not shown)"),
-            _ => tracing::warn!("{msg}"),
+            // asdo's own `warning:` lines, as every verb prints them at the default verbosity.
+            Some((_, n)) if n > 0 => eprintln!("warning: {msg} ({n} more like it not shown)"),
+            _ => eprintln!("warning: {msg}"),
         }
     }
 }

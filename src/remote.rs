@@ -427,6 +427,10 @@ impl Posted<'_> {
         loop {
             let ev = match tokio::time::timeout_at(deadline, self.events.next()).await {
                 Err(_) => return Ok(SendOutcome::TimedOut),
+                // The agent ends the pod once the session is idle, so the stream can be cut
+                // before that idle reaches us: an answer to ours that has completed is an
+                // answer all the same.
+                Ok(None | Some(Err(_))) if view.answered => return Ok(SendOutcome::Answered),
                 Ok(None) => {
                     return Err(Error::other(format!(
                         "task {}: the OpenCode server closed its event stream (the pod may have ended); see `asdo logs {}`",

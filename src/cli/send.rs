@@ -25,7 +25,7 @@ A message is at most 4 MiB. --timeout bounds the whole command (finding the pod,
 the port-forward, the post and the answer).
 
 Exit 0 once the session has answered and is idle, 1 if the session reports an
-error or the task is not running, 2 for bad input (nothing sent), 124 if
+error or the task is not running, 2 on bad input (nothing sent), 124 if
 --timeout passes first.")]
 pub struct SendArgs {
     /// Task id (T001) or pod name (agent-t001).
