@@ -58,14 +58,15 @@ fn ui_in_a_real_browser() {
     env.server
         .insert_pod(serde_json::from_value(stuck).unwrap());
 
-    // A running task that writes 40 numbered lines, a marker and a step, then waits for
-    // the gate; its log streams are cut every 1000 bytes (more than a second of its log, so each resume makes progress), so the page resumes many times.
+    // A running task that writes a marker and a step, waits for `<gate>.lines` (made once its
+    // page is open, so a loaded machine cannot let the lines run ahead of the page), writes 40
+    // numbered lines, then waits for the gate; its log streams are cut every 1000 bytes (more than a second of its log, so each resume makes progress), so the page resumes many times.
     let gate = env.dir.0.join("gate");
     env.spawn_script(
         "T110",
         &format!(
-            "echo 'asdo: running opencode'; echo '· write src/a.rs'; i=1; while [ $i -le 40 ]; do echo line-$i; i=$((i+1)); sleep 0.25; done; while [ ! -e '{}' ]; do sleep 0.1; done; echo 'asdo: done 0123abcd'",
-            gate.display()
+            "echo 'asdo: running opencode'; echo '· write src/a.rs'; while [ ! -e '{g}.lines' ]; do sleep 0.1; done; i=1; while [ $i -le 40 ]; do echo line-$i; i=$((i+1)); sleep 0.25; done; while [ ! -e '{g}' ]; do sleep 0.1; done; echo 'asdo: done 0123abcd'",
+            g = gate.display()
         ),
     );
     assert!(

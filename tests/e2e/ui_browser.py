@@ -137,6 +137,8 @@ try:
 
     # The running task's log grows line by line, each line once, across stream cuts.
     drv.get(f"{BASE}/task/{NS}/agent-t110")
+    until(lambda: "asdo: running opencode" in drv.find_element(By.ID, "log").text, "the task page follows the log")
+    open(os.environ["ASDO_GATE"] + ".lines", "w").close()
     seen = []
     end = time.time() + 60
     while time.time() < end:
