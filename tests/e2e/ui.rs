@@ -11,6 +11,8 @@ use serde_json::json;
 
 use crate::common::*;
 
+/// The py-tests Python with selenium, when it and the browser are there; else says the
+/// test is skipped.
 fn python() -> Option<PathBuf> {
     let p = std::env::var_os("ASDO_TEST_PYTHON")
         .map(PathBuf::from)
@@ -24,15 +26,70 @@ fn python() -> Option<PathBuf> {
     let browser = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
         .iter()
         .all(|b| std::path::Path::new(b).exists());
-    (ok && browser).then_some(p)
+    if !(ok && browser) {
+        eprintln!(
+            "skipped: needs chromium, chromium-driver and selenium in .ci/cache/py-tests (run .ci/run)"
+        );
+        return None;
+    }
+    Some(p)
+}
+
+/// `asdo ui --no-open` outside any git clone, and the URL it printed first.
+fn start_ui(env: &Env) -> (std::process::Child, String) {
+    let mut ui = env
+        .cmd(&["ui", "--no-open"])
+        .current_dir(&env.dir.0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(ui.stdout.take().unwrap());
+    let mut url = String::new();
+    out.read_line(&mut url).unwrap();
+    let url = url.trim().to_string();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.contains("/?token="),
+        "{url:?}"
+    );
+    (ui, url)
+}
+
+/// tests/e2e/ui_browser.py against that page (its mode and inputs still to add).
+fn browser(py: &std::path::Path, url: &str, env: &Env) -> Command {
+    let mut driver = Command::new(py);
+    driver
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/ui_browser.py"))
+        .env("ASDO_UI_URL", url)
+        .env("ASDO_BIN", env!("CARGO_BIN_EXE_asdo"))
+        .env("ASDO_KUBECONFIG", &env.kubeconfig)
+        .env("ASDO_NS", NS)
+        .env("ASDO_SECRET", PASSWORD);
+    if let Some(dir) = std::env::var_os("ASDO_SCREENSHOTS") {
+        driver.env("ASDO_SCREENSHOTS", dir);
+    }
+    driver
+}
+
+/// Runs the browser checks, then ends `asdo ui` with Ctrl-C: both must pass, and
+/// neither prints the server password.
+fn drive(driver: Command, ui: std::process::Child) -> Run {
+    let run = run_with_timeout(driver, Duration::from_secs(600));
+    unsafe { libc::kill(ui.id() as i32, libc::SIGINT) };
+    let served = wait_output(ui, Duration::from_secs(30));
+    assert_eq!(
+        run.code, 0,
+        "browser checks failed:\n{run:?}\n--- asdo ui\n{served:?}"
+    );
+    assert_eq!(served.code, 0, "Ctrl-C ends asdo ui cleanly: {served:?}");
+    assert!(!served.stderr.contains(PASSWORD) && !run.stdout.contains(PASSWORD));
+    run
 }
 
 #[test]
 fn ui_in_a_real_browser() {
     let Some(py) = python() else {
-        eprintln!(
-            "skipped: needs chromium, chromium-driver and selenium in .ci/cache/py-tests (run .ci/run)"
-        );
         return;
     };
     let env = Env::new();
@@ -77,46 +134,12 @@ fn ui_in_a_real_browser() {
     let later = env.script_values("echo 'asdo: done no-commit-needed'");
 
     // Outside any git clone: the diff box says so instead of fetching from the repo URL.
-    let mut ui = env
-        .cmd(&["ui", "--no-open"])
-        .current_dir(&env.dir.0)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(ui.stdout.take().unwrap());
-    let mut url = String::new();
-    out.read_line(&mut url).unwrap();
-    let url = url.trim().to_string();
-    assert!(
-        url.starts_with("http://127.0.0.1:") && url.contains("/?token="),
-        "{url:?}"
-    );
-
-    let mut driver = Command::new(py);
+    let (ui, url) = start_ui(&env);
+    let mut driver = browser(&py, &url, &env);
     driver
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/ui_browser.py"))
-        .env("ASDO_UI_URL", &url)
-        .env("ASDO_BIN", env!("CARGO_BIN_EXE_asdo"))
-        .env("ASDO_KUBECONFIG", &env.kubeconfig)
-        .env("ASDO_NS", NS)
         .env("ASDO_SPAWN_VALUES", &later)
-        .env("ASDO_GATE", &gate)
-        .env("ASDO_SECRET", PASSWORD);
-    if let Some(dir) = std::env::var_os("ASDO_SCREENSHOTS") {
-        driver.env("ASDO_SCREENSHOTS", dir);
-    }
-    let run = run_with_timeout(driver, Duration::from_secs(400));
-
-    unsafe { libc::kill(ui.id() as i32, libc::SIGINT) };
-    let served = wait_output(ui, Duration::from_secs(30));
-    assert_eq!(
-        run.code, 0,
-        "browser checks failed:\n{run:?}\n--- asdo ui\n{served:?}"
-    );
-    assert_eq!(served.code, 0, "Ctrl-C ends asdo ui cleanly: {served:?}");
-    assert!(!served.stderr.contains(PASSWORD) && !run.stdout.contains(PASSWORD));
+        .env("ASDO_GATE", &gate);
+    drive(driver, ui);
     // One watch of the task pods, not a request per task.
     let watches = env
         .server
@@ -127,6 +150,28 @@ fn ui_in_a_real_browser() {
         })
         .count();
     assert!(watches >= 1, "the page is fed by a watch");
+}
+
+/// Issue 23: the follow-up box reaches the real OpenCode of a real agent in a pod (the
+/// set-up of `visibility::send_steers_a_running_agent_and_its_file_is_pushed`): typed
+/// and sent in the browser while the agent's first turn waits on a gate, its answer
+/// streams into the page, and the file it asked for is on the pushed branch.
+#[test]
+fn ui_send_box_steers_the_real_agent() {
+    let Some(py) = python() else {
+        return;
+    };
+    let env = Env::new();
+    let agent = crate::visibility::steerable_agent(&env, "T230", "e2e-ui-steer");
+    let (ui, url) = start_ui(&env);
+    let mut driver = browser(&py, &url, &env);
+    driver
+        .env("ASDO_UI_MODE", "steer")
+        .env("ASDO_POD", "agent-t230")
+        .env("ASDO_GATE", &agent.gate);
+    let run = drive(driver, ui);
+    assert!(run.stdout.contains("all browser checks passed"), "{run:?}");
+    agent.assert_steered(&env, "T230");
 }
 
 #[test]
@@ -157,7 +202,6 @@ fn ui_refuses_a_bad_address_and_warns_off_loopback() {
 #[ignore]
 fn ui_bench_500_task_pods() {
     let Some(py) = python() else {
-        eprintln!("skipped: needs chromium, chromium-driver and selenium");
         return;
     };
     let env = Env::new();
@@ -186,21 +230,11 @@ fn ui_bench_500_task_pods() {
         env.server
             .wait_for_phase(NS, "agent-t999", "Running", Duration::from_secs(30))
     );
-    let mut ui = env
-        .cmd(&["ui", "--no-open"])
-        .current_dir(&env.dir.0)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(ui.stdout.take().unwrap());
-    let mut url = String::new();
-    out.read_line(&mut url).unwrap();
+    let (ui, url) = start_ui(&env);
     let mut driver = Command::new(py);
     driver
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/ui_bench.py"))
-        .env("ASDO_UI_URL", url.trim())
+        .env("ASDO_UI_URL", &url)
         .env("ASDO_NS", NS)
         .env("ASDO_GATE", &gate);
     let run = run_with_timeout(driver, Duration::from_secs(400));

@@ -4,7 +4,9 @@ passed; each failed check says what it saw.
 
 Environment: ASDO_UI_URL (the first line asdo ui printed), ASDO_BIN, ASDO_KUBECONFIG,
 ASDO_NS, ASDO_SPAWN_VALUES (values for a task spawned after the page loaded), ASDO_GATE
-(a file that lets the running task T110 finish)."""
+(a file that lets the running task T110 finish).
+ASDO_UI_MODE=steer instead drives the follow-up box of ASDO_POD (a real agent whose
+first turn waits on ASDO_GATE), see steer()."""
 
 import http.client
 import os
@@ -57,25 +59,31 @@ def asdo(*args):
         capture_output=True, text=True, timeout=60)
 
 
-# ---- the guard, as any HTTP client sees it ----
-check(raw("/")[0] == 401, "no token: 401")
-check(raw("/api/events")[0] == 401, "no token on the API: 401")
-check(raw("/?token=wrong")[0] == 401, "a wrong token: 401")
-check(raw(f"/?{U.query}", {"Host": f"evil.example:{PORT}"})[0] == 403,
-      "a foreign Host (DNS rebinding) is refused even with the token: 403")
-status, cookie, _ = raw(f"/?{U.query}")
-check(status == 303 and cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie,
-      f"the token becomes an HttpOnly SameSite=Strict cookie: {status} {cookie}")
-jar = cookie.split(";")[0]
-check(raw("/", {"Cookie": jar})[0] == 200, "the cookie opens the page")
-check(raw(f"/api/tasks/{NS}/agent-t100", {"Cookie": jar}, "DELETE")[0] == 403,
-      "a DELETE without Origin is refused")
-check(raw(f"/api/tasks/{NS}/agent-t100", {"Cookie": jar, "Origin": "http://evil.example"}, "DELETE")[0] == 403,
-      "a cross-origin DELETE is refused")
-token = U.query.split("token=")[1]
-check(raw(f"/api/tasks/{NS}/agent-t100?{U.query}", {"Origin": BASE}, "DELETE")[0] == 401,
-      "a DELETE with the token in the query only (no cookie) is refused")
-check(asdo("list", "-n", NS).stdout.count("agent-t100") == 1, "T100 still exists")
+def guard_checks():
+    """The guard, as any HTTP client sees it."""
+    check(raw("/")[0] == 401, "no token: 401")
+    check(raw("/api/events")[0] == 401, "no token on the API: 401")
+    check(raw("/?token=wrong")[0] == 401, "a wrong token: 401")
+    check(raw(f"/?{U.query}", {"Host": f"evil.example:{PORT}"})[0] == 403,
+          "a foreign Host (DNS rebinding) is refused even with the token: 403")
+    status, cookie, _ = raw(f"/?{U.query}")
+    check(status == 303 and cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie,
+          f"the token becomes an HttpOnly SameSite=Strict cookie: {status} {cookie}")
+    jar = cookie.split(";")[0]
+    check(raw("/", {"Cookie": jar})[0] == 200, "the cookie opens the page")
+    check(raw(f"/api/tasks/{NS}/agent-t100", {"Cookie": jar}, "DELETE")[0] == 403,
+          "a DELETE without Origin is refused")
+    check(raw(f"/api/tasks/{NS}/agent-t100", {"Cookie": jar, "Origin": "http://evil.example"}, "DELETE")[0] == 403,
+          "a cross-origin DELETE is refused")
+    token = U.query.split("token=")[1]
+    check(raw(f"/api/tasks/{NS}/agent-t100?{U.query}", {"Origin": BASE}, "DELETE")[0] == 401,
+          "a DELETE with the token in the query only (no cookie) is refused")
+    check(asdo("list", "-n", NS).stdout.count("agent-t100") == 1, "T100 still exists")
+
+
+MODE = os.environ.get("ASDO_UI_MODE", "tour")
+if MODE != "steer":
+    guard_checks()
 
 # ---- the browser ----
 os.environ.setdefault("SE_OFFLINE", "true")
@@ -104,9 +112,8 @@ def shot(name):
         drv.save_screenshot(os.path.join(SHOTS, name))
 
 
-try:
-    drv.get(URL)
-    check(urlparse(drv.current_url).query == "", f"the token left the address bar: {drv.current_url}")
+def tour():
+    """The tasks view, a running task's log, delete."""
     row = lambda pod: f"tr[data-key='{NS}/{pod}']"
     status_of = lambda pod: js(f"const r=document.querySelector(\"{row(pod)}\"); return r && r.dataset.status")
     for pod, want in [("agent-t100", "Succeeded"), ("agent-t101", "Failed (OOMKilled)"),
@@ -175,6 +182,45 @@ try:
     until(lambda: "deleted" in drv.find_element(By.ID, "banner").text, "the page says it is deleted")
     html = drv.page_source
     check(os.environ.get("ASDO_SECRET", "\0") not in html, "no secret value in the page")
+
+
+def steer():
+    """The follow-up box of a running agent's page (ASDO_POD): the message reaches the
+    agent, whose first turn waits on ASDO_GATE, and the answer streams into the page."""
+    pod = os.environ["ASDO_POD"]
+    drv.get(f"{BASE}/task/{NS}/{pod}")
+    until(lambda: drv.find_element(By.ID, "t-status").text == "Running", f"{pod}'s page shows Running")
+    until(lambda: drv.find_element(By.ID, "send").is_enabled(), "Send is enabled for a running task")
+    # Record every moment Send is enabled while a follow-up is in flight.
+    js("""window.asdoSendReenabled = [];
+          new MutationObserver(() => {
+            const b = document.getElementById('send'), st = document.getElementById('reply').dataset.state;
+            if (!b.disabled && (st === 'sending' || st === 'sent')) window.asdoSendReenabled.push(st);
+          }).observe(document.getElementById('send'), {attributes: true});""")
+    drv.find_element(By.ID, "send-text").send_keys("Also write second.txt")
+    drv.find_element(By.ID, "send").click()
+    state = lambda: js("return document.getElementById('reply').dataset.state")
+    until(lambda: state() == "sent", "the page says the message is sent", 180)
+    check("sent (session ses" in drv.find_element(By.ID, "send-note").text,
+          f"the note names the session: {drv.find_element(By.ID, 'send-note').text!r}")
+    open(os.environ["ASDO_GATE"], "w").close()
+    reply = lambda: drv.find_element(By.ID, "reply").text
+    until(lambda: "Wrote first.txt and second.txt." in reply(), "the agent's answer streams into the page", 300)
+    until(lambda: state() in ("done", "error"), "the follow-up ends", 300)
+    check(state() == "done", f"the follow-up is answered: {drv.find_element(By.ID, 'send-note').text!r}")
+    check("· write" in reply() and "second.txt" in reply(), f"the tool call is in the reply: {reply()!r}")
+    check(js("return window.asdoSendReenabled") == [],
+          f"Send stays disabled while the follow-up is in flight: {js('return window.asdoSendReenabled')}")
+    shot("ui-send.png")
+
+
+try:
+    drv.get(URL)
+    check(urlparse(drv.current_url).query == "", f"the token left the address bar: {drv.current_url}")
+    if MODE == "steer":
+        steer()
+    else:
+        tour()
 finally:
     drv.quit()
 print("all browser checks passed")

@@ -172,16 +172,22 @@ fn bad_send_input_is_refused_before_any_call() {
     assert!(env.server.requests().is_empty());
 }
 
-/// The real agent in a pod (this build's `asdo agent`, the real opencode, the scripted
-/// model server): `asdo send` steers it while its first turn is held on a gate, and the
-/// file the second message asks for is on the pushed branch.
-#[test]
-fn send_steers_a_running_agent_and_its_file_is_pushed() {
+/// A task pod running the real agent (this build's `asdo agent`, the real opencode, the
+/// scripted model server), its first turn held on `gate` by a bash step: a message sent
+/// now is answered by writing second.txt and "Wrote first.txt and second.txt.".
+pub(crate) struct SteeredAgent {
+    pub f: crate::agent_fixture::Fixture,
+    pub gate: std::path::PathBuf,
+    pub model: crate::support::model_server::ModelServer,
+}
+
+/// Spawns that agent as task `id` ("Write first.txt") and waits until its log announces
+/// its OpenCode session, so a message can be sent into it.
+pub(crate) fn steerable_agent(env: &Env, id: &str, tag: &str) -> SteeredAgent {
     use crate::agent_fixture::{BRANCH, Fixture};
     use crate::support::model_server::{ModelServer, Step};
 
-    let env = Env::new();
-    let f = Fixture::new("e2e-steer");
+    let f = Fixture::new(tag);
     let gate = f.path("gate");
     let ws = f.workspace();
     let model = ModelServer::start(vec![
@@ -204,7 +210,7 @@ fn send_steers_a_running_agent_and_its_file_is_pushed() {
         {"name": "OPENCODE_DISABLE_MODELS_FETCH", "value": "1"},
     ]);
     let values = env.write(
-        "steer.yaml",
+        &format!("steer-{id}.yaml"),
         &json!({
             "pod": {"command": [env!("CARGO_BIN_EXE_asdo"), "agent"], "env": pod_env},
             "task": {"contextDir": ws},
@@ -214,7 +220,7 @@ fn send_steers_a_running_agent_and_its_file_is_pushed() {
     let r = env.asdo(&[
         "spawn",
         "--task-id",
-        "T210",
+        id,
         "--branch",
         BRANCH,
         "--repo",
@@ -230,13 +236,49 @@ fn send_steers_a_running_agent_and_its_file_is_pushed() {
     // The agent announces its session in the log once it exists.
     assert!(
         eventually(Duration::from_secs(180), || {
-            env.asdo(&["logs", "T210", "--no-follow"])
+            env.asdo(&["logs", id, "--no-follow"])
                 .stdout
                 .contains("asdo: opencode session ses")
         }),
         "no session: {:?}",
-        env.asdo(&["logs", "T210", "--no-follow"])
+        env.asdo(&["logs", id, "--no-follow"])
     );
+    SteeredAgent { f, gate, model }
+}
+
+impl SteeredAgent {
+    /// Task `id` ends done, first.txt and second.txt are on the pushed branch, and the
+    /// model saw the steering message before it wrote second.txt.
+    pub(crate) fn assert_steered(&self, env: &Env, id: &str) {
+        use crate::agent_fixture::BRANCH;
+        let w = env.asdo(&["wait", id, "--timeout", "5m"]);
+        assert_eq!(
+            w.code,
+            0,
+            "{w:?}\n{:?}",
+            env.asdo(&["logs", id, "--no-follow"])
+        );
+        assert_eq!(self.f.remote_file(BRANCH, "first.txt"), "first");
+        assert_eq!(self.f.remote_file(BRANCH, "second.txt"), "second");
+        let turns = self.model.turns();
+        let wrote_second = turns
+            .iter()
+            .position(|t| t.text().contains("Also write second.txt"))
+            .expect("the model saw the second message");
+        assert!(
+            wrote_second <= 2,
+            "seen at turn {wrote_second} of {}",
+            turns.len()
+        );
+    }
+}
+
+/// The real agent in a pod: `asdo send` steers it while its first turn is held on a
+/// gate, and the file the second message asks for is on the pushed branch.
+#[test]
+fn send_steers_a_running_agent_and_its_file_is_pushed() {
+    let env = Env::new();
+    let agent = steerable_agent(&env, "T210", "e2e-steer");
 
     let mut send = env.start(&["send", "T210", "Also write second.txt", "--timeout", "5m"]);
     let mut stderr = BufReader::new(send.stderr.take().unwrap());
@@ -246,7 +288,7 @@ fn send_steers_a_running_agent_and_its_file_is_pushed() {
         line.starts_with("sent to task T210 (session ses"),
         "{line:?}"
     );
-    std::fs::write(&gate, "").unwrap();
+    std::fs::write(&agent.gate, "").unwrap();
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
     let out = wait_output(send, Duration::from_secs(300));
@@ -254,26 +296,7 @@ fn send_steers_a_running_agent_and_its_file_is_pushed() {
     assert!(out.stdout.contains("second.txt"), "{out:?}");
     assert!(!out.stdout.contains(PASSWORD) && !rest.contains(PASSWORD));
 
-    let w = env.asdo(&["wait", "T210", "--timeout", "5m"]);
-    assert_eq!(
-        w.code,
-        0,
-        "{w:?}\n{:?}",
-        env.asdo(&["logs", "T210", "--no-follow"])
-    );
-    assert_eq!(f.remote_file(BRANCH, "first.txt"), "first");
-    assert_eq!(f.remote_file(BRANCH, "second.txt"), "second");
-    // The steering message reached the model before it wrote second.txt.
-    let turns = model.turns();
-    let wrote_second = turns
-        .iter()
-        .position(|t| t.text().contains("Also write second.txt"))
-        .expect("the model saw the second message");
-    assert!(
-        wrote_second <= 2,
-        "seen at turn {wrote_second} of {}",
-        turns.len()
-    );
+    agent.assert_steered(&env, "T210");
 }
 
 #[test]

@@ -260,9 +260,13 @@ function taskView(ns, pod) {
     $("#attach-cmd").textContent = "asdo attach " + r.task + " -n " + r.namespace;
     $("#confirm-pod").textContent = r.pod;
     $("#replace-cmd").textContent = "asdo spawn --task-id " + r.task + " --branch " + (r.branch || "…") + " --repo " + (r.repo || "…") + " --prompt-file … --replace -n " + r.namespace;
-    const running = r.state === "Running";
-    $("#send").disabled = !running;
-    $("#send-note").textContent = running ? "" : "Follow-ups reach running tasks only.";
+    // A follow-up in flight owns the button and its note: a row update (each step line
+    // makes one) must not re-enable Send or wipe what the send is saying.
+    sendAllowed = r.state === "Running";
+    if (!sendBusy) {
+      $("#send").disabled = !sendAllowed;
+      $("#send-note").textContent = sendAllowed ? "" : "Follow-ups reach running tasks only.";
+    }
     if (!diffAsked && (r.state === "Succeeded" || r.state === "Failed")) { diffAsked = true; loadDiff(); }
   };
   const loadDiff = () => {
@@ -275,7 +279,7 @@ function taskView(ns, pod) {
   connectEvents({
     snapshot(s) { const r = s.rows.find((x) => x.key === key); if (r) show(r); else if (s.synced) notFound(); },
     row(r) { if (r.key === key) show(r); },
-    remove(k) { if (k === key) { gone = true; banner("Pod " + pod + " was deleted."); $("#t-status").textContent = "Deleted"; $("#delete").disabled = true; $("#send").disabled = true; } },
+    remove(k) { if (k === key) { gone = true; banner("Pod " + pod + " was deleted."); $("#t-status").textContent = "Deleted"; $("#delete").disabled = true; sendAllowed = false; $("#send").disabled = true; } },
   });
   const notFound = () => { if (!gone) banner("No task pod " + pod + " in namespace " + ns + "."); };
   followLog(ns, pod);
@@ -333,6 +337,9 @@ function followLog(ns, pod) {
   es.addEventListener("failure", (e) => finish("stopped: " + JSON.parse(e.data)));
 }
 
+// Whether the task can take a follow-up (it runs), and whether one is in flight.
+let sendAllowed = false, sendBusy = false;
+
 async function send(ns, pod) {
   const text = $("#send-text").value;
   if (!text.trim()) return;
@@ -340,12 +347,20 @@ async function send(ns, pod) {
   reply.hidden = false;
   reply.textContent = "";
   reply.dataset.state = "sending";
+  sendBusy = true;
   $("#send").disabled = true;
   $("#send-note").textContent = "sending…";
   try {
     const resp = await fetch("/api/tasks/" + encodeURIComponent(ns) + "/" + encodeURIComponent(pod) + "/send", {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ message: text }),
     });
+    // A refusal (bad message, no such task, the guard) is one JSON or text body, not lines.
+    if (!resp.ok) {
+      const body = (await resp.text()).trim();
+      let why = body;
+      try { why = JSON.parse(body).error || body; } catch (_) { /* plain text */ }
+      throw new Error(why || "HTTP " + resp.status);
+    }
     const reader = resp.body.getReader();
     const dec = new TextDecoder();
     let buf = "";
@@ -358,17 +373,22 @@ async function send(ns, pod) {
         const line = buf.slice(0, i); buf = buf.slice(i + 1);
         if (!line) continue;
         const m = JSON.parse(line);
-        if (m.sent) $("#send-note").textContent = "sent (session " + m.sent + "); the reply streams in";
+        if (m.sent) { $("#send-note").textContent = "sent (session " + m.sent + "); the reply streams in"; reply.dataset.state = "sent"; }
         if (m.text) reply.textContent += m.text;
         if (m.done) { $("#send-note").textContent = m.done; reply.dataset.state = "done"; }
         if (m.error) { $("#send-note").textContent = m.error; reply.dataset.state = "error"; }
       }
     }
+    // Never a silent end: a stream cut before its last line says so.
+    if (reply.dataset.state !== "done" && reply.dataset.state !== "error") {
+      throw new Error("the reply stream ended before the answer; see the log");
+    }
   } catch (e) {
-    $("#send-note").textContent = String(e);
+    $("#send-note").textContent = e instanceof Error ? e.message : String(e);
     reply.dataset.state = "error";
   } finally {
-    $("#send").disabled = false;
+    sendBusy = false;
+    $("#send").disabled = !sendAllowed;
   }
 }
 
