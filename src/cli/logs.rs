@@ -264,6 +264,11 @@ async fn follow_many(
     let mut followed = HashSet::new();
     let mut outage = follow::Outage::new(opts.retry_for, "the pod watch");
     let mut tasks = tokio::task::JoinSet::new();
+    // One Ctrl-C listener for the whole loop: a listener made anew each turn would miss a
+    // signal that lands between turns, and with tokio's handler installed the default
+    // action is gone, so the command would run on.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     let cfg = watcher::Config::default().labels(selector);
     let mut events = pin!(watcher(api.clone(), cfg).default_backoff());
     loop {
@@ -326,7 +331,7 @@ async fn follow_many(
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             // Interrupted, as a shell counts it (kubectl and stern exit 130 too).
-            _ = tokio::signal::ctrl_c() => return Ok(exit::INTERRUPTED),
+            _ = &mut interrupted => return Ok(exit::INTERRUPTED),
         }
     }
     Ok(exit::OK)
