@@ -119,6 +119,18 @@ pub fn agent_status(pod: &Pod) -> Option<&ContainerStatus> {
         .find(|c| c.name == CONTAINER)
 }
 
+/// When the pod started (its `status.startTime`).
+pub fn started(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
+    pod.status.as_ref()?.start_time.as_ref().map(|t| t.0)
+}
+
+/// When the agent container ended, if it has.
+pub fn finished(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
+    agent_status(pod)
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+        .map(|t| t.0)
+}
+
 /// The agent container's exit code, once it has terminated.
 pub fn exit_code(pod: &Pod) -> Option<i32> {
     agent_status(pod)?

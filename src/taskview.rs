@@ -103,14 +103,8 @@ pub fn row(pod: &Pod, log_tail: Option<&str>, now: Timestamp) -> TaskRow {
         .unwrap_or_else(|| name.clone());
     let phase = follow::phase(pod).to_string();
     let state = State::of(&phase);
-    let started = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.start_time.as_ref())
-        .map(|t| t.0);
-    let finished = follow::agent_status(pod)
-        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
-        .map(|t| t.0);
+    let started = follow::started(pod);
+    let finished = follow::finished(pod);
     let duration_s = started.map(|s| (finished.unwrap_or(now).as_second() - s.as_second()).max(0));
     let tail = log_tail.unwrap_or("");
     let last_marker = marker::last(tail);

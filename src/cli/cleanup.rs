@@ -188,9 +188,7 @@ pub async fn run(global: &Global, args: CleanupArgs) -> Result<i32> {
 
 /// Time since the task finished, or since the pod was created if it has not.
 fn age(pod: &Pod, now: Timestamp) -> Duration {
-    let finished = follow::agent_status(pod)
-        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
-        .map(|t| t.0);
+    let finished = follow::finished(pod);
     let since = finished.or(pod.metadata.creation_timestamp.as_ref().map(|t| t.0));
     since.map_or(Duration::ZERO, |t| {
         Duration::from_secs(now.as_second().saturating_sub(t.as_second()).max(0) as u64)

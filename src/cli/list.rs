@@ -145,14 +145,8 @@ fn row(p: &Pod, wide: bool, with_ns: bool, now: Timestamp) -> Vec<String> {
             .and_then(|a| a.get(k).cloned())
             .unwrap_or_else(|| "<none>".into())
     };
-    let started = p
-        .status
-        .as_ref()
-        .and_then(|s| s.start_time.as_ref())
-        .map(|t| t.0);
-    let finished = follow::agent_status(p)
-        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
-        .map(|t| t.0);
+    let started = follow::started(p);
+    let finished = follow::finished(p);
     let duration = match (started, finished) {
         (Some(s), Some(f)) => since(Some(s), f),
         (Some(s), None) => since(Some(s), now),

@@ -538,14 +538,8 @@ pub async fn verdict(api: &Api<Pod>, pod: &Pod) -> Verdict {
         }
     };
     let (phase, code) = follow::outcome(pod);
-    let started = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.start_time.as_ref())
-        .map(|t| t.0);
-    let finished = follow::agent_status(pod)
-        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
-        .map(|t| t.0);
+    let started = follow::started(pod);
+    let finished = follow::finished(pod);
     let duration = match (started, finished) {
         (Some(s), Some(f)) => Some(Duration::from_secs(
             f.as_second().saturating_sub(s.as_second()).max(0) as u64,
