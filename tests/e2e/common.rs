@@ -276,3 +276,14 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// The repository and branch `spawn_args` spawns with.
+pub const REPO: &str = "git@github.com:org/repo.git";
+pub const BRANCH: &str = "specs/001-auth/T001-async";
+
+/// `asdo spawn --task-id ID --branch BRANCH --repo REPO` and then `extra`.
+pub fn spawn_args<'a>(id: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["spawn", "--task-id", id, "--branch", BRANCH, "--repo", REPO];
+    v.extend_from_slice(extra);
+    v
+}

@@ -254,21 +254,17 @@ fn a_refused_prompt_configmap_leaves_nothing_behind() {
                 .server
                 .hang_next_matching(1, Some("POST"), Some("/configmaps")),
         }
-        let r = env.asdo(&[
-            "spawn",
-            "--task-id",
+        let r = env.asdo(&spawn_args(
             id,
-            "--branch",
-            "specs/1/x",
-            "--repo",
-            "git@github.com:o/r.git",
-            "--prompt-file",
-            path_str(&prompt),
-            "-f",
-            path_str(&values),
-            "--request-timeout",
-            "3s",
-        ]);
+            &[
+                "--prompt-file",
+                path_str(&prompt),
+                "-f",
+                path_str(&values),
+                "--request-timeout",
+                "3s",
+            ],
+        ));
         assert_eq!(r.code, 1, "{id}: {r:?}");
         assert!(
             r.stderr.contains("configmap") && r.stderr.contains("deleted again"),
@@ -285,19 +281,10 @@ fn a_refused_prompt_configmap_leaves_nothing_behind() {
     assert_eq!((cms.code, cms.stdout.as_str()), (0, ""), "{cms:?}");
 
     // Nothing in the way of the next try.
-    let r = env.asdo(&[
-        "spawn",
-        "--task-id",
+    let r = env.asdo(&spawn_args(
         "C1",
-        "--branch",
-        "specs/1/x",
-        "--repo",
-        "git@github.com:o/r.git",
-        "--prompt-file",
-        path_str(&prompt),
-        "-f",
-        path_str(&values),
-    ]);
+        &["--prompt-file", path_str(&prompt), "-f", path_str(&values)],
+    ));
     assert_eq!(r.code, 0, "{r:?}");
     let owner_uid = |env: &Env| {
         let cm = env.kubectl(&[
@@ -322,20 +309,16 @@ fn a_refused_prompt_configmap_leaves_nothing_behind() {
         env.server
             .wait_for_phase(NS, "agent-c1", "Succeeded", Duration::from_secs(60))
     );
-    let r = env.asdo(&[
-        "spawn",
-        "--task-id",
+    let r = env.asdo(&spawn_args(
         "C1",
-        "--branch",
-        "specs/1/x",
-        "--repo",
-        "git@github.com:o/r.git",
-        "--prompt-file",
-        path_str(&prompt),
-        "-f",
-        path_str(&values),
-        "--replace",
-    ]);
+        &[
+            "--prompt-file",
+            path_str(&prompt),
+            "-f",
+            path_str(&values),
+            "--replace",
+        ],
+    ));
     assert_eq!(r.code, 0, "{r:?}");
     let second = env.kubectl_pod("agent-c1")["metadata"]["uid"].clone();
     assert_ne!(second, first);
@@ -347,17 +330,7 @@ fn a_503_answer_says_so_and_how_often_it_was_retried() {
     let env = Env::new();
     env.server.fail_next_matching(12, 503, "POST", "/pods");
     let values = env.script_values("echo hi");
-    let r = env.asdo(&[
-        "spawn",
-        "--task-id",
-        "S1",
-        "--branch",
-        "specs/1/x",
-        "--repo",
-        "git@github.com:o/r.git",
-        "-f",
-        path_str(&values),
-    ]);
+    let r = env.asdo(&spawn_args("S1", &["-f", path_str(&values)]));
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr.contains("answered 503") && r.stderr.contains("retried it 4 times"),
@@ -478,17 +451,7 @@ fn option_like_ssh_hosts_and_bad_models_are_refused_before_any_call() {
         assert_eq!(r.stderr.trim().lines().count(), 1, "{extra:?}: {r:?}");
     }
     let long = format!("p/{}", "m".repeat(300));
-    let r = env.asdo(&[
-        "spawn",
-        "--task-id",
-        "M1",
-        "--branch",
-        "specs/1/x",
-        "--repo",
-        "git@github.com:o/r.git",
-        "--model",
-        &long,
-    ]);
+    let r = env.asdo(&spawn_args("M1", &["--model", &long]));
     assert_eq!(r.code, 2, "{r:?}");
     assert!(
         env.server.requests().is_empty(),

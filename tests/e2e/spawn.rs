@@ -4,16 +4,7 @@ use std::time::Duration;
 
 use crate::common::*;
 
-const REPO: &str = "git@github.com:org/repo.git";
-const BRANCH: &str = "specs/001-auth/T001-async";
-
 /// `spawn --task-id <id> --branch BRANCH --repo REPO`, then `extra`.
-fn spawn_args<'a>(id: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["spawn", "--task-id", id, "--branch", BRANCH, "--repo", REPO];
-    v.extend_from_slice(extra);
-    v
-}
-
 #[test]
 fn spawn_creates_the_task_pod_with_one_write() {
     let env = Env::new();

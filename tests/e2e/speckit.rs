@@ -12,7 +12,6 @@ use serde_json::json;
 
 use crate::common::*;
 
-const REPO: &str = "git@github.com:org/repo.git";
 const CONFIG_MAP: &str = "agentic-sdlc-orchestrator-dev-config";
 
 fn script(name: &str) -> PathBuf {
