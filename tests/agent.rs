@@ -1398,9 +1398,7 @@ fn real_opencode_question_under_wait_is_answered_by_a_person() {
         Step::write(&ws(&f, "db.txt"), "postgres\n"),
         Step::text(forged),
     ]);
-    let answers = f.path("answers/annotations");
-    std::fs::create_dir_all(answers.parent().unwrap()).unwrap();
-    std::fs::write(&answers, "agentic-sdlc/branch=\"x\"\n").unwrap();
+    let answers = answers_file(&f, "agentic-sdlc/branch=\"x\"\n");
     let env = real_env(
         &f,
         &model,
@@ -1525,13 +1523,8 @@ while time.time() < end:
         Step::write(&ws(&f, "hello.txt"), "hello\n"),
         Step::text("Done."),
     ]);
-    let answers = f.path("answers/annotations");
-    std::fs::create_dir_all(answers.parent().unwrap()).unwrap();
-    std::fs::write(&answers, "").unwrap();
-    let config = model.opencode_config_with(
-        model_server::API_KEY,
-        serde_json::json!({"permission": {"edit": "ask"}}),
-    );
+    let answers = answers_file(&f, "");
+    let config = ask_for_edits(&model);
     let env = real_env(
         &f,
         &model,
@@ -1575,13 +1568,8 @@ fn real_opencode_permission_under_wait_is_approved_through_the_person_channel() 
         Step::write(&ws(&f, "hello.txt"), "hello\n"),
         Step::text("Done."),
     ]);
-    let answers = f.path("answers/annotations");
-    std::fs::create_dir_all(answers.parent().unwrap()).unwrap();
-    std::fs::write(&answers, "").unwrap();
-    let config = model.opencode_config_with(
-        model_server::API_KEY,
-        serde_json::json!({"permission": {"edit": "ask"}}),
-    );
+    let answers = answers_file(&f, "");
+    let config = ask_for_edits(&model);
     let env = real_env(
         &f,
         &model,
@@ -1706,6 +1694,22 @@ fn git_config_and_hooks_written_by_opencode_do_not_steer_the_push() {
     );
     assert!(!other.status.success(), "nothing pushed elsewhere");
     assert!(!hooked.exists(), "no planted hook ran");
+}
+
+/// The person's channel as the pod sees it: the downwardAPI annotations file, holding `content`.
+fn answers_file(f: &Fixture, content: &str) -> std::path::PathBuf {
+    let answers = f.path("answers/annotations");
+    std::fs::create_dir_all(answers.parent().unwrap()).unwrap();
+    std::fs::write(&answers, content).unwrap();
+    answers
+}
+
+/// OpenCode's config for the scripted model with every edit asking for permission.
+fn ask_for_edits(model: &ModelServer) -> String {
+    model.opencode_config_with(
+        model_server::API_KEY,
+        serde_json::json!({"permission": {"edit": "ask"}}),
+    )
 }
 
 // ---- Issue 21: the agent never lies about a run (real opencode) ---------------------
