@@ -17,6 +17,8 @@
 //! - `mcp`: `asdo mcp`, the verbs as MCP tools (rmcp), each run through the CLI itself;
 //!   `argv`: those children's command lines, where no tool argument can become a flag.
 //! - `speckit`: spec-kit's delegation files (feature directory, marker layout per version).
+//! - `taskpod`: THE task model: a view of a task pod, and `TaskState` (pod + log tail),
+//!   the task object every `-o json|yaml` prints (schema: `src/task.schema.json`).
 //! - `taskview`: one task as a row of facts (pod + log tail), for `asdo ui`.
 //! - `ui`: `asdo ui`, the local web page (guard, one watch, routes, embedded assets).
 
@@ -44,6 +46,7 @@ pub mod render;
 pub mod results;
 pub mod speckit;
 pub mod task;
+pub mod taskpod;
 pub mod taskview;
 pub mod ui;
 pub mod validate;
