@@ -17,6 +17,7 @@
 //! - `mcp`: `asdo mcp`, the verbs as MCP tools (rmcp), each run through the CLI itself;
 //!   `argv`: those children's command lines, where no tool argument can become a flag.
 //! - `speckit`: spec-kit's delegation files (feature directory, marker layout per version).
+//! - `output`: `-o json|yaml` for every verb (the task object; `wait`: JSON Lines).
 //! - `taskpod`: THE task model: a view of a task pod, and `TaskState` (pod + log tail),
 //!   the task object every `-o json|yaml` prints (schema: `src/task.schema.json`).
 //! - `taskview`: one task as a row of facts (pod + log tail), for `asdo ui`.
@@ -39,6 +40,7 @@ pub mod localgit;
 pub mod marker;
 pub mod mcp;
 pub mod opencode;
+pub mod output;
 pub mod portforward;
 pub mod quota;
 pub mod remote;
