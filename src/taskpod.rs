@@ -484,7 +484,12 @@ impl TaskState {
         let tp = TaskPod(pod);
         let phase = tp.phase();
         let tail = log_tail.unwrap_or("");
-        let last = marker::last(tail);
+        // How it ended: the newest done/failed marker, even when progress lines follow it.
+        let ended = tail
+            .lines()
+            .rev()
+            .filter_map(marker::parse)
+            .find(|m| !matches!(m, Marker::Progress(_)));
         let totals = marker::last_summary(tail);
         let (mut reason, mut message): (Option<String>, Option<String>) = (None, None);
         let nonempty = |s: String| Some(s).filter(|s| !s.is_empty());
@@ -510,7 +515,7 @@ impl TaskState {
                 if let Some(r) = tp.termination_reason() {
                     reason = Some(r);
                 }
-                match &last {
+                match &ended {
                     Some(Marker::Failed { step, reason: why }) => {
                         reason.get_or_insert_with(|| step.clone());
                         message = nonempty(why.clone());
@@ -564,15 +569,15 @@ impl TaskState {
                     .clone()
             }),
             last_step: marker::last_step(tail).map(|s| s.trim_end().to_string()),
-            commit: match &last {
+            commit: match &ended {
                 Some(Marker::Done(sha)) => Some(sha.clone()),
                 _ => None,
             },
-            failed_step: match &last {
+            failed_step: match &ended {
                 Some(Marker::Failed { step, .. }) => Some(step.clone()),
                 _ => None,
             },
-            last_marker: last.map(|m| m.to_string()),
+            last_marker: marker::last(tail).map(|m| m.to_string()),
             files: totals.map(|s| s.files),
             tokens_in: totals.map(|s| s.tokens_in),
             tokens_out: totals.map(|s| s.tokens_out),
@@ -857,6 +862,14 @@ mod tests {
             "Failed (budget)"
         );
         assert_eq!(status(&pod(terminated(1, "Error")), None), "Failed");
+        // The ending counts, not a progress line printed after it.
+        let t = TaskState::new(
+            &pod(terminated(14, "Error")),
+            Some("asdo: failed push: rejected\nasdo: running hooks\n"),
+            now(),
+        );
+        assert_eq!(t.status, "Failed (push)");
+        assert_eq!(t.last_marker.as_deref(), Some("asdo: running hooks"));
         // An allowed no-op is a success, and says so.
         assert_eq!(
             status(

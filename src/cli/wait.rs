@@ -169,6 +169,7 @@ impl Verdict {
             failed_step,
             reason,
             text: self.line(),
+            ..Default::default()
         }
     }
 }
