@@ -20,7 +20,6 @@
 //! - `output`: `-o json|yaml` for every verb (the task object; `wait`: JSON Lines).
 //! - `taskpod`: THE task model: a view of a task pod, and `TaskState` (pod + log tail),
 //!   the task object every `-o json|yaml` prints (schema: `src/task.schema.json`).
-//! - `taskview`: one task as a row of facts (pod + log tail), for `asdo ui`.
 //! - `ui`: `asdo ui`, the local web page (guard, one watch, routes, embedded assets).
 
 pub mod agent;
@@ -49,7 +48,6 @@ pub mod results;
 pub mod speckit;
 pub mod task;
 pub mod taskpod;
-pub mod taskview;
 pub mod ui;
 pub mod validate;
 pub mod values;
