@@ -9,7 +9,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::cluster::ClusterArgs;
 use crate::error::{Error, Result, exit};
-use crate::values;
+pub use crate::scope::Scope;
 
 pub mod agent;
 pub mod answer;
@@ -134,17 +134,6 @@ pub struct Global {
     pub verbose: u8,
 }
 
-/// The environment, release and namespace a command works in, resolved and checked.
-#[derive(Debug, Clone)]
-pub struct Scope {
-    pub environment: String,
-    pub release: String,
-    pub namespace: String,
-    /// Chart + release defaults for this environment.
-    pub defaults: serde_json::Value,
-    pub cluster: ClusterArgs,
-}
-
 impl Global {
     /// These flags as a child asdo takes them (`asdo mcp` runs every tool as one):
     /// `argv::GlobalFlags` turns them into `--flag=value` words, in one place.
@@ -160,49 +149,19 @@ impl Global {
         }
     }
 
-    /// Namespace precedence: -n / $NAMESPACE, then the release's namespace.name, then agent-orchestrator.
+    /// Namespace precedence: see `Scope::resolve`.
     pub fn scope(&self) -> Result<Scope> {
-        let defaults = values::defaults_for(&self.environment)?;
-        let release_ns = defaults
-            .pointer("/namespace/name")
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty());
-        let namespace = match (&self.namespace, release_ns) {
-            // An empty -n is a mistake (an unset shell variable), not "the default".
-            (Some(ns), _) if ns.is_empty() => {
-                return Err(Error::usage(
-                    "empty namespace (-n/--namespace or $NAMESPACE): pass a namespace name or leave it out for the environment's",
-                ));
-            }
-            (Some(ns), _) => ns.clone(),
-            (_, Some(ns)) => ns.to_string(),
-            _ => "agent-orchestrator".to_string(),
-        };
-        // Before anything else: the namespace is formatted into every request path.
-        crate::validate::namespace(&namespace)?;
-        crate::error::set_scope_flags(match (&self.namespace, self.environment.as_str()) {
-            (Some(ns), _) => format!(" -n {ns}"),
-            (None, "dev") => String::new(),
-            (None, env) => format!(" -e {env}"),
-        });
-        let release = format!("{}-{}", self.release_name, self.environment);
-        if !crate::validate::is_dns_subdomain(&release) || release.len() > 53 {
-            return Err(Error::usage(format!(
-                "invalid release {release:?} (--release-name/RELEASE_NAME + environment): Helm release names are lowercase letters, digits, '-' and '.', at most 53 characters"
-            )));
-        }
-        Ok(Scope {
-            environment: self.environment.clone(),
-            release,
-            namespace,
-            defaults,
-            cluster: ClusterArgs {
+        Scope::resolve(
+            &self.environment,
+            &self.release_name,
+            self.namespace.as_deref(),
+            ClusterArgs {
                 kubeconfig: self.kubeconfig.clone(),
                 context: self.context.clone(),
                 connect_timeout: self.connect_timeout,
                 request_timeout: self.request_timeout,
             },
-        })
+        )
     }
 }
 
