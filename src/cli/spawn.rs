@@ -247,7 +247,7 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
             start_timeout: Some(args.timeout),
             ..Default::default()
         };
-        return super::logs::follow_one(&client, ns, &name, &opts).await;
+        return crate::follow::follow_one(&client, ns, &name, &opts).await;
     }
     if args.wait {
         crate::follow::wait_started(&api, &name, uid.as_deref(), args.timeout).await?;
