@@ -49,3 +49,4 @@ pub mod taskview;
 pub mod ui;
 pub mod validate;
 pub mod values;
+pub mod verdict;

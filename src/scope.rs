@@ -32,7 +32,7 @@ impl Scope {
             .filter(|s| !s.is_empty());
         let resolved = match (namespace, release_ns) {
             // An empty -n is a mistake (an unset shell variable), not "the default".
-            (Some(ns), _) if ns.is_empty() => {
+            (Some(""), _) => {
                 return Err(Error::usage(
                     "empty namespace (-n/--namespace or $NAMESPACE): pass a namespace name or leave it out for the environment's",
                 ));

@@ -33,7 +33,7 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
             "no pod {name} in namespace {ns}; see the task pods with `asdo list -n {ns}`"
         )));
     };
-    let verdict = super::wait::verdict(&api, &pod).await;
+    let verdict = crate::verdict::verdict(&api, &pod).await;
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     let lp = ListParams::default().fields(&format!("involvedObject.name={name}"));
     let events = cluster::bounded(&format!("list events of pod {name}"), events.list(&lp))
@@ -58,7 +58,7 @@ fn ago(t: Option<Timestamp>, now: Timestamp) -> String {
 
 fn describe(
     pod: &Pod,
-    v: &super::wait::Verdict,
+    v: &crate::verdict::Verdict,
     events: Option<&[Event]>,
     now: Timestamp,
 ) -> String {
