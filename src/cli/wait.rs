@@ -19,9 +19,6 @@ use crate::speckit;
 use crate::task::{self, SELECTOR};
 use crate::verdict::{self, Origin, Verdict, branch_of, task_of};
 
-/// Exit code when the timeout passes first, as timeout(1) uses.
-pub const EXIT_TIMEOUT: i32 = crate::error::exit::TIMEOUT;
-
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   asdo wait T001 T002            exit 0 only if both succeed
@@ -201,7 +198,7 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
             hooks.fire(&v.outcome());
         }
         if code == exit::OK {
-            code = EXIT_TIMEOUT;
+            code = exit::TIMEOUT;
         }
     }
     hooks.finish().await;

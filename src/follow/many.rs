@@ -20,11 +20,12 @@ use crate::task::LABEL_TASK_ID;
 /// Follow one pod to its end and return the task's exit code.
 pub async fn follow_one(client: &Client, ns: &str, name: &str, opts: &LogOptions) -> Result<i32> {
     let api = cluster::pods(client, Some(ns))?;
-    let Some(pod) = cluster::get_pod(&api, name, ns).await? else {
-        return Err(Error::NotFound(format!(
-            "no pod {name} in namespace {ns}; see the task pods with `asdo list -n {ns}` (or -A for all namespaces)"
-        )));
-    };
+    let pod = cluster::task_pod(&api, name, ns)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(m) => Error::NotFound(format!("{m} (or -A for all namespaces)")),
+            other => other,
+        })?;
     let task_id = task_label(&pod).unwrap_or_else(|| name.to_string());
     let uid = pod.metadata.uid.clone();
     eprintln!("==> task {task_id}: pod {name} in namespace {ns}");
