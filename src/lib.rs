@@ -37,6 +37,7 @@ pub mod hooks;
 pub mod http;
 pub mod humantime;
 pub mod localgit;
+pub mod logging;
 pub mod marker;
 pub mod mcp;
 pub mod opencode;
