@@ -5,9 +5,9 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::cli::Scope;
 use crate::cluster;
 use crate::error::{Error, Result};
+use crate::scope::Scope;
 use crate::task::{self, ANN_BRANCH, ANN_REPO};
 use crate::taskpod::{TaskPod, TaskState};
 
