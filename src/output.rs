@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// A machine-readable output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A machine-readable output format (`-o json|yaml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Json,
     Yaml,

@@ -634,6 +634,18 @@ impl TaskState {
         t
     }
 
+    /// A task whose pod went before it finished (deleted, killed by its deletion): the
+    /// pod's identity and times, phase `Unknown` and `why` (how it went is not known).
+    pub fn gone(pod: &Pod, why: &str, message: &str) -> Self {
+        let mut t = TaskState::new(pod, None, Timestamp::now());
+        t.phase = Phase::Unknown;
+        t.reason = Some(why.to_string());
+        t.message = Some(message.to_string()).filter(|m| !m.is_empty());
+        t.status = format!("{} ({why})", Phase::Unknown);
+        t.summary = t.sentence();
+        t
+    }
+
     pub fn succeeded(&self) -> bool {
         self.phase == Phase::Succeeded
     }
