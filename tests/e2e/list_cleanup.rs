@@ -27,7 +27,9 @@ fn list_shows_a_table_and_other_formats() {
     let header: Vec<&str> = lines[0].split_whitespace().collect();
     assert_eq!(
         header,
-        ["TASK", "POD", "STATUS", "EXIT", "AGE", "DURATION", "BRANCH", "STEP"]
+        [
+            "TASK", "POD", "STATUS", "EXIT", "AGE", "DURATION", "BRANCH", "STEP"
+        ]
     );
     let t2: Vec<&str> = lines
         .iter()
@@ -53,7 +55,11 @@ fn list_shows_a_table_and_other_formats() {
     let r = env.asdo(&["list", "-o", "wide"]);
     assert!(
         r.stdout.lines().next().unwrap().contains("NODE")
-            && r.stdout.lines().next().unwrap().contains("TOKENS   COST   PR")
+            && r.stdout
+                .lines()
+                .next()
+                .unwrap()
+                .contains("TOKENS   COST   PR")
             && r.stdout.contains("git@github.com:o/r.git"),
         "{r:?}"
     );
