@@ -222,7 +222,7 @@ fn say(v: &Verdict, format: Option<Format>) -> Result<()> {
         }
         Some(Format::Json) => output::print_line(&v.task),
         Some(Format::Yaml) => {
-            print!("---\n");
+            println!("---");
             output::print(&v.task, Format::Yaml)
         }
     }
