@@ -26,6 +26,7 @@ pub mod archive;
 pub mod argv;
 pub mod cli;
 pub mod cluster;
+pub mod contract;
 pub mod error;
 pub mod existing;
 pub mod follow;

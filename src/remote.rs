@@ -8,18 +8,13 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::LogParams;
 use kube::{Api, Client};
 
+use crate::contract::{OPENCODE_PORT, OPENCODE_PORT_NAME, PASSWORD_ENV};
 use crate::error::{Error, Result};
 use crate::follow;
 use crate::opencode;
 use crate::portforward::{self, Forward};
 use crate::task::{self, CONTAINER};
 
-/// The port `opencode serve` listens on in the pod when the spec names none.
-pub const DEFAULT_PORT: u16 = 4096;
-/// The container port name the agent's server is published under.
-pub const PORT_NAME: &str = "opencode";
-/// The env var (in the pod, and read locally as an override) holding the password.
-pub const PASSWORD_ENV: &str = "OPENCODE_SERVER_PASSWORD";
 /// The agent prints `asdo: opencode session <id> on http://…` once its session exists.
 /// `asdo: opencode session ` (the marker prefix and [`marker::SESSION`]).
 const SESSION_MARKER: &str = concat!("asdo: ", "opencode session ");
@@ -124,7 +119,7 @@ pub async fn open(
     }
     let port = server_port(&pod);
     let (password, password_from) = match password {
-        Some(p) => (p, "--password-file or OPENCODE_SERVER_PASSWORD".to_string()),
+        Some(p) => (p, format!("--password-file or {PASSWORD_ENV}")),
         None => secret_password(client, ns, &pod).await?,
     };
     let forward = portforward::start(api.clone(), &name, port, local_port).await?;
@@ -144,16 +139,16 @@ pub async fn open(
     })
 }
 
-/// The container port named `opencode`, else 4096.
+/// The container port named `opencode`, else the agent's default port.
 pub fn server_port(pod: &Pod) -> u16 {
     pod.spec
         .iter()
         .flat_map(|s| s.containers.iter())
         .filter(|c| c.name == CONTAINER)
         .flat_map(|c| c.ports.iter().flatten())
-        .find(|p| p.name.as_deref() == Some(PORT_NAME))
+        .find(|p| p.name.as_deref() == Some(OPENCODE_PORT_NAME))
         .and_then(|p| u16::try_from(p.container_port).ok())
-        .unwrap_or(DEFAULT_PORT)
+        .unwrap_or(OPENCODE_PORT)
 }
 
 /// The password from the Secret the pod's `OPENCODE_SERVER_PASSWORD` references.
@@ -359,7 +354,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(server_port(&pod), 5000);
-        assert_eq!(server_port(&Pod::default()), DEFAULT_PORT);
+        assert_eq!(server_port(&Pod::default()), OPENCODE_PORT);
     }
 }
 

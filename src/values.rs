@@ -637,7 +637,7 @@ pub struct TaskDefaults {
 }
 
 /// `agent.*`: how `asdo agent` runs OpenCode (env ASDO_PERMISSIONS, ASDO_IDLE_TIMEOUT, and
-/// the budgets in `crate::agent::config::vars`).
+/// the budgets in `crate::contract`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentValues {
