@@ -64,6 +64,97 @@ pub const OPENCODE_PORT_NAME: &str = "opencode";
 /// The key in the release's password Secret (kept from the original chart).
 pub const SERVER_PASSWORD_KEY: &str = "server-password";
 
+/// `agent.permissions` / `ASDO_PERMISSIONS`: how the agent answers OpenCode's permission requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Allow it once. The pod is the sandbox; `deny` rules in OpenCode's config still
+    /// hold because OpenCode never asks for a denied tool.
+    #[default]
+    Approve,
+    /// Refuse it and fail the task (exit 12), naming the permission.
+    Fail,
+    /// Leave it for a person (`asdo attach`); the idle watchdog bounds the wait.
+    Wait,
+}
+
+impl Policy {
+    pub const NAMES: [&'static str; 3] = ["approve", "fail", "wait"];
+
+    pub fn parse(s: &str) -> Result<Policy, String> {
+        match s.trim() {
+            "approve" => Ok(Policy::Approve),
+            "fail" => Ok(Policy::Fail),
+            "wait" => Ok(Policy::Wait),
+            other => Err(format!(
+                "{PERMISSIONS} {other:?}: expected one of {}",
+                Policy::NAMES.join(", ")
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Approve => "approve",
+            Policy::Fail => "fail",
+            Policy::Wait => "wait",
+        }
+    }
+}
+
+/// `agent.questions` / `ASDO_QUESTIONS`: what happens when the model asks a question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuestionPolicy {
+    /// Refuse it and fail the task at once (exit 12), naming the question: a task pod
+    /// usually has nobody watching, and the idle timeout would take 20 minutes to say so.
+    #[default]
+    Fail,
+    /// Leave it for a person (`asdo answer`, or `asdo attach`); the idle timeout bounds the wait.
+    Wait,
+}
+
+impl QuestionPolicy {
+    pub const NAMES: [&'static str; 2] = ["fail", "wait"];
+
+    pub fn parse(s: &str) -> Result<QuestionPolicy, String> {
+        match s.trim() {
+            "fail" => Ok(QuestionPolicy::Fail),
+            "wait" => Ok(QuestionPolicy::Wait),
+            other => Err(format!(
+                "{QUESTIONS} {other:?}: expected one of {}",
+                QuestionPolicy::NAMES.join(", ")
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            QuestionPolicy::Fail => "fail",
+            QuestionPolicy::Wait => "wait",
+        }
+    }
+}
+
+/// Defaults of the budgets (documented in the chart's README and docker/README.md).
+/// 0 means "no limit". Turns bound every run (a long task takes 50–150); tokens and
+/// cost depend on the model, so they are off unless a release or a task sets them.
+pub const DEFAULT_MAX_TURNS: u64 = 300;
+pub const DEFAULT_MAX_TOKENS: u64 = 0;
+pub const DEFAULT_MAX_COST: f64 = 0.0;
+
+/// Parses a cost: `1.5`, `$1.50`; never negative.
+pub fn parse_cost(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_start_matches('$')
+        .parse()
+        .map_err(|_| format!("{s:?}: expected US dollars, e.g. 2.50 (0 for no limit)"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s:?}: expected US dollars, 0 or more"))
+    }
+}
+
 /// Every variable of the contract with one line for `asdo agent --help`, in the order
 /// a person reads them.
 pub const VARS: &[(&str, &str)] = &[
@@ -87,7 +178,10 @@ pub const VARS: &[(&str, &str)] = &[
     (OPENCODE_MODEL, "provider/model (default: OpenCode's)"),
     (GIT_AUTHOR_NAME, "commit author (default asdo-agent)"),
     (GIT_AUTHOR_EMAIL, "commit author's email"),
-    (HOME, "the agent's home: git and OpenCode state, the SSH key's copy"),
+    (
+        HOME,
+        "the agent's home: git and OpenCode state, the SSH key's copy",
+    ),
     (GIT_SSH_KEY_DIR, "a directory holding the SSH private key"),
     (GIT_SSH_KNOWN_HOSTS, "known hosts file"),
     (GIT_TOKEN, "an HTTPS token (from a Secret)"),
