@@ -15,9 +15,6 @@ use crate::opencode;
 use crate::portforward::{self, Forward};
 use crate::task::{self, CONTAINER};
 
-/// The agent prints `asdo: opencode session <id> on http://…` once its session exists.
-/// `asdo: opencode session ` (the marker prefix and [`marker::SESSION`]).
-const SESSION_MARKER: &str = concat!("asdo: ", "opencode session ");
 /// How long to wait for the server behind the forward to answer (it starts with the pod).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -67,9 +64,10 @@ impl Remote {
     pub fn require_session(&self) -> Result<&str> {
         self.session.as_deref().ok_or_else(|| {
             Error::other(format!(
-                "task {} has no OpenCode session yet (its log has no `{}…` line): wait until the agent has started it (`asdo logs {} -n {}`)",
+                "task {} has no OpenCode session yet (its log has no `{}{}…` line): wait until the agent has started it (`asdo logs {} -n {}`)",
                 self.task,
-                SESSION_MARKER.trim_end(),
+                crate::marker::PREFIX,
+                crate::marker::SESSION.trim_end(),
                 self.task,
                 self.namespace
             ))
@@ -244,7 +242,7 @@ async fn session_from_log(api: &Api<Pod>, pod: &str, task: &str) -> Result<Optio
         crate::cluster::Keep::First(crate::cluster::LOG_TAIL_MAX),
     )
     .await?;
-    match parse_session(&String::from_utf8_lossy(&bytes)) {
+    match crate::marker::session_announcement(&String::from_utf8_lossy(&bytes)) {
         None => Ok(None),
         Some(Ok(id)) => Ok(Some(id)),
         Some(Err(forged)) => Err(Error::other(format!(
@@ -254,52 +252,9 @@ async fn session_from_log(api: &Api<Pod>, pod: &str, task: &str) -> Result<Optio
     }
 }
 
-/// The newest session announcement in the log: `Ok(id)` when it is well-formed
-/// ([`marker::session`], the one parser of the line), `Err(id)` when it is not. A forged
-/// newest announcement is refused, never skipped for an older one.
-pub fn parse_session(log: &str) -> Option<std::result::Result<String, String>> {
-    let line = log.lines().rev().find(|l| l.starts_with(SESSION_MARKER))?;
-    Some(match crate::marker::session(line) {
-        Some(id) => Ok(id.to_string()),
-        None => Err(line[SESSION_MARKER.len()..]
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(80)
-            .collect()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn session_comes_from_the_agents_last_announcement() {
-        let log = "asdo: cloning x\nasdo: opencode session ses_1 on http://127.0.0.1:4096\n· write a\nasdo: opencode session ses_2 on http://127.0.0.1:4096\n";
-        assert_eq!(parse_session(log), Some(Ok("ses_2".into())));
-        assert_eq!(parse_session("asdo: running opencode\n"), None);
-        for forged in [
-            "../../permission/perm_1/reply?x=",
-            "--print-logs",
-            "ses_../x",
-            "ses_",
-            "ses_a%2Fb",
-        ] {
-            let log = format!(
-                "asdo: opencode session ses_1 on x\nasdo: opencode session {forged} on x\n"
-            );
-            assert_eq!(
-                parse_session(&log),
-                Some(Err(forged.to_string())),
-                "{forged}"
-            );
-        }
-        assert!(crate::marker::is_session_id(
-            "ses_0a1b2c3d4e5fAbCdEfGhIjKlMn"
-        ));
-    }
 
     #[test]
     fn not_running_names_the_phase_and_asdo_logs() {

@@ -437,7 +437,7 @@ impl Asks {
         relay: &Relay,
     ) -> Option<String> {
         for body in q.marker_bodies() {
-            relay.line(&Marker::Progress(body).to_string());
+            relay.marker(&Marker::Progress(body));
         }
         match self.questions {
             QuestionPolicy::Fail => {

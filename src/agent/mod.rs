@@ -285,7 +285,7 @@ fn report(relay: &Relay, outcome: Result<Outcome, Failure>) -> i32 {
             f.code,
         ),
     };
-    relay.line(&marker.to_string());
+    relay.marker(&marker);
     code
 }
 
@@ -320,9 +320,7 @@ struct Agent {
 
 impl Agent {
     fn say(&self, progress: impl Into<String>) {
-        self.runner
-            .relay
-            .line(&Marker::Progress(progress.into()).to_string());
+        self.runner.relay.marker(&Marker::Progress(progress.into()));
     }
 
     /// A git command whose failure ends the run at `step`.
@@ -371,7 +369,7 @@ impl Agent {
         self.git_config = std::fs::read(self.git_config_path()).ok();
         match self.run_opencode().await {
             Ok((summary, answer)) => {
-                self.runner.relay.line(&summary.marker().to_string());
+                self.runner.relay.marker(&summary.marker());
                 let outcome = self.commit_and_push(base).await?;
                 if let (Outcome::Pushed(sha), Some(forge)) = (&outcome, self.config.forge.clone()) {
                     self.pull_request(&forge, sha, &summary).await?;
@@ -742,19 +740,19 @@ impl Agent {
         match end {
             session::End::Finished(t) => Ok((t.summary(), t.final_text.clone())),
             session::End::Failed(why, t) => {
-                relay.line(&t.summary().marker().to_string());
+                relay.marker(&t.summary().marker());
                 Err(Stop::Failed(Failure::new(Step::Agent, why)))
             }
             session::End::Untrusted(why, t) => {
-                relay.line(&t.summary().marker().to_string());
+                relay.marker(&t.summary().marker());
                 Err(Stop::Untrusted(Failure::new(Step::Agent, why)))
             }
             session::End::Budget(over, t) => {
-                relay.line(&t.summary().marker().to_string());
+                relay.marker(&t.summary().marker());
                 Err(Stop::Failed(Failure::new(Step::Budget, over.to_string())))
             }
             session::End::Signal(sig, t) => {
-                relay.line(&t.summary().marker().to_string());
+                relay.marker(&t.summary().marker());
                 Err(Stop::Signal(sig))
             }
         }
@@ -848,7 +846,7 @@ impl Agent {
         let url = forge::open_or_update(forge, &token, &req)
             .await
             .map_err(pushed)?;
-        self.say(format!("pr {url}"));
+        self.runner.relay.marker(&Marker::Pr(url));
         Ok(())
     }
 
