@@ -43,6 +43,7 @@ pub mod quota;
 pub mod remote;
 pub mod render;
 pub mod results;
+pub mod send;
 pub mod speckit;
 pub mod task;
 pub mod taskview;

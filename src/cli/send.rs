@@ -11,7 +11,8 @@ use clap::Args;
 use super::Global;
 use crate::cluster;
 use crate::error::{Error, Result, exit};
-use crate::remote::{self, SendOutcome};
+use crate::remote;
+use crate::send::{self, SendOutcome};
 
 /// Exit code when --timeout passes first (as `asdo wait`).
 const TIMEOUT_EXIT: i32 = exit::TIMEOUT;
@@ -117,7 +118,7 @@ pub async fn run(global: &Global, args: SendArgs) -> Result<i32> {
     let work = async {
         let client = cluster::client(&scope.cluster).await?;
         let r = remote::open(&client, &scope.namespace, &args.task, password, 0).await?;
-        let posted = remote::post(&r, &text).await?;
+        let posted = send::post(&r, &text).await?;
         eprintln!(
             "sent to task {} (session {}); the reply follows",
             r.task,
