@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::marker::STEP;
 use crate::opencode;
+use crate::opencode::event::{Part, ToolStatus};
 use crate::remote::Remote;
 
 /// How a follow-up message ended.
@@ -166,33 +168,23 @@ impl Transcript {
     fn take(&mut self, ev: &opencode::Event) -> Option<String> {
         match ev.kind.as_str() {
             "message.updated" => {
-                let id = ev.str_at("/info/id")?.to_string();
-                let role = ev.str_at("/info/role")?.to_string();
-                let completed = !ev
-                    .properties
-                    .pointer("/info/time/completed")
-                    .is_none_or(|v| v.is_null());
-                let created = ev
-                    .properties
-                    .pointer("/info/time/created")
-                    .and_then(|v| v.as_i64())
-                    .unwrap_or(0);
-                if role == "user" {
-                    self.created.insert(id.clone(), created);
+                let m = ev.message().filter(|m| !m.id.is_empty())?;
+                if m.role == "user" {
+                    self.created.insert(m.id.clone(), m.created);
                 }
                 // Ours answered: by an assistant message that names it as its parent, or
                 // that started after it (OpenCode may fold a message sent mid-turn into
                 // the running loop, whose messages keep the first prompt as parent).
-                if role == "assistant"
-                    && completed
+                if m.role == "assistant"
+                    && m.completed
                     && let Some(ours) = &self.our_message
                 {
-                    let after = self.created.get(ours).is_some_and(|t| created >= *t);
-                    if after || ev.str_at("/info/parentID") == Some(ours.as_str()) {
+                    let after = self.created.get(ours).is_some_and(|t| m.created >= *t);
+                    if after || m.parent.as_deref() == Some(ours.as_str()) {
                         self.answered = true;
                     }
                 }
-                self.roles.insert(id, role);
+                self.roles.insert(m.id, m.role);
                 None
             }
             "message.part.delta" => {
@@ -207,49 +199,57 @@ impl Transcript {
                 *self.shown.get_mut(part)? += delta.len();
                 Some(delta.to_string())
             }
-            "message.part.updated" => {
-                let p = ev.properties.get("part")?;
-                let id = p.get("id")?.as_str()?.to_string();
-                let message = p.get("messageID").and_then(|v| v.as_str());
-                if p.get("type").and_then(|v| v.as_str()) == Some("text")
-                    && p.get("text").and_then(|v| v.as_str()) == Some(self.ours.as_str())
-                    && !self.assistant(message)
-                {
-                    self.our_message = message.map(str::to_string);
-                    return None;
-                }
-                if !self.assistant(message) {
-                    return None;
-                }
-                match p.get("type")?.as_str()? {
-                    "text" => {
-                        let text = p.get("text").and_then(|v| v.as_str()).unwrap_or("");
-                        let shown = self.shown.entry(id).or_insert(0);
-                        let finished = !p.pointer("/time/end").is_none_or(|v| v.is_null());
-                        let rest = text.get(*shown..).unwrap_or("");
-                        *shown = text.len();
-                        let mut s = rest.to_string();
-                        if finished && !text.is_empty() {
-                            s.push('\n');
-                        }
-                        (!s.is_empty()).then_some(s)
+            "message.part.updated" => match ev.part()? {
+                Part::Text {
+                    id,
+                    message,
+                    text,
+                    ended,
+                    ..
+                } => {
+                    if text == self.ours && !self.assistant(message.as_deref()) {
+                        self.our_message = message;
+                        return None;
                     }
-                    "tool" => {
-                        let status = p.pointer("/state/status").and_then(|v| v.as_str())?;
-                        if !matches!(status, "completed" | "error") || !self.tools_done.insert(id) {
-                            return None;
-                        }
-                        let tool = p.get("tool").and_then(|v| v.as_str()).unwrap_or("tool");
-                        let title = p
-                            .pointer("/state/title")
-                            .and_then(|v| v.as_str())
-                            .unwrap_or("");
-                        let mark = if status == "error" { " (failed)" } else { "" };
-                        Some(format!("· {tool} {title}{mark}\n"))
+                    if !self.assistant(message.as_deref()) {
+                        return None;
                     }
-                    _ => None,
+                    let shown = self.shown.entry(id).or_insert(0);
+                    let rest = text.get(*shown..).unwrap_or("");
+                    *shown = text.len();
+                    let mut s = rest.to_string();
+                    if ended && !text.is_empty() {
+                        s.push('\n');
+                    }
+                    (!s.is_empty()).then_some(s)
                 }
-            }
+                Part::Tool {
+                    id,
+                    message,
+                    tool,
+                    status,
+                    title,
+                    ..
+                } => {
+                    if !self.assistant(message.as_deref())
+                        || !status.is_done()
+                        || !self.tools_done.insert(id)
+                    {
+                        return None;
+                    }
+                    let mark = if status == ToolStatus::Error {
+                        " (failed)"
+                    } else {
+                        ""
+                    };
+                    Some(format!(
+                        "{STEP}{} {}{mark}\n",
+                        tool.as_deref().unwrap_or("tool"),
+                        title.as_deref().unwrap_or("")
+                    ))
+                }
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -258,6 +258,25 @@ impl Transcript {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A real OpenCode 1.18.33 run, replayed as `send` sees it after posting the prompt.
+    #[test]
+    fn a_real_runs_events_make_the_transcript() {
+        let mut t = Transcript {
+            ours: "write hello.txt".into(),
+            ..Default::default()
+        };
+        let out: String = opencode::event::real_events()
+            .iter()
+            .filter_map(|e| t.take(e))
+            .collect();
+        assert_eq!(out, "· write hello.txt\nWrote it.\n");
+        assert_eq!(
+            t.our_message.as_deref(),
+            Some("msg_24199bb44001DY0fqldLKhbuWb")
+        );
+        assert!(t.answered);
+    }
 
     #[test]
     fn transcript_streams_the_assistant_and_knows_when_ours_is_answered() {
