@@ -298,17 +298,6 @@ impl std::fmt::Display for Marker {
     }
 }
 
-/// Write a marker or report file so a reader sees the old content or the whole new
-/// one, never half, and it survives a crash (see `fsutil::write_atomic`).
-pub fn write_atomic(target: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
-    crate::fsutil::write_atomic(target, data)
-}
-
-/// fsync a directory so a rename or removal in it is durable.
-pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    crate::fsutil::sync_dir(dir)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
