@@ -30,7 +30,8 @@ use super::App;
 use super::board::Update;
 use super::guard::{self, Pass};
 use crate::follow::{self, LineSink, LogOptions};
-use crate::remote::{self, SendOutcome};
+use crate::remote;
+use crate::send::{self, SendOutcome};
 use crate::taskpod::{TaskPod, TaskState};
 
 const INDEX: &str = include_str!("assets/index.html");
@@ -323,7 +324,7 @@ async fn send(
         let work = async {
             let password = remote::password_override(None)?;
             let r = remote::open(&client, &ns, &pod, password, 0).await?;
-            let posted = remote::post(&r, &message).await?;
+            let posted = send::post(&r, &message).await?;
             line(serde_json::json!({"sent": posted.session()}));
             posted
                 .wait(SEND_TIMEOUT, |s| line(serde_json::json!({"text": s})))
