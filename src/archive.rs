@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::LogParams;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::follow;
-use crate::marker::{self, Marker};
-use crate::task::{ANN_BRANCH, ANN_ENVIRONMENT, ANN_REPO, ANN_SPEC_DIR, CONTAINER, LABEL_TASK_ID};
+use crate::marker;
+use crate::task::CONTAINER;
+use crate::taskpod::{TaskPod, TaskState};
 
 /// Where the archive goes; created (with parents) when opened.
 pub struct Archive {
@@ -84,7 +85,7 @@ impl Archive {
             }
             // The container never ran (e.g. the image could not be pulled): there is no log to
             // lose, and the summary says why.
-            Err(kube::Error::Api(s)) if s.code == 400 && !ever_ran(pod) => (
+            Err(kube::Error::Api(s)) if s.code == 400 && !TaskPod(pod).ever_ran() => (
                 None,
                 Some(format!("no log: the container never ran ({})", s.message)),
             ),
@@ -108,9 +109,13 @@ impl Archive {
 pub struct LogFacts {
     pub path: PathBuf,
     pub bytes: u64,
-    /// The last outcome marker (not a progress line).
-    pub outcome: Option<Marker>,
+    /// The last [`marker::TAIL_LINES`] lines, read lossily: what the task object is built
+    /// from (its final markers, totals, PR), as `wait` reads it from the API.
+    pub tail: String,
 }
+
+/// A line kept for the tail is cut here: markers are short, a tool's output may not be.
+const TAIL_LINE_MAX: usize = 8 * 1024;
 
 /// Copies the log byte for byte to `path` (through a `.partial` file, synced, then
 /// renamed), one line in memory at a time, reading each line lossily for markers: a log
@@ -125,8 +130,9 @@ async fn stream_to_file(reader: impl futures::AsyncBufRead, path: &Path) -> Resu
     let mut facts = LogFacts {
         path: path.to_path_buf(),
         bytes: 0,
-        outcome: None,
+        tail: String::new(),
     };
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     loop {
         line.clear();
         // A log that stops flowing mid-way is bounded like any request: no new bytes
@@ -145,12 +151,16 @@ async fn stream_to_file(reader: impl futures::AsyncBufRead, path: &Path) -> Resu
         }
         f.write_all(&line).map_err(fail)?;
         facts.bytes += n as u64;
-        let text = String::from_utf8_lossy(&line);
-        if let Some(mk) = marker::parse(text.trim_end_matches(['\n', '\r']))
-            && mk.is_verdict()
-        {
-            facts.outcome = Some(mk);
+        let kept = &line[..line.len().min(TAIL_LINE_MAX)];
+        let text = String::from_utf8_lossy(kept);
+        if tail.len() == marker::TAIL_LINES as usize {
+            tail.pop_front();
         }
+        tail.push_back(text.trim_end_matches(['\n', '\r']).to_string());
+    }
+    for l in tail {
+        facts.tail.push_str(&l);
+        facts.tail.push('\n');
     }
     let mut f = f.into_inner().map_err(|e| fail(e.into_error()))?;
     f.flush().map_err(fail)?;
@@ -158,18 +168,6 @@ async fn stream_to_file(reader: impl futures::AsyncBufRead, path: &Path) -> Resu
     drop(f);
     std::fs::rename(&tmp, path).map_err(fail)?;
     Ok(facts)
-}
-
-/// Whether the agent container ever started (so a log exists, or existed).
-fn ever_ran(pod: &Pod) -> bool {
-    follow::agent_status(pod).is_some_and(|c| {
-        c.last_state
-            .as_ref()
-            .is_some_and(|s| s.terminated.is_some())
-            || c.state
-                .as_ref()
-                .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
-    })
 }
 
 /// Write, sync, then rename: the final name only ever holds complete content.
@@ -183,45 +181,37 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(fail)
 }
 
-/// The JSON summary of one task pod: what `asdo list`/`wait` would say about it, kept.
+/// The JSON summary of one task pod: the task object (`src/task.schema.json`), as `asdo
+/// list -o json` would have said it at the end, plus where its log went.
 pub fn summary(pod: &Pod, log: Option<&LogFacts>, note: Option<String>) -> Value {
-    let m = &pod.metadata;
-    let ann = |k: &str| m.annotations.as_ref().and_then(|a| a.get(k)).cloned();
-    let (phase, exit_code) = follow::outcome(pod);
-    let terminated = follow::agent_status(pod).and_then(|c| c.state.as_ref()?.terminated.as_ref());
-    let outcome = log.and_then(|l| l.outcome.clone());
-    let commit = match &outcome {
-        Some(Marker::Done(sha)) => Some(sha.clone()),
-        _ => None,
+    #[derive(Serialize)]
+    struct Summary {
+        #[serde(flatten)]
+        task: TaskState,
+        /// The log file's name, beside this one.
+        log: Option<String>,
+        log_bytes: Option<u64>,
+        note: Option<String>,
+        saved_at: String,
+    }
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let s = Summary {
+        task: TaskState::new(pod, log.map(|l| l.tail.as_str()), now),
+        log: log
+            .and_then(|l| l.path.file_name())
+            .map(|n| n.to_string_lossy().into_owned()),
+        log_bytes: log.map(|l| l.bytes),
+        note,
+        saved_at: now.to_string(),
     };
-    json!({
-        "task": m.labels.as_ref().and_then(|l| l.get(LABEL_TASK_ID)),
-        "pod": m.name,
-        "namespace": m.namespace,
-        "uid": m.uid,
-        "environment": ann(ANN_ENVIRONMENT),
-        "branch": ann(ANN_BRANCH),
-        "repo": ann(ANN_REPO),
-        "specDir": ann(ANN_SPEC_DIR),
-        "phase": phase,
-        "exitCode": terminated.map(|t| t.exit_code).or((phase == "Succeeded").then_some(exit_code)),
-        "reason": terminated.and_then(|t| t.reason.clone())
-            .or_else(|| pod.status.as_ref().and_then(|s| s.reason.clone())),
-        "outcome": outcome.map(|o| o.to_string()),
-        "commit": commit,
-        "created": m.creation_timestamp.as_ref().map(|t| t.0.to_string()),
-        "started": terminated.and_then(|t| t.started_at.as_ref()).map(|t| t.0.to_string()),
-        "finished": terminated.and_then(|t| t.finished_at.as_ref()).map(|t| t.0.to_string()),
-        "log": log.and_then(|l| l.path.file_name()).map(|n| n.to_string_lossy().into_owned()),
-        "logBytes": log.map(|l| l.bytes),
-        "note": note,
-        "savedAt": k8s_openapi::jiff::Timestamp::now().to_string(),
-    })
+    serde_json::to_value(&s).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::json;
 
     fn pod() -> Pod {
         serde_json::from_value(json!({
@@ -257,15 +247,24 @@ mod tests {
         let (f, kept) = facts(log.as_bytes()).await;
         assert_eq!(kept, log.as_bytes());
         let s = summary(&pod(), Some(&f), None);
-        assert_eq!(s["task"], "T1");
+        assert_eq!(s["id"], "T1");
         assert_eq!(s["phase"], "Failed");
-        assert_eq!(s["exitCode"], 12);
-        assert_eq!(s["outcome"], "asdo: failed push: rejected");
+        assert_eq!(s["exit_code"], 12);
+        assert_eq!(s["status"], "Failed (push)");
+        assert_eq!(s["failed_step"], "push");
+        assert_eq!(s["message"], "rejected");
+        assert_eq!(s["last_marker"], "asdo: running hooks");
         assert_eq!(s["commit"], Value::Null);
         assert_eq!(s["branch"], "b");
         assert_eq!(s["finished"], "2026-01-01T00:10:00Z");
         assert!(s["log"].as_str().unwrap().starts_with("asdo-archive-"));
-        assert_eq!(s["logBytes"], log.len());
+        assert_eq!(s["log_bytes"], log.len());
+        // The task object's keys, and the archive's own.
+        let schema: Value = serde_json::from_str(include_str!("task.schema.json")).unwrap();
+        for k in schema["required"].as_array().unwrap() {
+            assert!(s.get(k.as_str().unwrap()).is_some(), "{k} missing: {s}");
+        }
+        assert!(s["saved_at"].is_string());
     }
 
     #[tokio::test]
@@ -273,6 +272,11 @@ mod tests {
         let log = b"asdo: cloning\n\xff\xfe binary \x80 output\nasdo: done abc123\nno newline \xc3";
         let (f, kept) = facts(log).await;
         assert_eq!(kept, log.to_vec(), "byte for byte");
+        assert!(
+            f.tail.ends_with("asdo: done abc123\nno newline \u{fffd}\n"),
+            "{:?}",
+            f.tail
+        );
         assert_eq!(f.bytes, log.len() as u64);
         assert_eq!(summary(&pod(), Some(&f), None)["commit"], "abc123");
     }

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use crate::error::Error;
 use crate::follow;
 use crate::task::{ANN_BRANCH, ANN_REPO};
+use crate::taskpod::TaskPod;
 
 /// `--if-exists`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,53 +44,18 @@ pub enum Decision {
     Refuse(Error),
 }
 
-/// Waiting reasons of a container that is still being set up normally.
-const STARTING: &[&str] = &["ContainerCreating", "PodInitializing"];
-
 /// Why the agent container cannot start, `Reason: message`, when it has never run and
 /// waits in anything but the normal start-up reasons (CreateContainerError,
 /// CreateContainerConfigError, ErrImagePull, ImagePullBackOff, InvalidImageName, …).
 /// Such a pod did no work, so replacing it loses nothing.
 pub fn cannot_start(pod: &Pod) -> Option<String> {
-    if follow::is_finished(pod) {
-        return None;
-    }
-    let c = follow::agent_status(pod)?;
-    if c.restart_count > 0
-        || c.last_state
-            .as_ref()
-            .is_some_and(|s| s.terminated.is_some())
-    {
-        return None;
-    }
-    let w = c.state.as_ref()?.waiting.as_ref()?;
-    let reason = w.reason.as_deref().filter(|r| !r.is_empty())?;
-    if STARTING.contains(&reason) {
-        return None;
-    }
-    Some(match w.message.as_deref().filter(|m| !m.is_empty()) {
-        Some(m) => format!("{reason}: {m}"),
-        None => reason.to_string(),
-    })
+    TaskPod(pod).cannot_start()
 }
 
 /// The pod's state for people: `Running`, or `Pending: CreateContainerError: …` when
 /// the phase alone would hide why it is stuck.
 pub fn describe(pod: &Pod) -> String {
-    let phase = follow::phase(pod);
-    let waiting = follow::agent_status(pod)
-        .and_then(|c| c.state.as_ref()?.waiting.as_ref())
-        .and_then(|w| {
-            let r = w.reason.as_deref().filter(|r| !r.is_empty())?;
-            Some(match w.message.as_deref().filter(|m| !m.is_empty()) {
-                Some(m) => format!("{r}: {m}"),
-                None => r.to_string(),
-            })
-        });
-    match waiting {
-        Some(w) if !follow::is_finished(pod) => format!("{phase}: {w}"),
-        _ => phase.to_string(),
-    }
+    TaskPod(pod).describe()
 }
 
 fn annotation<'a>(pod: &'a Pod, key: &str) -> &'a str {

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::http;
+use crate::taskpod::TaskState;
 
 /// What a hook is told about one finished task.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -29,6 +30,36 @@ pub struct Outcome {
     pub reason: Option<String>,
     /// wait's own line for the task, e.g. `T001 Succeeded exit=0 duration=3m commit=…`.
     pub text: String,
+    /// Phase and reason as `list` shows them (`Failed (no-changes)`).
+    pub status: String,
+    /// The whole task object (`src/task.schema.json`), for a webhook receiver that wants
+    /// more than the flat fields above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<Box<TaskState>>,
+}
+
+impl Outcome {
+    /// What hooks are told about `t`: a projection of the task object. `phase` is the word
+    /// wait printed (a phase, or `NotFound`, `Deleted`, `Replaced`, `TimedOut(…)` for a
+    /// task whose result is not known) and `text` wait's line.
+    pub fn of(t: &TaskState, phase: &str, text: String) -> Outcome {
+        Outcome {
+            task_id: t.id.clone(),
+            pod: t.pod.clone(),
+            phase: phase.to_string(),
+            exit_code: t.exit_code,
+            duration_seconds: t.duration_seconds,
+            branch: t.branch.clone(),
+            commit: t.commit.clone(),
+            pr_url: t.pr_url.clone(),
+            failed_step: t.failed_step.clone(),
+            // The agent's own words for its failure (the marker's reason).
+            reason: t.failed_step.as_ref().and(t.message.clone()),
+            text,
+            status: t.status.clone(),
+            task: Some(Box::new(t.clone())),
+        }
+    }
 }
 
 impl Outcome {
@@ -54,6 +85,7 @@ impl Outcome {
             ("ASDO_PR_URL", s(&self.pr_url)),
             ("ASDO_FAILED_STEP", s(&self.failed_step)),
             ("ASDO_REASON", s(&self.reason)),
+            ("ASDO_STATUS", self.status.clone()),
             ("ASDO_LINE", self.text.clone()),
         ]
     }
@@ -194,4 +226,38 @@ async fn post(url: &str, o: &Outcome, timeout: Duration) -> Result<(), String> {
         }
     }
     Err(format!("{last} (tried twice)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hooks_env_is_a_projection_of_the_task() {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "agent-t1", "labels": {"task-id": "T1"},
+                "annotations": {"agentic-sdlc/branch": "b1"}},
+            "status": {"phase": "Failed", "startTime": "2026-01-01T00:00:00Z",
+                "containerStatuses": [{"name": "agent", "image": "i", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": 17, "reason": "Error",
+                "finishedAt": "2026-01-01T00:01:40Z"}}}]}
+        }))
+        .unwrap();
+        let tail = "asdo: summary: files 1, tokens 9 in / 3 out, cost $0.5000\n\
+                    asdo: failed budget: cost $0.5000 > $0.4000\n";
+        let t = TaskState::new(&pod, Some(tail), k8s_openapi::jiff::Timestamp::now());
+        let o = Outcome::of(&t, "Failed", "T1 Failed exit=17".into());
+        let env = o.env();
+        let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("ASDO_TASK_ID"), Some("T1"));
+        assert_eq!(get("ASDO_EXIT"), Some("17"));
+        assert_eq!(get("ASDO_DURATION_SECONDS"), Some("100"));
+        assert_eq!(get("ASDO_FAILED_STEP"), Some("budget"));
+        assert_eq!(get("ASDO_REASON"), Some("cost $0.5000 > $0.4000"));
+        assert_eq!(get("ASDO_STATUS"), Some("Failed (budget)"));
+        assert_eq!(get("ASDO_BRANCH"), Some("b1"));
+        let body = serde_json::to_value(&o).unwrap();
+        assert_eq!(body["task"]["status"], "Failed (budget)");
+        assert_eq!(body["text"], "T1 Failed exit=17");
+    }
 }

@@ -20,7 +20,9 @@
 //! - `mcp`: `asdo mcp`, the verbs as MCP tools (rmcp), each run through the CLI itself;
 //!   `argv`: those children's command lines, where no tool argument can become a flag.
 //! - `speckit`: spec-kit's delegation files (feature directory, marker layout per version).
-//! - `taskview`: one task as a row of facts (pod + log tail), for `asdo ui`.
+//! - `output`: `-o json|yaml` for every verb (the task object; `wait`: JSON Lines).
+//! - `taskpod`: THE task model: a view of a task pod, and `TaskState` (pod + log tail),
+//!   the task object every `-o json|yaml` prints (schema: `src/task.schema.json`).
 //! - `ui`: `asdo ui`, the local web page (guard, one watch, routes, embedded assets).
 
 pub mod agent;
@@ -42,6 +44,7 @@ pub mod logging;
 pub mod marker;
 pub mod mcp;
 pub mod opencode;
+pub mod output;
 pub mod portforward;
 pub mod quota;
 pub mod remote;
@@ -52,7 +55,7 @@ pub mod send;
 pub mod spawn;
 pub mod speckit;
 pub mod task;
-pub mod taskview;
+pub mod taskpod;
 pub mod ui;
 pub mod validate;
 pub mod values;

@@ -700,12 +700,8 @@ impl Server {
         Ok(self
             .run_tool(&a.place, list_argv(&a), None, &ctx, &[], |ran| {
                 let list: Value = serde_json::from_str(&ran.stdout).unwrap_or(Value::Null);
-                let tasks: Vec<Value> = list["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(summary)
-                    .collect();
+                let tasks: Vec<Value> =
+                    list.as_array().into_iter().flatten().map(summary).collect();
                 let text = if tasks.is_empty() {
                     "no task pods".to_string()
                 } else {
@@ -718,7 +714,7 @@ impl Server {
                             format!(
                                 "{} {}{exit} {}",
                                 t["task_id"].as_str().unwrap_or("?"),
-                                t["phase"].as_str().unwrap_or("?"),
+                                t["status"].as_str().unwrap_or("?"),
                                 t["branch"].as_str().unwrap_or("")
                             )
                         })
@@ -864,21 +860,16 @@ impl ServerHandler for Server {
     }
 }
 
-/// A pod from `asdo list -o json` as the few fields a caller acts on.
-fn summary(pod: &Value) -> Value {
-    let m = &pod["metadata"];
-    let status = &pod["status"];
-    let exit = status["containerStatuses"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == crate::task::CONTAINER))
-        .and_then(|c| c["state"]["terminated"]["exitCode"].as_i64());
+/// A task object from `asdo list -o json` as the few fields a caller acts on.
+fn summary(task: &Value) -> Value {
     json!({
-        "task_id": m["labels"][crate::task::LABEL_TASK_ID],
-        "pod": m["name"],
-        "namespace": m["namespace"],
-        "phase": status["phase"],
-        "exit_code": exit,
-        "branch": m["annotations"][crate::task::ANN_BRANCH],
+        "task_id": task["id"],
+        "pod": task["pod"],
+        "namespace": task["namespace"],
+        "phase": task["phase"],
+        "status": task["status"],
+        "exit_code": task["exit_code"],
+        "branch": task["branch"],
     })
 }
 

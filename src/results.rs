@@ -7,10 +7,9 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::cluster;
 use crate::error::{Error, Result};
-use crate::follow;
-use crate::marker::{self, Marker};
 use crate::scope::Scope;
-use crate::task::{self, ANN_BASE, ANN_BRANCH, ANN_REPO, LABEL_TASK_ID};
+use crate::task::{self, ANN_BRANCH, ANN_REPO};
+use crate::taskpod::{TaskPod, TaskState};
 
 #[derive(Debug, Clone)]
 pub struct TaskResult {
@@ -20,9 +19,16 @@ pub struct TaskResult {
     pub branch: String,
     /// The base recorded at spawn time, if any.
     pub base: Option<String>,
-    /// Pod phase; None when the caller named the branch and no pod was read.
-    pub phase: Option<String>,
-    pub marker: Option<Marker>,
+    /// The task as its pod and log say it; None when the caller named the branch and no
+    /// pod was read.
+    pub state: Option<TaskState>,
+}
+
+impl TaskResult {
+    /// The commit the agent reported (`asdo: done <sha>`).
+    pub fn commit(&self) -> Option<&str> {
+        self.state.as_ref()?.commit.as_deref()
+    }
 }
 
 /// Overrides a caller may give instead of (or on top of) the pod's annotations.
@@ -48,8 +54,7 @@ pub async fn lookup(scope: &Scope, task_or_pod: &str, given: &Given) -> Result<T
             repo: repo.clone(),
             branch: branch.clone(),
             base: None,
-            phase: None,
-            marker: None,
+            state: None,
         });
     }
     let ns = &scope.namespace;
@@ -60,27 +65,18 @@ pub async fn lookup(scope: &Scope, task_or_pod: &str, given: &Given) -> Result<T
             "no pod {name} in namespace {ns}; if it was cleaned up, pass --repo and --branch"
         )));
     };
-    let log = if follow::is_finished(&pod) {
+    let log = if TaskPod(&pod).is_finished() {
         // Best effort: without the marker, apply refuses and diff uses the branch tip.
-        cluster::agent_log_tail(&api, &name)
-            .await
-            .unwrap_or_default()
+        cluster::agent_log_tail(&api, &name).await.ok()
     } else {
-        String::new()
+        None
     };
-    from_pod(&pod, &log, given)
+    from_pod(&pod, log.as_deref(), given)
 }
 
-fn from_pod(pod: &Pod, log: &str, given: &Given) -> Result<TaskResult> {
+fn from_pod(pod: &Pod, log: Option<&str>, given: &Given) -> Result<TaskResult> {
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let ann = |k: &str| {
-        pod.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(k))
-            .filter(|v| !v.is_empty())
-            .cloned()
-    };
+    let ann = |k: &str| TaskPod(pod).annotation(k).map(str::to_string);
     let missing = |what: &str, flag: &str| {
         Error::other(format!(
             "pod {name} records no {what}; pass {flag} (it was not spawned by asdo?)"
@@ -99,25 +95,20 @@ fn from_pod(pod: &Pod, log: &str, given: &Given) -> Result<TaskResult> {
     // Annotations can be edited by anyone with patch rights: check them as input.
     task::validate_repo(&repo)?;
     task::validate_branch(&branch)?;
-    let id = pod
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_TASK_ID).cloned())
-        .unwrap_or(name);
+    let state = TaskState::new(pod, log, k8s_openapi::jiff::Timestamp::now());
     Ok(TaskResult {
-        id,
+        id: state.id.clone(),
         repo,
         branch,
-        base: ann(ANN_BASE),
-        phase: Some(follow::outcome(pod).0),
-        marker: marker::last(log),
+        base: state.base.clone(),
+        state: Some(state),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::taskpod::Phase;
     use serde_json::json;
 
     fn pod(ann: serde_json::Value) -> Pod {
@@ -135,15 +126,15 @@ mod tests {
         );
         let r = from_pod(
             &p,
-            "asdo: pushing x\nasdo: done 0123abcd\n",
+            Some("asdo: pushing x\nasdo: done 0123abcd\n"),
             &Given::default(),
         )
         .unwrap();
         assert_eq!(r.id, "T001");
         assert_eq!(r.repo, "file:///srv/r.git");
         assert_eq!(r.branch, "specs/1/T001-async");
-        assert_eq!(r.phase.as_deref(), Some("Succeeded"));
-        assert_eq!(r.marker, Some(Marker::Done("0123abcd".into())));
+        assert_eq!(r.state.as_ref().map(|s| s.phase), Some(Phase::Succeeded));
+        assert_eq!(r.commit(), Some("0123abcd"));
     }
 
     #[test]
@@ -152,12 +143,14 @@ mod tests {
             json!({"agentic-sdlc/repo": "file:///srv/r.git", "agentic-sdlc/branch": "--upload-pack=x"}),
         );
         assert_eq!(
-            from_pod(&p, "", &Given::default()).unwrap_err().exit_code(),
+            from_pod(&p, None, &Given::default())
+                .unwrap_err()
+                .exit_code(),
             2
         );
         let p = pod(json!({"agentic-sdlc/branch": "b"}));
         assert!(
-            from_pod(&p, "", &Given::default())
+            from_pod(&p, None, &Given::default())
                 .unwrap_err()
                 .to_string()
                 .contains("--repo")

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::error::{Error, Result};
-use crate::marker::Marker;
+use crate::taskpod::Phase;
 use crate::verdict::Verdict;
 
 /// Where a spec-kit version keeps its delegation directories.
@@ -277,18 +277,19 @@ pub fn check_reports_writable(dir: &Path) -> Result<()> {
 /// wins; an older marker of the other kind is retired so spec-kit sees one answer.
 pub fn complete(dir: &Path, v: &Verdict) -> Result<()> {
     // spec-kit answers `no_job` without the prompt file, whatever else exists.
+    let t = &v.task;
     let d = Delegation {
-        task: &v.task,
-        pod: &v.pod,
-        namespace: v.origin.namespace.as_deref(),
-        branch: v.branch.as_deref().unwrap_or("-"),
-        repo: v.origin.repo.as_deref(),
-        spec_dir: v.origin.spec_dir.as_deref(),
+        task: &t.id,
+        pod: &t.pod,
+        namespace: Some(t.namespace.as_str()).filter(|n| !n.is_empty()),
+        branch: t.branch.as_deref().unwrap_or("-"),
+        repo: t.repo.as_deref(),
+        spec_dir: t.spec_dir.as_deref(),
         prompt: None,
         by: "asdo wait",
     };
     record(dir, &d, false)?;
-    let [completed, errors] = marker_paths(dir, &v.task);
+    let [completed, errors] = marker_paths(dir, &t.id);
     let (target, stale) = if v.succeeded() {
         (completed, errors)
     } else {
@@ -323,26 +324,33 @@ pub fn complete(dir: &Path, v: &Verdict) -> Result<()> {
     Ok(())
 }
 
+/// The report's text: `key: value` lines spec-kit's tooling greps, a projection of the
+/// verdict's task object.
 pub(crate) fn report_text(v: &Verdict) -> String {
+    let t = &v.task;
     let mut s = format!(
-        "task: {}\npod: {}\nphase: {}\nexit_code: {}\nbranch: {}\nfinished: {}\n",
-        v.task,
-        v.pod,
-        v.phase,
-        v.code.map_or("-".into(), |c| c.to_string()),
-        v.branch.as_deref().unwrap_or("-"),
+        "task: {}\npod: {}\nphase: {}\nstatus: {}\nexit_code: {}\nbranch: {}\nfinished: {}\n",
+        t.id,
+        t.pod,
+        v.ending,
+        t.status,
+        v.code().map_or("-".into(), |c| c.to_string()),
+        t.branch.as_deref().unwrap_or("-"),
         v.finished,
     );
-    if let Some(r) = &v.reason {
+    if let Some(r) = v.killed() {
         s.push_str(&format!("reason_terminated: {r}\n"));
     }
-    match &v.marker {
-        Some(Marker::Done(sha)) => s.push_str(&format!("commit: {sha}\n")),
-        Some(Marker::NoChanges) => s.push_str("commit: none (no changes)\n"),
-        Some(Marker::Failed { step, reason }) => {
-            s.push_str(&format!("failed_step: {step}\nreason: {reason}\n"))
-        }
-        _ => {}
+    if let Some(sha) = &t.commit {
+        s.push_str(&format!("commit: {sha}\n"));
+    } else if let Some(step) = &t.failed_step {
+        let why = t.message.as_deref().unwrap_or_default();
+        s.push_str(&format!("failed_step: {step}\nreason: {why}\n"));
+    } else if t.phase == Phase::Succeeded && t.reason.as_deref() == Some("no-changes") {
+        s.push_str("commit: none (no changes)\n");
+    }
+    if let Some(url) = &t.pr_url {
+        s.push_str(&format!("pr_url: {url}\n"));
     }
     if !v.succeeded() {
         s.push_str("last_log_lines: |\n");
@@ -473,13 +481,7 @@ mod tests {
     fn reports_are_atomic_exclusive_and_not_overwritten_by_older_results() {
         let dir = std::env::temp_dir().join(format!("asdo-report-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut failed = v(
-            "Failed",
-            Some(Marker::Failed {
-                step: "agent".into(),
-                reason: "x".into(),
-            }),
-        );
+        let mut failed = v(12, "asdo: running opencode\nasdo: failed agent: x\n");
         failed.finished = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60);
         complete(&dir, &failed).unwrap();
         let err = dir.join("delegation_errors/T001.txt");
@@ -490,7 +492,7 @@ mod tests {
         );
 
         // A newer success replaces the older failure.
-        complete(&dir, &v("Succeeded", Some(Marker::Done("abc".into())))).unwrap();
+        complete(&dir, &v(0, "asdo: done abc\n")).unwrap();
         let ok = dir.join("delegation_completed/T001.txt");
         assert!(
             std::fs::read_to_string(&ok)

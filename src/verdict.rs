@@ -18,116 +18,118 @@ use crate::error::{Error, Result};
 use crate::follow;
 use crate::hooks;
 use crate::humantime;
-use crate::marker::{self, Marker};
-use crate::task::{ANN_BRANCH, LABEL_TASK_ID, SELECTOR};
+use crate::task::SELECTOR;
+use crate::taskpod::{Phase, TaskPod, TaskState};
 
-/// How one task ended, as printed and as written for spec-kit.
+/// How one task ended, as `wait` prints it, reports it to spec-kit and tells its hooks:
+/// a projection of the task object plus the word for an ending whose result is unknown.
 #[derive(Debug, Clone)]
 pub struct Verdict {
-    pub task: String,
-    pub pod: String,
-    pub phase: String,
-    pub code: Option<i32>,
-    pub duration: Option<Duration>,
-    pub branch: Option<String>,
-    pub marker: Option<Marker>,
+    /// The task at its end (or as last seen).
+    pub task: TaskState,
+    /// The word for how it ended: the phase (`Succeeded`, `Failed`), or `NotFound`,
+    /// `Deleted`, `Replaced`, `TimedOut(<state>)` when its result is not known.
+    pub ending: String,
+    /// The end of the agent's log, or what asdo says about a task whose pod is gone.
     pub log_tail: String,
     pub finished: Timestamp,
-    /// Why the container ended when that says more than the code (OOMKilled, DeadlineExceeded).
-    pub reason: Option<String>,
-    /// Where the task came from, as its pod says (for spec-kit's delegation file).
-    pub origin: Origin,
-}
-
-/// The pod's namespace and the repo/spec dir asdo spawn annotated it with.
-#[derive(Debug, Clone, Default)]
-pub struct Origin {
-    pub namespace: Option<String>,
-    pub repo: Option<String>,
-    pub spec_dir: Option<String>,
-}
-
-impl Origin {
-    pub fn of(p: &Pod) -> Origin {
-        let ann = |k: &str| p.metadata.annotations.as_ref()?.get(k).cloned();
-        Origin {
-            namespace: p.metadata.namespace.clone(),
-            repo: ann(crate::task::ANN_REPO),
-            spec_dir: ann(crate::task::ANN_SPEC_DIR),
-        }
-    }
 }
 
 impl Verdict {
+    /// A finished pod's verdict, from the end of its log (`None`: it could not be read).
+    pub fn of(pod: &Pod, log_tail: Option<String>) -> Verdict {
+        let now = Timestamp::now();
+        let task = TaskState::new(pod, log_tail.as_deref(), now);
+        Verdict {
+            ending: task.phase.to_string(),
+            finished: task.finished.unwrap_or(now),
+            log_tail: log_tail.unwrap_or_default(),
+            task,
+        }
+    }
+
+    /// A task whose result is not known: `ending` says why, `words` are its log line.
+    pub fn unknown(task: TaskState, ending: &str, words: String) -> Verdict {
+        Verdict {
+            task,
+            ending: ending.to_string(),
+            log_tail: words,
+            finished: Timestamp::now(),
+        }
+    }
+
+    /// Whether the ending is the pod's own phase (not NotFound, Deleted, …).
+    fn ended_itself(&self) -> bool {
+        self.task.phase.is_final() && self.ending == self.task.phase.as_str()
+    }
+
     pub fn succeeded(&self) -> bool {
-        self.phase == "Succeeded"
+        self.ended_itself() && self.task.phase == Phase::Succeeded
+    }
+
+    /// The container's exit code (0 or 1 for a pod that ended without one); none for an
+    /// ending whose result is unknown.
+    pub fn code(&self) -> Option<i32> {
+        self.ended_itself().then(|| {
+            self.task
+                .exit_code
+                .unwrap_or(if self.succeeded() { 0 } else { 1 })
+        })
+    }
+
+    pub fn duration(&self) -> Option<Duration> {
+        self.task
+            .finished
+            .and(self.task.duration_seconds)
+            .map(Duration::from_secs)
+    }
+
+    /// How the pod was ended when that says more than the code (OOMKilled,
+    /// DeadlineExceeded): the task's reason unless it is the agent's own failed step.
+    pub fn killed(&self) -> Option<&str> {
+        let t = &self.task;
+        let r = t.reason.as_deref()?;
+        let agents = t.failed_step.as_deref() == Some(r) || r == "no-changes";
+        (self.ended_itself() && !agents).then_some(r)
     }
 
     pub fn line(&self) -> String {
+        let t = &self.task;
         let mut s = format!(
             "{} {} exit={} duration={}",
-            self.task,
-            self.phase,
-            self.code.map_or("-".into(), |c| c.to_string()),
-            self.duration.map_or("-".into(), humantime::short)
+            t.id,
+            self.ending,
+            self.code().map_or("-".into(), |c| c.to_string()),
+            self.duration().map_or("-".into(), humantime::short)
         );
-        if let Some(r) = &self.reason {
+        if let Some(r) = self.killed() {
             s.push_str(&format!(" reason={r}"));
         }
-        match &self.marker {
-            Some(Marker::Done(sha)) => s.push_str(&format!(" commit={sha}")),
-            Some(Marker::NoChanges) => s.push_str(" commit=none (no changes)"),
-            Some(Marker::Failed { step, reason }) => {
-                s.push_str(&format!(" failed-step={step} reason={reason:?}"))
-            }
-            _ => {}
+        if let Some(sha) = &t.commit {
+            s.push_str(&format!(" commit={sha}"));
+        } else if let Some(step) = &t.failed_step {
+            let why = t.message.as_deref().unwrap_or_default();
+            s.push_str(&format!(" failed-step={step} reason={why:?}"));
+        } else if t.phase == Phase::Succeeded && t.reason.as_deref() == Some("no-changes") {
+            s.push_str(" commit=none (no changes)");
         }
-        if let Some(url) = marker::pr_url(&self.log_tail) {
+        if let Some(url) = &t.pr_url {
             s.push_str(&format!(" pr={url}"));
         }
         // What the session used, from the agent's summary line (older agents print none).
-        if let Some(sum) = marker::last_summary(&self.log_tail) {
-            s.push_str(&format!(" tokens={}/{}", sum.tokens_in, sum.tokens_out));
-            if let Some(c) = sum.cost {
+        if let (Some(tin), Some(tout)) = (t.tokens_in, t.tokens_out) {
+            s.push_str(&format!(" tokens={tin}/{tout}"));
+            if let Some(c) = t.cost {
                 s.push_str(&format!(" cost=${c:.4}"));
             }
         }
         s
     }
-}
 
-impl Verdict {
     /// What the completion hooks are told.
     pub fn outcome(&self) -> hooks::Outcome {
-        let (commit, failed_step, reason) = match &self.marker {
-            Some(Marker::Done(sha)) => (Some(sha.clone()), None, None),
-            Some(Marker::Failed { step, reason }) => {
-                (None, Some(step.clone()), Some(reason.clone()))
-            }
-            _ => (None, None, None),
-        };
-        hooks::Outcome {
-            task_id: self.task.clone(),
-            pod: self.pod.clone(),
-            phase: self.phase.clone(),
-            exit_code: self.code,
-            duration_seconds: self.duration.map(|d| d.as_secs()),
-            branch: self.branch.clone(),
-            commit,
-            pr_url: marker::pr_url(&self.log_tail),
-            failed_step,
-            reason,
-            text: self.line(),
-        }
+        hooks::Outcome::of(&self.task, &self.ending, self.line())
     }
-}
-
-pub fn task_of(p: &Pod) -> Option<String> {
-    p.metadata.labels.as_ref()?.get(LABEL_TASK_ID).cloned()
-}
-
-pub fn branch_of(p: &Pod) -> Option<String> {
-    p.metadata.annotations.as_ref()?.get(ANN_BRANCH).cloned()
 }
 
 /// One watch over all task pods; returns when every wanted pod has a verdict (with
@@ -173,7 +175,7 @@ pub async fn watch_until_done(
     // The pods that have their verdict (given to `on_verdict`).
     let mut done: BTreeSet<String> = BTreeSet::new();
     let mut finish = |v: Verdict, done: &mut BTreeSet<String>| {
-        done.insert(v.pod.clone());
+        done.insert(v.task.pod.clone());
         on_verdict(v);
     };
     // Each wanted pod's uid when first seen: a pod of the same name with another uid is
@@ -216,7 +218,7 @@ pub async fn watch_until_done(
                         break;
                     }
                     if !done.contains(missing) {
-                        let v = vanished(missing, id, "not found");
+                        let v = not_found(missing, id);
                         finish(v, &mut done);
                     }
                 }
@@ -250,9 +252,7 @@ pub async fn watch_until_done(
         if deleted_early {
             // Deleted before it finished, gone or still terminating with the kill's code:
             // the same verdict and words as `asdo logs`.
-            let id = task_of(&pod).unwrap_or_else(|| wanted[&name].clone());
-            let mut v = vanished(&name, &id, "deleted");
-            v.branch = branch_of(&pod);
+            let v = deleted_before_end(&pod, &wanted[&name]);
             eprintln!("{}", v.log_tail.trim_end());
             finish(v, &mut done);
         } else if finished {
@@ -265,118 +265,109 @@ pub async fn watch_until_done(
 
 /// The pod waited for is gone and another run holds its name: its result is unknown.
 pub fn replaced(pod: &str, task: &str, new_uid: &str) -> Verdict {
-    Verdict {
-        log_tail: format!(
-            "pod {pod} was replaced by another run (uid {new_uid}); run asdo wait {task}{} again to wait for it\n",
-            crate::error::scope_flags()
-        ),
-        phase: "Replaced".into(),
-        ..vanished(pod, task, "replaced")
-    }
+    let words = format!(
+        "pod {pod} was replaced by another run (uid {new_uid}); run asdo wait {task}{} again to wait for it",
+        crate::error::scope_flags()
+    );
+    Verdict::unknown(
+        TaskState::vanished(task, pod, "", "replaced", &words),
+        "Replaced",
+        format!("{words}\n"),
+    )
 }
 
-pub fn vanished(pod: &str, task: &str, why: &str) -> Verdict {
-    Verdict {
-        task: task.to_string(),
-        pod: pod.to_string(),
-        phase: if why == "not found" {
-            "NotFound"
-        } else {
-            "Deleted"
-        }
-        .into(),
-        code: None,
-        duration: None,
-        branch: None,
-        marker: None,
-        log_tail: if why == "deleted" {
-            format!("{}\n", follow::deleted_words(pod))
-        } else {
-            format!("pod {pod} {why}\n")
-        },
-        finished: Timestamp::now(),
-        reason: None,
-        origin: Origin::default(),
-    }
+/// A wanted pod the watch's list did not return.
+pub fn not_found(pod: &str, task: &str) -> Verdict {
+    let words = format!("pod {pod} not found");
+    Verdict::unknown(
+        TaskState::vanished(task, pod, "", "not-found", &words),
+        "NotFound",
+        format!("{words}\n"),
+    )
+}
+
+/// Deleted before it finished, gone or still terminating with the kill's code: the same
+/// words as `asdo logs`.
+pub fn deleted_before_end(pod: &Pod, task: &str) -> Verdict {
+    let name = TaskPod(pod).name();
+    let words = follow::deleted_words(name);
+    let mut t = TaskState::gone(pod, "deleted", &words);
+    t.id = TaskPod(pod).task_label().unwrap_or(task).to_string();
+    Verdict::unknown(t, "Deleted", format!("{words}\n"))
 }
 
 /// Read the end of the log for the agent's last marker.
 pub async fn verdict(api: &Api<Pod>, pod: &Pod) -> Verdict {
-    let name = pod.metadata.name.clone().unwrap_or_default();
+    let name = TaskPod(pod).name();
     // Best effort: without the tail the verdict still has the phase and the exit code.
-    let log_tail = match cluster::agent_log_tail(api, &name).await {
-        Ok(t) => t,
+    let log_tail = match cluster::agent_log_tail(api, name).await {
+        Ok(t) => Some(t),
         Err(e) => {
             tracing::info!("{e}; the verdict of {name} has no agent marker");
-            String::new()
+            None
         }
     };
-    let (phase, code) = follow::outcome(pod);
-    let started = follow::started(pod);
-    let finished = follow::finished(pod);
-    let duration = match (started, finished) {
-        (Some(s), Some(f)) => Some(Duration::from_secs(
-            f.as_second().saturating_sub(s.as_second()).max(0) as u64,
-        )),
-        _ => None,
-    };
-    Verdict {
-        task: task_of(pod).unwrap_or_else(|| name.clone()),
-        pod: name,
-        phase,
-        code: follow::exit_code(pod).or(Some(code)),
-        duration,
-        branch: branch_of(pod),
-        marker: marker::last(&log_tail),
-        log_tail,
-        finished: finished.unwrap_or_else(Timestamp::now),
-        reason: follow::termination_reason(pod),
-        origin: Origin::of(pod),
-    }
+    Verdict::of(pod, log_tail)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) fn v(phase: &str, marker: Option<Marker>) -> Verdict {
+    /// The verdict on task T001's pod, ended with `code` after 3m10s, whose log ends with `log`.
+    pub(crate) fn v(code: i32, log: &str) -> Verdict {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "agent-t001", "namespace": "ns", "labels": {"task-id": "T001"},
+                "annotations": {"agentic-sdlc/branch": "specs/1/T001-async"}},
+            "status": {"phase": if code == 0 { "Succeeded" } else { "Failed" },
+                "startTime": "2026-11-24T10:00:05Z",
+                "containerStatuses": [{"name": "agent", "image": "i", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": {"terminated": {"exitCode": code,
+                    "reason": if code == 0 { "Completed" } else { "Error" },
+                    "finishedAt": "2026-11-24T10:03:15Z"}}}]}
+        }))
+        .unwrap();
+        // Reported now (as wait would), whatever the pod's clock said.
         Verdict {
-            task: "T001".into(),
-            pod: "agent-t001".into(),
-            phase: phase.into(),
-            code: Some(if phase == "Succeeded" { 0 } else { 12 }),
-            duration: Some(Duration::from_secs(190)),
-            branch: Some("specs/1/T001-async".into()),
-            marker,
-            log_tail: "asdo: running opencode\nasdo: failed agent: opencode exited 1\n".into(),
             finished: Timestamp::now(),
-            reason: None,
-            origin: Origin::default(),
+            ..Verdict::of(&pod, Some(log.to_string()))
         }
     }
 
     #[test]
     fn lines_name_the_commit_or_the_failed_step() {
         assert_eq!(
-            v("Succeeded", Some(Marker::Done("abc123".into()))).line(),
+            v(0, "asdo: done abc123\n").line(),
             "T001 Succeeded exit=0 duration=3m10s commit=abc123"
         );
         let failed = v(
-            "Failed",
-            Some(Marker::Failed {
-                step: "agent".into(),
-                reason: "opencode exited 1".into(),
-            }),
+            12,
+            "asdo: running opencode\nasdo: failed agent: opencode exited 1\n",
         );
-        assert!(failed.line().contains("failed-step=agent"));
-        let mut used = v("Succeeded", Some(Marker::Done("abc123".into())));
-        used.log_tail =
-            "asdo: summary: files 1, tokens 240 in / 60 out, cost $0.0120\nasdo: done abc123\n"
-                .into();
+        assert!(
+            failed
+                .line()
+                .contains("exit=12 duration=3m10s failed-step=agent reason=\"opencode exited 1\""),
+            "{}",
+            failed.line()
+        );
         assert_eq!(
-            used.line(),
+            v(
+                0,
+                "asdo: summary: files 1, tokens 240 in / 60 out, cost $0.0120\nasdo: done abc123\n"
+            )
+            .line(),
             "T001 Succeeded exit=0 duration=3m10s commit=abc123 tokens=240/60 cost=$0.0120"
         );
+        assert_eq!(
+            v(0, "asdo: done no-changes\n").line(),
+            "T001 Succeeded exit=0 duration=3m10s commit=none (no changes)"
+        );
+        // Unknown results: no exit code, the word for why.
+        let gone = not_found("agent-t9", "T9");
+        assert_eq!(gone.line(), "T9 NotFound exit=- duration=-");
+        assert!(!gone.succeeded());
+        assert_eq!(gone.task.status, "Unknown (not-found)");
     }
 
     /// A budget or no-changes failure reads as a failure everywhere: wait's line, the
@@ -385,9 +376,7 @@ pub(crate) mod tests {
     fn budget_and_no_changes_failures_reach_the_line_hooks_and_report() {
         let log = "asdo: summary: files 2, tokens 360 in / 90 out, cost $0.4500\n\
                    asdo: failed budget: cost $0.4500 > $0.4000; partial work pushed 0a1b2c\n";
-        let mut budget = v("Failed", crate::marker::last(log));
-        budget.code = Some(17);
-        budget.log_tail = log.into();
+        let budget = v(17, log);
         assert!(
             budget.line().contains(
                 "exit=17 duration=3m10s failed-step=budget reason=\"cost $0.4500 > $0.4000; partial work pushed 0a1b2c\""
@@ -400,17 +389,29 @@ pub(crate) mod tests {
         assert_eq!(get("ASDO_FAILED_STEP"), Some("budget"));
         assert_eq!(get("ASDO_EXIT"), Some("17"));
         assert_eq!(get("ASDO_COMMIT"), Some(""));
-        let mut nothing = v(
-            "Failed",
-            crate::marker::last("asdo: failed no-changes: \"Done!\"\n"),
-        );
-        nothing.code = Some(16);
+        assert_eq!(get("ASDO_STATUS"), Some("Failed (budget)"));
+        let nothing = v(16, "asdo: failed no-changes: \"Done!\"\n");
         let report = crate::speckit::report_text(&nothing);
         assert!(
             report.contains("exit_code: 16\nbranch: specs/1/T001-async\n")
-                && report.contains("failed_step: no-changes\nreason: \"Done!\"\n"),
+                && report.contains("failed_step: no-changes\nreason: \"Done!\"\n")
+                && report.contains("status: Failed (no-changes)\n"),
             "{report}"
         );
         assert!(!report.contains("commit:"), "{report}");
+    }
+
+    /// OOMKilled is how the pod ended, not a step of the agent: `reason=` on the line.
+    #[test]
+    fn a_kill_is_named() {
+        let mut oom = v(137, "");
+        oom.task.reason = Some("OOMKilled".into());
+        assert!(
+            oom.line()
+                .ends_with("exit=137 duration=3m10s reason=OOMKilled"),
+            "{}",
+            oom.line()
+        );
+        assert_eq!(v(16, "asdo: failed no-changes: x\n").killed(), None);
     }
 }

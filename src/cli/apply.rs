@@ -8,8 +8,8 @@ use clap::Args;
 use super::Global;
 use crate::error::{Error, Result, exit};
 use crate::localgit::{self, Merge};
-use crate::marker::Marker;
 use crate::results::{self, Given};
+use crate::taskpod::Phase;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -35,11 +35,13 @@ pub async fn run(global: &Global, args: ApplyArgs) -> Result<i32> {
     let mut plan = Vec::new();
     for t in &args.tasks {
         let task = results::lookup(&scope, t, &Given::default()).await?;
-        let phase = task.phase.clone().unwrap_or_default();
-        match (&task.marker, phase.as_str()) {
-            (Some(Marker::Done(sha)), "Succeeded") => plan.push((task.clone(), Some(sha.clone()))),
-            (Some(Marker::NoChanges), "Succeeded") => plan.push((task.clone(), None)),
-            (_, "Succeeded") => {
+        let state = task.state.as_ref();
+        let phase = state.map_or(Phase::Unknown, |s| s.phase);
+        let no_changes = state.is_some_and(|s| s.reason.as_deref() == Some("no-changes"));
+        match (task.commit(), phase) {
+            (Some(sha), Phase::Succeeded) => plan.push((task.clone(), Some(sha.to_string()))),
+            (None, Phase::Succeeded) if no_changes => plan.push((task.clone(), None)),
+            (_, Phase::Succeeded) => {
                 return Err(Error::other(format!(
                     "task {} succeeded but its log names no commit (asdo: done …); check `asdo logs {}{}`, nothing was merged",
                     task.id,
@@ -47,7 +49,7 @@ pub async fn run(global: &Global, args: ApplyArgs) -> Result<i32> {
                     crate::error::scope_flags()
                 )));
             }
-            (_, "Failed") => {
+            (_, Phase::Failed) => {
                 return Err(Error::other(format!(
                     "task {} failed: nothing to apply; see `asdo logs {}{}` (nothing was merged)",
                     task.id,

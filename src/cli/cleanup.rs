@@ -13,7 +13,9 @@ use super::Global;
 use crate::cluster;
 use crate::error::{Error, Result, exit};
 use crate::follow;
+use crate::output::{self, Format};
 use crate::task;
+use crate::taskpod::{Phase, TaskPod, TaskState};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -47,6 +49,10 @@ pub struct CleanupArgs {
     /// a pod whose log could not be saved is kept (exit 1).
     #[arg(long, value_name = "DIR")]
     pub save_logs: Option<std::path::PathBuf>,
+    /// Print the removed tasks as task objects (a list, src/task.schema.json) instead of
+    /// `pod/<name> deleted` lines.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Format>,
 }
 
 /// The field selector for the phases to delete; `None` means any phase.
@@ -59,14 +65,9 @@ fn phase_selector(args: &CleanupArgs) -> Result<Option<String>> {
         }
         return Ok(None);
     }
-    match args
-        .phase
-        .as_deref()
-        .map(crate::task::check_phase)
-        .transpose()?
-    {
-        Some(p @ ("Succeeded" | "Failed")) => Ok(Some(format!("status.phase={p}"))),
-        Some(p) if args.force => Ok(Some(format!("status.phase={p}"))),
+    match args.phase.as_deref().map(Phase::parse).transpose()? {
+        Some(p @ (Phase::Succeeded | Phase::Failed)) => Ok(Some(format!("status.phase={p}"))),
+        Some(p) if args.force => Ok(Some(format!("status.phase={}", p.api_phase()))),
         Some(p) => Err(Error::usage(format!(
             "--phase {p} pods may still be working: add --force to confirm"
         ))),
@@ -103,71 +104,85 @@ pub async fn run(global: &Global, args: CleanupArgs) -> Result<i32> {
     let mut kept = 0;
     let client = cluster::client(&scope.cluster).await?;
     let api = cluster::pods(&client, Some(ns))?;
+    // Queued and Pending are one API phase: only a list can tell them apart.
+    let exact = args
+        .phase
+        .as_deref()
+        .and_then(|p| Phase::parse(p).ok())
+        .filter(|p| matches!(p, Phase::Queued | Phase::Pending));
+    let now = Timestamp::now();
 
-    let deleted: Vec<String> = if args.older_than.is_none() && !args.dry_run && archive.is_none() {
-        let res = cluster::bounded(
-            &format!("delete task pods in namespace {ns}"),
-            api.delete_collection(&DeleteParams::default(), &lp),
-        )
-        .await?;
-        match res {
-            either::Either::Left(list) => list
-                .items
-                .into_iter()
-                .filter_map(|p| p.metadata.name)
-                .collect(),
-            either::Either::Right(_) => vec![],
-        }
-    } else {
-        let pods =
-            cluster::list_all(&api, &lp, &format!("list task pods in namespace {ns}")).await?;
-        let now = Timestamp::now();
-        let mut chosen: Vec<(String, String)> = vec![];
-        for p in pods
-            .iter()
-            .filter(|p| args.older_than.is_none_or(|min| age(p, now) >= min))
-        {
-            let (Some(name), Some(uid)) = (p.metadata.name.clone(), p.metadata.uid.clone()) else {
-                continue;
-            };
-            if let Some(a) = &archive {
-                match a.save(&api, p).await {
-                    Ok(s) => eprintln!("pod/{name} log saved: {}", s.summary.display()),
-                    Err(e) => {
-                        eprintln!("pod/{name} kept: its log could not be saved: {e}");
-                        kept += 1;
-                        continue;
+    let deleted: Vec<TaskState> =
+        if args.older_than.is_none() && !args.dry_run && archive.is_none() && exact.is_none() {
+            let res = cluster::bounded(
+                &format!("delete task pods in namespace {ns}"),
+                api.delete_collection(&DeleteParams::default(), &lp),
+            )
+            .await?;
+            match res {
+                either::Either::Left(list) => list
+                    .items
+                    .iter()
+                    .map(|p| TaskState::new(p, None, now))
+                    .collect(),
+                either::Either::Right(_) => vec![],
+            }
+        } else {
+            let pods =
+                cluster::list_all(&api, &lp, &format!("list task pods in namespace {ns}")).await?;
+            let mut chosen: Vec<(String, String, TaskState)> = vec![];
+            for p in pods
+                .iter()
+                .filter(|p| args.older_than.is_none_or(|min| age(p, now) >= min))
+                .filter(|p| exact.is_none_or(|want| TaskPod(p).phase() == want))
+            {
+                let (Some(name), Some(uid)) = (p.metadata.name.clone(), p.metadata.uid.clone())
+                else {
+                    continue;
+                };
+                if let Some(a) = &archive {
+                    match a.save(&api, p).await {
+                        Ok(s) => eprintln!("pod/{name} log saved: {}", s.summary.display()),
+                        Err(e) => {
+                            eprintln!("pod/{name} kept: its log could not be saved: {e}");
+                            kept += 1;
+                            continue;
+                        }
                     }
                 }
+                chosen.push((name, uid, TaskState::new(p, None, now)));
             }
-            chosen.push((name, uid));
-        }
-        let mut deleted = Vec::new();
-        for (name, uid) in chosen {
-            if args.dry_run {
-                deleted.push(name);
-                continue;
+            let mut deleted = Vec::new();
+            for (name, uid, task) in chosen {
+                if args.dry_run {
+                    deleted.push(task);
+                    continue;
+                }
+                // Exactly the pod that was judged (and archived): a new run under the same name
+                // (spawn --replace meanwhile) fails the uid precondition and is left alone.
+                match cluster::delete_pod_uid(&api, &name, &uid, ns).await {
+                    Ok(true) => deleted.push(task),
+                    // Someone else deleted it meanwhile: the goal is reached.
+                    Ok(false) => {}
+                    Err(Error::AlreadyExists(m)) => eprintln!("{m}"),
+                    Err(e) => return Err(e),
+                }
             }
-            // Exactly the pod that was judged (and archived): a new run under the same name
-            // (spawn --replace meanwhile) fails the uid precondition and is left alone.
-            match cluster::delete_pod_uid(&api, &name, &uid, ns).await {
-                Ok(true) => deleted.push(name),
-                // Someone else deleted it meanwhile: the goal is reached.
-                Ok(false) => {}
-                Err(Error::AlreadyExists(m)) => eprintln!("{m}"),
-                Err(e) => return Err(e),
-            }
-        }
-        deleted
-    };
+            deleted
+        };
 
     let verb = if args.dry_run {
         "deleted (dry run)"
     } else {
         "deleted"
     };
-    for name in &deleted {
-        println!("pod/{name} {verb}");
+    match args.output {
+        Some(f) => output::print(&deleted, f)?,
+        None => {
+            for t in &deleted {
+                println!("pod/{} {verb}", t.pod);
+            }
+        }
     }
     if deleted.is_empty() && kept == 0 {
         eprintln!("No task pods to delete in namespace {ns}.");

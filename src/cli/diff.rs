@@ -6,7 +6,6 @@ use clap::Args;
 use super::Global;
 use crate::error::{Result, exit};
 use crate::localgit;
-use crate::marker::Marker;
 use crate::results::{self, Given};
 
 #[derive(Debug, Args)]
@@ -50,15 +49,15 @@ pub async fn run(global: &Global, args: DiffArgs) -> Result<i32> {
     )?;
     // The commit the agent reported is the task's result; a branch that moved on since
     // (a second run, a human push) is diffed at that commit, and we say so.
-    let tip = match &task.marker {
-        Some(Marker::Done(sha)) if localgit::has_commit(sha)? => {
+    let tip = match task.commit() {
+        Some(sha) if localgit::has_commit(sha)? => {
             if localgit::rev_parse(&fetched)? != localgit::rev_parse(sha)? {
                 eprintln!(
                     "note: branch {} has moved past the task's commit {sha}; diffing the task's commit",
                     task.branch
                 );
             }
-            sha.clone()
+            sha.to_string()
         }
         _ => fetched,
     };

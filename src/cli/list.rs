@@ -1,29 +1,38 @@
-//! `asdo list`: task pods as a table (or yaml/json/name), from paged list calls.
+//! `asdo list`: tasks as a table (or name, or the task objects as json/yaml), from paged
+//! list calls and, where the output shows what the agent printed, the end of each log.
 
 use std::time::Duration;
 
 use clap::Args;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, ObjectList};
+use kube::api::ListParams;
 
-use super::{Global, Output, print_object};
+use super::{Global, Output};
 use crate::cluster;
 use crate::error::{Result, exit};
-use crate::follow;
 use crate::humantime;
-use crate::task::{ANN_BRANCH, ANN_REPO, LABEL_TASK_ID};
+use crate::output::{self, Format};
+use crate::taskpod::{Phase, TaskPod, TaskState};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   asdo list
   asdo list --phase Failed -o wide
-  asdo list -A -o name")]
+  asdo list -A -o name
+  asdo list -o json | jq -r '.[] | select(.phase == \"Failed\") | .id'
+
+STATUS is the phase and, in brackets, why (as kubectl's): Pending (ImagePullBackOff),
+Failed (no-changes), Failed (OOMKilled), Queued (team-a). STEP is a running agent's last step.
+-o json|yaml prints the task objects (src/task.schema.json); the Pods themselves:
+  kubectl get pods -l app=agent-orchestrator -o json")]
 pub struct ListArgs {
-    /// Output format: wide adds NODE, IMAGE and REPO.
+    /// Output format: wide adds NODE, IMAGE, REPO, TOKENS, COST and PR; json/yaml print the
+    /// task objects (a list); name prints pod/<name>.
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<Output>,
-    /// Only pods in this phase (Pending, Running, Succeeded, Failed, Unknown).
+    /// Only tasks in this phase (Queued, Pending, Running, Succeeded, Failed, Unknown).
     #[arg(long)]
     pub phase: Option<String>,
     /// Extra label selector, added to app=agent-orchestrator.
@@ -34,75 +43,98 @@ pub struct ListArgs {
     pub all_namespaces: bool,
 }
 
+/// Log tails read at once (each bounded by --request-timeout).
+const TAIL_READS: usize = 8;
+
+/// The longest STEP cell; a step line can be a whole shell command.
+const STEP_MAX: usize = 60;
+
 pub async fn run(global: &Global, args: ListArgs) -> Result<i32> {
     let scope = global.scope()?;
-    let phase = args
-        .phase
-        .as_deref()
-        .map(crate::task::check_phase)
-        .transpose()?;
+    let phase = args.phase.as_deref().map(Phase::parse).transpose()?;
     let labels = crate::task::selector(args.selector.as_deref())?;
     let client = cluster::client(&scope.cluster).await?;
     let ns = (!args.all_namespaces).then_some(scope.namespace.as_str());
     let api = cluster::pods(&client, ns)?;
     let mut lp = ListParams::default().labels(&labels);
     if let Some(p) = phase {
-        lp = lp.fields(&format!("status.phase={p}"));
+        lp = lp.fields(&format!("status.phase={}", p.api_phase()));
     }
     let where_ = ns.map_or("all namespaces".to_string(), |n| format!("namespace {n}"));
     let what = format!("list pods in {where_}");
 
-    if let Some(f @ (Output::Yaml | Output::Json)) = args.output {
-        let mut pods = cluster::list_all(&api, &lp, &what).await?;
-        pods.sort_by(|a, b| {
-            (&a.metadata.namespace, &a.metadata.name)
-                .cmp(&(&b.metadata.namespace, &b.metadata.name))
-        });
-        let list = ObjectList::<Pod> {
-            types: kube::core::TypeMeta {
-                api_version: "v1".into(),
-                kind: "List".into(),
-            },
-            metadata: Default::default(),
-            items: pods,
-        };
-        print_object(&list, f)?;
-        return Ok(exit::OK);
-    }
-
-    // Names and tables keep a few strings per pod, not the pods: 10,000 task pods would
-    // otherwise sit in memory as full objects.
-    let wide = args.output == Some(Output::Wide);
+    // What is kept per pod: a name, or the task (never the whole pod, 10,000 task pods
+    // would sit in memory), or the pod until its log tail is read: json, yaml and wide
+    // show every agent's totals and PR; the table a running agent's last step.
+    let names_only = args.output == Some(Output::Name);
+    let needs_tail = |p: &Pod| match args.output {
+        Some(Output::Name) => false,
+        Some(_) => TaskPod(p).ever_ran(),
+        None => TaskPod(p).phase() == Phase::Running,
+    };
     let now = Timestamp::now();
-    let mut rows: Vec<((String, String), Vec<String>)> = Vec::new();
+    let mut names: Vec<(String, String)> = Vec::new();
+    let mut tasks: Vec<TaskState> = Vec::new();
+    let mut to_read: Vec<Pod> = Vec::new();
     cluster::for_each_page(&api, &lp, &what, |page| {
-        for p in &page {
-            let key = (
-                p.metadata.namespace.clone().unwrap_or_default(),
-                p.metadata.name.clone().unwrap_or_default(),
-            );
-            let cells = if args.output == Some(Output::Name) {
-                vec![]
+        for p in page {
+            // Queued and Pending are one API phase: the selector cannot tell them apart.
+            if phase.is_some_and(|want| TaskPod(&p).phase() != want) {
+                continue;
+            }
+            if names_only {
+                let v = TaskPod(&p);
+                names.push((v.namespace().to_string(), v.name().to_string()));
+            } else if needs_tail(&p) {
+                to_read.push(p);
             } else {
-                row(p, wide, args.all_namespaces, now)
-            };
-            rows.push((key, cells));
+                tasks.push(TaskState::new(&p, None, now));
+            }
         }
     })
     .await?;
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let api = &api;
+    let read = futures::stream::iter(to_read)
+        .map(|p| async move {
+            let (name, ns) = (TaskPod(&p).name(), TaskPod(&p).namespace());
+            // Best effort: a tail that cannot be read leaves `log_read: false`.
+            let tail = match cluster::pods(&api_client(api), Some(ns)) {
+                Ok(api) => cluster::agent_log_tail(&api, name).await.ok(),
+                Err(_) => None,
+            };
+            TaskState::new(&p, tail.as_deref(), now)
+        })
+        .buffer_unordered(TAIL_READS)
+        .collect::<Vec<_>>()
+        .await;
+    tasks.extend(read);
+    tasks.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+    names.sort();
 
-    if args.output == Some(Output::Name) {
-        for ((_, name), _) in &rows {
-            println!("pod/{name}");
+    match args.output {
+        Some(Output::Name) => {
+            for (_, name) in &names {
+                println!("pod/{name}");
+            }
         }
-    } else if rows.is_empty() {
-        eprintln!("No task pods found in {where_}.");
-    } else {
-        let cells: Vec<Vec<String>> = rows.into_iter().map(|(_, c)| c).collect();
-        print!("{}", layout(header(wide, args.all_namespaces), cells));
+        Some(Output::Json) => output::print(&tasks, Format::Json)?,
+        Some(Output::Yaml) => output::print(&tasks, Format::Yaml)?,
+        _ if tasks.is_empty() => eprintln!("No task pods found in {where_}."),
+        _ => {
+            let wide = args.output == Some(Output::Wide);
+            let cells = tasks
+                .iter()
+                .map(|t| row(t, wide, args.all_namespaces, now))
+                .collect();
+            print!("{}", layout(header(wide, args.all_namespaces), cells));
+        }
     }
     Ok(exit::OK)
+}
+
+/// The client behind a pod API, for the namespaced API of a pod found cluster-wide.
+fn api_client(api: &kube::Api<Pod>) -> kube::Client {
+    api.clone().into_client()
 }
 
 fn since(t: Option<Timestamp>, now: Timestamp) -> Option<Duration> {
@@ -117,62 +149,62 @@ fn header(wide: bool, with_ns: bool) -> Vec<String> {
     if with_ns {
         header.push("NAMESPACE");
     }
-    header.extend(["TASK", "POD", "PHASE", "EXIT", "AGE", "DURATION", "BRANCH"]);
+    header.extend(["TASK", "POD", "STATUS", "EXIT", "AGE", "DURATION", "BRANCH"]);
     if wide {
-        header.extend(["NODE", "IMAGE", "REPO"]);
+        header.extend(["NODE", "IMAGE", "REPO", "TOKENS", "COST", "PR"]);
     }
+    header.push("STEP");
     header.into_iter().map(String::from).collect()
 }
 
-/// One pod's table cells, in `header` order.
-fn row(p: &Pod, wide: bool, with_ns: bool, now: Timestamp) -> Vec<String> {
-    let meta = &p.metadata;
-    let ann = |k: &str| {
-        meta.annotations
-            .as_ref()
-            .and_then(|a| a.get(k).cloned())
-            .unwrap_or_else(|| "<none>".into())
-    };
-    let started = follow::started(p);
-    let finished = follow::finished(p);
-    let duration = match (started, finished) {
-        (Some(s), Some(f)) => since(Some(s), f),
-        (Some(s), None) => since(Some(s), now),
-        _ => None,
-    };
+/// One task's table cells, in `header` order.
+fn row(t: &TaskState, wide: bool, with_ns: bool, now: Timestamp) -> Vec<String> {
+    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "<none>".into());
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     let mut row = vec![];
     if with_ns {
-        row.push(meta.namespace.clone().unwrap_or_default());
+        row.push(t.namespace.clone());
     }
     row.extend([
-        meta.labels
-            .as_ref()
-            .and_then(|l| l.get(LABEL_TASK_ID).cloned())
-            .unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
-        follow::phase(p).to_string(),
-        follow::exit_code(p).map_or("-".into(), |c| c.to_string()),
-        since(meta.creation_timestamp.as_ref().map(|t| t.0), now)
-            .map_or("-".into(), humantime::short),
-        duration.map_or("-".into(), humantime::short),
-        ann(ANN_BRANCH),
+        t.id.clone(),
+        t.pod.clone(),
+        t.status.clone(),
+        or_dash(t.exit_code.map(|c| c.to_string())),
+        or_dash(since(t.created, now).map(humantime::short)),
+        or_dash(
+            t.duration_seconds
+                .map(|s| humantime::short(Duration::from_secs(s))),
+        ),
+        or_none(&t.branch),
     ]);
     if wide {
-        let spec = p.spec.as_ref();
         row.extend([
-            spec.and_then(|s| s.node_name.clone())
-                .unwrap_or_else(|| "<none>".into()),
-            spec.and_then(|s| s.containers.first()?.image.clone())
-                .unwrap_or_default(),
-            ann(ANN_REPO),
+            or_none(&t.node),
+            t.image.clone().unwrap_or_default(),
+            or_none(&t.repo),
+            or_dash(
+                t.tokens_in
+                    .zip(t.tokens_out)
+                    .map(|(i, o)| format!("{i}/{o}")),
+            ),
+            or_dash(t.cost.map(|c| format!("${c:.4}"))),
+            or_dash(t.pr_url.clone()),
         ]);
     }
+    let step = match (&t.last_step, t.phase) {
+        (Some(s), Phase::Running) if s.chars().count() > STEP_MAX => {
+            format!("{}…", s.chars().take(STEP_MAX - 1).collect::<String>())
+        }
+        (Some(s), Phase::Running) => s.clone(),
+        _ => String::new(),
+    };
+    row.push(step);
     row
 }
 
 #[cfg(test)]
-fn table(pods: &[Pod], wide: bool, with_ns: bool, now: Timestamp) -> String {
-    let rows = pods.iter().map(|p| row(p, wide, with_ns, now)).collect();
+fn table(tasks: &[TaskState], wide: bool, with_ns: bool, now: Timestamp) -> String {
+    let rows = tasks.iter().map(|t| row(t, wide, with_ns, now)).collect();
     layout(header(wide, with_ns), rows)
 }
 
@@ -206,41 +238,106 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn table_columns() {
-        let pod: Pod = serde_json::from_value(json!({
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
             "metadata": {"name": "agent-t001", "namespace": "ns",
                 "labels": {"app": "agent-orchestrator", "task-id": "T001"},
                 "annotations": {"agentic-sdlc/branch": "specs/1/T001-async", "agentic-sdlc/repo": "git@h:o/r.git"},
                 "creationTimestamp": "2026-11-24T10:00:00Z"},
             "spec": {"nodeName": "n1", "containers": [{"name": "agent", "image": "img:1"}]},
-            "status": {"phase": "Failed", "startTime": "2026-11-24T10:00:05Z",
-                "containerStatuses": [{"name": "agent", "image": "img:1", "imageID": "", "ready": false, "restartCount": 0,
-                    "state": {"terminated": {"exitCode": 3, "finishedAt": "2026-11-24T10:03:15Z"}}}]}
+            "status": status
         }))
-        .unwrap();
+        .unwrap()
+    }
+
+    /// The cells of `line` under each header, by the header's columns (a STATUS cell
+    /// holds a space: `Failed (push)`).
+    fn cells<'a>(header: &str, line: &'a str) -> Vec<(String, &'a str)> {
+        let starts: Vec<(usize, &str)> = header
+            .match_indices(|c: char| c != ' ')
+            .filter(|(i, _)| *i == 0 || header.as_bytes()[i - 1] == b' ')
+            .map(|(i, _)| (i, header[i..].split(' ').next().unwrap()))
+            .collect();
+        starts
+            .iter()
+            .enumerate()
+            .map(|(n, (i, name))| {
+                let end = starts
+                    .get(n + 1)
+                    .map_or(line.len(), |(j, _)| *j)
+                    .min(line.len());
+                (name.to_string(), line.get(*i..end).unwrap_or("").trim())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn table_columns() {
+        let failed = pod(
+            json!({"phase": "Failed", "startTime": "2026-11-24T10:00:05Z",
+            "containerStatuses": [{"name": "agent", "image": "img:1", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 14, "finishedAt": "2026-11-24T10:03:15Z"}}}]}),
+        );
         let now: Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
-        let t = table(std::slice::from_ref(&pod), false, false, now);
-        let lines: Vec<&str> = t.lines().collect();
-        assert!(lines[0].starts_with("TASK   POD          PHASE"), "{t}");
-        let cells: Vec<&str> = lines[1].split_whitespace().collect();
+        let tail = "asdo: summary: files 1, tokens 240 in / 60 out, cost $0.0123\nasdo: failed push: rejected\n";
+        let t = TaskState::new(&failed, Some(tail), now);
+        let table_text = table(std::slice::from_ref(&t), false, false, now);
+        let lines: Vec<&str> = table_text.lines().collect();
+        assert!(
+            lines[0].starts_with("TASK   POD          STATUS"),
+            "{table_text}"
+        );
+        let got: Vec<&str> = cells(lines[0], lines[1])
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
         assert_eq!(
-            cells,
+            got,
             [
                 "T001",
                 "agent-t001",
-                "Failed",
-                "3",
+                "Failed (push)",
+                "14",
                 "120m",
                 "3m10s",
-                "specs/1/T001-async"
+                "specs/1/T001-async",
+                ""
             ]
         );
-        let wide = table(&[pod], true, true, now);
-        assert!(wide.lines().next().unwrap().starts_with("NAMESPACE"));
-        assert!(
-            wide.contains("n1") && wide.contains("img:1") && wide.contains("git@h:o/r.git"),
-            "{wide}"
+        let wide = table(std::slice::from_ref(&t), true, true, now);
+        let lines: Vec<&str> = wide.lines().collect();
+        assert!(lines[0].starts_with("NAMESPACE"));
+        let got = cells(lines[0], lines[1]);
+        let cell = |h: &str| got.iter().find(|(n, _)| n == h).unwrap().1;
+        assert_eq!(
+            (cell("NODE"), cell("IMAGE"), cell("REPO")),
+            ("n1", "img:1", "git@h:o/r.git")
         );
+        assert_eq!(
+            (cell("TOKENS"), cell("COST"), cell("PR")),
+            ("240/60", "$0.0123", "-")
+        );
+
+        // A running task shows its agent's last step; a stuck one why it is stuck.
+        let running = pod(
+            json!({"phase": "Running", "startTime": "2026-11-24T11:59:00Z",
+            "containerStatuses": [{"name": "agent", "image": "img:1", "imageID": "", "ready": true, "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-11-24T11:59:00Z"}}}]}),
+        );
+        let step = format!("bash {}", "x".repeat(100));
+        let t = TaskState::new(&running, Some(&format!("· {step}\n")), now);
+        let text = table(&[t], false, false, now);
+        let lines: Vec<&str> = text.lines().collect();
+        let got = cells(lines[0], lines[1]);
+        assert_eq!(got[2].1, "Running");
+        assert_eq!(got[7].1.chars().count(), STEP_MAX, "{text}");
+        assert!(got[7].1.starts_with("bash xxx") && got[7].1.ends_with('…'));
+        let stuck = pod(
+            json!({"phase": "Pending", "containerStatuses": [{"name": "agent", "image": "img:1",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "pull failed"}}}]}),
+        );
+        let text = table(&[TaskState::new(&stuck, None, now)], false, false, now);
+        assert!(text.contains("Pending (ImagePullBackOff)"), "{text}");
     }
 }

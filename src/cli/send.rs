@@ -7,12 +7,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use k8s_openapi::jiff::Timestamp;
+use serde::Serialize;
 
 use super::Global;
 use crate::cluster;
 use crate::error::{Error, Result, exit};
+use crate::output::{self, Format};
 use crate::remote;
 use crate::send::{self, SendOutcome};
+use crate::taskpod::TaskState;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -40,6 +44,24 @@ pub struct SendArgs {
     /// File holding the server password (instead of the pod's Secret).
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Print one object when the session is idle again instead of streaming the reply:
+    /// `{task, session_id, outcome, reply, error}` (`task` is the task object after the
+    /// answer, null on a timeout; `outcome` answered|failed|timed-out). Exit codes as without.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Format>,
+}
+
+/// `send -o json|yaml`: the task after the message, and the reply.
+#[derive(Debug, Serialize)]
+pub struct Sent {
+    pub task: Option<TaskState>,
+    pub session_id: Option<String>,
+    /// `answered`, `failed` or `timed-out`.
+    pub outcome: &'static str,
+    /// The session's answer, as it streamed.
+    pub reply: String,
+    /// The session's error, when it failed.
+    pub error: Option<String>,
 }
 
 /// The longest message `send` posts. OpenCode echoes a message back on its event stream
@@ -112,10 +134,14 @@ pub async fn run(global: &Global, args: SendArgs) -> Result<i32> {
     // log read, a port-forward or a server that never answers ends it too, and whatever
     // is in flight is dropped (cancelled) with the future.
     let deadline = tokio::time::Instant::now() + args.timeout;
+    let mut reply = String::new();
+    let mut session = None;
+    let quiet = args.output.is_some();
     let work = async {
         let client = cluster::client(&scope.cluster).await?;
         let r = remote::open(&client, &scope.namespace, &args.task, password, 0).await?;
         let posted = send::post(&r, &text).await?;
+        session = Some(posted.session().to_string());
         eprintln!(
             "sent to task {} (session {}); the reply follows",
             r.task,
@@ -125,16 +151,47 @@ pub async fn run(global: &Global, args: SendArgs) -> Result<i32> {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let outcome = posted
             .wait(left, |s| {
-                let _ = stdout.write_all(s.as_bytes());
-                let _ = stdout.flush();
+                if quiet {
+                    reply.push_str(s);
+                } else {
+                    let _ = stdout.write_all(s.as_bytes());
+                    let _ = stdout.flush();
+                }
             })
             .await?;
-        Ok::<_, Error>((r.task.clone(), outcome))
+        // The task as it is now (its pod and log tail), within what --timeout leaves.
+        let state = if quiet {
+            let name = crate::task::pod_name_for(&args.task)?;
+            let api = cluster::pods(&client, Some(&scope.namespace))?;
+            let pod = cluster::task_pod(&api, &name, &scope.namespace).await?;
+            let tail = cluster::agent_log_tail(&api, &name).await.ok();
+            Some(TaskState::new(&pod, tail.as_deref(), Timestamp::now()))
+        } else {
+            None
+        };
+        Ok::<_, Error>((r.task.clone(), outcome, state))
     };
-    let (task, outcome) = match tokio::time::timeout_at(deadline, work).await {
+    let (task, outcome, state) = match tokio::time::timeout_at(deadline, work).await {
         Ok(done) => done?,
-        Err(_) => (args.task.clone(), SendOutcome::TimedOut),
+        Err(_) => (args.task.clone(), SendOutcome::TimedOut, None),
     };
+    if let Some(f) = args.output {
+        let (word, error) = match &outcome {
+            SendOutcome::Answered => ("answered", None),
+            SendOutcome::Failed(m) => ("failed", Some(m.clone())),
+            SendOutcome::TimedOut => ("timed-out", None),
+        };
+        output::print(
+            &Sent {
+                task: state,
+                session_id: session,
+                outcome: word,
+                reply,
+                error,
+            },
+            f,
+        )?;
+    }
     match outcome {
         SendOutcome::Answered => {
             eprintln!("task {task}: the session is idle again");

@@ -14,9 +14,11 @@ use super::{Global, Output, print_object};
 use crate::cluster;
 use crate::error::{Error, Result, exit};
 use crate::existing::IfExists;
+use crate::output::{self, Format};
 use crate::spawn::{self, Created, Rendered, SpawnRequest};
 use crate::speckit;
 use crate::task;
+use crate::taskpod::TaskState;
 use crate::values::{self, Values};
 
 #[derive(Debug, Args)]
@@ -87,7 +89,9 @@ pub struct SpawnArgs {
     /// Print the pod that would be created; contact no cluster.
     #[arg(long)]
     pub dry_run: bool,
-    /// Output: yaml or json prints the pod, name prints pod/<name>.
+    /// Output: yaml or json prints the task object created or found unchanged (one JSON
+    /// object per line; YAML documents), name prints pod/<name>. With --dry-run, yaml or
+    /// json prints the pod that would be created.
     // Not `value_enum`: `wide` is list's, and help must not offer what spawn refuses.
     #[arg(
         short = 'o',
@@ -225,7 +229,8 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     let ns = scope.namespace.as_str();
 
     let output = args.output;
-    let report = move |c: &Created| print_created(c, output);
+    let printed = std::sync::atomic::AtomicUsize::new(0);
+    let report = move |c: &Created| print_created(c, output, &printed);
     if plan.batch {
         let results = spawn::create_all(&api, ns, pods, &plan, &report).await;
         return Ok(batch_exit(&results));
@@ -262,11 +267,31 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// `pod/x created|unchanged`, or the pod itself with -o yaml|json.
-fn print_created(c: &Created, output: Option<Output>) -> Result<()> {
+/// `pod/x created|unchanged`, or with -o yaml|json the task object (the line then goes
+/// to stderr): JSON one object per line, YAML one document per task.
+fn print_created(
+    c: &Created,
+    output: Option<Output>,
+    printed: &std::sync::atomic::AtomicUsize,
+) -> Result<()> {
     let name = c.pod().metadata.name.as_deref().unwrap_or_default();
+    let verb = match c {
+        Created::Created(_) => "created",
+        Created::Unchanged(_) => "unchanged",
+    };
+    let task = || TaskState::new(c.pod(), None, k8s_openapi::jiff::Timestamp::now());
     match (output, c) {
-        (Some(f @ (Output::Yaml | Output::Json)), _) => print_pod(c.pod(), f),
+        (Some(Output::Json), _) => {
+            eprintln!("pod/{name} {verb}");
+            output::print_line(&task())
+        }
+        (Some(Output::Yaml), _) => {
+            eprintln!("pod/{name} {verb}");
+            if printed.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+                println!("---");
+            }
+            output::print(&task(), Format::Yaml)
+        }
         (_, Created::Created(_)) => {
             println!("pod/{name} created");
             Ok(())

@@ -10,9 +10,10 @@ use kube::api::ListParams;
 use super::Global;
 use crate::cluster;
 use crate::error::{Result, exit};
-use crate::follow;
 use crate::humantime;
-use crate::task::{self, ANN_BRANCH, ANN_REPO};
+use crate::output::{self, Format};
+use crate::task;
+use crate::taskpod::{TaskPod, TaskState};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Example:
@@ -20,6 +21,9 @@ use crate::task::{self, ANN_BRANCH, ANN_REPO};
 pub struct StatusArgs {
     /// Task id (T001) or pod name (agent-t001).
     pub task: String,
+    /// Print the task object (src/task.schema.json) instead of the description.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Format>,
 }
 
 pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
@@ -29,7 +33,19 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
     let client = cluster::client(&scope.cluster).await?;
     let api = cluster::pods(&client, Some(ns))?;
     let pod = cluster::task_pod(&api, &name, ns).await?;
-    let verdict = crate::verdict::verdict(&api, &pod).await;
+    // Best effort: without the tail the task still has what its pod says.
+    let tail = match cluster::agent_log_tail(&api, &name).await {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::info!("{e}; the status of {name} has no agent marker");
+            None
+        }
+    };
+    let task = TaskState::new(&pod, tail.as_deref(), Timestamp::now());
+    if let Some(f) = args.output {
+        output::print(&task, f)?;
+        return Ok(exit::OK);
+    }
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     let lp = ListParams::default().fields(&format!("involvedObject.name={name}"));
     let events = cluster::bounded(&format!("list events of pod {name}"), events.list(&lp))
@@ -37,7 +53,7 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
         .map(|l| l.items);
     print!(
         "{}",
-        describe(&pod, &verdict, events.as_deref().ok(), Timestamp::now())
+        describe(&pod, &task, events.as_deref().ok(), Timestamp::now())
     );
     Ok(exit::OK)
 }
@@ -52,68 +68,45 @@ fn ago(t: Option<Timestamp>, now: Timestamp) -> String {
     })
 }
 
-fn describe(
-    pod: &Pod,
-    v: &crate::verdict::Verdict,
-    events: Option<&[Event]>,
-    now: Timestamp,
-) -> String {
-    let ann = |k: &str| {
-        pod.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(k).cloned())
-            .unwrap_or_else(|| "-".into())
-    };
-    let status = pod.status.as_ref();
-    let terminated = follow::agent_status(pod).and_then(|c| c.state.as_ref()?.terminated.as_ref());
+fn describe(pod: &Pod, t: &TaskState, events: Option<&[Event]>, now: Timestamp) -> String {
+    let or_dash = |v: Option<&str>| v.unwrap_or("-").to_string();
+    let view = TaskPod(pod);
     let mut rows = vec![
-        ("Task", v.task.clone()),
+        ("Task", t.id.clone()),
         (
             "Pod",
             format!(
                 "{} (namespace {})",
-                v.pod,
-                pod.metadata.namespace.as_deref().unwrap_or("-")
+                t.pod,
+                Some(t.namespace.as_str())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or("-")
             ),
         ),
-        ("Phase", follow::phase(pod).to_string()),
+        ("Phase", view.api_phase().to_string()),
+        ("Status", t.status.clone()),
         (
             "Exit code",
-            match (follow::exit_code(pod), follow::termination_reason(pod)) {
+            match (t.exit_code, view.termination_reason()) {
                 (Some(c), Some(r)) => format!("{c} ({r})"),
                 (Some(c), None) => c.to_string(),
                 (None, _) => "-".into(),
             },
         ),
-        ("Branch", ann(ANN_BRANCH)),
-        ("Repo", ann(ANN_REPO)),
-        (
-            "Node",
-            pod.spec
-                .as_ref()
-                .and_then(|s| s.node_name.clone())
-                .unwrap_or_else(|| "-".into()),
-        ),
-        (
-            "Created",
-            ago(pod.metadata.creation_timestamp.as_ref().map(|t| t.0), now),
-        ),
-        (
-            "Started",
-            ago(status.and_then(|s| s.start_time.as_ref()).map(|t| t.0), now),
-        ),
-        (
-            "Finished",
-            ago(
-                terminated.and_then(|t| t.finished_at.as_ref()).map(|t| t.0),
-                now,
-            ),
-        ),
+        ("Branch", or_dash(t.branch.as_deref())),
+        ("Repo", or_dash(t.repo.as_deref())),
+        ("Node", or_dash(t.node.as_deref())),
+        ("Created", ago(t.created, now)),
+        ("Started", ago(t.started, now)),
+        ("Finished", ago(t.finished, now)),
     ];
-    if let Some((reason, message)) = follow::waiting_reason(pod) {
+    if let Some(q) = &t.queue {
+        rows.push(("Queue", q.clone()));
+    }
+    if let Some((reason, message)) = view.waiting_reason() {
         rows.push(("Waiting", format!("{reason}: {message}")));
     }
+    let status = pod.status.as_ref();
     if let Some(reason) = status.and_then(|s| s.reason.clone()) {
         rows.push((
             "Reason",
@@ -123,18 +116,21 @@ fn describe(
             ),
         ));
     }
-    rows.push((
-        "Last marker",
-        v.marker.as_ref().map_or("-".into(), |m| m.to_string()),
-    ));
-    if let Some(url) = crate::marker::pr_url(&v.log_tail) {
-        rows.push(("Pull request", url));
+    rows.push(("Last marker", or_dash(t.last_marker.as_deref())));
+    if let Some(url) = &t.pr_url {
+        rows.push(("Pull request", url.clone()));
     }
     // What the agent is doing now, from its step and totals lines.
-    if let Some(step) = crate::marker::last_step(&v.log_tail) {
-        rows.push(("Last step", step.to_string()));
+    if let Some(step) = &t.last_step {
+        rows.push(("Last step", step.clone()));
     }
-    if let Some(sum) = crate::marker::last_summary(&v.log_tail) {
+    if let (Some(files), Some(tokens_in), Some(tokens_out)) = (t.files, t.tokens_in, t.tokens_out) {
+        let sum = crate::marker::Summary {
+            files,
+            tokens_in,
+            tokens_out,
+            cost: t.cost,
+        };
         rows.push(("Agent", sum.to_string()));
     }
     let mut out: String = rows

@@ -12,12 +12,13 @@ use kube::api::ListParams;
 use super::Global;
 use crate::cluster;
 use crate::error::{Error, Result, exit};
-use crate::follow;
 use crate::hooks::{self, Hooks};
 use crate::humantime;
+use crate::output::{self, Format};
 use crate::speckit;
 use crate::task::{self, SELECTOR};
-use crate::verdict::{self, Origin, Verdict, branch_of, task_of};
+use crate::taskpod::{TaskPod, TaskState};
+use crate::verdict::{self, Verdict};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -27,6 +28,7 @@ use crate::verdict::{self, Origin, Verdict, branch_of, task_of};
 
 Each finished task prints one line:
   T001 Succeeded exit=0 duration=3m10s commit=0123abcd…
+With -o json, one task object per line instead (JSON Lines, src/task.schema.json).
 Exit codes: 0 all succeeded, 1 a task failed or vanished, 124 the timeout passed first.
 With --any: the exit code of the first task to end.")]
 pub struct WaitArgs {
@@ -63,6 +65,10 @@ pub struct WaitArgs {
     /// it would stop every hook at once).
     #[arg(long, default_value = "30s", value_parser = crate::humantime::parse)]
     pub hook_timeout: Duration,
+    /// Print each task object as it ends instead of the line: json is one object per line
+    /// (JSON Lines), yaml one document per task (`---`).
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Format>,
 }
 
 /// What `asdo wait` alone is told (clap's "required <TASKS>" does not say what else works).
@@ -115,10 +121,10 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
             .iter()
             // --any without ids: a pod that has already ended is not what is waited for
             // (it frees no quota slot and would answer at once).
-            .filter(|p| !args.any || !follow::is_finished(p))
+            .filter(|p| !args.any || !TaskPod(p).is_finished())
             .filter_map(|p| {
                 let name = p.metadata.name.clone()?;
-                let id = task_of(p).unwrap_or_else(|| name.clone());
+                let id = TaskPod(p).task_id().to_string();
                 Some((name, id))
             })
             .collect();
@@ -135,8 +141,15 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
 
     let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
     let mut write_failed = false;
+    let format = args.output;
     let watch = verdict::watch_until_done(&api, &wanted, args.any, |v| {
-        if let Err(e) = conclude(v, &mut verdicts, args.report_dir.as_deref(), &mut hooks) {
+        if let Err(e) = conclude(
+            v,
+            &mut verdicts,
+            args.report_dir.as_deref(),
+            &mut hooks,
+            format,
+        ) {
             // Every task still gets its outcome; the exit code says a report is missing.
             eprintln!("error: {e}");
             write_failed = true;
@@ -171,24 +184,14 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
             // `Pending: CreateContainerError: …`: a stuck pod says why, not just "Pending".
             let phase = current
                 .as_ref()
-                .map_or("Unknown".into(), crate::existing::describe);
-            let v = Verdict {
-                task: current
-                    .as_ref()
-                    .and_then(task_of)
-                    .unwrap_or_else(|| id.clone()),
-                pod: pod.clone(),
-                phase: format!("TimedOut({phase})"),
-                code: None,
-                duration: None,
-                branch: current.as_ref().and_then(branch_of),
-                marker: None,
-                log_tail: format!("still {phase} after {}\n", humantime::short(args.timeout)),
-                finished: Timestamp::now(),
-                reason: None,
-                origin: current.as_ref().map(Origin::of).unwrap_or_default(),
+                .map_or("Unknown".into(), |p| TaskPod(p).describe());
+            let words = format!("still {phase} after {}", humantime::short(args.timeout));
+            let task = match &current {
+                Some(p) => TaskState::new(p, None, Timestamp::now()),
+                None => TaskState::vanished(id, pod, &ns, "timed-out", &words),
             };
-            println!("{}", v.line());
+            let v = Verdict::unknown(task, &format!("TimedOut({phase})"), format!("{words}\n"));
+            say(&v, format)?;
             if let Some(dir) = &args.report_dir
                 && let Err(e) = speckit::complete(dir, &v)
             {
@@ -210,16 +213,32 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
     Ok(code)
 }
 
+/// The line for a task as it ends, or its task object with `-o`.
+fn say(v: &Verdict, format: Option<Format>) -> Result<()> {
+    match format {
+        None => {
+            println!("{}", v.line());
+            Ok(())
+        }
+        Some(Format::Json) => output::print_line(&v.task),
+        Some(Format::Yaml) => {
+            println!("---");
+            output::print(&v.task, Format::Yaml)
+        }
+    }
+}
+
 fn conclude(
     v: Verdict,
     verdicts: &mut BTreeMap<String, Verdict>,
     report_dir: Option<&Path>,
     hooks: &mut Hooks,
+    format: Option<Format>,
 ) -> Result<()> {
-    println!("{}", v.line());
+    say(&v, format)?;
     // The outcome counts even when its report cannot be written.
     let written = report_dir.map_or(Ok(()), |dir| speckit::complete(dir, &v));
     hooks.fire(&v.outcome());
-    verdicts.insert(v.pod.clone(), v);
+    verdicts.insert(v.task.pod.clone(), v);
     written
 }

@@ -20,6 +20,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::error::{Error, Result};
 use crate::task::CONTAINER;
+use crate::taskpod::TaskPod;
 
 pub mod many;
 pub use many::{ending, follow_many, follow_one};
@@ -32,17 +33,7 @@ const FATAL_WAITING: &[&str] = &["InvalidImageName", "ErrImageNeverPull"];
 
 /// Termination reasons worth naming next to an exit code (137 alone says nothing).
 pub fn termination_reason(pod: &Pod) -> Option<String> {
-    let container = agent_status(pod)
-        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.reason.clone())
-        .filter(|r| !matches!(r.as_str(), "Completed" | "Error" | ""));
-    // A pod killed by activeDeadlineSeconds or evicted says so on the pod, not the container.
-    container.or_else(|| {
-        pod.status
-            .as_ref()?
-            .reason
-            .clone()
-            .filter(|r| !r.is_empty())
-    })
+    TaskPod(pod).termination_reason()
 }
 
 /// The code of a kube error, when the API server answered.
@@ -107,77 +98,41 @@ pub fn fatal_api_error(what: &str, e: &kube::Error) -> Error {
 }
 
 pub fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending")
+    TaskPod(pod).api_phase()
 }
 
 pub fn agent_status(pod: &Pod) -> Option<&ContainerStatus> {
-    pod.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .find(|c| c.name == CONTAINER)
+    TaskPod(pod).agent()
 }
 
 /// When the pod started (its `status.startTime`).
 pub fn started(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
-    pod.status.as_ref()?.start_time.as_ref().map(|t| t.0)
+    TaskPod(pod).started()
 }
 
 /// When the agent container ended, if it has.
 pub fn finished(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
-    agent_status(pod)
-        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
-        .map(|t| t.0)
+    TaskPod(pod).finished()
 }
 
 /// The agent container's exit code, once it has terminated.
 pub fn exit_code(pod: &Pod) -> Option<i32> {
-    agent_status(pod)?
-        .state
-        .as_ref()?
-        .terminated
-        .as_ref()
-        .map(|t| t.exit_code)
+    TaskPod(pod).exit_code()
 }
 
 pub fn is_finished(pod: &Pod) -> bool {
-    matches!(phase(pod), "Succeeded" | "Failed") || exit_code(pod).is_some()
+    TaskPod(pod).is_finished()
 }
 
 /// Why a pod is not running yet, in the words `kubectl describe` would use.
 pub fn waiting_reason(pod: &Pod) -> Option<(String, String)> {
-    if let Some(w) = agent_status(pod)
-        .and_then(|c| c.state.as_ref())
-        .and_then(|s| s.waiting.as_ref())
-    {
-        return Some((
-            w.reason.clone().unwrap_or_default(),
-            w.message.clone().unwrap_or_default(),
-        ));
-    }
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "PodScheduled" && c.status == "False")
-        .map(|c| {
-            (
-                c.reason.clone().unwrap_or_else(|| "Unschedulable".into()),
-                c.message.clone().unwrap_or_default(),
-            )
-        })
+    TaskPod(pod).waiting_reason()
 }
 
 /// How a task ended, from its pod.
 pub fn outcome(pod: &Pod) -> (String, i32) {
-    let phase = phase(pod).to_string();
-    let code = exit_code(pod).unwrap_or(if phase == "Succeeded" { 0 } else { 1 });
-    (phase, code)
+    let (phase, code) = TaskPod(pod).outcome();
+    (phase.to_string(), code)
 }
 
 /// Wait (by watching, not polling) until the pod's container has started or the pod finished.
@@ -880,9 +835,7 @@ pub fn describe_watch(e: &watcher::Error) -> String {
 }
 
 pub fn has_started(pod: &Pod) -> bool {
-    agent_status(pod)
-        .and_then(|c| c.state.as_ref())
-        .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+    TaskPod(pod).has_started()
 }
 
 /// The one verdict on a task pod deleted before its task finished, in `logs` and in
@@ -895,7 +848,7 @@ pub fn deleted_words(name: &str) -> String {
 /// A pod being deleted (deletionTimestamp set) that did not succeed: its ending is the
 /// deletion, not the code the kill left.
 pub fn deleted_mid_run(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_some() && phase(pod) != "Succeeded"
+    TaskPod(pod).deleted_mid_run()
 }
 
 pub fn gone(name: &str) -> Error {

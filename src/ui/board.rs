@@ -1,5 +1,5 @@
 //! Every task pod, kept current by ONE watch of `app=agent-orchestrator` (no per-task
-//! polling), as [`TaskRow`]s; changes are broadcast to every open page.
+//! polling), as [`Row`]s (the task object); changes are broadcast to every open page.
 //!
 //! A row's log-derived facts (last step, totals, PR, the agent's failure step) come from
 //! the log tail: read once when a pod is first seen or changes (bounded concurrency, a
@@ -20,7 +20,25 @@ use tokio::sync::{Semaphore, broadcast};
 use crate::follow;
 use crate::marker;
 use crate::task::SELECTOR;
-use crate::taskview::{self, TaskRow};
+use crate::taskpod::TaskState;
+
+/// One task as the page gets it: the task object (`src/task.schema.json`) and the key the
+/// page indexes it by (`namespace/pod`: unique across namespaces, stable across updates).
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub key: String,
+    #[serde(flatten)]
+    pub task: TaskState,
+}
+
+/// The row for `pod`, with what its log tail says once it has been read.
+pub fn row(pod: &Pod, tail: Option<&str>, now: Timestamp) -> Row {
+    let task = TaskState::new(pod, tail, now);
+    Row {
+        key: format!("{}/{}", task.namespace, task.pod),
+        task,
+    }
+}
 
 /// Log tails read at once when many pods appear (500 finished pods at start-up).
 const TAIL_READS: usize = 8;
@@ -30,7 +48,7 @@ const TAIL_READS: usize = 8;
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Update {
     Row {
-        row: Box<TaskRow>,
+        row: Box<Row>,
     },
     Remove {
         key: String,
@@ -68,7 +86,7 @@ pub struct Board {
 pub struct Snapshot {
     pub synced: bool,
     pub error: Option<String>,
-    pub rows: Vec<TaskRow>,
+    pub rows: Vec<Row>,
 }
 
 fn key_of(p: &Pod) -> String {
@@ -106,18 +124,18 @@ impl Board {
             rows: inner
                 .entries
                 .values()
-                .map(|e| taskview::row(&e.pod, e.tail.as_deref(), now))
+                .map(|e| row(&e.pod, e.tail.as_deref(), now))
                 .collect(),
         }
     }
 
     /// One task's row, if the watch knows its pod.
-    pub fn row(&self, key: &str) -> Option<TaskRow> {
+    pub fn row(&self, key: &str) -> Option<Row> {
         let inner = self.inner.lock().unwrap();
         inner
             .entries
             .get(key)
-            .map(|e| taskview::row(&e.pod, e.tail.as_deref(), Timestamp::now()))
+            .map(|e| row(&e.pod, e.tail.as_deref(), Timestamp::now()))
     }
 
     pub fn pod(&self, key: &str) -> Option<Pod> {

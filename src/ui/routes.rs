@@ -30,10 +30,9 @@ use super::App;
 use super::board::Update;
 use super::guard::{self, Pass};
 use crate::follow::{self, LineSink, LogOptions};
-use crate::marker::Marker;
 use crate::remote;
 use crate::send::{self, SendOutcome};
-use crate::taskview;
+use crate::taskpod::{TaskPod, TaskState};
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
@@ -240,9 +239,9 @@ async fn log(
         };
         let ev = match ended {
             Ok(p) => {
-                let row = taskview::row(&p, None, k8s_openapi::jiff::Timestamp::now());
-                let code = follow::outcome(&p).1;
-                json_event("end", &format!("{}, exit code {code}", row.status))
+                let t = TaskState::new(&p, None, k8s_openapi::jiff::Timestamp::now());
+                let code = TaskPod(&p).outcome().1;
+                json_event("end", &format!("{}, exit code {code}", t.status))
             }
             Err(e) => json_event("failure", &e.to_string()),
         };
@@ -265,7 +264,7 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response {
 /// `git diff --stat` of the task's branch against its base, when this server runs in a
 /// clone of the task's repository (as `asdo diff --stat`).
 async fn diff(State(app): Shared, Path((ns, pod)): Path<(String, String)>) -> Response {
-    let Some(row) = app.board.row(&format!("{ns}/{pod}")) else {
+    let Some(row) = app.board.row(&format!("{ns}/{pod}")).map(|r| r.task) else {
         return not_a_task(&ns, &pod);
     };
     let (Some(repo), Some(branch)) = (row.repo.clone(), row.branch.clone()) else {
@@ -276,11 +275,11 @@ async fn diff(State(app): Shared, Path((ns, pod)): Path<(String, String)>) -> Re
     };
     let result = tokio::task::spawn_blocking(move || -> crate::error::Result<String> {
         crate::localgit::toplevel()?;
-        let fetched = crate::localgit::fetch_task(&repo, &branch, &row.task)?;
-        let base = crate::localgit::fetch_base(&repo, row.base.as_deref(), &row.task)?;
+        let fetched = crate::localgit::fetch_task(&repo, &branch, &row.id)?;
+        let base = crate::localgit::fetch_base(&repo, row.base.as_deref(), &row.id)?;
         // The commit the agent reported is the task's result (as `asdo diff`).
-        let tip = match row.last_marker.as_deref().and_then(crate::marker::parse) {
-            Some(Marker::Done(sha)) if crate::localgit::has_commit(&sha)? => sha,
+        let tip = match row.commit {
+            Some(sha) if crate::localgit::has_commit(&sha)? => sha,
             _ => fetched,
         };
         crate::localgit::diff_stat(&base, &tip)

@@ -54,12 +54,12 @@ fn cleanup_saves_logs_before_deleting_and_keeps_what_it_could_not_save() {
         &std::fs::read_to_string(archived(&archive.0, &ok, ".json").unwrap()).unwrap(),
     )
     .unwrap();
-    assert_eq!(summary["task"], "T1");
+    assert_eq!(summary["id"], "T1");
     assert_eq!(summary["phase"], "Succeeded");
-    assert_eq!(summary["exitCode"], 0);
+    assert_eq!(summary["exit_code"], 0);
     assert_eq!(summary["commit"], "0a1b2c3d");
     assert_eq!(summary["branch"], "specs/001-auth/T1-async");
-    assert_eq!(summary["logBytes"], full_log.len());
+    assert_eq!(summary["log_bytes"], full_log.len());
     assert!(summary["finished"].is_string(), "{summary}");
     assert!(
         archived(&archive.0, &bad, ".json").is_none(),
@@ -74,8 +74,10 @@ fn cleanup_saves_logs_before_deleting_and_keeps_what_it_could_not_save() {
         &std::fs::read_to_string(archived(&archive.0, &bad, ".json").unwrap()).unwrap(),
     )
     .unwrap();
-    assert_eq!(s["exitCode"], 3);
-    assert_eq!(s["outcome"], "asdo: failed agent: opencode exited 3");
+    assert_eq!(s["exit_code"], 3);
+    assert_eq!(s["status"], "Failed (agent)");
+    assert_eq!(s["failed_step"], "agent");
+    assert_eq!(s["message"], "opencode exited 3");
 }
 
 #[test]

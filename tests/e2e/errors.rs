@@ -74,6 +74,8 @@ fn a_closed_stdout_ends_every_verb_quietly() {
     let commands: &[&[&str]] = &[
         &["list"],
         &["list", "-o", "wide"],
+        &["list", "-o", "json"],
+        &["status", "Q0", "-o", "json"],
         &["logs", "Q0"],
         &["logs", "Q0", "--no-follow"],
         &["logs", "--all"],

@@ -388,7 +388,7 @@ fn log_bytes_that_are_not_utf8_keep_markers_and_archive_byte_for_byte() {
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(logs[0].with_extension("json")).unwrap()).unwrap();
     assert_eq!(summary["commit"], "abc1234");
-    assert_eq!(summary["logBytes"], bytes.len());
+    assert_eq!(summary["log_bytes"], bytes.len());
     assert_eq!(
         env.kubectl(&["get", "pods", "-n", NS, "-o", "name"]).stdout,
         ""

@@ -27,7 +27,9 @@ fn list_shows_a_table_and_other_formats() {
     let header: Vec<&str> = lines[0].split_whitespace().collect();
     assert_eq!(
         header,
-        ["TASK", "POD", "PHASE", "EXIT", "AGE", "DURATION", "BRANCH"]
+        [
+            "TASK", "POD", "STATUS", "EXIT", "AGE", "DURATION", "BRANCH", "STEP"
+        ]
     );
     let t2: Vec<&str> = lines
         .iter()
@@ -35,19 +37,29 @@ fn list_shows_a_table_and_other_formats() {
         .unwrap()
         .split_whitespace()
         .collect();
-    assert_eq!(&t2[..4], ["T2", "agent-t2", "Failed", "12"]);
-    assert_eq!(t2[6], "specs/1/T2-async");
+    // Exit 12 is the agent's `agent` step (no log to read here): STATUS says so.
+    assert_eq!(&t2[..5], ["T2", "agent-t2", "Failed", "(agent)", "12"]);
+    assert_eq!(t2[7], "specs/1/T2-async");
 
     let r = env.asdo(&["list", "--phase", "succeeded", "-o", "name"]);
     assert_eq!(r.stdout, "pod/agent-t1\npod/agent-t4\n", "{r:?}");
 
+    // The task objects (the Pods are kubectl's: get pods -l app=agent-orchestrator -o json).
     let r = env.asdo(&["list", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["items"].as_array().unwrap().len(), 4);
+    let tasks = v.as_array().unwrap();
+    assert_eq!(tasks.len(), 4);
+    assert_eq!(tasks[1]["id"], "T2");
+    assert_eq!(tasks[1]["status"], "Failed (agent)");
 
     let r = env.asdo(&["list", "-o", "wide"]);
     assert!(
         r.stdout.lines().next().unwrap().contains("NODE")
+            && r.stdout
+                .lines()
+                .next()
+                .unwrap()
+                .contains("TOKENS   COST   PR")
             && r.stdout.contains("git@github.com:o/r.git"),
         "{r:?}"
     );

@@ -25,6 +25,7 @@ mod readme;
 mod results;
 mod spawn;
 mod speckit;
+mod task_object;
 mod traces;
 mod ui;
 mod visibility;

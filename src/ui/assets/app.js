@@ -2,8 +2,8 @@
 // from the cluster goes into the page as text (textContent), never as HTML.
 "use strict";
 
-const STATES = ["Running", "Pending", "Succeeded", "Failed", "Unknown"];
-const COLORS = { Running: "#2563eb", Pending: "#d97706", Succeeded: "#16a34a", Failed: "#dc2626", Unknown: "#6b7280" };
+const STATES = ["Running", "Queued", "Pending", "Succeeded", "Failed", "Unknown"];
+const COLORS = { Running: "#2563eb", Queued: "#7c3aed", Pending: "#d97706", Succeeded: "#16a34a", Failed: "#dc2626", Unknown: "#6b7280" };
 const $ = (s) => document.querySelector(s);
 const rows = new Map();
 // Timings the browser test and the benchmark read.
@@ -24,8 +24,8 @@ function dur(s) {
   return m + "m" + String(s % 60).padStart(2, "0") + "s";
 }
 function elapsed(r) {
-  if (r.state === "Running" && r.started) return Math.max(0, Math.round((Date.now() - Date.parse(r.started)) / 1000));
-  return r.duration_s;
+  if (r.phase === "Running" && r.started) return Math.max(0, Math.round((Date.now() - Date.parse(r.started)) / 1000));
+  return r.duration_seconds;
 }
 function tokens(r) {
   if (r.tokens_in === null || r.tokens_in === undefined) return "–";
@@ -49,16 +49,16 @@ function cell(tr, cls, text) { const td = el("td", cls, text); tr.appendChild(td
 function fillRow(tr, r) {
   tr.textContent = "";
   tr.dataset.key = r.key;
-  tr.dataset.state = r.state;
+  tr.dataset.state = r.phase;
   tr.dataset.status = r.status;
   const t = cell(tr, "task");
-  const a = el("a", null, r.task); a.href = taskHref(r); t.appendChild(a);
+  const a = el("a", null, r.id); a.href = taskHref(r); t.appendChild(a);
   if (showNs) t.appendChild(el("span", "ns", r.namespace));
   const s = cell(tr, "status");
-  const b = el("span", "badge s-" + r.state); b.appendChild(el("span", "dot s-" + r.state)); b.appendChild(document.createTextNode(r.status));
+  const b = el("span", "badge s-" + r.phase); b.appendChild(el("span", "dot s-" + r.phase)); b.appendChild(document.createTextNode(r.status));
   s.appendChild(b);
   if (r.message) s.appendChild(el("span", "msg", r.message));
-  const st = cell(tr, "step", r.last_step || (r.state === "Pending" ? "" : "–"));
+  const st = cell(tr, "step", r.last_step || (r.phase === "Pending" || r.phase === "Queued" ? "" : "–"));
   if (r.last_step) st.title = r.last_step;
   cell(tr, "num dur", dur(elapsed(r)));
   cell(tr, "num", tokens(r));
@@ -71,10 +71,10 @@ function fillRow(tr, r) {
 }
 
 function matches(r) {
-  if (stateFilter && r.state !== stateFilter) return false;
+  if (stateFilter && r.phase !== stateFilter) return false;
   const q = $("#filter").value.trim().toLowerCase();
   if (!q) return true;
-  return [r.task, r.pod, r.namespace, r.status, r.branch, r.last_step, r.message].some((v) => v && v.toLowerCase().includes(q));
+  return [r.id, r.pod, r.namespace, r.status, r.branch, r.last_step, r.message].some((v) => v && v.toLowerCase().includes(q));
 }
 
 function sorted() {
@@ -135,7 +135,7 @@ function renderSummary() {
     counts.appendChild(c);
   };
   chip("All", null, all.length);
-  for (const s of STATES) { const n = all.filter((r) => r.state === s).length; if (n || s !== "Unknown") chip(s, s, n); }
+  for (const s of STATES) { const n = all.filter((r) => r.phase === s).length; if (n || (s !== "Unknown" && s !== "Queued")) chip(s, s, n); }
   $("#empty").hidden = all.length > 0;
   renderTimeline(all);
   window.asdoStats.rendered = all.length;
@@ -185,15 +185,15 @@ function renderTimeline(all) {
     const rect = document.createElementNS(NS, "rect");
     rect.setAttribute("x", x(start(r))); rect.setAttribute("y", y);
     rect.setAttribute("width", Math.max(3, x(end(r)) - x(start(r)))); rect.setAttribute("height", bar);
-    rect.setAttribute("rx", Math.min(4, bar / 2)); rect.setAttribute("fill", COLORS[r.state] || COLORS.Unknown);
-    if (r.state === "Running") rect.setAttribute("fill-opacity", "0.75");
+    rect.setAttribute("rx", Math.min(4, bar / 2)); rect.setAttribute("fill", COLORS[r.phase] || COLORS.Unknown);
+    if (r.phase === "Running") rect.setAttribute("fill-opacity", "0.75");
     const title = document.createElementNS(NS, "title");
-    title.textContent = r.task + " — " + r.status + " — " + dur(elapsed(r));
+    title.textContent = r.id + " — " + r.status + " — " + dur(elapsed(r));
     rect.appendChild(title); a.appendChild(rect);
     if (label) {
       const t = document.createElementNS(NS, "text");
       t.setAttribute("x", 0); t.setAttribute("y", y + bar - 3); t.setAttribute("font-size", "11.5"); t.setAttribute("fill", "#374151");
-      t.textContent = r.task; a.appendChild(t);
+      t.textContent = r.id; a.appendChild(t);
     }
     svg.appendChild(a);
   });
@@ -211,7 +211,7 @@ function tasksView() {
     remove(k) { removeRow(k); },
   });
   // Durations of running tasks tick here, in the page: no request for that.
-  setInterval(() => { for (const [k, tr] of trs) { const r = rows.get(k); if (r && r.state === "Running") tr.querySelector(".dur").textContent = dur(elapsed(r)); } renderTimeline([...rows.values()]); }, 5000);
+  setInterval(() => { for (const [k, tr] of trs) { const r = rows.get(k); if (r && r.phase === "Running") tr.querySelector(".dur").textContent = dur(elapsed(r)); } renderTimeline([...rows.values()]); }, 5000);
 }
 
 let showNs = false;
@@ -243,9 +243,9 @@ function taskView(ns, pod) {
   $("#t-title").textContent = pod;
   const show = (r) => {
     row = r;
-    document.title = r.task + " · " + r.status + " · asdo";
-    $("#t-title").textContent = r.task;
-    const b = $("#t-status"); b.className = "badge s-" + r.state; b.textContent = r.status;
+    document.title = r.id + " · " + r.status + " · asdo";
+    $("#t-title").textContent = r.id;
+    const b = $("#t-status"); b.className = "badge s-" + r.phase; b.textContent = r.status;
     const why = $("#t-why"); why.hidden = !r.message; why.textContent = r.message || "";
     const f = $("#t-facts"); f.textContent = "";
     fact(f, "Pod", r.pod); fact(f, "Namespace", r.namespace);
@@ -257,17 +257,17 @@ function taskView(ns, pod) {
     fact(s, "Outcome", r.last_marker); fact(s, "Commit", r.commit); fact(s, "Files", r.files);
     fact(s, "Tokens", tokens(r)); fact(s, "Cost", cost(r));
     if (r.pr_url) fact(s, "Pull request", r.pr_url, r.pr_url); else fact(s, "Pull request", null);
-    $("#attach-cmd").textContent = "asdo attach " + r.task + " -n " + r.namespace;
+    $("#attach-cmd").textContent = "asdo attach " + r.id + " -n " + r.namespace;
     $("#confirm-pod").textContent = r.pod;
-    $("#replace-cmd").textContent = "asdo spawn --task-id " + r.task + " --branch " + (r.branch || "…") + " --repo " + (r.repo || "…") + " --prompt-file … --replace -n " + r.namespace;
+    $("#replace-cmd").textContent = "asdo spawn --task-id " + r.id + " --branch " + (r.branch || "…") + " --repo " + (r.repo || "…") + " --prompt-file … --replace -n " + r.namespace;
     // A follow-up in flight owns the button and its note: a row update (each step line
     // makes one) must not re-enable Send or wipe what the send is saying.
-    sendAllowed = r.state === "Running";
+    sendAllowed = r.phase === "Running";
     if (!sendBusy) {
       $("#send").disabled = !sendAllowed;
       $("#send-note").textContent = sendAllowed ? "" : "Follow-ups reach running tasks only.";
     }
-    if (!diffAsked && (r.state === "Succeeded" || r.state === "Failed")) { diffAsked = true; loadDiff(); }
+    if (!diffAsked && (r.phase === "Succeeded" || r.phase === "Failed")) { diffAsked = true; loadDiff(); }
   };
   const loadDiff = () => {
     fetch("/api/tasks/" + encodeURIComponent(ns) + "/" + encodeURIComponent(pod) + "/diff")
