@@ -6,32 +6,54 @@
 //! child also keeps stdout, which carries the MCP protocol here, out of reach of
 //! the verbs' own printing, and a verb that fails cannot take the server down.
 //!
-//! Results: the CLI's stdout as short text (bounded), plus structured content. A
+//! Results: every tool declares an `outputSchema` and returns `structuredContent`
+//! of that shape (`output`), plus short text for clients that read only text. A
 //! usage error (exit 2) or a run-time failure is `isError: true` with the CLI's
 //! one-line `error: …` message. For `wait_tasks`, `task_logs` and `send_message` a
 //! failed task or a timeout is a result, not a tool error: the tool did its job.
 //!
+//! Long calls: a `wait_tasks` call with a `progressToken` gets one
+//! `notifications/progress` per task as it ends. A client that declares the MCP
+//! Tasks extension (`io.modelcontextprotocol/tasks`) gets `spawn_task` and
+//! `wait_tasks` as tasks: the call returns a task handle at once, `tasks/get` shows
+//! how far it got (`statusMessage`) and then its result, and `tasks/cancel` kills
+//! the child as a cancelled call does.
+//!
 //! Hostile input: the client may be a prompt-injected model. Every argument is
-//! checked here as the CLI's typed value (task id, namespace, selector, duration…)
-//! before any process starts, and refused with `isError` and one line; the child's
-//! command line is built by `crate::argv`, where a value can never become a flag.
-//! Prompts and messages, which are free text of any size, go to the child on stdin,
-//! never into argv or a file. Each child runs in its own process group, killed when
-//! its request is cancelled or the server goes away.
+//! checked (`args`) as the CLI's typed value before any process starts, and refused
+//! with `isError` and one line; the child's command line is built by `crate::argv`,
+//! where a value can never become a flag. Prompts and messages, which are free text
+//! of any size, go to the child on stdin, never into argv or a file. Each child runs
+//! in its own process group, killed when its request or task is cancelled or the
+//! server goes away.
 
-use std::path::{Path, PathBuf};
+mod args;
+mod output;
+
+use std::future::Future;
+use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
-use rmcp::service::RequestContext;
-use rmcp::{
-    ErrorData, RoleServer, ServerHandler, ServiceExt, schemars, tool, tool_handler, tool_router,
+use rmcp::model::{
+    CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock, CreateTaskResult,
+    GetTaskParams, GetTaskResult, ProgressNotificationParam, ProgressToken, ServerCapabilities,
+    ServerConfig, UpdateTaskParams,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use rmcp::service::{Peer, RequestContext};
+use rmcp::task_manager::{TaskContext, TaskExit, TaskManager, TaskOptions};
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
+use serde::Serialize;
+use tokio::sync::mpsc;
 
+use self::args::{
+    AnswerTask, Checked, CleanupTasks, ListTasks, Place, Refused, SendMessage, SpawnTask, TaskLogs,
+    TaskStatus, WaitTasks,
+};
+use self::output::TaskSummary;
 use crate::argv::{Argv, GlobalFlags};
 use crate::error::{Error, Result, exit};
 
@@ -39,15 +61,12 @@ use crate::error::{Error, Result, exit};
 const MAX_TEXT: usize = 64 * 1024;
 /// `task_logs` never returns more than this, whatever max_bytes asks.
 const MAX_LOG_BYTES: usize = 1024 * 1024;
-/// Bounds on what a tool call may hand the CLI, so a refusal is one short line
-/// (and argv never nears the kernel's limit): ids and names are far shorter.
-const MAX_NAME: usize = 253;
-/// `--set` values and repository URLs.
-const MAX_VALUE: usize = 16 * 1024;
-/// `wait_tasks` ids per call.
-const MAX_TASK_IDS: usize = 1000;
-/// A prompt or message (sent on stdin): the size of a ConfigMap, the most spawn can carry.
-const MAX_TEXT_INPUT: usize = 1024 * 1024;
+/// How long an MCP task lives beyond the work it runs: a finished task's result stays
+/// readable (`tasks/get`) for about this long, and a task still running this long after
+/// its own bound (a wait's timeout) is failed and its child killed.
+const TASK_GRACE: Duration = Duration::from_secs(10 * 60);
+/// `spawn_task` as a task: spawn returns at once, bounded by the request timeouts.
+const SPAWN_BOUND: Duration = Duration::from_secs(5 * 60);
 
 /// What every child asdo gets: the server's own global flags.
 #[derive(Debug, Clone)]
@@ -62,132 +81,10 @@ pub struct Defaults {
 #[derive(Clone)]
 pub struct Server {
     defaults: Defaults,
+    /// The MCP tasks this server runs (rmcp's store: ids, states, results, expiry).
+    tasks: TaskManager,
     #[allow(dead_code, reason = "read by the tool_handler macro")]
     tool_router: ToolRouter<Server>,
-}
-
-/// Where a tool works; each field defaults to the server's flags.
-#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
-pub struct Place {
-    /// Namespace of the task pods (default: the server's -n, else the environment's).
-    pub namespace: Option<String>,
-    /// Environment whose chart values apply: dev, stg or prod.
-    pub environment: Option<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct SpawnTask {
-    /// Task id, e.g. T001 (the pod is agent-<id lowercased>).
-    pub task_id: String,
-    /// Git branch the agent works on and pushes, e.g. specs/001-auth/T001-async.
-    pub branch: String,
-    /// Git repository URL (https://, ssh://, git@host:path or file://).
-    pub repo: String,
-    /// What the agent should do (default: implement the task from the spec's tasks.md).
-    pub prompt: Option<String>,
-    /// A pod path under /workspace, or the spec directory (spec-kit's FEATURE_DIR).
-    pub context_dir: Option<String>,
-    /// OpenCode model, provider/model.
-    pub model: Option<String>,
-    /// Secret holding the git SSH private key.
-    pub ssh_secret: Option<String>,
-    /// Container image.
-    pub image: Option<String>,
-    /// Chart values, Helm --set syntax: ["pod.activeDeadlineSeconds=3600"].
-    #[serde(default)]
-    pub set: Vec<String>,
-    /// Delete an existing finished pod of the same task first.
-    #[serde(default)]
-    pub replace: bool,
-    /// Only render the pod; contact no cluster.
-    #[serde(default)]
-    pub dry_run: bool,
-    #[serde(flatten)]
-    pub place: Place,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct ListTasks {
-    /// Only pods in this phase (Pending, Running, Succeeded, Failed, Unknown).
-    pub phase: Option<String>,
-    /// Extra label selector, added to app=agent-orchestrator.
-    pub selector: Option<String>,
-    /// Every namespace.
-    #[serde(default)]
-    pub all_namespaces: bool,
-    #[serde(flatten)]
-    pub place: Place,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct TaskStatus {
-    /// Task id (T001) or pod name (agent-t001).
-    pub task_id: String,
-    #[serde(flatten)]
-    pub place: Place,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct TaskLogs {
-    /// Task id (T001) or pod name (agent-t001).
-    pub task_id: String,
-    /// The last N lines (default 200).
-    pub tail: Option<i64>,
-    /// Only lines newer than this, e.g. 10m.
-    pub since: Option<String>,
-    /// Return at most this many bytes, the newest (default 65536, at most 1048576).
-    pub max_bytes: Option<usize>,
-    #[serde(flatten)]
-    pub place: Place,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct WaitTasks {
-    /// Task ids (T001) or pod names; empty with all=true waits for every task pod.
-    #[serde(default)]
-    pub task_ids: Vec<String>,
-    /// Every task pod in the namespace now.
-    #[serde(default)]
-    pub all: bool,
-    /// Give up after this long, e.g. 10m (default 10m).
-    pub timeout: Option<String>,
-    #[serde(flatten)]
-    pub place: Place,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct SendMessage {
-    /// Task id (T001) or pod name (agent-t001).
-    pub task_id: String,
-    /// The follow-up message for the task's OpenCode session.
-    pub message: String,
-    /// Give up waiting for the answer after this long, e.g. 10m (default 30m).
-    pub timeout: Option<String>,
-    #[serde(flatten)]
-    pub place: Place,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct CleanupTasks {
-    /// Only this phase (Pending/Running/Unknown need force).
-    pub phase: Option<String>,
-    /// Only this task.
-    pub task_id: Option<String>,
-    /// Extra label selector.
-    pub selector: Option<String>,
-    /// Only pods finished (else created) longer ago than this, e.g. 2h.
-    pub older_than: Option<String>,
-    /// Every phase (needs force).
-    #[serde(default)]
-    pub all: bool,
-    /// Allow deleting pods that may still run.
-    #[serde(default)]
-    pub force: bool,
-    /// Only say what would be deleted.
-    #[serde(default)]
-    pub dry_run: bool,
-    #[serde(flatten)]
-    pub place: Place,
 }
 
 /// One run of the CLI.
@@ -219,7 +116,11 @@ impl Ran {
 /// `isError: true` with one line, and the exit code it stands for.
 fn error_result(code: i32, msg: String) -> CallToolResult {
     let mut r = CallToolResult::error(vec![ContentBlock::text(msg.clone())]);
-    r.structured_content = Some(json!({"exit_code": code, "error": msg}));
+    r.structured_content = serde_json::to_value(output::Failure {
+        exit_code: code,
+        error: msg,
+    })
+    .ok();
     r
 }
 
@@ -228,10 +129,22 @@ fn refused(e: Refused) -> CallToolResult {
     error_result(exit::USAGE, e.0)
 }
 
-fn ok(text: String, structured: Value) -> CallToolResult {
-    let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);
-    r.structured_content = Some(structured);
-    r
+/// A call cancelled by the client (it no longer reads the answer).
+fn cancelled() -> CallToolResult {
+    error_result(exit::INTERRUPTED, "cancelled".into())
+}
+
+/// A result: `text` for older clients, `value` as structuredContent (of the tool's
+/// outputSchema type).
+fn ok(text: String, value: &impl Serialize) -> CallToolResult {
+    match serde_json::to_value(value) {
+        Ok(v) => {
+            let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);
+            r.structured_content = Some(v);
+            r
+        }
+        Err(e) => error_result(exit::FAILURE, format!("cannot encode the result: {e}")),
+    }
 }
 
 /// Keeps the last `max` bytes (on a line boundary when there is one); true when cut.
@@ -246,127 +159,6 @@ fn keep_tail(s: &str, max: usize) -> (String, bool) {
     let cut = &s[start..];
     let cut = cut.find('\n').map_or(cut, |i| &cut[i + 1..]);
     (cut.to_string(), true)
-}
-
-/// Why a tool argument was refused: one line naming the argument.
-#[derive(Debug)]
-struct Refused(String);
-
-type Checked<T = ()> = std::result::Result<T, Refused>;
-
-/// The argument's name in front of the CLI's own message for the value.
-fn named(field: &str, r: Result<impl Sized>) -> Checked {
-    r.map(|_| ()).map_err(|e| Refused(format!("{field}: {e}")))
-}
-
-/// Length and control characters first, so the typed check's message (which quotes
-/// the value) stays one short line.
-fn bounded(field: &str, s: &str, max: usize) -> Checked {
-    if s.len() > max {
-        return Err(Refused(format!(
-            "{field}: {} bytes is too long (at most {max})",
-            s.len()
-        )));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(Refused(format!(
-            "{field}: control characters are not allowed"
-        )));
-    }
-    Ok(())
-}
-
-/// A task id (T001) or pod name (agent-t001), as `logs`/`status`/`wait`/`send` take it.
-fn task_ref(field: &str, s: &str) -> Checked {
-    bounded(field, s, MAX_NAME)?;
-    named(field, crate::task::pod_name_for(s))
-}
-
-/// A task id as `spawn` takes it.
-fn task_id(field: &str, s: &str) -> Checked {
-    bounded(field, s, MAX_NAME)?;
-    named(field, crate::task::validate_task_id(s))
-}
-
-fn duration(field: &str, s: &str) -> Checked {
-    bounded(field, s, 64)?;
-    crate::humantime::parse(s)
-        .map(|_| ())
-        .map_err(|e| Refused(format!("{field}: {e}")))
-}
-
-fn selector(field: &str, s: &str) -> Checked {
-    bounded(field, s, MAX_VALUE)?;
-    named(field, crate::validate::selector(s))
-}
-
-/// A pod phase word; the CLI names the known ones when it is not one of them.
-fn phase(field: &str, s: &str) -> Checked {
-    if s.is_empty() || s.len() > 32 || !s.bytes().all(|b| b.is_ascii_alphabetic()) {
-        return Err(Refused(format!(
-            "{field}: use one of Pending, Running, Succeeded, Failed, Unknown"
-        )));
-    }
-    Ok(())
-}
-
-/// A free-form single value (model, `--set KEY=VALUE`): bounded, one line, and not
-/// looking like a flag (it is passed as `--flag=value` anyway).
-fn plain(field: &str, s: &str, max: usize) -> Checked {
-    bounded(field, s, max)?;
-    if s.starts_with('-') || s.trim().is_empty() {
-        return Err(Refused(format!(
-            "{field}: must not be empty or start with '-'"
-        )));
-    }
-    Ok(())
-}
-
-/// Free text for stdin: any characters, bounded.
-fn text(field: &str, s: &str) -> Checked {
-    if s.len() > MAX_TEXT_INPUT {
-        return Err(Refused(format!(
-            "{field}: {} bytes is too long (at most {MAX_TEXT_INPUT})",
-            s.len()
-        )));
-    }
-    Ok(())
-}
-
-/// `context_dir`: a pod path under /workspace, or a directory of the project the
-/// server runs in (relative, or absolute inside the working directory). spawn reads a
-/// host path to find the spec-kit feature and writes its delegation file there, so a
-/// tool call may not name a directory elsewhere on this machine.
-fn context_dir(field: &str, s: &str) -> Checked {
-    bounded(field, s, 4096)?;
-    if s == "/workspace" || s.starts_with("/workspace/") {
-        return if s.split('/').any(|p| p == "..") {
-            Err(Refused(format!("{field}: must not contain '..'")))
-        } else {
-            Ok(())
-        };
-    }
-    let path = Path::new(s);
-    if path.is_relative() {
-        if s.starts_with('-') || path.components().any(|c| c.as_os_str() == "..") {
-            return Err(Refused(format!(
-                "{field}: a project-relative path must not start with '-' or contain '..'"
-            )));
-        }
-        return Ok(());
-    }
-    let inside = std::env::current_dir()
-        .and_then(|cwd| cwd.canonicalize())
-        .ok()
-        .zip(path.canonicalize().ok())
-        .is_some_and(|(cwd, p)| p.starts_with(cwd));
-    if inside {
-        Ok(())
-    } else {
-        Err(Refused(format!(
-            "{field}: {s:?} is outside the project this server runs in: give a pod path under /workspace or a directory of the project"
-        )))
-    }
 }
 
 /// A running child's process group, killed (SIGKILL) when this is dropped armed:
@@ -394,40 +186,95 @@ impl Drop for Group {
     }
 }
 
+/// Where a long call reports how far it got, as the tasks it waits for end.
+enum Progress {
+    /// The caller asked for nothing.
+    None,
+    /// `notifications/progress` with the request's progressToken.
+    Notify {
+        peer: Peer<RoleServer>,
+        token: ProgressToken,
+    },
+    /// The MCP task's `statusMessage`, read by `tasks/get` (a task's request has
+    /// already been answered, so its progressToken is no longer live).
+    Task(TaskContext),
+}
+
+impl Progress {
+    fn of(ctx: &RequestContext<RoleServer>) -> Progress {
+        match ctx.meta.get_progress_token() {
+            Some(token) => Progress::Notify {
+                peer: ctx.peer.clone(),
+                token,
+            },
+            None => Progress::None,
+        }
+    }
+
+    /// `done` of `total` (when known) have ended; `line` is the latest.
+    async fn report(&self, done: usize, total: Option<usize>, line: &str) {
+        let of = total.map_or(String::new(), |t| format!(" of {t}"));
+        let message = format!("{done}{of} ended; last: {line}");
+        match self {
+            Progress::None => {}
+            Progress::Notify { peer, token } => {
+                let mut p = ProgressNotificationParam::new(token.clone(), done as f64)
+                    .with_message(message);
+                if let Some(t) = total {
+                    p = p.with_total(t as f64);
+                }
+                // A client gone away is noticed by the call itself.
+                let _ = peer.notify_progress(p).await;
+            }
+            Progress::Task(t) => t.set_status_message(message),
+        }
+    }
+}
+
+/// A checked call: the child's argv and its global flags.
+struct Prepared {
+    argv: Argv,
+    globals: GlobalFlags,
+}
+
+/// Whether this request may be answered with an MCP task: the client declared the
+/// Tasks extension (per request, or at initialize for a session).
+fn wants_task(ctx: &RequestContext<RoleServer>) -> bool {
+    ctx.client_capabilities()
+        .is_some_and(|c| c.supports_tasks())
+}
+
 impl Server {
     pub fn new(defaults: Defaults) -> Server {
         Server {
             defaults,
+            tasks: TaskManager::new(),
             tool_router: Self::tool_router(),
         }
     }
 
-    /// The server's global flags with the tool's namespace/environment, each checked.
-    fn globals(&self, place: &Place) -> Checked<GlobalFlags> {
-        let mut g = self.defaults.globals.clone();
-        if let Some(ns) = &place.namespace {
-            bounded("namespace", ns, MAX_NAME)?;
-            named("namespace", crate::validate::namespace(ns))?;
-            g.namespace = Some(ns.clone());
-        }
-        if let Some(env) = &place.environment {
-            bounded("environment", env, MAX_NAME)?;
-            named("environment", crate::values::defaults_for(env))?;
-            g.environment = env.clone();
-        }
-        Ok(g)
+    /// Checks the arguments and the place; a refusal is the tool's result.
+    fn prepare(
+        &self,
+        place: &Place,
+        argv: Checked<Argv>,
+    ) -> std::result::Result<Prepared, CallToolResult> {
+        let argv = argv.map_err(refused)?;
+        let globals = args::globals(&self.defaults.globals, place).map_err(refused)?;
+        Ok(Prepared { argv, globals })
     }
 
     /// Runs `asdo <argv> <global flags>`, `input` on its stdin (else stdin closed),
-    /// output collected; the child's process group is killed if `ctx` is cancelled.
+    /// output collected, each stdout line also sent to `lines` as it comes. The
+    /// child's process group is killed if `cancel` resolves first (None then).
     async fn asdo(
         &self,
-        globals: &GlobalFlags,
-        mut argv: Argv,
+        Prepared { mut argv, globals }: Prepared,
         input: Option<String>,
-        ctx: &RequestContext<RoleServer>,
+        cancel: impl Future<Output = ()>,
+        lines: Option<mpsc::UnboundedSender<String>>,
     ) -> Result<Option<Ran>> {
-        use tokio::io::AsyncWriteExt;
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
         let exe = &self.defaults.exe;
         globals.push_onto(&mut argv);
         let mut cmd = tokio::process::Command::new(exe);
@@ -442,21 +289,47 @@ impl Server {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| Error::other(format!("cannot run {}: {e}", exe.display())))?;
+        let cannot = |e: std::io::Error| Error::other(format!("cannot run {}: {e}", exe.display()));
+        let mut child = cmd.spawn().map_err(cannot)?;
         let mut group = Group(child.id());
-        let stdin = child.stdin.take();
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let feed = async move {
             if let (Some(mut pipe), Some(text)) = (stdin, input) {
                 // A child that exits early (bad input) closes its end: not our error.
                 let _ = pipe.write_all(text.as_bytes()).await;
             }
         };
-        let run = async { tokio::join!(feed, child.wait_with_output()).1 };
-        let out = tokio::select! {
-            out = run => out.map_err(|e| Error::other(format!("cannot run {}: {e}", exe.display())))?,
-            () = ctx.ct.cancelled() => {
+        // Line by line, so a caller hears of each line (a task's end) when it is printed.
+        let read_out = async move {
+            let mut all = Vec::new();
+            if let Some(out) = stdout {
+                let mut out = tokio::io::BufReader::new(out);
+                let mut line = Vec::new();
+                while out.read_until(b'\n', &mut line).await.unwrap_or(0) > 0 {
+                    if let Some(tx) = &lines {
+                        let text = String::from_utf8_lossy(&line);
+                        let _ = tx.send(text.trim_end_matches('\n').to_string());
+                    }
+                    all.append(&mut line);
+                }
+            }
+            all
+        };
+        let read_err = async move {
+            let mut all = Vec::new();
+            if let Some(mut err) = stderr {
+                let _ = err.read_to_end(&mut all).await;
+            }
+            all
+        };
+        let run = async {
+            let (_, out, err, status) = tokio::join!(feed, read_out, read_err, child.wait());
+            status.map(|s| (s, out, err))
+        };
+        let (status, out, err) = tokio::select! {
+            r = run => r.map_err(cannot)?,
+            () = cancel => {
                 group.kill();
                 return Ok(None);
             }
@@ -464,14 +337,32 @@ impl Server {
         // Exited: its group id may be reused from now on, so it is not signalled.
         group.0 = None;
         Ok(Some(Ran {
-            code: out.status.code().unwrap_or(exit::FAILURE),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: status.code().unwrap_or(exit::FAILURE),
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
         }))
     }
 
-    /// Checks the place, runs the CLI, and makes the tool's result.
-    async fn run_tool(
+    /// Runs a checked call and makes the tool's result; None when cancelled.
+    async fn run(
+        &self,
+        prepared: Prepared,
+        input: Option<String>,
+        cancel: impl Future<Output = ()>,
+        lines: Option<mpsc::UnboundedSender<String>>,
+        ok_codes: &[i32],
+        make: impl FnOnce(&Ran) -> CallToolResult,
+    ) -> Option<CallToolResult> {
+        Some(match self.asdo(prepared, input, cancel, lines).await {
+            Err(e) => error_result(exit::FAILURE, e.to_string()),
+            Ok(None) => return None,
+            Ok(Some(ran)) if ran.code == exit::OK || ok_codes.contains(&ran.code) => make(&ran),
+            Ok(Some(ran)) => ran.tool_error(),
+        })
+    }
+
+    /// The usual tool: checked, run while the request lives, its result made by `make`.
+    async fn call(
         &self,
         place: &Place,
         argv: Checked<Argv>,
@@ -480,403 +371,388 @@ impl Server {
         ok_codes: &[i32],
         make: impl FnOnce(&Ran) -> CallToolResult,
     ) -> CallToolResult {
-        let (argv, globals) = match argv.and_then(|a| Ok((a, self.globals(place)?))) {
-            Ok(v) => v,
-            Err(e) => return refused(e),
+        match self.prepare(place, argv) {
+            Ok(p) => self
+                .run(p, input, ctx.ct.cancelled(), None, ok_codes, make)
+                .await
+                .unwrap_or_else(cancelled),
+            Err(refusal) => refusal,
+        }
+    }
+
+    /// Runs `work` as an MCP task and answers the request with its handle. The task
+    /// ends `cancelled` when `tasks/cancel` stops the work (its child killed), and is
+    /// failed (child killed too) if it is still running `bound` + TASK_GRACE on.
+    fn as_task<F>(&self, bound: Duration, work: impl FnOnce(TaskContext) -> F) -> CallToolResponse
+    where
+        F: Future<Output = Option<CallToolResult>> + Send + 'static,
+    {
+        let ttl = u64::try_from((bound + TASK_GRACE).as_millis()).unwrap_or(u64::MAX);
+        let task = self.tasks.spawn(
+            TaskOptions::new()
+                .with_ttl_ms(ttl)
+                .with_status_message("running"),
+            |t| {
+                let run = work(t);
+                Box::pin(async move { run.await.ok_or(TaskExit::Cancelled) })
+            },
+        );
+        CreateTaskResult::new(task).into()
+    }
+
+    async fn spawn_work(
+        &self,
+        prepared: Prepared,
+        a: SpawnTask,
+        cancel: impl Future<Output = ()>,
+    ) -> Option<CallToolResult> {
+        let input = a.prompt.clone();
+        self.run(prepared, input, cancel, None, &[], |ran| {
+            let Ok(pod) = serde_json::from_str::<serde_json::Value>(&ran.stdout) else {
+                return error_result(
+                    exit::FAILURE,
+                    format!(
+                        "asdo spawn -o json printed no pod: {:?}",
+                        keep_tail(&ran.stdout, 200).0
+                    ),
+                );
+            };
+            let task = TaskSummary::of_pod(&pod);
+            let pod_name = task.pod.clone().unwrap_or_default();
+            let text = if a.dry_run {
+                format!("dry run: task {} would create pod {pod_name}", a.task_id)
+            } else {
+                format!(
+                    "task {}: pod {pod_name} ({}) in namespace {}; follow it with task_logs or wait_tasks",
+                    a.task_id,
+                    task.phase.as_deref().unwrap_or("Pending"),
+                    task.namespace.as_deref().unwrap_or("-"),
+                )
+            };
+            let spawned = output::Spawned {
+                task,
+                dry_run: a.dry_run,
+                manifest: a.dry_run.then_some(pod),
+            };
+            ok(text, &spawned)
+        })
+        .await
+    }
+
+    /// `asdo wait`, each ended task reported to `progress` as its line is printed.
+    async fn wait_work(
+        &self,
+        prepared: Prepared,
+        total: Option<usize>,
+        cancel: impl Future<Output = ()>,
+        progress: Progress,
+    ) -> Option<CallToolResult> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let report = async {
+            let mut done = 0;
+            while let Some(line) = rx.recv().await {
+                if output::ended(&line).is_some() {
+                    done += 1;
+                    progress.report(done, total, &line).await;
+                }
+            }
         };
-        match self.asdo(&globals, argv, input, ctx).await {
-            Err(e) => error_result(exit::FAILURE, e.to_string()),
-            Ok(None) => error_result(exit::FAILURE, "cancelled".into()),
-            Ok(Some(ran)) if ran.code == exit::OK || ok_codes.contains(&ran.code) => make(&ran),
-            Ok(Some(ran)) => ran.tool_error(),
-        }
+        let ok_codes = [exit::FAILURE, exit::TIMEOUT];
+        let run = self.run(prepared, None, cancel, Some(tx), &ok_codes, wait_result);
+        tokio::join!(run, report).0
     }
 }
 
-fn spawn_argv(a: &SpawnTask) -> Checked<Argv> {
-    task_id("task_id", &a.task_id)?;
-    bounded("branch", &a.branch, MAX_NAME)?;
-    named("branch", crate::task::validate_branch(&a.branch))?;
-    bounded("repo", &a.repo, MAX_VALUE)?;
-    named("repo", crate::task::validate_repo(&a.repo))?;
-    if let Some(p) = &a.prompt {
-        text("prompt", p)?;
+/// `wait_tasks`' result from `asdo wait`'s lines and exit code.
+fn wait_result(ran: &Ran) -> CallToolResult {
+    // `wait` says "error: …" only for what stopped it from waiting at all.
+    if ran.code == exit::FAILURE && ran.stdout.trim().is_empty() {
+        return ran.tool_error();
     }
-    if let Some(d) = &a.context_dir {
-        context_dir("context_dir", d)?;
-    }
-    if let Some(m) = &a.model {
-        plain("model", m, MAX_NAME)?;
-    }
-    if let Some(s) = &a.ssh_secret {
-        bounded("ssh_secret", s, MAX_NAME)?;
-        named("ssh_secret", crate::validate::object_name("Secret", s))?;
-    }
-    if let Some(i) = &a.image {
-        bounded("image", i, 4096)?;
-        if !crate::validate::is_image(i) {
-            return Err(Refused(format!(
-                "image: invalid image {i:?}: use [registry/]name[:tag][@sha256:digest] in lowercase"
-            )));
-        }
-    }
-    if a.set.len() > 100 {
-        return Err(Refused("set: at most 100 values".into()));
-    }
-    for s in &a.set {
-        plain("set", s, MAX_VALUE)?;
-        if !s.contains('=') {
-            return Err(Refused(format!(
-                "set: {:?} is not KEY=VALUE",
-                s.chars().take(80).collect::<String>()
-            )));
-        }
-    }
-    let mut argv = Argv::new("spawn");
-    argv.opt("task-id", &a.task_id)
-        .opt("branch", &a.branch)
-        .opt("repo", &a.repo)
-        .opt_some("context-dir", a.context_dir.as_deref())
-        .opt_some("model", a.model.as_deref())
-        .opt_some("ssh-secret", a.ssh_secret.as_deref())
-        .opt_some("image", a.image.as_deref());
-    if a.prompt.is_some() {
-        // On stdin: any size, and a prompt starting with '-' is just text.
-        argv.opt("prompt-file", "-");
-    }
-    for s in &a.set {
-        argv.opt("set", s);
-    }
-    argv.flag("replace", a.replace);
-    if a.dry_run {
-        argv.flag("dry-run", true).opt("output", "json");
-    }
-    Ok(argv)
-}
-
-fn list_argv(a: &ListTasks) -> Checked<Argv> {
-    if let Some(p) = &a.phase {
-        phase("phase", p)?;
-    }
-    if let Some(s) = &a.selector {
-        selector("selector", s)?;
-    }
-    let mut argv = Argv::new("list");
-    argv.opt("output", "json")
-        .opt_some("phase", a.phase.as_deref())
-        .opt_some("selector", a.selector.as_deref())
-        .flag("all-namespaces", a.all_namespaces);
-    Ok(argv)
-}
-
-fn status_argv(a: &TaskStatus) -> Checked<Argv> {
-    task_ref("task_id", &a.task_id)?;
-    let mut argv = Argv::new("status");
-    argv.positional(&a.task_id);
-    Ok(argv)
-}
-
-fn logs_argv(a: &TaskLogs) -> Checked<Argv> {
-    task_ref("task_id", &a.task_id)?;
-    if let Some(s) = &a.since {
-        duration("since", s)?;
-    }
-    let tail = a.tail.unwrap_or(200);
-    if tail < -1 {
-        return Err(Refused(format!(
-            "tail: {tail} is not a line count (-1 means all)"
-        )));
-    }
-    let mut argv = Argv::new("logs");
-    argv.flag("no-follow", true)
-        .opt("tail", tail.to_string())
-        .opt_some("since", a.since.as_deref())
-        .positional(&a.task_id);
-    Ok(argv)
-}
-
-fn wait_argv(a: &WaitTasks) -> Checked<Argv> {
-    if a.task_ids.len() > MAX_TASK_IDS {
-        return Err(Refused(format!(
-            "task_ids: {} ids; at most {MAX_TASK_IDS} per call",
-            a.task_ids.len()
-        )));
-    }
-    for id in &a.task_ids {
-        task_ref("task_ids", id)?;
-    }
-    let timeout = a.timeout.as_deref().unwrap_or("10m");
-    duration("timeout", timeout)?;
-    let mut argv = Argv::new("wait");
-    argv.flag("all", a.all).opt("timeout", timeout);
-    for id in &a.task_ids {
-        argv.positional(id);
-    }
-    Ok(argv)
-}
-
-fn send_argv(a: &SendMessage) -> Checked<Argv> {
-    task_ref("task_id", &a.task_id)?;
-    text("message", &a.message)?;
-    let timeout = a.timeout.as_deref().unwrap_or("30m");
-    duration("timeout", timeout)?;
-    let mut argv = Argv::new("send");
-    // The message on stdin: no file to plant a symlink at, any size, never in argv.
-    argv.opt("file", "-")
-        .opt("timeout", timeout)
-        .positional(&a.task_id);
-    Ok(argv)
-}
-
-fn cleanup_argv(a: &CleanupTasks) -> Checked<Argv> {
-    if let Some(p) = &a.phase {
-        phase("phase", p)?;
-    }
-    if let Some(t) = &a.task_id {
-        task_ref("task_id", t)?;
-    }
-    if let Some(s) = &a.selector {
-        selector("selector", s)?;
-    }
-    if let Some(d) = &a.older_than {
-        duration("older_than", d)?;
-    }
-    let mut argv = Argv::new("cleanup");
-    argv.opt_some("phase", a.phase.as_deref())
-        .opt_some("task-id", a.task_id.as_deref())
-        .opt_some("selector", a.selector.as_deref())
-        .opt_some("older-than", a.older_than.as_deref())
-        .flag("all", a.all)
-        .flag("force", a.force)
-        .flag("dry-run", a.dry_run);
-    Ok(argv)
+    let waited = output::Waited {
+        all_succeeded: ran.code == exit::OK,
+        timed_out: ran.code == exit::TIMEOUT,
+        exit_code: ran.code,
+        tasks: ran.stdout.lines().filter_map(output::ended).collect(),
+    };
+    let head = match ran.code {
+        exit::OK => "all succeeded",
+        exit::TIMEOUT => "timed out",
+        _ => "some failed",
+    };
+    ok(format!("{head}\n{}", ran.stdout.trim_end()), &waited)
 }
 
 #[tool_router]
 impl Server {
     #[tool(
-        description = "Create the pod for one task (asdo spawn): the agent clones repo, works on branch, commits and pushes. Returns at once."
+        description = "Create the pod for one task (asdo spawn): the agent clones repo, works on branch, commits and pushes. Returns at once (as an MCP task when the client supports tasks).",
+        output_schema = schema_for_output::<output::Spawned>()
     )]
     async fn spawn_task(
         &self,
         Parameters(a): Parameters<SpawnTask>,
         ctx: RequestContext<RoleServer>,
-    ) -> std::result::Result<CallToolResult, ErrorData> {
-        let argv = spawn_argv(&a);
-        let task = a.task_id.clone();
+    ) -> std::result::Result<CallToolResponse, ErrorData> {
+        let prepared = match self.prepare(&a.place, args::spawn_argv(&a)) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(refusal.into()),
+        };
+        if wants_task(&ctx) {
+            let server = self.clone();
+            return Ok(self.as_task(SPAWN_BOUND, move |t| async move {
+                server.spawn_work(prepared, a, t.cancelled()).await
+            }));
+        }
         Ok(self
-            .run_tool(&a.place, argv, a.prompt.clone(), &ctx, &[], |ran| {
-                if a.dry_run {
-                    let pod: Value = serde_json::from_str(&ran.stdout).unwrap_or(Value::Null);
-                    return ok(
-                        format!(
-                            "dry run: task {task} would create pod agent-{}",
-                            task.to_ascii_lowercase()
-                        ),
-                        json!({"task_id": task, "dry_run": true, "pod": pod}),
-                    );
-                }
-                let line = ran.stdout.trim().to_string();
-                let pod = line
-                    .split_whitespace()
-                    .next()
-                    .and_then(|p| p.strip_prefix("pod/"))
-                    .unwrap_or_default()
-                    .to_string();
-                ok(
-                    format!("{line}; follow it with task_logs or wait_tasks"),
-                    json!({"task_id": task, "pod": pod, "created": true}),
-                )
-            })
-            .await)
+            .spawn_work(prepared, a, ctx.ct.cancelled())
+            .await
+            .unwrap_or_else(cancelled)
+            .into())
     }
 
-    #[tool(description = "List task pods (asdo list): task, pod, phase, exit code, branch.")]
+    #[tool(
+        description = "List task pods (asdo list): task, pod, phase, exit code, branch.",
+        output_schema = schema_for_output::<output::TaskList>()
+    )]
     async fn list_tasks(
         &self,
         Parameters(a): Parameters<ListTasks>,
         ctx: RequestContext<RoleServer>,
-    ) -> std::result::Result<CallToolResult, ErrorData> {
-        Ok(self
-            .run_tool(&a.place, list_argv(&a), None, &ctx, &[], |ran| {
-                let list: Value = serde_json::from_str(&ran.stdout).unwrap_or(Value::Null);
-                let tasks: Vec<Value> =
-                    list.as_array().into_iter().flatten().map(summary).collect();
-                let text = if tasks.is_empty() {
-                    "no task pods".to_string()
-                } else {
-                    tasks
-                        .iter()
-                        .map(|t| {
-                            let exit = t["exit_code"]
-                                .as_i64()
-                                .map_or(String::new(), |c| format!(" exit={c}"));
-                            format!(
-                                "{} {}{exit} {}",
-                                t["task_id"].as_str().unwrap_or("?"),
-                                t["status"].as_str().unwrap_or("?"),
-                                t["branch"].as_str().unwrap_or("")
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                };
-                ok(text, json!({"tasks": tasks}))
-            })
-            .await)
+    ) -> CallToolResult {
+        self.call(&a.place, args::list_argv(&a), None, &ctx, &[], |ran| {
+            let Some(list) = output::task_list(&ran.stdout) else {
+                return error_result(exit::FAILURE, "asdo list -o json printed no list".into());
+            };
+            let text = if list.tasks.is_empty() {
+                "no task pods".to_string()
+            } else {
+                list.tasks
+                    .iter()
+                    .map(TaskSummary::line)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            ok(text, &list)
+        })
+        .await
     }
 
     #[tool(
-        description = "One task's state (asdo status): phase, exit code, branch, the agent's last marker and the pod's events."
+        description = "One task's state (asdo status): phase, exit code, branch, the agent's last marker and step, and the pod's events.",
+        output_schema = schema_for_output::<output::Status>()
     )]
     async fn task_status(
         &self,
         Parameters(a): Parameters<TaskStatus>,
         ctx: RequestContext<RoleServer>,
-    ) -> std::result::Result<CallToolResult, ErrorData> {
-        let task = a.task_id.clone();
-        Ok(self
-            .run_tool(&a.place, status_argv(&a), None, &ctx, &[], |ran| {
-                let (text, _) = keep_tail(&ran.stdout, MAX_TEXT);
-                ok(text.clone(), json!({"task_id": task, "status": text}))
-            })
-            .await)
+    ) -> CallToolResult {
+        self.call(&a.place, args::status_argv(&a), None, &ctx, &[], |ran| {
+            let (text, _) = keep_tail(&ran.stdout, MAX_TEXT);
+            ok(text, &output::status(&ran.stdout))
+        })
+        .await
     }
 
     #[tool(
-        description = "A task's log so far (asdo logs --no-follow): the last `tail` lines, bounded to max_bytes (newest kept)."
+        description = "A task's log so far (asdo logs --no-follow): the last `tail` lines, bounded to max_bytes (newest kept).",
+        output_schema = schema_for_output::<output::Logs>()
     )]
     async fn task_logs(
         &self,
         Parameters(a): Parameters<TaskLogs>,
         ctx: RequestContext<RoleServer>,
-    ) -> std::result::Result<CallToolResult, ErrorData> {
+    ) -> CallToolResult {
         let max = a.max_bytes.unwrap_or(MAX_TEXT).min(MAX_LOG_BYTES);
         let task = a.task_id.clone();
         // The exit code of `logs` is the task's own: a failed task's log is still a result.
         let task_codes: Vec<i32> = (1..=255).filter(|c| *c != exit::USAGE).collect();
-        Ok(self
-            .run_tool(&a.place, logs_argv(&a), None, &ctx, &task_codes, |ran| {
+        self.call(
+            &a.place,
+            args::logs_argv(&a),
+            None,
+            &ctx,
+            &task_codes,
+            |ran| {
                 if ran.stdout.is_empty() && ran.stderr.contains("error: ") {
                     return ran.tool_error();
                 }
-                let (text, truncated) = keep_tail(&ran.stdout, max);
-                let lines = text.lines().count();
-                ok(
-                    text.clone(),
-                    json!({"task_id": task, "log": text, "lines": lines, "truncated": truncated, "exit_code": ran.code}),
-                )
-            })
-            .await)
+                let (log, truncated) = keep_tail(&ran.stdout, max);
+                let logs = output::Logs {
+                    task_id: task,
+                    lines: log.lines().count(),
+                    log: log.clone(),
+                    truncated,
+                    exit_code: ran.code,
+                };
+                ok(log, &logs)
+            },
+        )
+        .await
     }
 
     #[tool(
-        description = "Block until the tasks finish or the timeout passes (asdo wait); one line per task with its phase, exit code and commit."
+        description = "Block until the tasks finish or the timeout passes (asdo wait): each task's phase, exit code, commit, PR. Sends a progress notification as each task ends (with a progressToken); runs as an MCP task when the client supports tasks.",
+        output_schema = schema_for_output::<output::Waited>()
     )]
     async fn wait_tasks(
         &self,
         Parameters(a): Parameters<WaitTasks>,
         ctx: RequestContext<RoleServer>,
-    ) -> std::result::Result<CallToolResult, ErrorData> {
-        let ok_codes = [exit::FAILURE, exit::TIMEOUT];
+    ) -> std::result::Result<CallToolResponse, ErrorData> {
+        let prepared = match self.prepare(&a.place, args::wait_argv(&a)) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(refusal.into()),
+        };
+        // With `all`, how many there are is only known to the child.
+        let total = (!a.all).then_some(a.task_ids.len());
+        if wants_task(&ctx) {
+            let server = self.clone();
+            return Ok(self.as_task(args::wait_timeout(&a), move |t| async move {
+                let cancel = t.cancelled();
+                server
+                    .wait_work(prepared, total, cancel, Progress::Task(t.clone()))
+                    .await
+            }));
+        }
         Ok(self
-            .run_tool(&a.place, wait_argv(&a), None, &ctx, &ok_codes, |ran| {
-                // `wait` says "error: …" only for what stopped it from waiting at all.
-                if ran.code == exit::FAILURE && ran.stdout.trim().is_empty() {
-                    return ran.tool_error();
-                }
-                let lines: Vec<&str> = ran.stdout.lines().collect();
-                let text = match ran.code {
-                    exit::OK => format!("all succeeded\n{}", ran.stdout.trim_end()),
-                    exit::TIMEOUT => format!("timed out\n{}", ran.stdout.trim_end()),
-                    _ => format!("some failed\n{}", ran.stdout.trim_end()),
-                };
-                ok(
-                    text,
-                    json!({"all_succeeded": ran.code == exit::OK, "timed_out": ran.code == exit::TIMEOUT, "exit_code": ran.code, "results": lines}),
-                )
-            })
-            .await)
+            .wait_work(prepared, total, ctx.ct.cancelled(), Progress::of(&ctx))
+            .await
+            .unwrap_or_else(cancelled)
+            .into())
     }
 
     #[tool(
-        description = "Send a follow-up message into a running task's OpenCode session (asdo send) and return its reply once the session is idle again."
+        description = "Send a follow-up message into a running task's OpenCode session (asdo send) and return its reply once the session is idle again.",
+        output_schema = schema_for_output::<output::Reply>()
     )]
     async fn send_message(
         &self,
         Parameters(a): Parameters<SendMessage>,
         ctx: RequestContext<RoleServer>,
-    ) -> std::result::Result<CallToolResult, ErrorData> {
+    ) -> CallToolResult {
         let task = a.task_id.clone();
-        let ok_codes = [exit::TIMEOUT];
         let input = Some(a.message.clone());
-        Ok(self
-            .run_tool(&a.place, send_argv(&a), input, &ctx, &ok_codes, |ran| {
-                let (text, truncated) = keep_tail(&ran.stdout, MAX_TEXT);
+        let ok_codes = [exit::TIMEOUT];
+        self.call(
+            &a.place,
+            args::send_argv(&a),
+            input,
+            &ctx,
+            &ok_codes,
+            |ran| {
+                let (reply, truncated) = keep_tail(&ran.stdout, MAX_TEXT);
                 let timed_out = ran.code == exit::TIMEOUT;
-                ok(
-                    if timed_out { format!("no answer before the timeout\n{text}") } else { text.clone() },
-                    json!({"task_id": task, "reply": text, "truncated": truncated, "timed_out": timed_out}),
-                )
-            })
-            .await)
+                let text = if timed_out {
+                    format!("no answer before the timeout\n{reply}")
+                } else {
+                    reply.clone()
+                };
+                let r = output::Reply {
+                    task_id: task,
+                    reply,
+                    truncated,
+                    timed_out,
+                };
+                ok(text, &r)
+            },
+        )
+        .await
     }
 
     #[tool(
-        description = "Delete finished task pods (asdo cleanup); with phase/task_id/selector/older_than to narrow, dry_run to preview."
+        description = "Answer a running task's permission request (once or reject) or question (asdo answer), as the user this server runs as; the request id is in the task's log (per_… or que_…).",
+        output_schema = schema_for_output::<output::Answered>()
+    )]
+    async fn answer_task(
+        &self,
+        Parameters(a): Parameters<AnswerTask>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        self.call(&a.place, args::answer_argv(&a), None, &ctx, &[], |ran| {
+            let note = ran.stderr.trim().lines().last().unwrap_or("").to_string();
+            let answered = output::Answered {
+                task_id: a.task_id.clone(),
+                request_id: a.request_id.clone(),
+                answers: a.answers.clone(),
+                note: note.clone(),
+            };
+            ok(note, &answered)
+        })
+        .await
+    }
+
+    #[tool(
+        description = "Delete finished task pods (asdo cleanup); with phase/task_id/selector/older_than to narrow, dry_run to preview.",
+        output_schema = schema_for_output::<output::Cleanup>()
     )]
     async fn cleanup_tasks(
         &self,
         Parameters(a): Parameters<CleanupTasks>,
         ctx: RequestContext<RoleServer>,
-    ) -> std::result::Result<CallToolResult, ErrorData> {
-        Ok(self
-            .run_tool(&a.place, cleanup_argv(&a), None, &ctx, &[], |ran| {
-                let deleted: Vec<String> = ran
-                    .stdout
-                    .lines()
-                    .filter_map(|l| l.split_whitespace().next())
-                    .map(|p| p.trim_start_matches("pod/").to_string())
-                    .collect();
-                let text = if deleted.is_empty() {
-                    "nothing to delete".to_string()
-                } else {
-                    ran.stdout.trim_end().to_string()
-                };
-                ok(text, json!({"pods": deleted, "dry_run": a.dry_run}))
-            })
-            .await)
+    ) -> CallToolResult {
+        self.call(&a.place, args::cleanup_argv(&a), None, &ctx, &[], |ran| {
+            let cleanup = output::cleanup(&ran.stdout, a.dry_run);
+            let text = if cleanup.pods.is_empty() {
+                "nothing to delete".to_string()
+            } else {
+                ran.stdout.trim_end().to_string()
+            };
+            ok(text, &cleanup)
+        })
+        .await
     }
 }
 
 #[tool_handler]
 impl ServerHandler for Server {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
-            "asdo runs AI coding agents (OpenCode) as Kubernetes pods, one pod per task on its own git branch. \
-             spawn_task starts one; wait_tasks or task_status/task_logs follow it; send_message steers a running one; \
-             cleanup_tasks removes finished pods.",
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tasks()
+                .build(),
         )
+        .with_instructions(
+            "asdo runs AI coding agents (OpenCode) as Kubernetes pods, one pod per task on its own git branch. \
+             spawn_task starts one; wait_tasks or task_status/task_logs follow it; send_message steers a running one \
+             and answer_task answers its questions; cleanup_tasks removes finished pods.",
+        )
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> std::result::Result<GetTaskResult, ErrorData> {
+        Ok(GetTaskResult::new(self.tasks.get_task(&request.task_id)?))
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> std::result::Result<(), ErrorData> {
+        self.tasks
+            .update_task(&request.task_id, request.input_responses)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> std::result::Result<(), ErrorData> {
+        self.tasks.cancel_task(&request.task_id)
     }
 }
 
-/// A task object from `asdo list -o json` as the few fields a caller acts on.
-fn summary(task: &Value) -> Value {
-    json!({
-        "task_id": task["id"],
-        "pod": task["pod"],
-        "namespace": task["namespace"],
-        "phase": task["phase"],
-        "status": task["status"],
-        "exit_code": task["exit_code"],
-        "branch": task["branch"],
-    })
-}
-
 /// Serves until the client closes stdin, or SIGINT/SIGTERM. Either way every running
-/// tool's request is cancelled first, so no child asdo outlives the server.
+/// tool's request and every MCP task is cancelled first, so no child asdo outlives the
+/// server.
 pub async fn serve(defaults: Defaults) -> Result<()> {
-    let service = Server::new(defaults)
+    let server = Server::new(defaults);
+    let tasks = server.tasks.clone();
+    let service = server
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| Error::other(format!("MCP: cannot start on stdio: {e}")))?;
@@ -900,6 +776,8 @@ pub async fn serve(defaults: Defaults) -> Result<()> {
     });
     let quit = service.waiting().await;
     signals.abort();
+    // Aborted, each task's work is dropped, and with it its child's process group.
+    tasks.shutdown();
     quit.map_err(|e| Error::other(format!("MCP: {e}")))?;
     Ok(())
 }
@@ -912,72 +790,6 @@ mod tests {
     fn keep_tail_keeps_whole_newest_lines() {
         assert_eq!(keep_tail("a\nb\n", 10), ("a\nb\n".into(), false));
         assert_eq!(keep_tail("aaaa\nbb\ncc\n", 6), ("cc\n".into(), true));
-    }
-
-    use crate::argv::tests::words;
-
-    #[test]
-    fn tool_arguments_become_values_never_flags() {
-        let wait = |ids: &[&str], timeout: Option<&str>| {
-            wait_argv(&WaitTasks {
-                task_ids: ids.iter().map(|s| s.to_string()).collect(),
-                all: false,
-                timeout: timeout.map(str::to_string),
-                place: Place::default(),
-            })
-        };
-        assert_eq!(
-            words(wait(&["T1", "agent-t2"], Some("5m")).unwrap()),
-            ["wait", "--timeout=5m", "--", "T1", "agent-t2"]
-        );
-        for ids in [
-            &["M1", "--on-done", "id > /tmp/x"][..],
-            &["--report-dir=/tmp"],
-            &["--kubeconfig=/x"],
-            &["--help"],
-            &["-n"],
-        ] {
-            let e = wait(ids, None).unwrap_err();
-            assert!(e.0.starts_with("task_ids: "), "{}", e.0);
-        }
-        assert!(wait(&["T1"], Some("1s --on-done x")).is_err());
-
-        let spawn = |prompt: &str, context_dir: Option<&str>| {
-            spawn_argv(&SpawnTask {
-                task_id: "T1".into(),
-                branch: "specs/1/T1".into(),
-                repo: "git@github.com:o/r.git".into(),
-                prompt: Some(prompt.into()),
-                context_dir: context_dir.map(str::to_string),
-                model: None,
-                ssh_secret: None,
-                image: None,
-                set: vec!["pod.x=--y".into()],
-                replace: false,
-                dry_run: false,
-                place: Place::default(),
-            })
-        };
-        // The prompt is not in argv at all (it goes on stdin).
-        assert_eq!(
-            words(spawn("- add tests", None).unwrap()),
-            [
-                "spawn",
-                "--task-id=T1",
-                "--branch=specs/1/T1",
-                "--repo=git@github.com:o/r.git",
-                "--prompt-file=-",
-                "--set=pod.x=--y"
-            ]
-        );
-        spawn("p", Some("/workspace/sub")).unwrap();
-        spawn("p", Some("specs/001-auth")).unwrap();
-        for bad in ["/etc", "../x", "/workspace/../etc", "-x"] {
-            let e = spawn("p", Some(bad)).unwrap_err();
-            assert!(e.0.starts_with("context_dir: "), "{bad}: {}", e.0);
-        }
-        let e = task_ref("task_id", &"T".repeat(300_000)).unwrap_err();
-        assert!(e.0.len() < 100, "{}", e.0);
     }
 
     #[test]

@@ -131,7 +131,7 @@ fn real_opencode_spawns_a_task_through_asdo_mcp() {
     );
     // The tool's result reached the model.
     assert!(
-        turns[1].text().contains("pod/agent-t401 created"),
+        turns[1].text().contains("task T401: pod agent-t401"),
         "{}",
         turns[1].text()
     );

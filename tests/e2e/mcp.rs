@@ -86,6 +86,7 @@ fn python_mcp_sdk_drives_asdo_mcp_against_the_fake_api_server() {
     assert_eq!(
         tools,
         [
+            "answer_task",
             "cleanup_tasks",
             "list_tasks",
             "send_message",
@@ -107,14 +108,25 @@ fn python_mcp_sdk_drives_asdo_mcp_against_the_fake_api_server() {
         assert_eq!(text.lines().count(), 1, "one line: {text}");
     };
 
-    // spawn_task created the pod in the fake API server, as `asdo spawn` does.
+    // Every tool declares an object outputSchema, and every successful call's
+    // structuredContent fits it (checked in the client with jsonschema; the SDK checks
+    // it too and would have failed the call).
+    for (name, schema) in out["schemas"].as_object().unwrap() {
+        assert_eq!(schema["type"], "object", "{name}: {schema}");
+    }
+    for (i, res) in out["results"].as_array().unwrap().iter().enumerate() {
+        if res["is_error"] == false {
+            assert_eq!(res["schema_error"], Value::Null, "call {i}: {res}");
+        }
+    }
+    // spawn_task created the pod in the fake API server, as `asdo spawn` does; its
+    // result is read from `spawn -o json`'s pod.
     assert_eq!(ok(0)["structured"]["pod"], "agent-t301");
-    assert!(
-        ok(0)["text"]
-            .as_str()
-            .unwrap()
-            .contains("pod/agent-t301 created")
-    );
+    assert_eq!(ok(0)["structured"]["task_id"], "T301");
+    assert_eq!(ok(0)["structured"]["branch"], "specs/1/T301-async");
+    assert_eq!(ok(0)["structured"]["namespace"], NS);
+    assert_eq!(ok(0)["structured"]["dry_run"], false);
+    assert!(ok(0)["text"].as_str().unwrap().contains("pod agent-t301"));
     // (The session ends with cleanup, so the pod is checked through the recorded calls.)
     let creates: Vec<_> = env
         .server
@@ -136,6 +148,11 @@ fn python_mcp_sdk_drives_asdo_mcp_against_the_fake_api_server() {
 
     assert_eq!(ok(4)["structured"]["all_succeeded"], true);
     assert!(r(4)["text"].as_str().unwrap().contains("T301 Succeeded"));
+    let ended = &r(4)["structured"]["tasks"][0];
+    assert_eq!(ended["task_id"], "T301");
+    assert_eq!(ended["phase"], "Succeeded");
+    assert_eq!(ended["exit_code"], 0);
+    assert_eq!(ended["commit"], "abc1234");
     let tasks = &ok(5)["structured"]["tasks"];
     assert_eq!(tasks[0]["task_id"], "T301");
     assert_eq!(tasks[0]["phase"], "Succeeded");
@@ -150,10 +167,28 @@ fn python_mcp_sdk_drives_asdo_mcp_against_the_fake_api_server() {
     assert_eq!(ok(7)["structured"]["truncated"], true);
     assert!(r(7)["text"].as_str().unwrap().len() <= 8);
     assert!(ok(8)["text"].as_str().unwrap().contains("Succeeded"));
+    let status = &r(8)["structured"];
+    assert_eq!(status["task_id"], "T301");
+    assert_eq!(status["pod"], "agent-t301");
+    assert_eq!(status["namespace"], NS);
+    assert_eq!(status["phase"], "Succeeded");
+    assert_eq!(status["exit_code"], 0);
+    assert_eq!(status["branch"], "specs/1/T301-async");
+    assert!(
+        status["last_marker"]
+            .as_str()
+            .unwrap()
+            .contains("done abc1234"),
+        "{status}"
+    );
     err(9, "agent-t999");
     err(10, "invalid duration");
     err(11, "phase Succeeded");
     assert_eq!(ok(12)["structured"]["pods"], json!(["agent-t301"]));
+    assert_eq!(
+        r(12)["structured"]["actions"][0]["action"],
+        "deleted (dry run)"
+    );
     assert_eq!(ok(13)["structured"]["pods"], json!(["agent-t301"]));
     assert_eq!(ok(14)["structured"]["tasks"], json!([]));
     assert!(env.server.pod(NS, "agent-t301").is_none());
@@ -217,6 +252,9 @@ fn hostile_tool_arguments_are_refused_before_anything_runs() {
             ["list_tasks", {"selector": "--all-namespaces"}],
             ["cleanup_tasks", {"task_id": "--all"}],
             ["cleanup_tasks", {"older_than": "--force"}],
+            ["answer_task", {"task_id": "M1", "request_id": "--help", "answers": ["once"]}],
+            ["answer_task", {"task_id": "--all", "request_id": "per_1", "answers": ["once"]}],
+            ["answer_task", {"task_id": "M1", "request_id": "per_1", "answers": ["--always"]}],
         ]),
     );
     for (i, want) in [
@@ -239,6 +277,9 @@ fn hostile_tool_arguments_are_refused_before_anything_runs() {
         (16, "selector: invalid label selector"),
         (17, "task_id: invalid task id \"--all\""),
         (18, "older_than: invalid duration"),
+        (19, "answers: \"--help\" is not a request id"),
+        (20, "task_id: invalid task id \"--all\""),
+        (21, "answers: a permission is answered with once or reject"),
     ] {
         assert_refused(&out, i, want);
     }
@@ -433,7 +474,7 @@ fn malformed_json_rpc_is_answered_with_errors_and_the_server_lives_on() {
     assert!(text(5).contains("tail"), "{}", text(5));
     assert_eq!(
         answers[&6]["result"]["tools"].as_array().map(Vec::len),
-        Some(7),
+        Some(8),
         "the server still serves: {}",
         answers[&6]
     );
@@ -611,5 +652,228 @@ wait",
             .iter()
             .map(|t| t.chars().take(40).collect::<String>())
             .collect::<Vec<_>>()
+    );
+}
+
+/// Runs the steps with mcp_tasks_client.py: a client of the MCP Tasks extension, on
+/// the 2026-07-28 protocol; its JSON summary.
+fn mcp_tasks_session(env: &Env, steps: Value) -> Value {
+    let steps_file = env.write("mcp-task-steps.json", &steps.to_string());
+    let mut c = Command::new(test_python());
+    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/mcp_tasks_client.py"))
+        .arg(format!("@{}", steps_file.display()))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_asdo"))
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .arg("mcp");
+    isolate(&mut c);
+    let r = run_with_timeout(c, Duration::from_secs(300));
+    assert_eq!(r.code, 0, "{r:?}");
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"))
+}
+
+/// A client that declares the Tasks extension gets spawn_task and wait_tasks as MCP
+/// tasks: a handle at once, `tasks/get` polled until the task completes, its status
+/// message saying how far the wait got, and the tool's result (structuredContent
+/// fitting the outputSchema) read from the completed task.
+#[test]
+fn spawn_and_wait_run_as_mcp_tasks_polled_to_their_results() {
+    let env = Env::new();
+    let out = mcp_tasks_session(
+        &env,
+        json!([
+            ["task", "spawn_task", {"task_id": "K401", "branch": "specs/1/K401", "repo": "git@github.com:org/repo.git",
+                "set": ["pod.command={sh,-c,echo working; echo 'asdo: done abc1234'}"]}],
+            ["task", "wait_tasks", {"task_ids": ["K401"], "timeout": "120s"}],
+            ["!get", "no-such-task"],
+        ]),
+    );
+    assert_eq!(
+        out["extension"], true,
+        "the server advertises the extension: {out}"
+    );
+    assert_eq!(out["protocol"], "2026-07-28", "{out}");
+    let r = |i: usize| &out["results"][i];
+    for i in [0, 1] {
+        assert_eq!(r(i)["handle"]["resultType"], "task", "{}", r(i));
+        assert_eq!(r(i)["handle"]["status"], "working", "{}", r(i));
+        assert_eq!(r(i)["final"], "completed", "{}", r(i));
+        assert_eq!(r(i)["result"]["isError"], false, "{}", r(i));
+        assert_eq!(r(i)["schema_error"], Value::Null, "{}", r(i));
+    }
+    assert_eq!(r(0)["result"]["structuredContent"]["pod"], "agent-k401");
+    assert!(env.server.requests().iter().any(|q| q.method == "POST"
+        && q.path == format!("/api/v1/namespaces/{NS}/pods")
+        && q.status == 201));
+    let waited = &r(1)["result"]["structuredContent"];
+    assert_eq!(waited["all_succeeded"], true, "{waited}");
+    assert_eq!(waited["tasks"][0]["task_id"], "K401");
+    assert_eq!(waited["tasks"][0]["commit"], "abc1234");
+    // How far the wait got, as tasks/get showed it.
+    let messages: Vec<&str> = r(1)["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("1 of 1 ended; last: K401 Succeeded")),
+        "{messages:?}"
+    );
+    assert!(
+        r(2)["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unknown task"),
+        "{}",
+        r(2)
+    );
+}
+
+/// `tasks/cancel` of a running wait task kills its child asdo (and its process
+/// group), and the task ends `cancelled`.
+#[test]
+fn cancelling_a_wait_task_kills_its_child() {
+    let env = Env::new();
+    let out = mcp_tasks_session(
+        &env,
+        json!([
+            ["task", "spawn_task", {"task_id": "K501", "branch": "specs/1/K501", "repo": "git@github.com:org/repo.git",
+                "set": ["pod.command={sh,-c,sleep 600}"]}],
+            ["!cancel_task", "wait_tasks", {"task_ids": ["K501"], "timeout": "10m"}, "K501"],
+        ]),
+    );
+    let r = |i: usize| &out["results"][i];
+    assert_eq!(r(0)["final"], "completed", "{}", r(0));
+    assert!(r(1)["pid"].is_u64(), "the wait child never ran: {}", r(1));
+    assert_eq!(
+        r(1)["gone"],
+        true,
+        "the cancelled wait child still runs: {}",
+        r(1)
+    );
+    assert_eq!(r(1)["final"], "cancelled", "{}", r(1));
+    assert!(asdo_children_with("K501").is_empty());
+}
+
+/// A wait_tasks call with a progressToken gets one notifications/progress per task,
+/// as each ends: two tasks, the second ending only after the first has, give
+/// progress 1 then 2 of 2, each naming the task that ended, in the order `asdo wait`
+/// reported them.
+#[test]
+fn progress_notifications_arrive_as_each_waited_task_ends() {
+    let env = Env::new();
+    let first_done = env.dir.0.join("first-done");
+    let f = path_str(&first_done);
+    let out = mcp_session(
+        &env,
+        json!([
+            ["spawn_task", {"task_id": "Q1", "branch": "specs/1/Q1", "repo": "git@github.com:org/repo.git",
+                "set": [format!("pod.command={{sh,-c,touch {f}; echo 'asdo: done aaa1111'}}")]}],
+            ["spawn_task", {"task_id": "Q2", "branch": "specs/1/Q2", "repo": "git@github.com:org/repo.git",
+                "set": [format!("pod.command={{sh,-c,while [ ! -e {f} ]; do sleep 0.1; done; echo 'asdo: done bbb2222'}}")]}],
+            ["!progress", "wait_tasks", {"task_ids": ["Q1", "Q2"], "timeout": "120s"}],
+        ]),
+    );
+    let r = |i: usize| &out["results"][i];
+    assert_eq!(r(0)["is_error"], false, "{}", r(0));
+    assert_eq!(r(1)["is_error"], false, "{}", r(1));
+    let wait = r(2);
+    assert_eq!(wait["structured"]["all_succeeded"], true, "{wait}");
+    let order: Vec<&str> = wait["structured"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["Q1", "Q2"], "{wait}");
+    let progress = wait["progress"].as_array().expect("no progress recorded");
+    assert_eq!(progress.len(), 2, "{wait}");
+    for (i, p) in progress.iter().enumerate() {
+        assert_eq!(p["progress"], (i + 1) as f64, "{p}");
+        assert_eq!(p["total"], 2.0, "{p}");
+        let message = p["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!(
+                "{} of 2 ended; last: {} Succeeded",
+                i + 1,
+                order[i]
+            )),
+            "{message}"
+        );
+    }
+}
+
+/// answer_task patches the person's answer onto the pod, as `asdo answer` does; a
+/// wrong answer is refused with the CLI's message before any API call.
+#[test]
+fn answer_task_writes_the_answer_on_the_pod() {
+    let env = Env::new();
+    let r = env.asdo(&[
+        "spawn",
+        "--task-id",
+        "A1",
+        "--branch",
+        "specs/1/A1",
+        "--repo",
+        "git@github.com:org/repo.git",
+        "--set",
+        "pod.command={sh,-c,sleep 600}",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let before = env.server.requests().len();
+    let out = mcp_session(
+        &env,
+        json!([
+            ["answer_task", {"task_id": "A1", "request_id": "per_2b", "answers": ["always"]}],
+            ["answer_task", {"task_id": "A1", "request_id": "que_1a", "answers": ["Postgres", "- the second"]}],
+            ["answer_task", {"task_id": "A404", "request_id": "que_1a", "answers": ["x"]}],
+        ]),
+    );
+    assert_refused(
+        &out,
+        0,
+        "answers: a permission is answered with once or reject",
+    );
+    let r = |i: usize| &out["results"][i];
+    assert_eq!(r(1)["is_error"], false, "{}", r(1));
+    assert_eq!(r(1)["schema_error"], Value::Null, "{}", r(1));
+    assert_eq!(r(1)["structured"]["request_id"], "que_1a");
+    assert!(
+        r(1)["text"].as_str().unwrap().contains("answered que_1a"),
+        "{}",
+        r(1)
+    );
+    assert_eq!(r(2)["is_error"], true, "{}", r(2));
+    assert!(
+        r(2)["text"].as_str().unwrap().contains("agent-a404"),
+        "{}",
+        r(2)
+    );
+    let pod = env.server.pod(NS, "agent-a1").expect("pod agent-a1");
+    let ann = pod.metadata.annotations.unwrap_or_default();
+    let value = ann
+        .get(&format!("{}que_1a", asdo::task::ANN_ANSWER_PREFIX))
+        .expect("no answer annotation");
+    let value: Value = serde_json::from_str(value).unwrap();
+    assert_eq!(value["answers"], json!([["Postgres"], ["- the second"]]));
+    // One patch for the answer given, one for the unknown task; none for the refusal.
+    let patches: Vec<(String, u16)> = env.server.requests()[before..]
+        .iter()
+        .filter(|q| q.method == "PATCH")
+        .map(|q| (q.path.clone(), q.status))
+        .collect();
+    let pods = format!("/api/v1/namespaces/{NS}/pods");
+    assert_eq!(
+        patches,
+        [
+            (format!("{pods}/agent-a1"), 200),
+            (format!("{pods}/agent-a404"), 404)
+        ]
     );
 }

@@ -5,10 +5,15 @@ CALLS_JSON is a list of steps. A step is [tool_name, arguments] (one tool call),
 - ["!sh", COMMAND]: run `sh -c COMMAND` between calls (e.g. to plant a file);
 - ["!cancel", tool_name, arguments, NEEDLE]: start the call, wait until the server's
   child asdo whose argv holds NEEDLE runs, cancel the call (the SDK sends
-  `notifications/cancelled`), then wait up to 60 s for that child to be gone.
-Prints one JSON object: {"tools": [names], "results": [...]}, a result per step:
-{"is_error", "text", "structured"} for a call, {"code", "stdout"} for !sh, and
-{"pid", "gone"} for !cancel.
+  `notifications/cancelled`), then wait up to 60 s for that child to be gone;
+- ["!progress", tool_name, arguments]: a call with a progressToken (the SDK makes one
+  for a progress callback); its result also holds "progress": the notifications, in
+  the order they came, each {"progress", "total", "message"}.
+Prints one JSON object: {"tools": [names], "schemas": {name: outputSchema},
+"results": [...]}, a result per step: {"is_error", "text", "structured",
+"schema_error"} for a call (schema_error: why a successful call's structuredContent
+does not fit the tool's outputSchema, checked here with jsonschema; else null),
+{"code", "stdout"} for !sh, and {"pid", "gone"} for !cancel.
 """
 
 import asyncio
@@ -19,6 +24,8 @@ import sys
 import time
 
 import anyio
+import anyio.lowlevel
+import jsonschema
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -71,6 +78,7 @@ async def main(calls, command):
         async with ClientSession(read, write) as session:
             await session.initialize()
             tools = await session.list_tools()
+            schemas = {t.name: t.output_schema for t in tools.tools}
             results = []
             for step in calls:
                 if step[0] == "!sh":
@@ -80,19 +88,49 @@ async def main(calls, command):
                 if step[0] == "!cancel":
                     results.append(await cancel_when_running(session, command[0], *step[1:]))
                     continue
+                progress = None
+                if step[0] == "!progress":
+                    progress = []
+                    step = step[1:]
+
+                    async def on_progress(value, total, message, seen=progress):
+                        seen.append({"progress": value, "total": total, "message": message})
+
                 name, arguments = step
-                r = await session.call_tool(name, arguments, read_timeout_seconds=300)
-                results.append({
+                r = await session.call_tool(
+                    name, arguments, read_timeout_seconds=300,
+                    progress_callback=on_progress if progress is not None else None,
+                )
+                schema_error = None
+                if not r.is_error:
+                    try:
+                        jsonschema.validate(r.structured_content, schemas[name])
+                    except jsonschema.ValidationError as e:
+                        schema_error = e.message
+                result = {
                     "is_error": bool(r.is_error),
                     "text": "".join(c.text for c in r.content if c.type == "text"),
                     "structured": r.structured_content,
-                })
-            print(json.dumps({"tools": sorted(t.name for t in tools.tools), "results": results}))
+                    "schema_error": schema_error,
+                }
+                if progress is not None:
+                    # The SDK runs each progress callback as a task of its own: let the
+                    # ones for notifications read before the answer run.
+                    for _ in range(20):
+                        await anyio.lowlevel.checkpoint()
+                    result["progress"] = progress
+                results.append(result)
+            print(json.dumps({
+                "tools": sorted(schemas),
+                "schemas": schemas,
+                "results": results,
+            }))
 
 
-sep = sys.argv.index("--")
-calls = sys.argv[1]
-if calls.startswith("@"):  # too big for argv: from a file
-    with open(calls[1:]) as f:
-        calls = f.read()
-asyncio.run(main(json.loads(calls), sys.argv[sep + 1:]))
+if __name__ == "__main__":  # mcp_tasks_client.py imports asdo_children
+    sep = sys.argv.index("--")
+    calls = sys.argv[1]
+    if calls.startswith("@"):  # too big for argv: from a file
+        with open(calls[1:]) as f:
+            calls = f.read()
+    asyncio.run(main(json.loads(calls), sys.argv[sep + 1:]))
