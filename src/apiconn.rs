@@ -38,10 +38,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kube::client::Body;
 use tower::{BoxError, Service};
 
-/// At most this many HTTP/2 connections to one API server. With kube-apiserver's default
-/// stream limit (`--http2-max-streams-per-connection`, Go's 250 when unset) 8 connections
-/// carry 2,000 streams; a server that allows fewer makes requests past the cap wait in h2.
-pub const MAX_CONNECTIONS: usize = 8;
+/// At most this many HTTP/2 connections to one API server: at kube-apiserver's stream
+/// limit per connection (100 since the 2023 HTTP/2 rapid-reset fixes; 250 before) they
+/// carry the 1,000 streams of `logs --all`'s default cap; past that, requests wait in h2.
+pub const MAX_CONNECTIONS: usize = 10;
 
 /// How long further requests wait for a new connection's first answer (and with it the
 /// server's stream limit) before they use the connection anyway.
@@ -63,6 +63,21 @@ pub fn multiplexed() -> bool {
     PROTOCOL.load(Ordering::Relaxed) == HTTP2
 }
 
+/// `logs --all`'s default cap on concurrent log streams over HTTP/2: no practical cap
+/// (500 streams share 6 connections at kube-apiserver's limit of 100 per connection).
+pub const LOG_STREAMS_HTTP2: usize = 1000;
+/// ... and over HTTP/1.1, where each stream is a TCP connection (stern's default too).
+pub const LOG_STREAMS_HTTP1: usize = 50;
+
+/// The default `--max-log-requests`, once a request has shown what the server speaks.
+pub fn default_log_streams() -> usize {
+    if multiplexed() {
+        LOG_STREAMS_HTTP2
+    } else {
+        LOG_STREAMS_HTTP1
+    }
+}
+
 /// The service kube's layers sit on for an https server.
 #[derive(Clone)]
 pub struct Pool {
@@ -71,9 +86,9 @@ pub struct Pool {
 
 struct Inner {
     /// Offers h2 and http/1.1 in ALPN.
-    alpn: HttpsConnector<HttpConnector>,
+    alpn: HttpsConnector<Tcp>,
     /// HTTP/1.1 only: upgrades, and every request if the server has no h2.
-    h1: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Body>,
+    h1: hyper_util::client::legacy::Client<HttpsConnector<Tcp>, Body>,
     server: Uri,
     connect_timeout: Option<Duration>,
     conns: Mutex<Vec<Arc<Conn>>>,
@@ -124,8 +139,8 @@ impl Pool {
     /// `alpn` must offer h2 (and http/1.1), `h1` only http/1.1; both already carry the
     /// kubeconfig's TLS (CA, client certificate, server name).
     pub fn new(
-        alpn: HttpsConnector<HttpConnector>,
-        h1: HttpsConnector<HttpConnector>,
+        alpn: HttpsConnector<Tcp>,
+        h1: HttpsConnector<Tcp>,
         server: Uri,
         connect_timeout: Option<Duration>,
     ) -> Pool {
@@ -284,11 +299,7 @@ struct Driver<C> {
     max_streams: Arc<AtomicUsize>,
 }
 
-type H2Conn = http2::Connection<
-    hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>,
-    Body,
-    TokioExecutor,
->;
+type H2Conn = http2::Connection<hyper_rustls::MaybeHttpsStream<NoSigpipe>, Body, TokioExecutor>;
 
 impl Future for Driver<H2Conn> {
     type Output = hyper::Result<()>;
@@ -338,5 +349,82 @@ impl http_body::Body for ApiBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// The TCP connector under both clients: hyper-util's, with every stream wrapped in
+/// [`NoSigpipe`].
+#[derive(Clone)]
+pub struct Tcp(pub HttpConnector);
+
+impl Service<Uri> for Tcp {
+    type Response = NoSigpipe;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<NoSigpipe, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move { Ok(NoSigpipe(connecting.await?)) })
+    }
+}
+
+/// A TCP stream written without writev(2). asdo restores SIGPIPE's default action so that
+/// `asdo logs | head` ends quietly (src/cli/mod.rs); std sends with MSG_NOSIGNAL, but its
+/// vectored write is a plain writev, and rustls writes TLS records vectored: an API server
+/// that closed the connection (a GOAWAY, a load balancer) then killed asdo with SIGPIPE in
+/// the middle of `logs --all`. One buffer at a time goes through send(2) with MSG_NOSIGNAL.
+pub struct NoSigpipe(hyper_util::rt::TokioIo<tokio::net::TcpStream>);
+
+impl Connection for NoSigpipe {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        self.0.connected()
+    }
+}
+
+impl hyper::rt::Read for NoSigpipe {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for NoSigpipe {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &**b);
+        self.poll_write(cx, first)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }

@@ -170,9 +170,11 @@ fn multiplexed(
         };
         // The builder sets ALPN from what is enabled: "h2, http/1.1" or "http/1.1".
         Ok(if h2 {
-            tls.enable_http1().enable_http2().wrap_connector(http)
+            tls.enable_http1()
+                .enable_http2()
+                .wrap_connector(crate::apiconn::Tcp(http))
         } else {
-            tls.enable_http1().wrap_connector(http)
+            tls.enable_http1().wrap_connector(crate::apiconn::Tcp(http))
         })
     };
     let pool = crate::apiconn::Pool::new(

@@ -56,10 +56,11 @@ pub struct LogsArgs {
     /// 0 retries forever.
     #[arg(long, default_value = "5m", value_parser = crate::humantime::parse)]
     pub retry_for: Duration,
-    /// With --all/-l: at most this many log streams at once (one connection each over
-    /// HTTP/1.1); further pods queue, and asdo says so.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_log_requests: u32,
+    /// With --all/-l: at most this many log streams at once; further pods queue, and asdo
+    /// says so. Default: 1000 over HTTP/2 (an https API server; streams share a few
+    /// connections), 50 over HTTP/1.1 (one connection each).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_log_requests: Option<u32>,
     /// When the pod is replaced by another run under the same name, print a separator
     /// and follow the new run instead of stopping with exit 1.
     #[arg(long)]
@@ -96,7 +97,7 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<i32> {
     match target {
         Some(name) => follow_one(&client, &scope.namespace, &name, &opts).await,
         None => {
-            let cap = args.max_log_requests as usize;
+            let cap = args.max_log_requests.map(|n| n as usize);
             follow_many(&client, &scope.namespace, &selector, &opts, cap).await
         }
     }
@@ -207,7 +208,7 @@ async fn follow_many(
     ns: &str,
     selector: &str,
     opts: &LogOptions,
-    max_streams: usize,
+    max_streams: Option<usize>,
 ) -> Result<i32> {
     let api = cluster::pods(client, Some(ns))?;
     let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
@@ -258,8 +259,10 @@ async fn follow_many(
         other => other,
     })?;
     eprintln!("==> following task pods ({selector}) in namespace {ns}; Ctrl-C to stop");
-    // kube-rs speaks HTTP/1.1: each open stream is a TCP connection, so 500 pods would be
-    // 500 connections; stern's --max-log-requests answer: cap them and queue the rest.
+    // Over HTTP/1.1 each open stream is a TCP connection, so 500 pods would be 500
+    // connections: stern's --max-log-requests answer, cap them and queue the rest. Over
+    // HTTP/2 (known after the list above) they share a few connections: no practical cap.
+    let max_streams = max_streams.unwrap_or_else(crate::apiconn::default_log_streams);
     let streams = Arc::new(tokio::sync::Semaphore::new(max_streams));
     let mut followed = HashSet::new();
     let mut outage = follow::Outage::new(opts.retry_for, "the pod watch");
