@@ -126,8 +126,16 @@ pub async fn client(args: &ClusterArgs) -> Result<Client> {
     config.default_retry = false;
     let _ = CONNECT_TIMEOUT.set(args.connect_timeout);
     let _ = REQUEST_BOUND.set((args.request_timeout, config.cluster_url.to_string()));
-    let builder = kube::client::ClientBuilder::try_from(config)
-        .map_err(|e| Error::Cluster(format!("cannot build a client for the cluster: {e}")))?;
+    let cannot =
+        |e: kube::Error| Error::Cluster(format!("cannot build a client for the cluster: {e}"));
+    // https without a proxy: HTTP/2 by ALPN over a few multiplexed connections
+    // (src/apiconn.rs). Plain http:// and proxies: kube's own HTTP/1.1 stack.
+    let builder = if config.cluster_url.scheme_str() == Some("https") && config.proxy_url.is_none()
+    {
+        multiplexed(&config).map_err(cannot)?
+    } else {
+        kube::client::ClientBuilder::try_from(config).map_err(cannot)?
+    };
     Ok(builder
         .with_layer(&tower::buffer::BufferLayer::new(1024))
         .with_layer(&tower::retry::RetryLayer::new(
@@ -135,6 +143,72 @@ pub async fn client(args: &ClusterArgs) -> Result<Client> {
         ))
         .build())
 }
+
+/// kube's layers (base URL, auth: token, exec or client certificate; extra headers) on the
+/// HTTP/2 pool of src/apiconn.rs instead of kube's HTTP/1.1-only hyper client.
+fn multiplexed(
+    config: &Config,
+) -> std::result::Result<kube::client::ClientBuilder<GenericService>, kube::Error> {
+    use kube::client::ConfigExt;
+    use tower::ServiceExt;
+    let connector = |h2: bool| -> std::result::Result<_, kube::Error> {
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(config.connect_timeout);
+        http.set_nodelay(true);
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config.rustls_client_config()?)
+            .https_only();
+        let tls = match &config.tls_server_name {
+            Some(name) => {
+                let name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| {
+                    kube::Error::RustlsTls(kube::client::RustlsTlsError::InvalidServerName(e))
+                })?;
+                tls.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+            }
+            None => tls,
+        };
+        // The builder sets ALPN from what is enabled: "h2, http/1.1" or "http/1.1".
+        Ok(if h2 {
+            tls.enable_http1()
+                .enable_http2()
+                .wrap_connector(crate::apiconn::Tcp(http))
+        } else {
+            tls.enable_http1().wrap_connector(crate::apiconn::Tcp(http))
+        })
+    };
+    let pool = crate::apiconn::Pool::new(
+        connector(true)?,
+        connector(false)?,
+        config.cluster_url.clone(),
+        config.connect_timeout,
+    );
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .service(pool)
+        .map_err(tower::BoxError::from)
+        .map_response(|r: http::Response<crate::apiconn::ApiBody>| {
+            r.map(|body| {
+                Box::new(http_body_util::BodyExt::map_err(
+                    body,
+                    tower::BoxError::from,
+                )) as Box<kube::client::DynBody>
+            })
+        })
+        .boxed();
+    Ok(kube::client::ClientBuilder::new(
+        service,
+        config.default_namespace.clone(),
+    ))
+}
+
+type GenericService = tower::util::BoxService<
+    http::Request<kube::client::Body>,
+    http::Response<Box<kube::client::DynBody>>,
+    tower::BoxError,
+>;
 
 /// The pods of one namespace (or all). kube-rs formats the namespace into the path
 /// without encoding it, so it is checked here again, right where the path is built,

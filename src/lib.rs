@@ -26,6 +26,7 @@
 //! - `ui`: `asdo ui`, the local web page (guard, one watch, routes, embedded assets).
 
 pub mod agent;
+pub mod apiconn;
 pub mod apiretry;
 pub mod archive;
 pub mod argv;

@@ -48,7 +48,8 @@ pub fn init_tracing(verbose: u8) {
 /// `asdo list | head -1`: when the reader of stdout goes away, end quietly as Unix tools do
 /// (killed by SIGPIPE, status 141 in a shell) instead of panicking in `println!` on EPIPE.
 /// Rust ignores SIGPIPE so that a write to a dead socket is an error, not death; sockets
-/// are unaffected here (std and mio send with MSG_NOSIGNAL), and children get the default
+/// are unaffected here (std and mio send with MSG_NOSIGNAL; std's vectored writes do not,
+/// so the API server's connections avoid them: src/apiconn.rs), and children get the default
 /// disposition anyway. Not for `agent`, which writes to its children's pipes and must
 /// outlive a child that died.
 pub fn quiet_on_closed_stdout() {

@@ -49,8 +49,11 @@ fn follow_params() -> LogParams {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with_server(FakeApiServer::start())
+    }
+
+    fn with_server(server: FakeApiServer) -> Fixture {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let server = FakeApiServer::start();
         let dir = std::env::temp_dir().join(format!(
             "fake-apiserver-test-{}-{}",
             std::process::id(),
@@ -2003,4 +2006,104 @@ fn n_503s_and_log_bytes_that_are_not_utf8_for_kubectl() {
         out.stdout,
         b"asdo: cloning\n\xff\xfe binary \x80\nasdo: done abc123\n".to_vec()
     );
+}
+
+/// The TLS mode as kubectl sees it: kubectl verifies the test CA, negotiates h2 in ALPN
+/// and multiplexes its requests as HTTP/2 streams; with the stream limit at 2, kubectl
+/// (Go's HTTP/2 transport) opens a second connection for its third concurrent log stream.
+#[test]
+fn kubectl_negotiates_h2_over_tls_and_the_stream_limit_holds() {
+    let f = Fixture::with_server(FakeApiServer::start_tls(Some(2)));
+    assert!(f.server.url().starts_with("https://127.0.0.1:"));
+    assert_eq!(
+        f.kubectl_ok(&["get", "ns", "default", "-o", "name"]),
+        "namespace/default\n"
+    );
+    let (h2_conns, h2_streams) = f.server.h2_counts();
+    assert!(
+        h2_conns >= 1 && h2_streams >= 1,
+        "{:?}",
+        f.server.h2_counts()
+    );
+    assert_eq!(
+        h2_conns,
+        f.server.accepted_connections(),
+        "every connection kubectl made negotiated h2"
+    );
+
+    // Three pods that print, then wait for the test's go before they end.
+    let go = f.dir.join("go");
+    for i in 0..3 {
+        let script = format!(
+            "echo start-{i}; while [ ! -e {} ]; do sleep 0.05; done; echo end-{i}",
+            go.display()
+        );
+        f.kubectl_ok(&[
+            "run",
+            &format!("h{i}"),
+            "--image=busybox",
+            "--labels=app=h",
+            "--restart=Never",
+            "--command",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]);
+    }
+    for i in 0..3 {
+        f.wait_phase(&format!("h{i}"), "Running");
+    }
+    let before = f.server.accepted_connections();
+    let mut follow = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&f.kubeconfig)
+        .arg("--cache-dir")
+        .arg(f.dir.join("kubectl-cache"))
+        .args([
+            "logs",
+            "-f",
+            "-l",
+            "app=h",
+            "--prefix",
+            "--max-log-requests=3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl on PATH");
+    let mut out = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut lines = vec![];
+    // All three streams are open at once before any pod may end.
+    while lines
+        .iter()
+        .filter(|l: &&String| l.contains("start-"))
+        .count()
+        < 3
+    {
+        let mut line = String::new();
+        use std::io::BufRead;
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "kubectl ended: {lines:?}"
+        );
+        lines.push(line);
+    }
+    std::fs::write(&go, "").unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(follow.wait().unwrap().success());
+    lines.extend(rest.lines().map(|l| format!("{l}\n")));
+    for i in 0..3 {
+        let prefix = format!("[pod/h{i}/h{i}] ");
+        assert!(lines.contains(&format!("{prefix}start-{i}\n")), "{lines:?}");
+        assert!(lines.contains(&format!("{prefix}end-{i}\n")), "{lines:?}");
+    }
+    let (h2_conns, _) = f.server.h2_counts();
+    assert!(
+        f.server.accepted_connections() - before >= 2,
+        "3 streams over connections of at most 2: a second connection ({} accepted, {h2_conns} h2)",
+        f.server.accepted_connections()
+    );
+    assert_eq!(h2_conns, f.server.accepted_connections());
 }

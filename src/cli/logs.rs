@@ -48,10 +48,11 @@ pub struct LogsArgs {
     /// 0 retries forever.
     #[arg(long, default_value = "5m", value_parser = crate::humantime::parse)]
     pub retry_for: Duration,
-    /// With --all/-l: at most this many log streams at once (one connection each over
-    /// HTTP/1.1); further pods queue, and asdo says so.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_log_requests: u32,
+    /// With --all/-l: at most this many log streams at once; further pods queue, and asdo
+    /// says so. Default: 1000 over HTTP/2 (an https API server; streams share a few
+    /// connections), 50 over HTTP/1.1 (one connection each).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_log_requests: Option<u32>,
     /// When the pod is replaced by another run under the same name, print a separator
     /// and follow the new run instead of stopping with exit 1.
     #[arg(long)]
@@ -88,7 +89,7 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<i32> {
     match target {
         Some(name) => follow::follow_one(&client, &scope.namespace, &name, &opts).await,
         None => {
-            let cap = args.max_log_requests as usize;
+            let cap = args.max_log_requests.map(|n| n as usize);
             follow::follow_many(&client, &scope.namespace, &selector, &opts, cap).await
         }
     }

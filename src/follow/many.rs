@@ -123,7 +123,7 @@ pub async fn follow_many(
     ns: &str,
     selector: &str,
     opts: &LogOptions,
-    max_streams: usize,
+    max_streams: Option<usize>,
 ) -> Result<i32> {
     let api = cluster::pods(client, Some(ns))?;
     let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
@@ -174,8 +174,10 @@ pub async fn follow_many(
         other => other,
     })?;
     eprintln!("==> following task pods ({selector}) in namespace {ns}; Ctrl-C to stop");
-    // kube-rs speaks HTTP/1.1: each open stream is a TCP connection, so 500 pods would be
-    // 500 connections; stern's --max-log-requests answer: cap them and queue the rest.
+    // Over HTTP/1.1 each open stream is a TCP connection, so 500 pods would be 500
+    // connections: stern's --max-log-requests answer, cap them and queue the rest. Over
+    // HTTP/2 (known after the list above) they share a few connections: no practical cap.
+    let max_streams = max_streams.unwrap_or_else(crate::apiconn::default_log_streams);
     let streams = Arc::new(tokio::sync::Semaphore::new(max_streams));
     let mut followed = HashSet::new();
     let mut outage = follow::Outage::new(opts.retry_for, "the pod watch");

@@ -74,7 +74,15 @@ impl std::fmt::Debug for Run {
 impl Env {
     /// The dev environment as the chart installs it: namespace and password Secret.
     pub fn new() -> Env {
-        let server = FakeApiServer::start();
+        Env::with_server(FakeApiServer::start())
+    }
+
+    /// The same, served over TLS (HTTP/2 by ALPN; see FakeApiServer::start_tls).
+    pub fn tls(max_concurrent_streams: Option<u32>) -> Env {
+        Env::with_server(FakeApiServer::start_tls(max_concurrent_streams))
+    }
+
+    fn with_server(server: FakeApiServer) -> Env {
         server.create_namespace(NS);
         server.put_secret(NS, PASSWORD_SECRET, &[("server-password", PASSWORD)]);
         let dir = TempDir::new("env");

@@ -69,7 +69,18 @@ pub(crate) const SERVE: &str =
 
 #[test]
 fn attach_print_url_serves_the_api_with_the_password_only() {
-    let env = Env::new();
+    attach_print_url(Env::new());
+}
+
+/// The same over TLS: asdo's API requests go over HTTP/2, the port-forward WebSocket
+/// upgrades over HTTP/1.1 connections of their own (HTTP/2 has no Upgrade).
+#[test]
+fn attach_print_url_over_tls_upgrades_on_http1_beside_http2() {
+    let env = Env::tls(None);
+    attach_print_url(env);
+}
+
+fn attach_print_url(env: Env) {
     env.server.insert_pod(server_pod(&env, "T201", SERVE));
     assert!(
         env.server
@@ -113,6 +124,14 @@ fn attach_print_url_serves_the_api_with_the_password_only() {
     assert!(run.stderr.contains("password from Secret"), "{run:?}");
     assert!(!run.stderr.contains(PASSWORD) && !run.stdout.contains(PASSWORD));
     assert!(env.count("GET", "/pods/agent-t201/portforward") >= 3);
+    if env.server.url().starts_with("https://") {
+        let (h2_conns, h2_streams) = env.server.h2_counts();
+        assert!(h2_streams >= 1, "API requests over HTTP/2");
+        assert!(
+            env.server.accepted_connections() > h2_conns,
+            "the upgrades had HTTP/1.1 connections of their own"
+        );
+    }
 }
 
 #[test]

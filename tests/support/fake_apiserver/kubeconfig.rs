@@ -2,14 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-pub(crate) fn write(dir: &Path, server_url: &str, namespace: &str) -> PathBuf {
+pub(crate) fn write(dir: &Path, server_url: &str, namespace: &str, ca: Option<&Path>) -> PathBuf {
+    let ca = ca
+        .map(|file| format!("\n    certificate-authority: {}", file.display()))
+        .unwrap_or_default();
     let text = format!(
         "apiVersion: v1
 kind: Config
 clusters:
 - name: fake-apiserver
   cluster:
-    server: {server_url}
+    server: {server_url}{ca}
 contexts:
 - name: fake
   context:

@@ -55,6 +55,7 @@ mod server;
 mod status;
 mod store;
 mod table;
+mod tls;
 mod util;
 mod validation;
 mod watch;
@@ -128,6 +129,23 @@ pub(crate) struct Shared {
     pub work_root: PathBuf,
     pub port: u16,
     pub runtime: tokio::runtime::Handle,
+    /// Some: TLS, with h2 and http/1.1 offered in ALPN (see tls.rs).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS of each HTTP/2 connection (None: hyper's default).
+    pub max_streams: Option<u32>,
+    pub counters: tls::Counters,
+}
+
+/// How the fake API server listens.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub port: u16,
+    /// Serve https (a test CA made with openssl; HTTP/2 or HTTP/1.1 by ALPN) instead of
+    /// plain HTTP/1.1.
+    pub tls: bool,
+    /// With `tls`: the most streams one HTTP/2 connection may carry at once (the knob for a
+    /// client's overflow path; kube-apiserver's `--http2-max-streams-per-connection`).
+    pub max_concurrent_streams: Option<u32>,
 }
 
 impl Shared {
@@ -151,6 +169,23 @@ impl FakeApiServer {
     }
 
     pub fn start_on(port: u16) -> FakeApiServer {
+        FakeApiServer::start_with(Options {
+            port,
+            ..Options::default()
+        })
+    }
+
+    /// Over TLS, HTTP/2 by ALPN, on an ephemeral port.
+    pub fn start_tls(max_concurrent_streams: Option<u32>) -> FakeApiServer {
+        FakeApiServer::start_with(Options {
+            tls: true,
+            max_concurrent_streams,
+            ..Options::default()
+        })
+    }
+
+    pub fn start_with(options: Options) -> FakeApiServer {
+        let port = options.port;
         static INSTANCE: AtomicUsize = AtomicUsize::new(0);
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the fake API server");
         listener
@@ -168,6 +203,9 @@ impl FakeApiServer {
             std::process::id(),
             INSTANCE.fetch_add(1, Ordering::Relaxed)
         ));
+        let tls = options
+            .tls
+            .then(|| tls::acceptor(&tls::make_pki(&work_root.join("tls"))));
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new()),
             faults: Faults::new(),
@@ -180,6 +218,9 @@ impl FakeApiServer {
             work_root,
             port: addr.port(),
             runtime: runtime.handle().clone(),
+            tls,
+            max_streams: options.max_concurrent_streams,
+            counters: Default::default(),
         });
         kubelet::start(&shared);
         let (tx, rx) = oneshot::channel();
@@ -200,12 +241,38 @@ impl FakeApiServer {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
-    /// Writes `dir/kubeconfig`: context "fake", cluster "fake-apiserver", token "fake-token".
+    /// The test CA's certificate (PEM) in TLS mode.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        let ca = self.shared.work_root.join("tls").join("ca.pem");
+        self.shared.tls.is_some().then_some(ca)
+    }
+
+    /// Writes `dir/kubeconfig`: context "fake", cluster "fake-apiserver", token "fake-token"
+    /// (and in TLS mode the test CA's file, as `certificate-authority`).
     pub fn write_kubeconfig(&self, dir: &Path, namespace: &str) -> PathBuf {
-        kubeconfig::write(dir, &self.url(), namespace)
+        kubeconfig::write(dir, &self.url(), namespace, self.ca_file().as_deref())
+    }
+
+    /// TCP connections accepted since the start (over TLS: handshakes begun).
+    pub fn accepted_connections(&self) -> usize {
+        self.shared.counters.accepted.load(Ordering::SeqCst)
+    }
+
+    /// (connections that negotiated h2, requests that came as HTTP/2 streams).
+    pub fn h2_counts(&self) -> (usize, usize) {
+        let c = &self.shared.counters;
+        (
+            c.h2_connections.load(Ordering::SeqCst),
+            c.h2_streams.load(Ordering::SeqCst),
+        )
     }
 
     pub fn create_namespace(&self, ns: &str) {

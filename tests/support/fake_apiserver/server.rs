@@ -14,7 +14,8 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -90,18 +91,40 @@ pub(crate) async fn serve(
             let (open, max) = &shared.connections;
             let now = open.fetch_add(1, SeqCst) + 1;
             max.fetch_max(now, SeqCst);
+            shared.counters.accepted.fetch_add(1, SeqCst);
             let s = shared.clone();
             let svc = service_fn(move |req| handle(s.clone(), req));
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades()
-                .await;
+            match &shared.tls {
+                None => {
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await;
+                }
+                Some(tls) => {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            shared.counters.h2_connections.fetch_add(1, SeqCst);
+                        }
+                        // HTTP/1.1 or HTTP/2, by what the client sends first (its ALPN pick).
+                        let mut server = auto::Builder::new(TokioExecutor::new());
+                        server.http2().max_concurrent_streams(shared.max_streams);
+                        let _ = server
+                            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                            .await;
+                    }
+                }
+            }
             shared.connections.0.fetch_sub(1, SeqCst);
         });
     }
 }
 
 async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Resp, Infallible> {
+    if req.version() == hyper::Version::HTTP_2 {
+        let streams = &shared.counters.h2_streams;
+        streams.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let raw_query = req.uri().query().unwrap_or("").to_string();
