@@ -42,6 +42,7 @@ pub mod quota;
 pub mod remote;
 pub mod render;
 pub mod results;
+pub mod runtime;
 pub mod speckit;
 pub mod task;
 pub mod taskview;

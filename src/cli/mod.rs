@@ -83,6 +83,15 @@ pub enum Command {
     Init(init::InitArgs),
     /// Serve a live web page of every task (logs, follow-ups, delete) on a loopback port.
     Ui(ui::UiArgs),
+    /// A local task's runner (started by spawn on the local runtime; not for people).
+    #[command(name = "local-runner", hide = true)]
+    LocalRunner(LocalRunnerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LocalRunnerArgs {
+    /// The task's directory in the state directory.
+    pub dir: PathBuf,
 }
 
 /// The heading the global flags are listed under in every verb's help (kubectl's
@@ -265,7 +274,7 @@ pub fn main() -> i32 {
         Err(e) => return usage_error(e, &args, display.unwrap_or("asdo")),
     };
     init_tracing(cli.global.verbose);
-    if !matches!(cli.command, Command::Agent(_)) {
+    if !matches!(cli.command, Command::Agent(_) | Command::LocalRunner(_)) {
         quiet_on_closed_stdout();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -307,6 +316,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Mcp(a) => mcp::run(g, a).await,
         Command::Init(a) => init::run(a),
         Command::Ui(a) => ui::run(g, a).await,
+        Command::LocalRunner(a) => Ok(crate::runtime::local::runner::run(&a.dir)),
         Command::Completion(a) => {
             completion::run(a, &mut command());
             Ok(exit::OK)
