@@ -15,6 +15,7 @@
 //! machine rebooted (the boot id is part of the process identity).
 
 pub mod logfile;
+pub mod logs;
 pub mod proc;
 pub mod runner;
 pub mod sandbox;
