@@ -16,6 +16,7 @@
 
 pub mod logfile;
 pub mod logs;
+pub mod pod;
 pub mod proc;
 pub mod runner;
 pub mod sandbox;
@@ -183,6 +184,9 @@ impl TaskDir {
 #[serde(rename_all = "camelCase")]
 pub struct Spec {
     pub id: String,
+    /// Tells this run of the task apart from an earlier one under the same id (a pod's uid).
+    #[serde(default)]
+    pub uid: String,
     pub branch: String,
     pub repo: String,
     #[serde(default)]
@@ -359,6 +363,19 @@ pub fn random_hex() -> io::Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
+/// A uid in the API server's format (8-4-4-4-12 hex), random.
+fn uid() -> io::Result<String> {
+    let h = random_hex()?;
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
 /// What `spawn` on the local runtime needs.
 #[derive(Debug, Clone)]
 pub struct SpawnRequest {
@@ -456,6 +473,7 @@ pub fn spawn(store: &Store, req: &SpawnRequest) -> Result<TaskDir> {
             &t.spec_file(),
             &Spec {
                 id: req.id.clone(),
+                uid: uid()?,
                 branch: req.branch.clone(),
                 repo: req.repo.clone(),
                 base: req.base.clone(),

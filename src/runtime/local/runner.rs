@@ -270,6 +270,7 @@ mod tests {
         };
         let spec = Spec {
             id: "T1".into(),
+            uid: "u".into(),
             branch: "b".into(),
             repo: "file:///r.git".into(),
             base: None,
