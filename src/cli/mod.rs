@@ -138,6 +138,18 @@ pub struct Global {
     /// syntax (30s, 1m, 0 = no bound). Streams use their own idle detection.
     #[arg(long, global = true, default_value = "30s", value_parser = crate::humantime::parse, help_heading = GLOBAL)]
     pub request_timeout: Duration,
+    /// Where tasks run: kubernetes (pods in the kubeconfig's cluster) or local (this
+    /// machine, each agent in a bubblewrap sandbox, state under $XDG_STATE_HOME/asdo).
+    #[arg(
+        long,
+        global = true,
+        env = "ASDO_RUNTIME",
+        value_enum,
+        default_value = "kubernetes",
+        hide_env_values = true,
+        help_heading = GLOBAL
+    )]
+    pub runtime: crate::runtime::Kind,
     /// More diagnostics on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
     #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,

@@ -589,6 +589,135 @@ fn copy_opencode_config(home: &Path, env: &dyn Fn(&str) -> Option<String>) {
     }
 }
 
+/// Whether a pod's labels match a label selector (`k=v`, `k==v`, `k!=v`, `k`, `!k`,
+/// comma-separated; set-based `in`/`notin` too): the API server's matching, for the
+/// local tasks' pods.
+pub fn selector_matches(
+    selector: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    split_selector(selector).iter().all(|term| {
+        let term = term.trim();
+        if term.is_empty() {
+            return true;
+        }
+        if let Some((k, v)) = term.split_once("!=") {
+            return labels.get(k.trim()).map(String::as_str) != Some(v.trim());
+        }
+        if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            return labels.get(k.trim()).map(String::as_str) == Some(v.trim());
+        }
+        if let Some(k) = term.strip_prefix('!') {
+            return !labels.contains_key(k.trim());
+        }
+        for (op, want) in [(" notin ", false), (" in ", true)] {
+            if let Some((k, set)) = term.split_once(op) {
+                let set = set.trim().trim_start_matches('(').trim_end_matches(')');
+                let has = labels
+                    .get(k.trim())
+                    .is_some_and(|v| set.split(',').any(|s| s.trim() == v));
+                return has == want;
+            }
+        }
+        labels.contains_key(term)
+    })
+}
+
+/// Commas split terms, except inside a set's parentheses.
+fn split_selector(s: &str) -> Vec<String> {
+    let (mut out, mut cur, mut depth) = (Vec::new(), String::new(), 0);
+    for c in s.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur);
+    out
+}
+
+impl Store {
+    /// Every local task as its Pod, those matching `selector`.
+    pub fn pods(&self, selector: &str) -> Result<Vec<k8s_openapi::api::core::v1::Pod>> {
+        let io =
+            |e: io::Error| Error::other(format!("local tasks in {}: {e}", self.root.display()));
+        let mut out = Vec::new();
+        for t in self.all().map_err(io)? {
+            // A task removed while listing is simply not listed.
+            let Ok(v) = t.view() else { continue };
+            let p = pod::of(&v);
+            if selector_matches(
+                selector,
+                p.metadata.labels.as_ref().unwrap_or(&Default::default()),
+            ) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One task by id or pod name, as its Pod.
+    pub fn pod(
+        &self,
+        task_or_pod: &str,
+    ) -> Result<Option<(TaskDir, k8s_openapi::api::core::v1::Pod)>> {
+        let name = crate::task::pod_name_for(task_or_pod)?;
+        let t = TaskDir {
+            dir: self.tasks_dir().join(&name),
+        };
+        if !t.spec_file().exists() {
+            return Ok(None);
+        }
+        let v = t
+            .view()
+            .map_err(|e| Error::other(format!("local task {task_or_pod}: {e}")))?;
+        Ok(Some((t, pod::of(&v))))
+    }
+}
+
+impl TaskDir {
+    /// The last `lines` lines of the log, timestamps removed (the task model's tail).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let raw = std::fs::read(self.log()).unwrap_or_default();
+        let all: Vec<&[u8]> = raw.split_inclusive(|b| *b == b'\n').collect();
+        let mut out = String::new();
+        for l in &all[all.len().saturating_sub(lines)..] {
+            let body = crate::follow::split_timestamp(l).map_or(*l, |(_, rest)| rest);
+            out.push_str(&String::from_utf8_lossy(body));
+        }
+        out
+    }
+
+    /// Deletes the task's directory (clone, HOME, log) — only once its process is gone.
+    pub fn remove(&self) -> Result<()> {
+        let v = self
+            .view()
+            .map_err(|e| Error::other(format!("{}: {e}", self.dir.display())))?;
+        if !v.phase.is_finished() {
+            return Err(Error::usage(format!(
+                "local task {} is {}: it is removed once it has ended",
+                v.spec.id,
+                v.phase.name()
+            )));
+        }
+        // Renamed first, so a concurrent reader never sees half a task.
+        let gone = self.dir.with_file_name(format!(
+            ".removing-{}-{}",
+            self.dir.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id()
+        ));
+        std::fs::rename(&self.dir, &gone)
+            .and_then(|()| std::fs::remove_dir_all(&gone))
+            .map_err(|e| Error::other(format!("removing {}: {e}", self.dir.display())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -663,6 +792,27 @@ mod tests {
                 lost: false
             }
         );
+    }
+
+    #[test]
+    fn selectors_match_as_the_api_server() {
+        let labels: std::collections::BTreeMap<String, String> =
+            [("app", "agent-orchestrator"), ("task-id", "T1")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into();
+        for (sel, want) in [
+            ("app=agent-orchestrator", true),
+            ("app=agent-orchestrator,task-id=T1", true),
+            ("app=agent-orchestrator,task-id=T2", false),
+            ("task-id!=T2", true),
+            ("task-id", true),
+            ("!task-id", false),
+            ("task-id in (T1,T3)", true),
+            ("task-id notin (T1,T3)", false),
+            ("app==agent-orchestrator", true),
+        ] {
+            assert_eq!(selector_matches(sel, &labels), want, "{sel}");
+        }
     }
 
     #[test]
