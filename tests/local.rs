@@ -233,6 +233,12 @@ fn a_killed_task_is_lost_and_frees_its_slot() {
         eventually(Duration::from_secs(60), || !alive(agent as i32)),
         "the sandbox outlived its runner"
     );
+    // As a Pod: Failed with reason Lost, no exit code, the words saying what happened.
+    let pod = local::pod::of(&t.view().unwrap());
+    let status = pod.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    assert_eq!(status.reason.as_deref(), Some("Lost"));
+    assert!(status.message.unwrap().contains("was lost"));
     assert!(
         local::slots::try_acquire(&l.store().slots_dir(), 1)
             .unwrap()
@@ -271,6 +277,27 @@ fn max_parallel_one_queues_the_second_task() {
         .unwrap()
         .is_some_and(|s| s.queued_at.is_some())));
     assert_eq!(phase(&b), Phase::Queued);
+    // As a Pod: Pending behind the max-parallel gate (the task model's Queued), and
+    // listed by the task-id selector with the other.
+    let pod = local::pod::of(&b.view().unwrap());
+    assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Pending"));
+    assert_eq!(
+        pod.spec.unwrap().scheduling_gates.unwrap()[0].name,
+        local::pod::GATE
+    );
+    let names = |sel: &str| -> Vec<String> {
+        l.store()
+            .pods(sel)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.metadata.name.unwrap())
+            .collect()
+    };
+    assert_eq!(
+        names("app=agent-orchestrator"),
+        ["agent-t003", "agent-t004"]
+    );
+    assert_eq!(names("app=agent-orchestrator,task-id=T004"), ["agent-t004"]);
     assert!(b.state().unwrap().unwrap().started_at.is_none());
     std::fs::write(&release, "").unwrap();
     let va = wait_finished(&a, Duration::from_secs(200));
