@@ -338,3 +338,33 @@ fn without_bubblewrap_spawn_names_the_package() {
     assert!(!msg.contains('\n'), "{msg}");
     assert!(!l.store().task("T005").dir.exists(), "nothing half-created");
 }
+
+/// Cancelling a running local task signals the agent inside the sandbox (bwrap passes
+/// no signals on): the agent ends as on a pod's deletion, 143, recorded, not lost.
+#[test]
+fn cancel_reaches_the_agent_inside_the_sandbox() {
+    let f = Fixture::new("local-cancel");
+    let l = Local::new("cancel");
+    f.stand_in("opencode", "exec sleep 600");
+    let env = runner_env(&l, &f.path_var(), &[]);
+    let t = local::spawn(&l.store(), &request(&f, "T006", env)).unwrap();
+    assert!(eventually(Duration::from_secs(120), || phase(&t)
+        == Phase::Running));
+    // The agent is up (its first marker is in the log) before it is asked to stop.
+    assert!(eventually(Duration::from_secs(120), || std::fs::read_to_string(
+        t.log()
+    )
+    .unwrap_or_default()
+    .contains("asdo: running opencode")));
+    assert!(t.cancel().unwrap(), "a process was signalled");
+    let v = wait_finished(&t, Duration::from_secs(120));
+    assert_eq!(
+        v.phase,
+        Phase::Failed {
+            exit_code: Some(143),
+            lost: false
+        },
+        "{}",
+        log_text(&t)
+    );
+}

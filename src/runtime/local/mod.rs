@@ -694,6 +694,27 @@ impl TaskDir {
         out
     }
 
+    /// Asks a running task to stop as a pod's deletion does: SIGTERM to the agent (which
+    /// pushes its work in progress and ends 143), never to the sandbox around it. Returns
+    /// whether a process was signalled.
+    pub fn cancel(&self) -> Result<bool> {
+        let v = self
+            .view()
+            .map_err(|e| Error::other(format!("{}: {e}", self.dir.display())))?;
+        let st = v.state.unwrap_or_default();
+        let (Phase::Running, Some(outer)) = (&v.phase, st.agent_pid) else {
+            return Ok(false);
+        };
+        let target = if v.spec.sandbox {
+            proc::below_bwrap(outer)
+        } else {
+            Some(outer)
+        };
+        let Some(pid) = target else { return Ok(false) };
+        // SAFETY: kill(2) on a pid read from this task's own records while its runner runs.
+        Ok(unsafe { libc::kill(pid as i32, libc::SIGTERM) } == 0)
+    }
+
     /// Deletes the task's directory (clone, HOME, log) — only once its process is gone.
     pub fn remove(&self) -> Result<()> {
         let v = self

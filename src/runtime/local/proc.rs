@@ -52,6 +52,40 @@ pub fn alive_as(p: &ProcessId) -> bool {
     }
 }
 
+/// The direct children of a process (every thread's `children` file).
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+            }
+        }
+    }
+    out
+}
+
+/// The process's command name (`/proc/<pid>/comm`).
+pub fn comm(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// The agent inside a sandbox started as `pid`: the first process below it that is not
+/// bwrap itself (bwrap's monitor and its pid-namespace init come first). bwrap does not
+/// pass signals on, so a cancel goes to this process directly.
+pub fn below_bwrap(pid: u32) -> Option<u32> {
+    let mut cur = pid;
+    for _ in 0..4 {
+        if comm(cur).as_deref() != Some("bwrap") {
+            return Some(cur);
+        }
+        cur = *children(cur).first()?;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
