@@ -348,14 +348,13 @@ fn cancel_reaches_the_agent_inside_the_sandbox() {
     f.stand_in("opencode", "exec sleep 600");
     let env = runner_env(&l, &f.path_var(), &[]);
     let t = local::spawn(&l.store(), &request(&f, "T006", env)).unwrap();
-    assert!(eventually(Duration::from_secs(120), || phase(&t)
-        == Phase::Running));
+    assert!(eventually(Duration::from_secs(120), || phase(&t) == Phase::Running));
     // The agent is up (its first marker is in the log) before it is asked to stop.
-    assert!(eventually(Duration::from_secs(120), || std::fs::read_to_string(
-        t.log()
-    )
-    .unwrap_or_default()
-    .contains("asdo: running opencode")));
+    assert!(eventually(Duration::from_secs(120), || {
+        std::fs::read_to_string(t.log())
+            .unwrap_or_default()
+            .contains("asdo: running opencode")
+    }));
     assert!(t.cancel().unwrap(), "a process was signalled");
     let v = wait_finished(&t, Duration::from_secs(120));
     assert_eq!(

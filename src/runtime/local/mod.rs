@@ -426,6 +426,48 @@ pub fn contract_env_from_pod(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<(Stri
         .collect()
 }
 
+/// The local spawn of a rendered task pod: the same values, so the same env contract,
+/// identity (labels, annotations) and prompt (an env literal, or the ConfigMap that
+/// carries a big one).
+pub fn request_from_pod(
+    pod: &k8s_openapi::api::core::v1::Pod,
+    prompt_cm: Option<&k8s_openapi::api::core::v1::ConfigMap>,
+    sandbox: bool,
+    max_parallel: usize,
+    asdo: PathBuf,
+) -> Result<SpawnRequest> {
+    let env_of = |name: &str| {
+        pod.spec
+            .iter()
+            .flat_map(|s| s.containers.iter())
+            .filter(|c| c.name == crate::task::CONTAINER)
+            .flat_map(|c| c.env.iter().flatten())
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+    };
+    let need = |name: &str| {
+        env_of(name).ok_or_else(|| Error::other(format!("the rendered pod has no {name}")))
+    };
+    let prompt = env_of("TASK_PROMPT").or_else(|| {
+        prompt_cm
+            .and_then(|cm| cm.data.as_ref())
+            .and_then(|d| d.get(crate::render::PROMPT_KEY).cloned())
+    });
+    Ok(SpawnRequest {
+        id: need("TASK_ID")?,
+        branch: need("GIT_BRANCH")?,
+        repo: need("GIT_REPO")?,
+        base: env_of("GIT_BASE"),
+        model: env_of("OPENCODE_MODEL"),
+        prompt,
+        env: contract_env_from_pod(pod),
+        sandbox,
+        max_parallel,
+        asdo,
+        runner_env: None,
+    })
+}
+
 /// Creates the task's directory and starts its runner, detached. Returns at once.
 pub fn spawn(store: &Store, req: &SpawnRequest) -> Result<TaskDir> {
     if req.sandbox {
@@ -813,6 +855,49 @@ mod tests {
                 lost: false
             }
         );
+    }
+
+    #[test]
+    fn a_rendered_pod_gives_the_same_contract_locally() {
+        use crate::render::{Target, pod};
+        let values =
+            crate::values::Values::from_value(crate::values::defaults_for("dev").unwrap()).unwrap();
+        let task = crate::task::Task {
+            id: "T001".into(),
+            branch: "specs/001/T001".into(),
+            repo: "file:///srv/r.git".into(),
+            context_dir: "/workspace".into(),
+            spec_dir: None,
+            base: Some("main".into()),
+            prompt: Some("Implement T001".into()),
+            model: Some("stub/stub-model".into()),
+        };
+        let target = Target {
+            release: "agentic-sdlc-orchestrator-dev".into(),
+            namespace: "agent-orchestrator-dev".into(),
+            environment: "dev".into(),
+        };
+        let p = pod(&values, &task, &target);
+        let r = request_from_pod(&p, None, true, 2, "/bin/asdo".into()).unwrap();
+        assert_eq!(
+            (r.id.as_str(), r.branch.as_str(), r.repo.as_str()),
+            ("T001", "specs/001/T001", "file:///srv/r.git")
+        );
+        assert_eq!(r.base.as_deref(), Some("main"));
+        assert_eq!(r.prompt.as_deref(), Some("Implement T001"));
+        let names: Vec<&str> = r.env.iter().map(|(k, _)| k.as_str()).collect();
+        for want in [
+            "TASK_ID",
+            "GIT_BRANCH",
+            "OPENCODE_MODEL",
+            "ASDO_MAX_TURNS",
+            "ASDO_PERMISSIONS",
+        ] {
+            assert!(names.contains(&want), "{want} in {names:?}");
+        }
+        for owned in RUNTIME_OWNED {
+            assert!(!names.contains(&owned), "{owned} is the runtime's");
+        }
     }
 
     #[test]
