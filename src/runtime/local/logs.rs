@@ -138,6 +138,136 @@ pub fn lost_words(id: &str) -> String {
     )
 }
 
+/// `asdo logs T001` on the local runtime: the header, the log (followed to the end),
+/// the ending, and the task's exit code, as `follow::many::follow_one` does for a pod.
+pub async fn follow_one(
+    store: &super::Store,
+    task_or_pod: &str,
+    opts: &follow::LogOptions,
+) -> Result<i32> {
+    use follow::many::{ending, not_started, task_label};
+    let Some((t, pod)) = store.pod(task_or_pod)? else {
+        return Err(not_found(store, task_or_pod));
+    };
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let id = task_label(&pod).unwrap_or_else(|| name.clone());
+    eprintln!("==> task {id}: local task {name} ({})", t.dir.display());
+    if !opts.follow && !follow::has_started(&pod) && !follow::is_finished(&pod) {
+        eprintln!("==> task {id}: {}", not_started(&pod));
+        return Ok(exit::OK);
+    }
+    let mut sink = follow::Stdout::new(opts.timestamps);
+    let o = Options {
+        follow: opts.follow,
+        tail: opts.tail,
+        since: opts.since,
+    };
+    match print(&t, &o, &mut sink).await? {
+        End::NotEnded => Ok(exit::OK),
+        End::Finished { exit_code, .. } => {
+            let pod = store.pod(task_or_pod)?.map(|(_, p)| p).unwrap_or(pod);
+            eprintln!("==> task {id}: {}", ending(&pod));
+            Ok(exit_code)
+        }
+    }
+}
+
+/// `asdo logs --all` / `-l` on the local runtime: every matching task, each line
+/// prefixed with its task id; new tasks are picked up until Ctrl-C (without follow:
+/// each task's log as it is now, once).
+pub async fn follow_many(
+    store: &super::Store,
+    selector: &str,
+    opts: &follow::LogOptions,
+) -> Result<i32> {
+    use follow::many::{Prefixed, colour_prefix, not_started, task_label};
+    use std::io::IsTerminal;
+    use std::sync::{Arc, Mutex};
+    let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let o = Options {
+        follow: opts.follow,
+        tail: opts.tail,
+        since: opts.since,
+    };
+    let sink_for = |pod: &k8s_openapi::api::core::v1::Pod| {
+        let task = task_label(pod).unwrap_or_default();
+        Prefixed {
+            out: out.clone(),
+            prefix: colour_prefix(&task, colour),
+            timestamps: opts.timestamps,
+        }
+    };
+    if !opts.follow {
+        for pod in store.pods(selector)? {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            if !follow::has_started(&pod) && !follow::is_finished(&pod) {
+                eprintln!("==> {name}: {}", not_started(&pod));
+                continue;
+            }
+            let t = store.task(&task_label(&pod).unwrap_or_default());
+            if let Err(e) = print(&t, &o, &mut sink_for(&pod)).await {
+                eprintln!("{name}: {e}");
+            }
+        }
+        return Ok(exit::OK);
+    }
+    eprintln!(
+        "==> following local tasks ({selector}) in {}; Ctrl-C to stop",
+        store.root.display()
+    );
+    let mut followed = std::collections::HashSet::new();
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        for pod in store.pods(selector)? {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            if !followed.insert(uid) {
+                continue;
+            }
+            let t = store.task(&task_label(&pod).unwrap_or_default());
+            let mut sink = sink_for(&pod);
+            let o = o.clone();
+            tokio::spawn(async move {
+                if let Err(e) = print(&t, &o, &mut sink).await {
+                    eprintln!("{}: {e}", t.dir.display());
+                }
+            });
+        }
+        tokio::select! {
+            _ = &mut interrupted => return Ok(exit::INTERRUPTED),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// `spawn --wait`: until the task runs (or has ended), at most `limit`.
+pub async fn wait_started(store: &super::Store, id: &str, limit: Duration) -> Result<()> {
+    let end = tokio::time::Instant::now() + limit;
+    loop {
+        let Some((_, pod)) = store.pod(id)? else {
+            return Err(not_found(store, id));
+        };
+        if follow::has_started(&pod) || follow::is_finished(&pod) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= end {
+            return Err(Error::other(format!(
+                "local task {id} did not start within {}: {}",
+                crate::humantime::short(limit),
+                follow::many::not_started(&pod)
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+pub fn not_found(store: &super::Store, task_or_pod: &str) -> Error {
+    Error::NotFound(format!(
+        "no local task {task_or_pod} in {}; see the local tasks with `asdo --runtime local list`",
+        store.tasks_dir().display()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

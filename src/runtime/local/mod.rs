@@ -21,6 +21,7 @@ pub mod proc;
 pub mod runner;
 pub mod sandbox;
 pub mod slots;
+pub mod spawn;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -485,7 +486,7 @@ pub fn spawn(store: &Store, req: &SpawnRequest) -> Result<TaskDir> {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             let phase = t.view().map(|v| v.phase.name()).unwrap_or("unreadable");
-            return Err(Error::usage(format!(
+            return Err(Error::AlreadyExists(format!(
                 "local task {} already exists ({phase}, {}): remove it with `asdo --runtime local cleanup {}` first",
                 req.id,
                 t.dir.display(),
