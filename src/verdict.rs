@@ -311,6 +311,12 @@ pub async fn verdict(api: &Api<Pod>, pod: &Pod) -> Verdict {
             String::new()
         }
     };
+    verdict_from(pod, log_tail)
+}
+
+/// The verdict of a pod whose log tail has been read (a local task's from its file).
+pub fn verdict_from(pod: &Pod, log_tail: String) -> Verdict {
+    let name = pod.metadata.name.clone().unwrap_or_default();
     let (phase, code) = follow::outcome(pod);
     let started = follow::started(pod);
     let finished = follow::finished(pod);

@@ -42,6 +42,9 @@ pub async fn run(global: &Global, args: ListArgs) -> Result<i32> {
         .map(crate::task::check_phase)
         .transpose()?;
     let labels = crate::task::selector(args.selector.as_deref())?;
+    if global.runtime == crate::runtime::Kind::Local {
+        return list_local(&args, &labels, phase);
+    }
     let client = cluster::client(&scope.cluster).await?;
     let ns = (!args.all_namespaces).then_some(scope.namespace.as_str());
     let api = cluster::pods(&client, ns)?;
@@ -100,6 +103,41 @@ pub async fn run(global: &Global, args: ListArgs) -> Result<i32> {
         eprintln!("No task pods found in {where_}.");
     } else {
         let cells: Vec<Vec<String>> = rows.into_iter().map(|(_, c)| c).collect();
+        print!("{}", layout(header(wide, args.all_namespaces), cells));
+    }
+    Ok(exit::OK)
+}
+
+/// The local runtime's tasks, as the Pods they stand for, through the same table.
+fn list_local(args: &ListArgs, labels: &str, phase: Option<&str>) -> Result<i32> {
+    let store = crate::runtime::local::Store::from_env()?;
+    let mut pods = store.pods(labels)?;
+    pods.retain(|p| phase.is_none_or(|ph| follow::phase(p) == ph));
+    if let Some(f @ (Output::Yaml | Output::Json)) = args.output {
+        let list = ObjectList::<Pod> {
+            types: kube::core::TypeMeta {
+                api_version: "v1".into(),
+                kind: "List".into(),
+            },
+            metadata: Default::default(),
+            items: pods,
+        };
+        print_object(&list, f)?;
+        return Ok(exit::OK);
+    }
+    if args.output == Some(Output::Name) {
+        for p in &pods {
+            println!("pod/{}", p.metadata.name.as_deref().unwrap_or_default());
+        }
+    } else if pods.is_empty() {
+        eprintln!("No local tasks found in {}.", store.tasks_dir().display());
+    } else {
+        let wide = args.output == Some(Output::Wide);
+        let now = Timestamp::now();
+        let cells = pods
+            .iter()
+            .map(|p| row(p, wide, args.all_namespaces, now))
+            .collect();
         print!("{}", layout(header(wide, args.all_namespaces), cells));
     }
     Ok(exit::OK)

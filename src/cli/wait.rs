@@ -97,6 +97,9 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
     // (or, for the last look after it, inside a short grace), so a server that accepts
     // and never answers cannot stretch it by a request timeout.
     let deadline = tokio::time::Instant::now() + args.timeout;
+    if global.runtime == crate::runtime::Kind::Local {
+        return wait_local(&args, wanted, deadline, hooks).await;
+    }
     let client = cluster::client(&scope.cluster).await?;
     let api = cluster::pods(&client, Some(&ns))?;
     if args.all || (args.any && args.tasks.is_empty()) {
@@ -168,26 +171,7 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
             .await
             .unwrap_or_else(|_| vec![None; left.len()]);
         for ((pod, id), current) in left.into_iter().zip(current_pods) {
-            // `Pending: CreateContainerError: …`: a stuck pod says why, not just "Pending".
-            let phase = current
-                .as_ref()
-                .map_or("Unknown".into(), crate::existing::describe);
-            let v = Verdict {
-                task: current
-                    .as_ref()
-                    .and_then(task_of)
-                    .unwrap_or_else(|| id.clone()),
-                pod: pod.clone(),
-                phase: format!("TimedOut({phase})"),
-                code: None,
-                duration: None,
-                branch: current.as_ref().and_then(branch_of),
-                marker: None,
-                log_tail: format!("still {phase} after {}\n", humantime::short(args.timeout)),
-                finished: Timestamp::now(),
-                reason: None,
-                origin: current.as_ref().map(Origin::of).unwrap_or_default(),
-            };
+            let v = timed_out_verdict(pod, id, current.as_ref(), args.timeout);
             println!("{}", v.line());
             if let Some(dir) = &args.report_dir
                 && let Err(e) = speckit::complete(dir, &v)
@@ -207,6 +191,118 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
             "error: some reports could not be written (see above); spec-kit will not see those tasks' results"
         );
     }
+    Ok(code)
+}
+
+/// The verdict of a task still not ended at --timeout: `TimedOut(<what it is doing>)`.
+fn timed_out_verdict(
+    pod: &str,
+    id: &str,
+    current: Option<&k8s_openapi::api::core::v1::Pod>,
+    timeout: std::time::Duration,
+) -> Verdict {
+    // `Pending: CreateContainerError: …`: a stuck pod says why, not just "Pending".
+    let phase = current.map_or("Unknown".into(), crate::existing::describe);
+    Verdict {
+        task: current.and_then(task_of).unwrap_or_else(|| id.to_string()),
+        pod: pod.to_string(),
+        phase: format!("TimedOut({phase})"),
+        code: None,
+        duration: None,
+        branch: current.and_then(branch_of),
+        marker: None,
+        log_tail: format!("still {phase} after {}\n", humantime::short(timeout)),
+        finished: Timestamp::now(),
+        reason: None,
+        origin: current.map(Origin::of).unwrap_or_default(),
+    }
+}
+
+/// `wait` on the local runtime: the same verdicts, reports and hooks, from the local
+/// tasks' state files (read every half second) instead of a pod watch.
+async fn wait_local(
+    args: &WaitArgs,
+    mut wanted: BTreeMap<String, String>,
+    deadline: tokio::time::Instant,
+    mut hooks: Hooks,
+) -> Result<i32> {
+    use crate::runtime::local;
+    let store = local::Store::from_env()?;
+    if args.all || (args.any && args.tasks.is_empty()) {
+        wanted = store
+            .pods(SELECTOR)?
+            .iter()
+            .filter(|p| !args.any || !follow::is_finished(p))
+            .filter_map(|p| {
+                let name = p.metadata.name.clone()?;
+                Some((name.clone(), task_of(p).unwrap_or(name)))
+            })
+            .collect();
+        if wanted.is_empty() {
+            let which = if args.any { "running " } else { "" };
+            eprintln!("No {which}local tasks.");
+            return Ok(exit::OK);
+        }
+    }
+    for (pod, id) in &wanted {
+        if store.pod(pod)?.is_none() {
+            return Err(local::logs::not_found(&store, id));
+        }
+    }
+    if let Some(dir) = &args.report_dir {
+        speckit::check_reports_writable(dir)?;
+    }
+    let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
+    let mut write_failed = false;
+    let mut timed_out_now = false;
+    loop {
+        for pod in wanted.keys() {
+            if verdicts.contains_key(pod) {
+                continue;
+            }
+            if let Some((t, p)) = store.pod(pod)?
+                && follow::is_finished(&p)
+            {
+                let tail = t.log_tail(crate::marker::TAIL_LINES as usize);
+                let v = verdict::verdict_from(&p, tail);
+                if let Err(e) = conclude(v, &mut verdicts, args.report_dir.as_deref(), &mut hooks) {
+                    eprintln!("error: {e}");
+                    write_failed = true;
+                }
+            }
+        }
+        let done = verdicts.len() == wanted.len() || (args.any && !verdicts.is_empty());
+        if done {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            timed_out_now = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let mut code = exit::OK;
+    if verdicts.values().any(|v| !v.succeeded()) || write_failed {
+        code = exit::FAILURE;
+    }
+    if timed_out_now {
+        for (pod, id) in wanted.iter().filter(|(p, _)| !verdicts.contains_key(*p)) {
+            let current = store.pod(pod)?.map(|(_, p)| p);
+            let v = timed_out_verdict(pod, id, current.as_ref(), args.timeout);
+            println!("{}", v.line());
+            if let Some(dir) = &args.report_dir
+                && let Err(e) = speckit::complete(dir, &v)
+            {
+                eprintln!("error: {e}");
+                code = exit::FAILURE;
+            }
+            hooks.fire(&v.outcome());
+        }
+        if code == exit::OK {
+            code = exit::TIMEOUT;
+        }
+    }
+    hooks.finish().await;
     Ok(code)
 }
 
