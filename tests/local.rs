@@ -367,3 +367,180 @@ fn cancel_reaches_the_agent_inside_the_sandbox() {
         log_text(&t)
     );
 }
+
+// ---- The verbs on the local runtime, through the CLI ---------------------------------
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Debug for Ran {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// `asdo --runtime local <args>` with exactly `env` (no kubeconfig anywhere).
+fn asdo(env: &[(String, String)], args: &[&str]) -> Ran {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_asdo"));
+    c.arg("--runtime")
+        .arg("local")
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let r = wait_for(c.spawn().unwrap(), Duration::from_secs(400));
+    Ran {
+        code: r.code,
+        stdout: r.stdout,
+        stderr: r.stderr,
+    }
+}
+
+/// spawn → logs (followed, then --tail) → wait → list → status → cleanup --save-logs, the
+/// real opencode in the sandbox; and a --no-sandbox task that fails: warned, and wait
+/// says so with exit 1.
+#[test]
+fn the_verbs_drive_a_local_task_end_to_end() {
+    let f = Fixture::new("local-cli");
+    let l = Local::new("cli");
+    let ws = l.store().task("T010").workspace();
+    let model = ModelServer::start(vec![
+        Step::write(&ws.join("hello.txt"), "hello\n"),
+        Step::text("Created hello.txt."),
+    ]);
+    let path = format!(
+        "{}:{}",
+        opencode_dir().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let mut env = runner_env(
+        &l,
+        &path,
+        &[
+            ("OPENCODE_CONFIG_CONTENT", &model.opencode_config()),
+            ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
+        ],
+    );
+    env.push((
+        "ASDO_STATE_DIR".into(),
+        l.store().root.display().to_string(),
+    ));
+    let repo = f.repo_url();
+    let spawn = [
+        "spawn",
+        "--task-id",
+        "T010",
+        "--branch",
+        BRANCH,
+        "--repo",
+        &repo,
+        "--prompt",
+        "Add a greeting file",
+        "--model",
+        "stub/stub-model",
+    ];
+    let r = asdo(&env, &spawn);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "pod/agent-t010 created\n", "{r:?}");
+    assert!(r.stderr.contains("asdo --runtime local logs T010"), "{r:?}");
+    // The same id again: refused, nothing replaced.
+    let again = asdo(&env, &spawn);
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(again.stderr.contains("already exists"), "{again:?}");
+
+    let r = asdo(&env, &["logs", "T010"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let sha = f.remote_branch(BRANCH).expect("pushed");
+    assert_eq!(
+        asdo::marker::last(&r.stdout),
+        Some(asdo::marker::Marker::Done(sha.clone()))
+    );
+    assert!(
+        r.stderr.contains("==> task T010: Succeeded, exit code 0"),
+        "{r:?}"
+    );
+    assert_eq!(f.remote_file(BRANCH, "hello.txt"), "hello");
+
+    let r = asdo(&env, &["logs", "T010", "--tail", "1", "--no-follow"]);
+    assert_eq!(r.stdout, format!("asdo: done {sha}\n"), "{r:?}");
+    let r = asdo(
+        &env,
+        &["logs", "T010", "--tail", "1", "--no-follow", "--timestamps"],
+    );
+    let (_, rest) = asdo::follow::split_timestamp(r.stdout.as_bytes()).expect("stamped");
+    assert_eq!(rest, format!("asdo: done {sha}\n").as_bytes());
+
+    let r = asdo(&env, &["wait", "T010"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("T010") && r.stdout.contains(&sha[..7]),
+        "{r:?}"
+    );
+
+    let r = asdo(&env, &["list"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let row = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("agent-t010"))
+        .expect("listed");
+    assert!(row.contains("Succeeded") && row.contains(BRANCH), "{r:?}");
+
+    let r = asdo(&env, &["status", "T010"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("Succeeded"), "{r:?}");
+
+    // A second task, without the sandbox, whose opencode fails at once.
+    f.stand_in("opencode", "echo 'no model here' >&2; exit 3");
+    let mut env2 = env.clone();
+    for (k, v) in env2.iter_mut() {
+        if k == "PATH" {
+            *v = f.path_var();
+        }
+    }
+    let mut bad = spawn.to_vec();
+    bad[2] = "T011";
+    bad.push("--no-sandbox");
+    let r = asdo(&env2, &bad);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("--no-sandbox: the agent runs with your own rights"),
+        "{r:?}"
+    );
+    let r = asdo(&env2, &["wait", "T010", "T011"]);
+    assert_eq!(r.code, 1, "one failed: {r:?}");
+    assert_eq!(r.stdout.lines().count(), 2, "{r:?}");
+
+    let saved = l.root.join("saved");
+    let r = asdo(&env, &["cleanup", "--save-logs", saved.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("pod/agent-t010 deleted"), "{r:?}");
+    assert!(r.stdout.contains("pod/agent-t011 deleted"), "{r:?}");
+    let logs: Vec<_> = std::fs::read_dir(saved.join("local"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    let ok = logs
+        .iter()
+        .find(|p| p.to_string_lossy().contains("agent-t010"))
+        .unwrap();
+    assert!(
+        std::fs::read_to_string(ok)
+            .unwrap()
+            .ends_with(&format!("asdo: done {sha}\n"))
+    );
+    let r = asdo(&env, &["list"]);
+    assert!(r.stderr.contains("No local tasks found"), "{r:?}");
+}
