@@ -52,6 +52,21 @@ pub async fn lookup(scope: &Scope, task_or_pod: &str, given: &Given) -> Result<T
             marker: None,
         });
     }
+    if scope.runtime == crate::runtime::Kind::Local {
+        let store = crate::runtime::local::Store::from_env()?;
+        let Some((t, pod)) = store.pod(&name)? else {
+            return Err(Error::NotFound(format!(
+                "no local task {task_or_pod} in {}; if it was cleaned up, pass --repo and --branch",
+                store.tasks_dir().display()
+            )));
+        };
+        let log = if follow::is_finished(&pod) {
+            t.log_tail(marker::TAIL_LINES as usize)
+        } else {
+            String::new()
+        };
+        return from_pod(&pod, &log, given);
+    }
     let ns = &scope.namespace;
     let client = cluster::client(&scope.cluster).await?;
     let api = cluster::pods(&client, Some(ns))?;

@@ -388,7 +388,12 @@ impl std::fmt::Debug for Ran {
 
 /// `asdo --runtime local <args>` with exactly `env` (no kubeconfig anywhere).
 fn asdo(env: &[(String, String)], args: &[&str]) -> Ran {
+    asdo_in(Path::new("/"), env, args)
+}
+
+fn asdo_in(dir: &Path, env: &[(String, String)], args: &[&str]) -> Ran {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_asdo"));
+    c.current_dir(dir);
     c.arg("--runtime")
         .arg("local")
         .args(args)
@@ -498,6 +503,21 @@ fn the_verbs_drive_a_local_task_end_to_end() {
     let r = asdo(&env, &["status", "T010"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("Succeeded"), "{r:?}");
+
+    // The result taken back into the user's clone: diff, then apply.
+    let clone = l.root.join("clone");
+    f.git(&["clone", "--quiet", f.remote_str(), clone.to_str().unwrap()]);
+    let mut genv = env.clone();
+    genv.extend(f.git_env().into_iter().filter(|(k, _)| k != "HOME"));
+    let r = asdo_in(&clone, &genv, &["diff", "T010", "--stat"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("hello.txt"), "{r:?}");
+    let r = asdo_in(&clone, &genv, &["apply", "T010"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(clone.join("hello.txt")).unwrap(),
+        "hello\n"
+    );
 
     // A second task, without the sandbox, whose opencode fails at once.
     f.stand_in("opencode", "echo 'no model here' >&2; exit 3");

@@ -171,7 +171,7 @@ impl Global {
 
     /// Namespace precedence: see `Scope::resolve`.
     pub fn scope(&self) -> Result<Scope> {
-        Scope::resolve(
+        let mut scope = Scope::resolve(
             &self.environment,
             &self.release_name,
             self.namespace.as_deref(),
@@ -181,7 +181,9 @@ impl Global {
                 connect_timeout: self.connect_timeout,
                 request_timeout: self.request_timeout,
             },
-        )
+        )?;
+        scope.runtime = self.runtime;
+        Ok(scope)
     }
 }
 
