@@ -404,14 +404,14 @@ pub fn default_max_parallel() -> usize {
 
 /// Names the runtime sets itself, per machine; a contract env never overrides them.
 const RUNTIME_OWNED: [&str; 8] = [
-    "HOME",
-    "TASK_CONTEXT_PATH",
-    "TASK_PROMPT",
-    "TASK_PROMPT_FILE",
-    "OPENCODE_SERVER_PASSWORD",
-    "ASDO_OPENCODE_PORT",
-    crate::task::ANSWERS_FILE_ENV,
-    crate::task::SECRET_ENV_LIST,
+    crate::contract::HOME,
+    crate::contract::TASK_CONTEXT_PATH,
+    crate::contract::TASK_PROMPT,
+    crate::contract::TASK_PROMPT_FILE,
+    crate::contract::PASSWORD_ENV,
+    crate::contract::OPENCODE_PORT_ENV,
+    crate::contract::ANSWERS_FILE,
+    crate::contract::SECRET_ENV_LIST,
 ];
 
 /// The literal env of a rendered task pod's agent container: the same contract a pod

@@ -204,16 +204,36 @@ pub fn agent_env(
         set(&mut env, k, v.clone());
     }
     let path = |p: PathBuf| p.display().to_string();
-    set(&mut env, "HOME", path(t.home()));
-    set(&mut env, "TASK_CONTEXT_PATH", path(t.workspace()));
+    set(&mut env, crate::contract::HOME, path(t.home()));
+    set(
+        &mut env,
+        crate::contract::TASK_CONTEXT_PATH,
+        path(t.workspace()),
+    );
     if t.prompt().exists() {
-        set(&mut env, "TASK_PROMPT_FILE", path(t.prompt()));
+        set(
+            &mut env,
+            crate::contract::TASK_PROMPT_FILE,
+            path(t.prompt()),
+        );
     }
-    set(&mut env, crate::task::ANSWERS_FILE_ENV, path(t.answers()));
-    set(&mut env, "ASDO_OPENCODE_PORT", port.to_string());
-    set(&mut env, "OPENCODE_SERVER_PASSWORD", password.to_string());
+    set(&mut env, crate::contract::ANSWERS_FILE, path(t.answers()));
+    set(
+        &mut env,
+        crate::contract::OPENCODE_PORT_ENV,
+        port.to_string(),
+    );
+    set(
+        &mut env,
+        crate::contract::PASSWORD_ENV,
+        password.to_string(),
+    );
     secrets.insert(0, "OPENCODE_SERVER_PASSWORD".into());
-    set(&mut env, crate::task::SECRET_ENV_LIST, secrets.join(","));
+    set(
+        &mut env,
+        crate::contract::SECRET_ENV_LIST,
+        secrets.join(","),
+    );
     env
 }
 
@@ -301,13 +321,13 @@ mod tests {
             get("TASK_CONTEXT_PATH"),
             Some("/s/tasks/agent-t1/workspace")
         );
-        assert_eq!(get("ASDO_OPENCODE_PORT"), Some("4100"));
+        assert_eq!(get(crate::contract::OPENCODE_PORT_ENV), Some("4100"));
         assert_eq!(get("OPENCODE_SERVER_PASSWORD"), Some("pw"));
         assert_eq!(get("ANTHROPIC_API_KEY"), Some("k"));
         assert_eq!(get("OPENCODE_CONFIG_CONTENT"), Some("{}"));
         assert_eq!(get("AWS_SECRET_ACCESS_KEY"), None, "not a provider key");
         assert_eq!(
-            get(crate::task::SECRET_ENV_LIST),
+            get(crate::contract::SECRET_ENV_LIST),
             Some("OPENCODE_SERVER_PASSWORD,ANTHROPIC_API_KEY")
         );
         assert_eq!(env.iter().filter(|(n, _)| n == "HOME").count(), 1);
