@@ -166,6 +166,7 @@ impl Global {
             release_name: self.release_name.clone(),
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
+            runtime: self.runtime,
         }
     }
 
