@@ -91,6 +91,44 @@ impl Archive {
             ),
             Err(e) => return Err(Error::from_kube(&what, e)),
         };
+        self.write_summary(pod, &dir, &stem, log, log_note)
+    }
+
+    /// Save a local task's log (its file's lines, timestamps removed, as a pod's log
+    /// reads) and summary: the same files as for a pod.
+    pub async fn save_local(&self, pod: &Pod, log: &[u8]) -> Result<Saved> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let uid: String = pod
+            .metadata
+            .uid
+            .as_deref()
+            .unwrap_or("nouid")
+            .chars()
+            .take(8)
+            .collect();
+        let dir = self.dir.join(&ns);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::other(format!("create {}: {e}", dir.display())))?;
+        let stem = format!("{name}-{uid}");
+        let mut plain = Vec::with_capacity(log.len());
+        for line in log.split_inclusive(|b| *b == b'\n') {
+            plain.extend_from_slice(crate::follow::split_timestamp(line).map_or(line, |(_, r)| r));
+        }
+        let p = dir.join(format!("{stem}.log"));
+        let facts = stream_to_file(futures::io::Cursor::new(plain), &p).await?;
+        self.write_summary(pod, &dir, &stem, Some(facts), None)
+    }
+
+    fn write_summary(
+        &self,
+        pod: &Pod,
+        dir: &Path,
+        stem: &str,
+        log: Option<LogFacts>,
+        log_note: Option<String>,
+    ) -> Result<Saved> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
         let log_path = log.as_ref().map(|l| l.path.clone());
         let summary = summary(pod, log.as_ref(), log_note);
         let summary_path = dir.join(format!("{stem}.json"));

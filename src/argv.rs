@@ -84,6 +84,8 @@ pub struct GlobalFlags {
     pub release_name: String,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// `--runtime`: a child of `asdo --runtime local mcp` works on the same local tasks.
+    pub runtime: crate::runtime::Kind,
 }
 
 impl GlobalFlags {
@@ -103,7 +105,8 @@ impl GlobalFlags {
             .opt(
                 "request-timeout",
                 format!("{}ms", self.request_timeout.as_millis()),
-            );
+            )
+            .opt("runtime", self.runtime.as_str());
     }
 }
 
@@ -152,6 +155,7 @@ pub(crate) mod tests {
             release_name: "rel".into(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_millis(1500),
+            runtime: crate::runtime::Kind::Local,
         };
         let mut a = Argv::new("status");
         g.push_onto(&mut a);
@@ -166,6 +170,7 @@ pub(crate) mod tests {
                 "--release-name=rel",
                 "--connect-timeout=5000ms",
                 "--request-timeout=1500ms",
+                "--runtime=local",
                 "--",
                 "T1"
             ]

@@ -113,7 +113,7 @@ pub async fn client(args: &ClusterArgs) -> Result<Client> {
             && why.contains("No such file");
         if nothing_configured {
             Error::Cluster(format!(
-                "no cluster configured ({why}, and not running in a pod); set KUBECONFIG or pass --kubeconfig/--context (e.g. a kind or k3d cluster). To try asdo without a cluster, run the project's fake API server: `cargo run --example fake-apiserver -- --port 18081 --kubeconfig /tmp/fake.kubeconfig`, then `export KUBECONFIG=/tmp/fake.kubeconfig` (README: \"Try it without a cluster\")"
+                "no cluster configured ({why}, and not running in a pod); set KUBECONFIG or pass --kubeconfig/--context (e.g. a kind or k3d cluster). To try asdo without a cluster, run the project's fake API server: `cargo run --example fake-apiserver -- --port 18081 --kubeconfig /tmp/fake.kubeconfig`, then `export KUBECONFIG=/tmp/fake.kubeconfig` (README: \"Try it without a cluster\"). Or run the tasks on this machine: `asdo --runtime local …` (or ASDO_RUNTIME=local)"
             ))
         } else {
             Error::Cluster(format!(

@@ -51,6 +51,7 @@ pub mod quota;
 pub mod remote;
 pub mod render;
 pub mod results;
+pub mod runtime;
 pub mod scope;
 pub mod send;
 pub mod spawn;

@@ -57,6 +57,19 @@ pub async fn lookup(scope: &Scope, task_or_pod: &str, given: &Given) -> Result<T
             state: None,
         });
     }
+    if scope.runtime == crate::runtime::Kind::Local {
+        let store = crate::runtime::local::Store::from_env()?;
+        let Some((t, pod)) = store.pod(&name)? else {
+            return Err(Error::NotFound(format!(
+                "no local task {task_or_pod} in {}; if it was cleaned up, pass --repo and --branch",
+                store.tasks_dir().display()
+            )));
+        };
+        let log = TaskPod(&pod)
+            .is_finished()
+            .then(|| t.log_tail(crate::marker::TAIL_LINES as usize));
+        return from_pod(&pod, log.as_deref(), given);
+    }
     let ns = &scope.namespace;
     let client = cluster::client(&scope.cluster).await?;
     let api = cluster::pods(&client, Some(ns))?;

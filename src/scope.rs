@@ -15,6 +15,9 @@ pub struct Scope {
     /// Chart + release defaults for this environment.
     pub defaults: serde_json::Value,
     pub cluster: ClusterArgs,
+    /// `--runtime`: where the tasks are (engines that read a task ask the local store
+    /// instead of the API server when `Local`).
+    pub runtime: crate::runtime::Kind,
 }
 
 impl Scope {
@@ -60,6 +63,7 @@ impl Scope {
             namespace: resolved,
             defaults,
             cluster,
+            runtime: crate::runtime::Kind::default(),
         })
     }
 }

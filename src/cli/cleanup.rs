@@ -102,6 +102,9 @@ pub async fn run(global: &Global, args: CleanupArgs) -> Result<i32> {
         _ => None,
     };
     let mut kept = 0;
+    if global.runtime == crate::runtime::Kind::Local {
+        return cleanup_local(&args, &labels, fields.as_deref(), archive).await;
+    }
     let client = cluster::client(&scope.cluster).await?;
     let api = cluster::pods(&client, Some(ns))?;
     // Queued and Pending are one API phase: only a list can tell them apart.
@@ -188,6 +191,98 @@ pub async fn run(global: &Global, args: CleanupArgs) -> Result<i32> {
         eprintln!("No task pods to delete in namespace {ns}.");
     }
     Ok(if kept > 0 { exit::FAILURE } else { exit::OK })
+}
+
+/// The local runtime: the same choice of tasks (phase, id, selector, age), each task's
+/// directory removed (its log archived first with --save-logs); a running one only with
+/// --force, and then it is cancelled (SIGTERM, work in progress pushed) and kept until
+/// it has ended.
+async fn cleanup_local(
+    args: &CleanupArgs,
+    labels: &str,
+    fields: Option<&str>,
+    archive: Option<crate::archive::Archive>,
+) -> Result<i32> {
+    use crate::runtime::local;
+    let store = local::Store::from_env()?;
+    let now = Timestamp::now();
+    // The field selector as built for the API server: phase terms and metadata.name.
+    let field_ok = |p: &Pod| {
+        fields.is_none_or(|f| {
+            f.split(',').all(|term| {
+                let phase = follow::phase(p);
+                let name = p.metadata.name.as_deref().unwrap_or_default();
+                match term.split_once("!=") {
+                    Some(("status.phase", v)) => phase != v,
+                    _ => match term.split_once('=') {
+                        Some(("status.phase", v)) => phase == v,
+                        Some(("metadata.name", v)) => name == v,
+                        _ => true,
+                    },
+                }
+            })
+        })
+    };
+    let (mut kept, mut deleted) = (0, Vec::new());
+    for p in store.pods(labels)?.iter().filter(|p| field_ok(p)) {
+        if args.older_than.is_some_and(|min| age(p, now) < min) {
+            continue;
+        }
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let id = p
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(task::LABEL_TASK_ID))
+            .cloned()
+            .unwrap_or_default();
+        let t = store.task(&id);
+        if !follow::is_finished(p) {
+            if !args.dry_run && t.cancel()? {
+                eprintln!(
+                    "pod/{name} cancelled (SIGTERM); it is removed by a cleanup once it has ended"
+                );
+            }
+            kept += 1;
+            continue;
+        }
+        if args.dry_run {
+            deleted.push(name);
+            continue;
+        }
+        if let Some(a) = &archive {
+            let log = std::fs::read(t.log()).unwrap_or_default();
+            match a.save_local(p, &log).await {
+                Ok(s) => eprintln!("pod/{name} log saved: {}", s.summary.display()),
+                Err(e) => {
+                    eprintln!("pod/{name} kept: its log could not be saved: {e}");
+                    kept += 1;
+                    continue;
+                }
+            }
+        }
+        t.remove()?;
+        deleted.push(name);
+    }
+    let verb = if args.dry_run {
+        "deleted (dry run)"
+    } else {
+        "deleted"
+    };
+    for name in &deleted {
+        println!("pod/{name} {verb}");
+    }
+    if deleted.is_empty() && kept == 0 {
+        eprintln!(
+            "No local tasks to delete in {}.",
+            store.tasks_dir().display()
+        );
+    }
+    Ok(if kept > 0 && archive.is_some() {
+        exit::FAILURE
+    } else {
+        exit::OK
+    })
 }
 
 /// Time since the task finished, or since the pod was created if it has not.

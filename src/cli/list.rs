@@ -53,6 +53,9 @@ pub async fn run(global: &Global, args: ListArgs) -> Result<i32> {
     let scope = global.scope()?;
     let phase = args.phase.as_deref().map(Phase::parse).transpose()?;
     let labels = crate::task::selector(args.selector.as_deref())?;
+    if global.runtime == crate::runtime::Kind::Local {
+        return list_local(&args, &labels, phase);
+    }
     let client = cluster::client(&scope.cluster).await?;
     let ns = (!args.all_namespaces).then_some(scope.namespace.as_str());
     let api = cluster::pods(&client, ns)?;
@@ -111,15 +114,63 @@ pub async fn run(global: &Global, args: ListArgs) -> Result<i32> {
     tasks.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
     names.sort();
 
+    print_tasks(
+        &args,
+        &tasks,
+        &names,
+        &format!("No task pods found in {where_}."),
+        now,
+    )?;
+    Ok(exit::OK)
+}
+
+/// The client behind a pod API, for the namespaced API of a pod found cluster-wide.
+fn api_client(api: &kube::Api<Pod>) -> kube::Client {
+    api.clone().into_client()
+}
+
+/// The local runtime's tasks: the Pods they stand for and their log files' tails, through
+/// the same task objects and table.
+fn list_local(args: &ListArgs, labels: &str, phase: Option<Phase>) -> Result<i32> {
+    let store = crate::runtime::local::Store::from_env()?;
+    let now = Timestamp::now();
+    let mut tasks = Vec::new();
+    for p in store.pods(labels)? {
+        if phase.is_some_and(|want| TaskPod(&p).phase() != want) {
+            continue;
+        }
+        let tail = store
+            .pod(TaskPod(&p).name())?
+            .map(|(t, _)| t.log_tail(crate::marker::TAIL_LINES as usize));
+        tasks.push(TaskState::new(&p, tail.as_deref(), now));
+    }
+    tasks.sort_by(|a, b| a.pod.cmp(&b.pod));
+    let names: Vec<(String, String)> = tasks
+        .iter()
+        .map(|t| (t.namespace.clone(), t.pod.clone()))
+        .collect();
+    let empty = format!("No local tasks found in {}.", store.tasks_dir().display());
+    print_tasks(args, &tasks, &names, &empty, now)?;
+    Ok(exit::OK)
+}
+
+/// One printer for both runtimes: names, the task objects, or the table.
+fn print_tasks(
+    args: &ListArgs,
+    tasks: &[TaskState],
+    names: &[(String, String)],
+    empty: &str,
+    now: Timestamp,
+) -> Result<()> {
     match args.output {
         Some(Output::Name) => {
-            for (_, name) in &names {
+            for (_, name) in names {
                 println!("pod/{name}");
             }
         }
         Some(Output::Json) => output::print(&tasks, Format::Json)?,
         Some(Output::Yaml) => output::print(&tasks, Format::Yaml)?,
-        _ if tasks.is_empty() => eprintln!("No task pods found in {where_}."),
+        _ if tasks.is_empty() => eprintln!("{empty}"),
         _ => {
             let wide = args.output == Some(Output::Wide);
             let cells = tasks
@@ -129,12 +180,7 @@ pub async fn run(global: &Global, args: ListArgs) -> Result<i32> {
             print!("{}", layout(header(wide, args.all_namespaces), cells));
         }
     }
-    Ok(exit::OK)
-}
-
-/// The client behind a pod API, for the namespaced API of a pod found cluster-wide.
-fn api_client(api: &kube::Api<Pod>) -> kube::Client {
-    api.clone().into_client()
+    Ok(())
 }
 
 fn since(t: Option<Timestamp>, now: Timestamp) -> Option<Duration> {

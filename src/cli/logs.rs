@@ -85,6 +85,14 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<i32> {
         start_timeout: Some(args.start_timeout),
     };
     let selector = crate::task::selector(args.selector.as_deref())?;
+    if global.runtime == crate::runtime::Kind::Local {
+        use crate::runtime::local;
+        let store = local::Store::from_env()?;
+        return match target {
+            Some(name) => local::logs::follow_one(&store, &name, &opts).await,
+            None => local::logs::follow_many(&store, &selector, &opts).await,
+        };
+    }
     let client = cluster::client(&scope.cluster).await?;
     match target {
         Some(name) => follow::follow_one(&client, &scope.namespace, &name, &opts).await,

@@ -82,6 +82,15 @@ pub enum Command {
     Init(init::InitArgs),
     /// Serve a live web page of every task (logs, follow-ups, delete) on a loopback port.
     Ui(ui::UiArgs),
+    /// A local task's runner (started by spawn on the local runtime; not for people).
+    #[command(name = "local-runner", hide = true)]
+    LocalRunner(LocalRunnerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LocalRunnerArgs {
+    /// The task's directory in the state directory.
+    pub dir: PathBuf,
 }
 
 /// The heading the global flags are listed under in every verb's help (kubectl's
@@ -128,6 +137,18 @@ pub struct Global {
     /// syntax (30s, 1m, 0 = no bound). Streams use their own idle detection.
     #[arg(long, global = true, default_value = "30s", value_parser = crate::humantime::parse, help_heading = GLOBAL)]
     pub request_timeout: Duration,
+    /// Where tasks run: kubernetes (pods in the kubeconfig's cluster) or local (this
+    /// machine, each agent in a bubblewrap sandbox, state under $XDG_STATE_HOME/asdo).
+    #[arg(
+        long,
+        global = true,
+        env = "ASDO_RUNTIME",
+        value_enum,
+        default_value = "kubernetes",
+        hide_env_values = true,
+        help_heading = GLOBAL
+    )]
+    pub runtime: crate::runtime::Kind,
     /// More diagnostics on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
     #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
@@ -145,12 +166,13 @@ impl Global {
             release_name: self.release_name.clone(),
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
+            runtime: self.runtime,
         }
     }
 
     /// Namespace precedence: see `Scope::resolve`.
     pub fn scope(&self) -> Result<Scope> {
-        Scope::resolve(
+        let mut scope = Scope::resolve(
             &self.environment,
             &self.release_name,
             self.namespace.as_deref(),
@@ -160,7 +182,9 @@ impl Global {
                 connect_timeout: self.connect_timeout,
                 request_timeout: self.request_timeout,
             },
-        )
+        )?;
+        scope.runtime = self.runtime;
+        Ok(scope)
     }
 }
 
@@ -223,7 +247,7 @@ pub fn main() -> i32 {
         Err(e) => return usage_error(e, &args, display.unwrap_or("asdo")),
     };
     crate::logging::init_tracing(cli.global.verbose);
-    if !matches!(cli.command, Command::Agent(_)) {
+    if !matches!(cli.command, Command::Agent(_) | Command::LocalRunner(_)) {
         crate::logging::quiet_on_closed_stdout();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -265,6 +289,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Mcp(a) => mcp::run(g, a).await,
         Command::Init(a) => init::run(a),
         Command::Ui(a) => ui::run(g, a).await,
+        Command::LocalRunner(a) => Ok(crate::runtime::local::runner::run(&a.dir)),
         Command::Completion(a) => {
             completion::run(a, &mut command());
             Ok(exit::OK)

@@ -125,6 +125,14 @@ pub struct SpawnArgs {
     /// <feature>/.async_state).
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
+    /// --runtime local: run the agent without the bubblewrap sandbox, with your own rights
+    /// (said on every spawn).
+    #[arg(long)]
+    pub no_sandbox: bool,
+    /// --runtime local: at most this many tasks run at once on this machine; the rest
+    /// wait, Queued (default: the number of cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: Option<u32>,
 }
 
 impl SpawnArgs {
@@ -193,6 +201,9 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
 
     if let Some(dir) = &plan.report_dir {
         speckit::check_writable(dir)?;
+    }
+    if global.runtime == crate::runtime::Kind::Local {
+        return run_local(&args, &plan, offline).await;
     }
     let client = cluster::client(&scope.cluster).await?;
     let cm_name = Values::from_value(scope.defaults.clone())?.config_map_name(&scope.release);
@@ -263,6 +274,49 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     }
     if args.wait {
         crate::follow::wait_started(&api, &name, uid.as_deref(), args.timeout).await?;
+    }
+    Ok(exit::OK)
+}
+
+/// The local runtime: the same rendered pods, each started as a local task.
+async fn run_local(args: &SpawnArgs, plan: &spawn::Plan, pods: Vec<Rendered>) -> Result<i32> {
+    use crate::runtime::local;
+    if args.no_sandbox {
+        eprintln!("{}", local::sandbox::NO_SANDBOX_WARNING);
+    }
+    let store = local::Store::from_env()?;
+    let opts = local::spawn::Options {
+        sandbox: !args.no_sandbox,
+        max_parallel: args
+            .max_parallel
+            .map_or_else(local::default_max_parallel, |n| n as usize),
+        asdo: std::env::current_exe()
+            .map_err(|e| Error::other(format!("cannot find the asdo binary: {e}")))?,
+    };
+    let output = args.output;
+    let printed = std::sync::atomic::AtomicUsize::new(0);
+    let report = move |c: &Created| print_created(c, output, &printed);
+    if plan.batch {
+        let results = local::spawn::create_all(&store, &pods, plan, &opts, &report);
+        return Ok(batch_exit(&results));
+    }
+    let rendered = pods
+        .first()
+        .ok_or_else(|| Error::other("no task to spawn"))?;
+    let id = &plan.tasks[0].id;
+    local::spawn::create_reported(&store, rendered, plan, &plan.tasks[0], &opts, &report)?;
+    if args.output.is_none() {
+        eprintln!("follow it: asdo --runtime local logs {id}");
+    }
+    if args.follow {
+        let opts = crate::follow::LogOptions {
+            follow: true,
+            ..Default::default()
+        };
+        return local::logs::follow_one(&store, id, &opts).await;
+    }
+    if args.wait {
+        local::logs::wait_started(&store, id, args.timeout).await?;
     }
     Ok(exit::OK)
 }

@@ -30,6 +30,21 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
     let scope = global.scope()?;
     let name = task::pod_name_for(&args.task)?;
     let ns = &scope.namespace;
+    if global.runtime == crate::runtime::Kind::Local {
+        use crate::runtime::local;
+        let store = local::Store::from_env()?;
+        let Some((t, pod)) = store.pod(&name)? else {
+            return Err(local::logs::not_found(&store, &args.task));
+        };
+        let tail = t.log_tail(crate::marker::TAIL_LINES as usize);
+        let task = TaskState::new(&pod, Some(&tail), Timestamp::now());
+        if let Some(f) = args.output {
+            output::print(&task, f)?;
+        } else {
+            print!("{}", describe(&pod, &task, None, Timestamp::now()));
+        }
+        return Ok(exit::OK);
+    }
     let client = cluster::client(&scope.cluster).await?;
     let api = cluster::pods(&client, Some(ns))?;
     let pod = cluster::task_pod(&api, &name, ns).await?;

@@ -103,6 +103,9 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
     // (or, for the last look after it, inside a short grace), so a server that accepts
     // and never answers cannot stretch it by a request timeout.
     let deadline = tokio::time::Instant::now() + args.timeout;
+    if global.runtime == crate::runtime::Kind::Local {
+        return wait_local(&args, wanted, deadline, hooks).await;
+    }
     let client = cluster::client(&scope.cluster).await?;
     let api = cluster::pods(&client, Some(&ns))?;
     if args.all || (args.any && args.tasks.is_empty()) {
@@ -181,16 +184,7 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
             .await
             .unwrap_or_else(|_| vec![None; left.len()]);
         for ((pod, id), current) in left.into_iter().zip(current_pods) {
-            // `Pending: CreateContainerError: …`: a stuck pod says why, not just "Pending".
-            let phase = current
-                .as_ref()
-                .map_or("Unknown".into(), |p| TaskPod(p).describe());
-            let words = format!("still {phase} after {}", humantime::short(args.timeout));
-            let task = match &current {
-                Some(p) => TaskState::new(p, None, Timestamp::now()),
-                None => TaskState::vanished(id, pod, &ns, "timed-out", &words),
-            };
-            let v = Verdict::unknown(task, &format!("TimedOut({phase})"), format!("{words}\n"));
+            let v = timed_out_verdict(pod, id, &ns, current.as_ref(), args.timeout);
             say(&v, format)?;
             if let Some(dir) = &args.report_dir
                 && let Err(e) = speckit::complete(dir, &v)
@@ -226,6 +220,118 @@ fn say(v: &Verdict, format: Option<Format>) -> Result<()> {
             output::print(&v.task, Format::Yaml)
         }
     }
+}
+
+/// The verdict of a task still not ended at --timeout: `TimedOut(<what it is doing>)`.
+fn timed_out_verdict(
+    pod: &str,
+    id: &str,
+    ns: &str,
+    current: Option<&k8s_openapi::api::core::v1::Pod>,
+    timeout: Duration,
+) -> Verdict {
+    // `Pending: CreateContainerError: …`: a stuck pod says why, not just "Pending".
+    let phase = current.map_or("Unknown".into(), |p| TaskPod(p).describe());
+    let words = format!("still {phase} after {}", humantime::short(timeout));
+    let task = match current {
+        Some(p) => TaskState::new(p, None, Timestamp::now()),
+        None => TaskState::vanished(id, pod, ns, "timed-out", &words),
+    };
+    Verdict::unknown(task, &format!("TimedOut({phase})"), format!("{words}\n"))
+}
+
+/// `wait` on the local runtime: the same verdicts, reports and hooks, from the local
+/// tasks' state files (read every half second) instead of a pod watch.
+async fn wait_local(
+    args: &WaitArgs,
+    mut wanted: BTreeMap<String, String>,
+    deadline: tokio::time::Instant,
+    mut hooks: Hooks,
+) -> Result<i32> {
+    use crate::runtime::local;
+    let store = local::Store::from_env()?;
+    if args.all || (args.any && args.tasks.is_empty()) {
+        wanted = store
+            .pods(SELECTOR)?
+            .iter()
+            .filter(|p| !args.any || !TaskPod(p).is_finished())
+            .filter_map(|p| {
+                let name = p.metadata.name.clone()?;
+                Some((name, TaskPod(p).task_id().to_string()))
+            })
+            .collect();
+        if wanted.is_empty() {
+            let which = if args.any { "running " } else { "" };
+            eprintln!("No {which}local tasks.");
+            return Ok(exit::OK);
+        }
+    }
+    for (pod, id) in &wanted {
+        if store.pod(pod)?.is_none() {
+            return Err(local::logs::not_found(&store, id));
+        }
+    }
+    if let Some(dir) = &args.report_dir {
+        speckit::check_reports_writable(dir)?;
+    }
+    let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
+    let mut write_failed = false;
+    let mut timed_out_now = false;
+    loop {
+        for pod in wanted.keys() {
+            if verdicts.contains_key(pod) {
+                continue;
+            }
+            if let Some((t, p)) = store.pod(pod)?
+                && TaskPod(&p).is_finished()
+            {
+                let tail = t.log_tail(crate::marker::TAIL_LINES as usize);
+                let v = Verdict::of(&p, Some(tail));
+                if let Err(e) = conclude(
+                    v,
+                    &mut verdicts,
+                    args.report_dir.as_deref(),
+                    &mut hooks,
+                    args.output,
+                ) {
+                    eprintln!("error: {e}");
+                    write_failed = true;
+                }
+            }
+        }
+        let done = verdicts.len() == wanted.len() || (args.any && !verdicts.is_empty());
+        if done {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            timed_out_now = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let mut code = exit::OK;
+    if verdicts.values().any(|v| !v.succeeded()) || write_failed {
+        code = exit::FAILURE;
+    }
+    if timed_out_now {
+        for (pod, id) in wanted.iter().filter(|(p, _)| !verdicts.contains_key(*p)) {
+            let current = store.pod(pod)?.map(|(_, p)| p);
+            let v = timed_out_verdict(pod, id, "", current.as_ref(), args.timeout);
+            say(&v, args.output)?;
+            if let Some(dir) = &args.report_dir
+                && let Err(e) = speckit::complete(dir, &v)
+            {
+                eprintln!("error: {e}");
+                code = exit::FAILURE;
+            }
+            hooks.fire(&v.outcome());
+        }
+        if code == exit::OK {
+            code = exit::TIMEOUT;
+        }
+    }
+    hooks.finish().await;
+    Ok(code)
 }
 
 fn conclude(

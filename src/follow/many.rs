@@ -67,22 +67,22 @@ pub fn ending(pod: &Pod) -> String {
 }
 
 /// One line for `--no-follow` on a pod that has no log yet.
-fn not_started(pod: &Pod) -> String {
+pub fn not_started(pod: &Pod) -> String {
     let why = follow::waiting_reason(pod)
         .map(|(r, m)| if m.is_empty() { r } else { format!("{r}: {m}") })
         .unwrap_or_else(|| follow::phase(pod).to_string());
     format!("not started yet ({why}); no log to show")
 }
 
-fn task_label(pod: &Pod) -> Option<String> {
+pub fn task_label(pod: &Pod) -> Option<String> {
     pod.metadata.labels.as_ref()?.get(LABEL_TASK_ID).cloned()
 }
 
 /// Lines from many pods, each whole and prefixed, through one locked writer.
-struct Prefixed {
-    out: Arc<Mutex<std::io::BufWriter<std::io::Stdout>>>,
-    prefix: Vec<u8>,
-    timestamps: bool,
+pub struct Prefixed {
+    pub out: Arc<Mutex<std::io::BufWriter<std::io::Stdout>>>,
+    pub prefix: Vec<u8>,
+    pub timestamps: bool,
 }
 
 impl LineSink for Prefixed {
@@ -104,7 +104,7 @@ impl LineSink for Prefixed {
     }
 }
 
-fn colour_prefix(task: &str, colour: bool) -> Vec<u8> {
+pub fn colour_prefix(task: &str, colour: bool) -> Vec<u8> {
     if !colour {
         return format!("[{task}] ").into_bytes();
     }
