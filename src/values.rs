@@ -534,6 +534,9 @@ pub struct PodValues {
     pub runtime_class_name: String,
     #[serde(default)]
     pub priority_class_name: String,
+    /// Kueue LocalQueue (label `kueue.x-k8s.io/queue-name`); "" = not queued.
+    #[serde(default)]
+    pub queue_name: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
