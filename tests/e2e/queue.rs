@@ -1,0 +1,125 @@
+//! Queueing on Kueue: a task pod labelled with a LocalQueue is held by Kueue's
+//! scheduling gate (the fake API server's Kueue pod-webhook mode) until it is admitted
+//! (the test releases the gate, as Kueue would). While queued the start timeout does not
+//! run; `--queue-timeout` bounds the time queued.
+
+use std::io::{BufRead, BufReader};
+use std::process::Child;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::common::*;
+
+const QUEUE: &str = "team-a";
+const LONG: Duration = Duration::from_secs(60);
+
+/// The environment with Kueue's pod webhook on.
+fn kueue_env() -> Env {
+    let env = Env::new();
+    env.server.set_kueue_pod_webhook(true);
+    env.server.set_schedule_delay(Duration::ZERO);
+    env
+}
+
+/// Spawns task `id` running `script` in the LocalQueue; the pod is gated.
+fn spawn_queued(env: &Env, id: &str, script: &str) -> String {
+    let values = env.script_values(script);
+    let queue = format!("pod.queueName={QUEUE}");
+    let r = env.asdo(&spawn_args(id, &["-f", path_str(&values), "--set", &queue]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let name = format!("agent-{}", id.to_lowercase());
+    let pod = env.server.pod(NS, &name).unwrap();
+    let labels = pod.metadata.labels.clone().unwrap();
+    assert_eq!(labels["kueue.x-k8s.io/queue-name"], QUEUE);
+    let gates: Vec<String> = pod
+        .spec
+        .unwrap()
+        .scheduling_gates
+        .unwrap_or_default()
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert_eq!(
+        gates,
+        ["kueue.x-k8s.io/admission"],
+        "Kueue's webhook gated it"
+    );
+    name
+}
+
+/// The child's stderr, line by line, as it comes.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Reads lines until one contains `what`; every line read is kept in `seen`.
+fn await_line(rx: &mpsc::Receiver<String>, what: &str, seen: &mut Vec<String>) {
+    let end = std::time::Instant::now() + LONG;
+    while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                let hit = l.contains(what);
+                seen.push(l);
+                if hit {
+                    return;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no stderr line with {what:?}; got {seen:#?}");
+}
+
+#[test]
+fn logs_start_timeout_does_not_run_while_queued() {
+    let env = kueue_env();
+    let name = spawn_queued(&env, "Q1", "echo admitted and done");
+    let mut child = env.start(&["logs", "Q1", "-n", NS, "--start-timeout", "5s"]);
+    let rx = stderr_lines(&mut child);
+    let mut seen = vec![];
+    await_line(&rx, "Queued: held by queue team-a", &mut seen);
+    // Queued for longer than --start-timeout: that clock is not running, so asdo still waits.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "asdo logs gave up on a queued pod: {seen:#?} {:?}",
+        rx.try_iter().collect::<Vec<_>>()
+    );
+    assert!(env.server.release_scheduling_gates(NS, &name));
+    let r = wait_output(child, LONG);
+    seen.extend(rx.try_iter());
+    assert_eq!(r.code, 0, "{r:?} {seen:#?}");
+    assert_eq!(r.stdout, "admitted and done\n", "{seen:#?}");
+    assert!(
+        seen.iter().any(|l| l.contains("left the queue")),
+        "{seen:#?}"
+    );
+}
+
+#[test]
+fn queue_timeout_ends_the_wait_for_a_pod_still_queued() {
+    let env = kueue_env();
+    let name = spawn_queued(&env, "Q2", "echo never");
+    let r = env.asdo(&["logs", "Q2", "-n", NS, "--queue-timeout", "1s"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let last = r.stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.contains(
+            "pod agent-q2 was still queued after 1s (held by queue team-a; --queue-timeout)"
+        ),
+        "{r:?}"
+    );
+    assert!(r.stdout.is_empty(), "{r:?}");
+    // The task is left as it is: still queued, never started.
+    let pod = env.server.pod(NS, &name).unwrap();
+    assert!(pod.spec.unwrap().node_name.is_none());
+}
