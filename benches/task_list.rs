@@ -52,7 +52,10 @@ fn main() {
     server.put_configmap(
         NS,
         CONFIGMAP,
-        &[("values.yaml", "environment: dev\npod:\n  activeDeadlineSeconds: 3600\n")],
+        &[(
+            "values.yaml",
+            "environment: dev\npod:\n  activeDeadlineSeconds: 3600\n",
+        )],
     );
     // Scheduled and run only after the bench: the kubelet's work is not what is measured.
     server.set_schedule_delay(Duration::from_secs(3600));
@@ -135,7 +138,14 @@ fn main() {
     let peer_ns = "bench-peer";
     server.create_namespace(peer_ns);
     let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(&manifest, text.replace(&format!("namespace: {NS}"), &format!("namespace: {peer_ns}"))).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace(
+            &format!("namespace: {NS}"),
+            &format!("namespace: {peer_ns}"),
+        ),
+    )
+    .unwrap();
     server.set_response_delay(latency);
     let (peer_first, _) = run(kubectl(peer_ns));
     let (peer_again, _) = run(kubectl(peer_ns));
@@ -146,7 +156,9 @@ fn main() {
         "task list of {n} (added latency {} ms per answer, release build):",
         latency.as_millis()
     );
-    println!("| run | asdo spawn -f tasks.yaml | kubectl apply -f (same {n} pods) | time ratio |\n|---|---|---|---|");
+    println!(
+        "| run | asdo spawn -f tasks.yaml | kubectl apply -f (same {n} pods) | time ratio |\n|---|---|---|---|"
+    );
     println!(
         "| first ({created} created) | {:.0} ms; {first_requests} requests, {first_writes} writes, {first_reads} ConfigMap read(s), peak {connections_peak} connections | {:.0} ms | {:.2} |",
         ms(first),

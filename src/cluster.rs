@@ -314,6 +314,15 @@ pub async fn log_bytes(api: &Api<Pod>, name: &str, lp: &LogParams, keep: Keep) -
     bounded(&what, read).await
 }
 
+/// The task pod `name`, or NotFound with the hint every verb gives (`asdo list`).
+pub async fn task_pod(api: &Api<Pod>, name: &str, ns: &str) -> Result<Pod> {
+    get_pod(api, name, ns).await?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "no pod {name} in namespace {ns}; see the task pods with `asdo list -n {ns}`"
+        ))
+    })
+}
+
 pub async fn get_pod(api: &Api<Pod>, name: &str, ns: &str) -> Result<Option<Pod>> {
     check_pod_name(name)?;
     bounded(

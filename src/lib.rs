@@ -1,5 +1,8 @@
 //! asdo, the Agentic SDLC Orchestrator. Where things live:
-//! - `cli/`: one file per subcommand (flags, output, exit codes);
+//! - `cli/`: one file per subcommand (flags → request → one call → output, exit codes);
+//!   the engines they call live below: `spawn` (plan, render, create), `verdict` (how a task
+//!   ended, the watch until done), `follow::many` (one or many pods' logs), `scope`
+//!   (environment, release and namespace resolved from the global flags);
 //! - `render`: values + task → Pod (pure); `values`: chart values and merging;
 //! - `task`: names, labels and input validation; `validate`: the Kubernetes rules for names,
 //!   selectors and pod values; `follow`: waiting and resumable log streaming;
@@ -34,6 +37,7 @@ pub mod hooks;
 pub mod http;
 pub mod humantime;
 pub mod localgit;
+pub mod logging;
 pub mod marker;
 pub mod mcp;
 pub mod opencode;
@@ -42,9 +46,12 @@ pub mod quota;
 pub mod remote;
 pub mod render;
 pub mod results;
+pub mod scope;
+pub mod spawn;
 pub mod speckit;
 pub mod task;
 pub mod taskview;
 pub mod ui;
 pub mod validate;
 pub mod values;
+pub mod verdict;

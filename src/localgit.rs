@@ -4,8 +4,10 @@
 //!
 //! Every git call gets its arguments as separate argv elements and every ref or URL is
 //! validated first, so a branch name from a pod annotation can never become an option.
+//! Also where a host path (`spawn --context-dir`, spec-kit's FEATURE_DIR) becomes a
+//! repository-relative one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
@@ -249,4 +251,83 @@ pub fn merge(rev: &str, message: &str) -> Result<Merge> {
         "git merge {rev} failed: {}",
         last_line(&format!("{}\n{}", out.stdout, out.stderr))
     )))
+}
+
+/// `--context-dir` carries two meanings in the wild: a pod path (`/workspace/...`) or
+/// spec-kit's FEATURE_DIR, a path on the caller's machine that means nothing in the pod.
+/// Returns (pod context dir, repository-relative spec dir).
+pub fn split_context_dir(dir: Option<&str>) -> Result<(Option<String>, Option<String>)> {
+    let Some(dir) = dir.filter(|d| !d.is_empty()) else {
+        return Ok((None, None));
+    };
+    if dir == "/workspace" || dir.starts_with("/workspace/") {
+        return Ok((Some(dir.trim_end_matches('/').to_string()), None));
+    }
+    let path = Path::new(dir);
+    if path.is_relative() {
+        return clean_relative(dir).map(|d| (None, Some(d)));
+    }
+    match repo_relative(path) {
+        Some(rel) if !rel.is_empty() => Ok((None, Some(rel))),
+        Some(_) => Ok((None, None)),
+        None => {
+            eprintln!(
+                "warning: --context-dir {dir} is not inside a git checkout here; the agent works in the pod's default directory"
+            );
+            Ok((None, None))
+        }
+    }
+}
+
+pub fn clean_relative(dir: &str) -> Result<String> {
+    let parts: Vec<&str> = dir
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Err(Error::usage(format!(
+            "invalid --context-dir {dir:?}: a repository-relative path must not contain '..'"
+        )));
+    }
+    Ok(parts.join("/"))
+}
+
+/// The path relative to the root of the git checkout that contains it.
+pub fn repo_relative(path: &Path) -> Option<String> {
+    let abs = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let root = abs.ancestors().find(|a| a.join(".git").exists())?;
+    let rel = abs.strip_prefix(root).ok()?;
+    Some(rel.to_string_lossy().replace('\\', "/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_dir_meanings() {
+        assert_eq!(split_context_dir(None).unwrap(), (None, None));
+        assert_eq!(
+            split_context_dir(Some("/workspace/sub/")).unwrap(),
+            (Some("/workspace/sub".into()), None)
+        );
+        assert_eq!(
+            split_context_dir(Some("./specs/001-auth")).unwrap(),
+            (None, Some("specs/001-auth".into()))
+        );
+        assert!(split_context_dir(Some("../x")).is_err());
+        // This crate is a git checkout: a host path inside it becomes repo-relative.
+        let here = env!("CARGO_MANIFEST_DIR");
+        if Path::new(here).join(".git").exists() {
+            assert_eq!(
+                split_context_dir(Some(&format!("{here}/src/cli"))).unwrap(),
+                (None, Some("src/cli".into()))
+            );
+        }
+        assert_eq!(
+            split_context_dir(Some("/nonexistent-host-dir/specs/1")).unwrap(),
+            (None, None),
+            "a host path outside any checkout must not leak into the pod"
+        );
+    }
 }

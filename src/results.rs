@@ -5,11 +5,11 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::cli::Scope;
 use crate::cluster;
 use crate::error::{Error, Result};
 use crate::follow;
 use crate::marker::{self, Marker};
+use crate::scope::Scope;
 use crate::task::{self, ANN_BASE, ANN_BRANCH, ANN_REPO, LABEL_TASK_ID};
 
 #[derive(Debug, Clone)]

@@ -15,8 +15,11 @@
 //! prompt file when it is missing).
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::error::{Error, Result};
+use crate::marker::{self, Marker};
+use crate::verdict::Verdict;
 
 /// Where a spec-kit version keeps its delegation directories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,9 +256,110 @@ pub fn record(report_dir: &Path, d: &Delegation, fresh: bool) -> Result<Option<P
     Ok(Some(path))
 }
 
+/// `asdo wait --report-dir`: fail before waiting (hours, maybe) if the directory cannot
+/// take a file. Kept apart from `check_writable` (spawn's) because its words and exit
+/// code (1, not 2) are wait's documented behaviour; joining them is an output change.
+pub fn check_reports_writable(dir: &Path) -> Result<()> {
+    let probe = dir.join(format!(".asdo-write-check-{}", std::process::id()));
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b""))
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            Error::other(format!(
+                "cannot write reports in {}: {e}; pick a writable --report-dir",
+                dir.display()
+            ))
+        })
+}
+
+/// Write `<dir>/delegation_completed/<id>.txt` or `<dir>/delegation_errors/<id>.txt`
+/// atomically (temp file + rename). A marker of either kind newer than this verdict
+/// wins; an older marker of the other kind is retired so spec-kit sees one answer.
+pub fn complete(dir: &Path, v: &Verdict) -> Result<()> {
+    // spec-kit answers `no_job` without the prompt file, whatever else exists.
+    let d = Delegation {
+        task: &v.task,
+        pod: &v.pod,
+        namespace: v.origin.namespace.as_deref(),
+        branch: v.branch.as_deref().unwrap_or("-"),
+        repo: v.origin.repo.as_deref(),
+        spec_dir: v.origin.spec_dir.as_deref(),
+        prompt: None,
+        by: "asdo wait",
+    };
+    record(dir, &d, false)?;
+    let (kind, other) = if v.succeeded() {
+        ("delegation_completed", "delegation_errors")
+    } else {
+        ("delegation_errors", "delegation_completed")
+    };
+    let file = format!("{}.txt", v.task);
+    let target = dir.join(kind).join(&file);
+    let finished = SystemTime::from(v.finished);
+    let newer = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m > finished)
+    };
+    let stale = dir.join(other).join(&file);
+    if let Some(newer_marker) = [&target, &stale].into_iter().find(|p| newer(p)) {
+        eprintln!(
+            "{} is newer than this result; left as it is",
+            newer_marker.display()
+        );
+        return Ok(());
+    }
+    let io =
+        |e: std::io::Error| Error::other(format!("cannot write report in {}: {e}", dir.display()));
+    let parent = target.parent().unwrap_or(dir);
+    std::fs::create_dir_all(parent)
+        .map_err(|e| Error::other(format!("cannot write report in {}: {e}", parent.display())))?;
+    marker::write_atomic(&target, report_text(v).as_bytes())
+        .map_err(|e| Error::other(format!("cannot write report {}: {e}", target.display())))?;
+    if stale.exists() {
+        std::fs::remove_file(&stale).map_err(io)?;
+        if let Some(p) = stale.parent() {
+            marker::sync_dir(p).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn report_text(v: &Verdict) -> String {
+    let mut s = format!(
+        "task: {}\npod: {}\nphase: {}\nexit_code: {}\nbranch: {}\nfinished: {}\n",
+        v.task,
+        v.pod,
+        v.phase,
+        v.code.map_or("-".into(), |c| c.to_string()),
+        v.branch.as_deref().unwrap_or("-"),
+        v.finished,
+    );
+    if let Some(r) = &v.reason {
+        s.push_str(&format!("reason_terminated: {r}\n"));
+    }
+    match &v.marker {
+        Some(Marker::Done(sha)) => s.push_str(&format!("commit: {sha}\n")),
+        Some(Marker::NoChanges) => s.push_str("commit: none (no changes)\n"),
+        Some(Marker::Failed { step, reason }) => {
+            s.push_str(&format!("failed_step: {step}\nreason: {reason}\n"))
+        }
+        _ => {}
+    }
+    if !v.succeeded() {
+        s.push_str("last_log_lines: |\n");
+        for l in v.log_tail.lines() {
+            s.push_str(&format!("  {l}\n"));
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verdict::tests::v;
+    use k8s_openapi::jiff::Timestamp;
 
     struct Tmp(PathBuf);
     impl Tmp {
@@ -365,5 +469,46 @@ mod tests {
             vec![std::ffi::OsString::from("T001.md")],
             "no temp files"
         );
+    }
+
+    #[test]
+    fn reports_are_atomic_exclusive_and_not_overwritten_by_older_results() {
+        let dir = std::env::temp_dir().join(format!("asdo-report-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut failed = v(
+            "Failed",
+            Some(Marker::Failed {
+                step: "agent".into(),
+                reason: "x".into(),
+            }),
+        );
+        failed.finished = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60);
+        complete(&dir, &failed).unwrap();
+        let err = dir.join("delegation_errors/T001.txt");
+        let text = std::fs::read_to_string(&err).unwrap();
+        assert!(
+            text.contains("failed_step: agent") && text.contains("  asdo: running opencode"),
+            "{text}"
+        );
+
+        // A newer success replaces the older failure.
+        complete(&dir, &v("Succeeded", Some(Marker::Done("abc".into())))).unwrap();
+        let ok = dir.join("delegation_completed/T001.txt");
+        assert!(
+            std::fs::read_to_string(&ok)
+                .unwrap()
+                .contains("commit: abc")
+        );
+        assert!(!err.exists(), "the stale error marker is retired");
+
+        // An older failure does not overwrite or retire the newer success.
+        complete(&dir, &failed).unwrap();
+        assert!(ok.exists());
+        assert!(!err.exists());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.join("delegation_completed"))
+            .unwrap()
+            .collect();
+        assert_eq!(leftovers.len(), 1, "no temp files left");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -18,6 +18,35 @@ pub const POD_PREFIX: &str = "agent-";
 /// The selector that finds all task pods.
 pub const SELECTOR: &str = "app=agent-orchestrator";
 
+/// `app=agent-orchestrator` plus the user's `-l`, checked: a selector goes into the
+/// query of a list, watch or deletecollection, and a typo must be a local usage error.
+pub fn selector(extra: Option<&str>) -> Result<String> {
+    match extra.map(str::trim) {
+        Some(s) if !s.is_empty() => {
+            crate::validate::selector(s)?;
+            Ok(format!("{SELECTOR},{s}"))
+        }
+        _ => Ok(SELECTOR.to_string()),
+    }
+}
+
+/// The pod phases as the API spells them (`list --phase`, `cleanup --phase`).
+const PHASES: &[&str] = &["Pending", "Running", "Succeeded", "Failed", "Unknown"];
+
+/// Phases as the API spells them; `failed` is accepted for `Failed`.
+pub fn check_phase(p: &str) -> Result<&'static str> {
+    PHASES
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(p))
+        .copied()
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "unknown phase {p:?}: use one of {}",
+                PHASES.join(", ")
+            ))
+        })
+}
+
 /// Annotations stamped on each task pod so `list` can show them without parsing env.
 pub const ANN_BRANCH: &str = "agentic-sdlc/branch";
 pub const ANN_REPO: &str = "agentic-sdlc/repo";

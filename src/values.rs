@@ -767,6 +767,27 @@ impl AgentValues {
 }
 
 impl Values {
+    /// What a task pod needs of the merged values beyond the schema: a Secret name for
+    /// each Secret turned on, and a forge token for `--pr`. Checked before any API call.
+    pub fn check_for_spawn(&self) -> Result<()> {
+        if self.pod.ssh_secret.enabled && self.pod.ssh_secret.name.is_empty() {
+            return Err(Error::usage(
+                "pod.sshSecret.enabled needs a Secret name: pass --ssh-secret NAME",
+            ));
+        }
+        if self.pod.git_token_secret.enabled && self.pod.git_token_secret.name.is_empty() {
+            return Err(Error::usage(
+                "pod.gitTokenSecret.enabled needs a Secret name: --set pod.gitTokenSecret.name=NAME",
+            ));
+        }
+        if self.agent.pull_request && !self.pod.git_token_secret.enabled {
+            return Err(Error::usage(
+                "agent.pullRequest (--pr) needs a forge token: --set pod.gitTokenSecret.enabled=true --set pod.gitTokenSecret.name=NAME",
+            ));
+        }
+        Ok(())
+    }
+
     /// The typed view of fully merged values, after the same schema check Helm makes.
     pub fn from_value(v: Value) -> Result<Values> {
         check_final(&v)?;

@@ -49,22 +49,6 @@ pub struct CleanupArgs {
     pub save_logs: Option<std::path::PathBuf>,
 }
 
-const PHASES: &[&str] = &["Pending", "Running", "Succeeded", "Failed", "Unknown"];
-
-/// Phases as the API spells them; `failed` is accepted for `Failed`.
-pub fn check_phase(p: &str) -> Result<&'static str> {
-    PHASES
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(p))
-        .copied()
-        .ok_or_else(|| {
-            Error::usage(format!(
-                "unknown phase {p:?}: use one of {}",
-                PHASES.join(", ")
-            ))
-        })
-}
-
 /// The field selector for the phases to delete; `None` means any phase.
 fn phase_selector(args: &CleanupArgs) -> Result<Option<String>> {
     if args.all {
@@ -75,7 +59,12 @@ fn phase_selector(args: &CleanupArgs) -> Result<Option<String>> {
         }
         return Ok(None);
     }
-    match args.phase.as_deref().map(check_phase).transpose()? {
+    match args
+        .phase
+        .as_deref()
+        .map(crate::task::check_phase)
+        .transpose()?
+    {
         Some(p @ ("Succeeded" | "Failed")) => Ok(Some(format!("status.phase={p}"))),
         Some(p) if args.force => Ok(Some(format!("status.phase={p}"))),
         Some(p) => Err(Error::usage(format!(
@@ -91,7 +80,7 @@ fn phase_selector(args: &CleanupArgs) -> Result<Option<String>> {
 pub async fn run(global: &Global, args: CleanupArgs) -> Result<i32> {
     let scope = global.scope()?;
     let mut fields = phase_selector(&args)?;
-    let labels = super::list::selector(args.selector.as_deref())?;
+    let labels = crate::task::selector(args.selector.as_deref())?;
     if let Some(id) = &args.task_id {
         // The one task-id rule of logs/status/wait: the pod is agent-<id lowercased>,
         // whatever case the id was spawned or typed in (its label keeps the spawn's case).

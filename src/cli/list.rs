@@ -12,7 +12,7 @@ use crate::cluster;
 use crate::error::{Result, exit};
 use crate::follow;
 use crate::humantime;
-use crate::task::{ANN_BRANCH, ANN_REPO, LABEL_TASK_ID, SELECTOR};
+use crate::task::{ANN_BRANCH, ANN_REPO, LABEL_TASK_ID};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -39,9 +39,9 @@ pub async fn run(global: &Global, args: ListArgs) -> Result<i32> {
     let phase = args
         .phase
         .as_deref()
-        .map(super::cleanup::check_phase)
+        .map(crate::task::check_phase)
         .transpose()?;
-    let labels = selector(args.selector.as_deref())?;
+    let labels = crate::task::selector(args.selector.as_deref())?;
     let client = cluster::client(&scope.cluster).await?;
     let ns = (!args.all_namespaces).then_some(scope.namespace.as_str());
     let api = cluster::pods(&client, ns)?;
@@ -103,18 +103,6 @@ pub async fn run(global: &Global, args: ListArgs) -> Result<i32> {
         print!("{}", layout(header(wide, args.all_namespaces), cells));
     }
     Ok(exit::OK)
-}
-
-/// `app=agent-orchestrator` plus the user's `-l`, checked: a selector goes into the
-/// query of a list, watch or deletecollection, and a typo must be a local usage error.
-pub fn selector(extra: Option<&str>) -> Result<String> {
-    match extra.map(str::trim) {
-        Some(s) if !s.is_empty() => {
-            crate::validate::selector(s)?;
-            Ok(format!("{SELECTOR},{s}"))
-        }
-        _ => Ok(SELECTOR.to_string()),
-    }
 }
 
 fn since(t: Option<Timestamp>, now: Timestamp) -> Option<Duration> {

@@ -1,7 +1,6 @@
 //! Command-line surface: global flags (the kubectl ones plus the environment),
 //! one file per subcommand, and the process exit code.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::cluster::ClusterArgs;
 use crate::error::{Error, Result, exit};
-use crate::values;
+pub use crate::scope::Scope;
 
 pub mod agent;
 pub mod answer;
@@ -134,17 +133,6 @@ pub struct Global {
     pub verbose: u8,
 }
 
-/// The environment, release and namespace a command works in, resolved and checked.
-#[derive(Debug, Clone)]
-pub struct Scope {
-    pub environment: String,
-    pub release: String,
-    pub namespace: String,
-    /// Chart + release defaults for this environment.
-    pub defaults: serde_json::Value,
-    pub cluster: ClusterArgs,
-}
-
 impl Global {
     /// These flags as a child asdo takes them (`asdo mcp` runs every tool as one):
     /// `argv::GlobalFlags` turns them into `--flag=value` words, in one place.
@@ -160,49 +148,19 @@ impl Global {
         }
     }
 
-    /// Namespace precedence: -n / $NAMESPACE, then the release's namespace.name, then agent-orchestrator.
+    /// Namespace precedence: see `Scope::resolve`.
     pub fn scope(&self) -> Result<Scope> {
-        let defaults = values::defaults_for(&self.environment)?;
-        let release_ns = defaults
-            .pointer("/namespace/name")
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty());
-        let namespace = match (&self.namespace, release_ns) {
-            // An empty -n is a mistake (an unset shell variable), not "the default".
-            (Some(ns), _) if ns.is_empty() => {
-                return Err(Error::usage(
-                    "empty namespace (-n/--namespace or $NAMESPACE): pass a namespace name or leave it out for the environment's",
-                ));
-            }
-            (Some(ns), _) => ns.clone(),
-            (_, Some(ns)) => ns.to_string(),
-            _ => "agent-orchestrator".to_string(),
-        };
-        // Before anything else: the namespace is formatted into every request path.
-        crate::validate::namespace(&namespace)?;
-        crate::error::set_scope_flags(match (&self.namespace, self.environment.as_str()) {
-            (Some(ns), _) => format!(" -n {ns}"),
-            (None, "dev") => String::new(),
-            (None, env) => format!(" -e {env}"),
-        });
-        let release = format!("{}-{}", self.release_name, self.environment);
-        if !crate::validate::is_dns_subdomain(&release) || release.len() > 53 {
-            return Err(Error::usage(format!(
-                "invalid release {release:?} (--release-name/RELEASE_NAME + environment): Helm release names are lowercase letters, digits, '-' and '.', at most 53 characters"
-            )));
-        }
-        Ok(Scope {
-            environment: self.environment.clone(),
-            release,
-            namespace,
-            defaults,
-            cluster: ClusterArgs {
+        Scope::resolve(
+            &self.environment,
+            &self.release_name,
+            self.namespace.as_deref(),
+            ClusterArgs {
                 kubeconfig: self.kubeconfig.clone(),
                 context: self.context.clone(),
                 connect_timeout: self.connect_timeout,
                 request_timeout: self.request_timeout,
             },
-        })
+        )
     }
 }
 
@@ -264,9 +222,9 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => return usage_error(e, &args, display.unwrap_or("asdo")),
     };
-    init_tracing(cli.global.verbose);
+    crate::logging::init_tracing(cli.global.verbose);
     if !matches!(cli.command, Command::Agent(_)) {
-        quiet_on_closed_stdout();
+        crate::logging::quiet_on_closed_stdout();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -311,19 +269,6 @@ async fn run(cli: Cli) -> Result<i32> {
             completion::run(a, &mut command());
             Ok(exit::OK)
         }
-    }
-}
-
-/// `asdo list | head -1`: when the reader of stdout goes away, end quietly as Unix tools do
-/// (killed by SIGPIPE, status 141 in a shell) instead of panicking in `println!` on EPIPE.
-/// Rust ignores SIGPIPE so that a write to a dead socket is an error, not death; sockets
-/// are unaffected here (std and mio send with MSG_NOSIGNAL), and children get the default
-/// disposition anyway. Not for `agent`, which writes to its children's pipes and must
-/// outlive a child that died.
-fn quiet_on_closed_stdout() {
-    // SAFETY: setting a signal's disposition to the default, before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -411,47 +356,6 @@ fn bin_name(args: &[std::ffi::OsString]) -> Option<&'static str> {
         .and_then(|a| std::path::Path::new(a).file_stem())
         .and_then(|n| n.to_str())?;
     (invoked_as == "kubectl-asdo").then_some("kubectl asdo")
-}
-
-/// Dependencies whose debug/trace lines dump what passes through them: WebSocket frames
-/// (the port-forward carries OpenCode's `authorization: Basic …` header), HTTP heads,
-/// hyper-util's pool keys (`user:password@host` of a webhook URL), TLS records. They are
-/// held at `info` whatever -v or RUST_LOG asks, so no verbosity prints a secret; asdo's
-/// own targets keep full verbosity.
-const SECRET_DUMPING_TARGETS: &[&str] = &[
-    "tungstenite",
-    "tokio_tungstenite",
-    "hyper",
-    "hyper_util",
-    "hyper_rustls",
-    "h2",
-    "rustls",
-];
-
-fn init_tracing(verbose: u8) {
-    // Quiet by default: asdo reports its own failure as one line and its warnings as its own
-    // `warning:` lines; kube-rs logs the same connection error at ERROR level, which would
-    // print it twice, and a timestamped tracing line is noise next to them. -v shows
-    // asdo's diagnostics, -vv the libraries too.
-    let directives = match verbose {
-        0 => "off",
-        1 => "asdo=info,warn",
-        2 => "asdo=debug,info",
-        _ => "trace",
-    };
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives));
-    for target in SECRET_DUMPING_TARGETS {
-        if let Ok(d) = format!("{target}=info").parse() {
-            filter = filter.add_directive(d);
-        }
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_target(verbose >= 2)
-        .init();
 }
 
 /// Print a Kubernetes object as YAML or JSON on stdout.

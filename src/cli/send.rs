@@ -13,9 +13,6 @@ use crate::cluster;
 use crate::error::{Error, Result, exit};
 use crate::remote::{self, SendOutcome};
 
-/// Exit code when --timeout passes first (as `asdo wait`).
-const TIMEOUT_EXIT: i32 = exit::TIMEOUT;
-
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   asdo send T001 \"Also add a test for the empty input\"
@@ -150,7 +147,7 @@ pub async fn run(global: &Global, args: SendArgs) -> Result<i32> {
                 "error: task {task}: no answer within {} (--timeout); a message already sent stays queued in the session (watch it with `asdo logs {task}`)",
                 crate::humantime::short(args.timeout),
             );
-            Ok(TIMEOUT_EXIT)
+            Ok(exit::TIMEOUT)
         }
     }
 }

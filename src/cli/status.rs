@@ -9,7 +9,7 @@ use kube::api::ListParams;
 
 use super::Global;
 use crate::cluster;
-use crate::error::{Error, Result, exit};
+use crate::error::{Result, exit};
 use crate::follow;
 use crate::humantime;
 use crate::task::{self, ANN_BRANCH, ANN_REPO};
@@ -28,12 +28,8 @@ pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
     let ns = &scope.namespace;
     let client = cluster::client(&scope.cluster).await?;
     let api = cluster::pods(&client, Some(ns))?;
-    let Some(pod) = cluster::get_pod(&api, &name, ns).await? else {
-        return Err(Error::NotFound(format!(
-            "no pod {name} in namespace {ns}; see the task pods with `asdo list -n {ns}`"
-        )));
-    };
-    let verdict = super::wait::verdict(&api, &pod).await;
+    let pod = cluster::task_pod(&api, &name, ns).await?;
+    let verdict = crate::verdict::verdict(&api, &pod).await;
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     let lp = ListParams::default().fields(&format!("involvedObject.name={name}"));
     let events = cluster::bounded(&format!("list events of pod {name}"), events.list(&lp))
@@ -58,7 +54,7 @@ fn ago(t: Option<Timestamp>, now: Timestamp) -> String {
 
 fn describe(
     pod: &Pod,
-    v: &super::wait::Verdict,
+    v: &crate::verdict::Verdict,
     events: Option<&[Event]>,
     now: Timestamp,
 ) -> String {

@@ -252,7 +252,7 @@ fn termination_reasons_are_named() {
     );
     let r = env.asdo(&["status", "K1"]);
     assert!(r.stdout.contains("137 (OOMKilled)"), "{r:?}");
-    // (`logs` names it the same way: cli::logs::tests::endings_name_the_reason.)
+    // (`logs` names it the same way: follow::many::tests::endings_name_the_reason.)
     let report = TempDir::new("report-oom");
     env.asdo(&["wait", "K1", "--report-dir", path_str(&report.0)]);
     let text = std::fs::read_to_string(report.0.join("delegation_errors/K1.txt")).unwrap();

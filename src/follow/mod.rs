@@ -21,6 +21,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use crate::error::{Error, Result};
 use crate::task::CONTAINER;
 
+pub mod many;
+pub use many::{ending, follow_many, follow_one};
+
 /// Container waiting reasons that cannot fix themselves: stop waiting at once and say
 /// why. Everything else (ErrImagePull, ImagePullBackOff, CreateContainerConfigError for a
 /// Secret not synced yet, ContainerCreating…) is retried by the kubelet, so asdo keeps
