@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::cluster;
 use crate::error::{Error, Result};
 use crate::existing::{self, Decision, IfExists};
+use crate::follow::StartBounds;
 use crate::localgit;
 use crate::render::{self, Target};
 use crate::scope::Scope;
@@ -42,8 +43,9 @@ pub struct SpawnRequest {
     /// `--follow`: one task only (a task list is refused).
     pub follow: bool,
     pub if_exists: IfExists,
-    /// `--wait`: with a task list, wait for each pod to start, up to this long.
-    pub wait: Option<Duration>,
+    /// `--wait`: with a task list, wait for each pod to start, within these bounds
+    /// (`--start-timeout`, not counted while queued; `--queue-timeout`).
+    pub wait: Option<StartBounds>,
 }
 
 /// Everything checked, before any API call.
@@ -59,8 +61,8 @@ pub struct Plan {
     /// spec-kit's delegation directory (`--report-dir`, or the detected one).
     pub report_dir: Option<PathBuf>,
     pub if_exists: IfExists,
-    /// Wait for each pod of a task list to start, up to this long.
-    pub wait: Option<Duration>,
+    /// Wait for each pod of a task list to start, within these bounds.
+    pub wait: Option<StartBounds>,
 }
 
 /// How many creates a task list sends at once: enough to hide latency, few

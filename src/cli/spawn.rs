@@ -14,6 +14,7 @@ use super::{Global, Output, print_object};
 use crate::cluster;
 use crate::error::{Error, Result, exit};
 use crate::existing::IfExists;
+use crate::follow::StartBounds;
 use crate::spawn::{self, Created, Rendered, SpawnRequest};
 use crate::speckit;
 use crate::task;
@@ -102,8 +103,17 @@ pub struct SpawnArgs {
     pub wait: bool,
     /// Give up waiting for the pod to start after this long (with --wait or --follow);
     /// image pulls and Secrets not yet synced are waited through, with the reason on stderr.
+    /// Not counted while the pod is queued (see --queue).
     #[arg(long, visible_alias = "start-timeout", default_value = "120s", value_parser = crate::humantime::parse)]
     pub timeout: Duration,
+    /// Queue the task in this Kueue LocalQueue (label kueue.x-k8s.io/queue-name; value
+    /// pod.queueName): Kueue holds the pod (Queued) until the queue has room.
+    #[arg(long, value_name = "NAME", value_parser = parse_queue)]
+    pub queue: Option<String>,
+    /// With --wait or --follow: give up on a pod still queued after this long (default: no
+    /// limit; --start-timeout counts only once it has left the queue).
+    #[arg(long, value_parser = crate::humantime::parse)]
+    pub queue_timeout: Option<Duration>,
     /// Stream the task's logs after creating it; exit with the task's exit code.
     #[arg(long, conflicts_with = "wait")]
     pub follow: bool,
@@ -123,7 +133,32 @@ pub struct SpawnArgs {
     pub report_dir: Option<PathBuf>,
 }
 
+/// A LocalQueue name is an object name and a label value: a DNS-1123 subdomain of at
+/// most 63 characters.
+fn parse_queue(s: &str) -> std::result::Result<String, String> {
+    let label = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !p.starts_with('-')
+            && !p.ends_with('-')
+    };
+    if s.len() <= 63 && s.split('.').all(label) {
+        Ok(s.to_string())
+    } else {
+        Err("a LocalQueue name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 63 characters".into())
+    }
+}
+
 impl SpawnArgs {
+    /// `--start-timeout` (not counted while queued) and `--queue-timeout`.
+    fn start_bounds(&self) -> StartBounds {
+        StartBounds {
+            start: self.timeout,
+            queued: self.queue_timeout,
+        }
+    }
+
     fn if_exists(&self) -> IfExists {
         match (self.replace, self.if_exists) {
             (true, _) => IfExists::Replace,
@@ -147,14 +182,20 @@ impl SpawnArgs {
             base: self.base.clone(),
             image: self.image.clone(),
             ssh_secret: self.ssh_secret.clone(),
-            sets: self.sets.clone(),
+            // --queue is pod.queueName, after (so over) any --set of it.
+            sets: self
+                .sets
+                .iter()
+                .cloned()
+                .chain(self.queue.iter().map(|q| format!("pod.queueName={q}")))
+                .collect(),
             values_files: self.values_files.clone(),
             pr: self.pr,
             allow_no_changes: self.allow_no_changes,
             report_dir: self.report_dir.clone(),
             follow: self.follow,
             if_exists: self.if_exists(),
-            wait: self.wait.then_some(self.timeout),
+            wait: self.wait.then_some(self.start_bounds()),
         }
     }
 }
@@ -252,12 +293,13 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
         let opts = crate::follow::LogOptions {
             follow: true,
             start_timeout: Some(args.timeout),
+            queue_timeout: args.queue_timeout,
             ..Default::default()
         };
         return crate::follow::follow_one(&client, ns, &name, &opts).await;
     }
     if args.wait {
-        crate::follow::wait_started(&api, &name, uid.as_deref(), args.timeout).await?;
+        crate::follow::wait_started(&api, &name, uid.as_deref(), args.start_bounds()).await?;
     }
     Ok(exit::OK)
 }

@@ -123,3 +123,57 @@ fn queue_timeout_ends_the_wait_for_a_pod_still_queued() {
     let pod = env.server.pod(NS, &name).unwrap();
     assert!(pod.spec.unwrap().node_name.is_none());
 }
+
+#[test]
+fn spawn_queue_sets_the_label_and_wait_honours_the_queue_timeout() {
+    let env = kueue_env();
+    let values = env.script_values("echo hi");
+    let r = env.asdo(&spawn_args(
+        "Q3",
+        &[
+            "-f",
+            path_str(&values),
+            "--queue",
+            QUEUE,
+            "--wait",
+            "--start-timeout",
+            "1s",
+            "--queue-timeout",
+            "2s",
+        ],
+    ));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains(
+            "Queued: held by queue team-a until it is admitted; waiting up to 2s (--queue-timeout)"
+        ) && r.stderr.contains("pod agent-q3 was still queued after 2s"),
+        "queued for longer than --start-timeout, ended by --queue-timeout only: {r:?}"
+    );
+    let pod = env.kubectl_pod("agent-q3");
+    assert_eq!(
+        pod["metadata"]["labels"]["kueue.x-k8s.io/queue-name"],
+        QUEUE
+    );
+    assert_eq!(
+        pod["spec"]["schedulingGates"][0]["name"],
+        "kueue.x-k8s.io/admission"
+    );
+}
+
+#[test]
+fn a_bad_queue_name_is_one_line_and_nothing_is_sent() {
+    let env = kueue_env();
+    env.server.clear_requests();
+    let r = env.asdo(&spawn_args("Q4", &["--queue", "Team_A"]));
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("--queue") && r.stderr.contains("LocalQueue name"),
+        "{r:?}"
+    );
+    assert!(env.server.requests().is_empty(), "no API call: {r:?}");
+    // The same through values: the chart's schema refuses it, naming the key.
+    let r = env.asdo(&spawn_args("Q4", &["--set", "pod.queueName=Team_A"]));
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("pod.queueName"), "{r:?}");
+    assert!(env.server.requests().is_empty(), "no API call: {r:?}");
+}
