@@ -204,11 +204,7 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     let scope = global.scope()?;
     let plan = spawn::plan(&args.request())?;
     // Render from the compiled-in values first so bad values fail before the cluster is touched.
-    let offline: Vec<Rendered> = plan
-        .tasks
-        .iter()
-        .map(|t| spawn::render_pod(&scope, &plan, t, None))
-        .collect::<Result<_>>()?;
+    let offline: Vec<Rendered> = spawn::render_all(&scope, &plan, None)?;
     for (pod, _) in &offline {
         crate::validate::pod(pod)?;
     }
@@ -241,10 +237,7 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
                 &format!("ConfigMap {cm_name}"),
                 &text,
             )?);
-            plan.tasks
-                .iter()
-                .map(|t| spawn::render_pod(&scope, &plan, t, Some(v.clone())))
-                .collect::<Result<_>>()?
+            spawn::render_all(&scope, &plan, Some(v))?
         }
         None => offline,
     };
