@@ -228,6 +228,11 @@ fn held_by(pod: &Pod) -> String {
     }
 }
 
+/// `Queued (q)`, as `asdo list` says it; `Queued (SchedulingGated)` without a queue.
+fn queued_status(pod: &Pod) -> String {
+    format!("Queued ({})", queue_name(pod).unwrap_or("SchedulingGated"))
+}
+
 /// Wait (by watching, not polling) until the pod's container has started or the pod finished.
 /// Progress goes to stderr, once per change of reason; a reason that cannot fix itself, a
 /// refused watch (400/401/403), a deleted or replaced pod, or the bounds end the wait: a
@@ -312,7 +317,8 @@ pub async fn wait_started(
                     .map(|q| format!("up to {} (--queue-timeout)", crate::humantime::short(q)))
                     .unwrap_or_else(|| "with no time limit (--queue-timeout)".into());
                 eprintln!(
-                    "waiting for pod {name}: Queued: held by {by} until it is admitted; waiting {bound}"
+                    "waiting for pod {name}: {}: held by {by} until it is admitted; waiting {bound}",
+                    queued_status(&pod)
                 );
                 queued = Some((tokio::time::Instant::now(), by));
                 continue;

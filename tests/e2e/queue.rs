@@ -86,7 +86,7 @@ fn logs_start_timeout_does_not_run_while_queued() {
     let mut child = env.start(&["logs", "Q1", "-n", NS, "--start-timeout", "5s"]);
     let rx = stderr_lines(&mut child);
     let mut seen = vec![];
-    await_line(&rx, "Queued: held by queue team-a", &mut seen);
+    await_line(&rx, "Queued (team-a): held by queue team-a", &mut seen);
     // Queued for longer than --start-timeout: that clock is not running, so asdo still waits.
     std::thread::sleep(Duration::from_secs(6));
     assert!(
@@ -145,7 +145,7 @@ fn spawn_queue_sets_the_label_and_wait_honours_the_queue_timeout() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr.contains(
-            "Queued: held by queue team-a until it is admitted; waiting up to 2s (--queue-timeout)"
+            "Queued (team-a): held by queue team-a until it is admitted; waiting up to 2s (--queue-timeout)"
         ) && r.stderr.contains("pod agent-q3 was still queued after 2s"),
         "queued for longer than --start-timeout, ended by --queue-timeout only: {r:?}"
     );
