@@ -147,7 +147,7 @@ async fn stream_to_file(reader: impl futures::AsyncBufRead, path: &Path) -> Resu
         facts.bytes += n as u64;
         let text = String::from_utf8_lossy(&line);
         if let Some(mk) = marker::parse(text.trim_end_matches(['\n', '\r']))
-            && !matches!(mk, Marker::Progress(_))
+            && mk.is_verdict()
         {
             facts.outcome = Some(mk);
         }

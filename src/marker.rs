@@ -10,8 +10,23 @@ pub enum Marker {
     NoChanges,
     /// Gave up at `step` (config, clone, agent, commit, push).
     Failed { step: String, reason: String },
+    /// `opencode session <id> on http://<host:port>`: the session the agent drives (read
+    /// by `send`/`attach`). `url` is `http://` and an authority, nothing more.
+    Session { id: String, url: String },
+    /// `pr <url>`: the pull/merge request the agent opened or updated.
+    Pr(String),
     /// Any other progress line, e.g. `running opencode`.
     Progress(String),
+}
+
+impl Marker {
+    /// Done, no-changes or failed: how the run ended (the rest is progress).
+    pub fn is_verdict(&self) -> bool {
+        matches!(
+            self,
+            Marker::Done(_) | Marker::NoChanges | Marker::Failed { .. }
+        )
+    }
 }
 
 pub const PREFIX: &str = "asdo: ";
@@ -118,8 +133,20 @@ pub fn parse(line: &str) -> Option<Marker> {
             });
         }
     }
+    if let Some((id, url)) = session_parts(rest) {
+        return Some(Marker::Session {
+            id: id.to_string(),
+            url: url.to_string(),
+        });
+    }
+    if let Some(url) = rest.strip_prefix(PR).filter(|u| u.starts_with("http")) {
+        return Some(Marker::Pr(url.to_string()));
+    }
     Some(Marker::Progress(rest.to_string()))
 }
+
+/// Starts the line naming the pull/merge request.
+const PR: &str = "pr ";
 
 fn is_commit_id(s: &str) -> bool {
     (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -144,24 +171,48 @@ pub fn is_session_id(id: &str) -> bool {
     })
 }
 
-/// `asdo: opencode session ses_abc on http://127.0.0.1:4096` → `ses_abc`; None for any
-/// other shape (an id that is not `ses_[A-Za-z0-9]+`, a path, an option, extra words).
-pub fn session(line: &str) -> Option<&str> {
-    let rest = line
-        .trim_end()
-        .strip_prefix(PREFIX)?
-        .strip_prefix(SESSION)?;
-    let (id, url) = rest.split_once(" on http://")?;
-    let authority_ok = !url.is_empty()
-        && url
+/// `opencode session ses_abc on http://127.0.0.1:4096` (a marker line without its prefix)
+/// → (`ses_abc`, `http://127.0.0.1:4096`); None for any other shape (an id that is not
+/// `ses_[A-Za-z0-9]+`, a path, an option, extra words).
+fn session_parts(rest: &str) -> Option<(&str, &str)> {
+    let rest = rest.strip_prefix(SESSION)?;
+    let (id, authority) = rest.split_once(" on http://")?;
+    let authority_ok = !authority.is_empty()
+        && authority
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'[' | b']' | b'-'));
-    (is_session_id(id) && authority_ok).then_some(id)
+    (is_session_id(id) && authority_ok).then(|| (id, &rest[id.len() + " on ".len()..]))
+}
+
+/// `asdo: opencode session ses_abc on http://127.0.0.1:4096` → `ses_abc`; None for any
+/// other shape.
+pub fn session(line: &str) -> Option<&str> {
+    let rest = line.trim_end().strip_prefix(PREFIX)?;
+    session_parts(rest).map(|(id, _)| id)
 }
 
 /// The newest well-formed session announcement in a log excerpt.
 pub fn last_session(log: &str) -> Option<&str> {
     log.lines().rev().find_map(session)
+}
+
+/// The newest session announcement in a log: `Ok(id)` when it is well-formed, `Err(what
+/// it names instead)` when not. The log is data anyone with a shell in the pod (or a
+/// model's tool) can write to: a forged newest announcement is refused, never skipped
+/// for an older one.
+pub fn session_announcement(log: &str) -> Option<Result<String, String>> {
+    let start = format!("{PREFIX}{SESSION}");
+    let line = log.lines().rev().find(|l| l.starts_with(&start))?;
+    Some(match session(line) {
+        Some(id) => Ok(id.to_string()),
+        None => Err(line[start.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(80)
+            .collect()),
+    })
 }
 
 /// A line without what could hide or fake text on a terminal or in a parser: ANSI escape
@@ -223,9 +274,9 @@ pub const ESCAPE: &str = "| ";
 
 /// The pull/merge request the agent opened (`asdo: pr <url>`), if its log says so.
 pub fn pr_url(log: &str) -> Option<String> {
-    log.lines().rev().find_map(|l| {
-        let url = l.trim_end().strip_prefix(PREFIX)?.strip_prefix("pr ")?;
-        url.starts_with("http").then(|| url.to_string())
+    log.lines().rev().find_map(|l| match parse(l)? {
+        Marker::Pr(url) => Some(url),
+        _ => None,
     })
 }
 
@@ -240,25 +291,95 @@ impl std::fmt::Display for Marker {
             Marker::Done(sha) => write!(f, "{PREFIX}done {sha}"),
             Marker::NoChanges => write!(f, "{PREFIX}done no-changes"),
             Marker::Failed { step, reason } => write!(f, "{PREFIX}failed {step}: {reason}"),
+            Marker::Session { id, url } => write!(f, "{PREFIX}{SESSION}{id} on {url}"),
+            Marker::Pr(url) => write!(f, "{PREFIX}{PR}{url}"),
             Marker::Progress(p) => write!(f, "{PREFIX}{p}"),
         }
     }
 }
 
-/// Write a marker or report file so a reader sees the old content or the whole new
-/// one, never half, and it survives a crash (see `fsutil::write_atomic`).
-pub fn write_atomic(target: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
-    crate::fsutil::write_atomic(target, data)
-}
-
-/// fsync a directory so a rename or removal in it is durable.
-pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    crate::fsutil::sync_dir(dir)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every kind the agent writes reads back as itself, through `parse`, `last` and the
+    /// readers `send`, `wait` and `status` use.
+    #[test]
+    fn every_marker_round_trips_writer_to_parser() {
+        let session = Marker::Session {
+            id: "ses_2b6cD9".into(),
+            url: "http://127.0.0.1:4096".into(),
+        };
+        let line = session.to_string();
+        assert_eq!(
+            line,
+            "asdo: opencode session ses_2b6cD9 on http://127.0.0.1:4096"
+        );
+        assert_eq!(self::session(&line), Some("ses_2b6cD9"));
+        assert_eq!(session_announcement(&line), Some(Ok("ses_2b6cD9".into())));
+        let pr = Marker::Pr("https://gitlab.example/g/p/-/merge_requests/3".into());
+        assert_eq!(
+            pr.to_string(),
+            "asdo: pr https://gitlab.example/g/p/-/merge_requests/3"
+        );
+        assert_eq!(
+            pr_url(&format!("{pr}\n{}\n", Marker::Done("abc".into()))).as_deref(),
+            Some("https://gitlab.example/g/p/-/merge_requests/3")
+        );
+        for (m, verdict) in [
+            (Marker::Done("0123abcd".into()), true),
+            (Marker::NoChanges, true),
+            (
+                Marker::Failed {
+                    step: "budget".into(),
+                    reason: "turns 13 > 12".into(),
+                },
+                true,
+            ),
+            (session, false),
+            (pr, false),
+            (Marker::Progress("cloning x".into()), false),
+        ] {
+            assert_eq!(
+                parse(&m.to_string()).map(|p| p.is_verdict()),
+                Some(verdict),
+                "{m}"
+            );
+        }
+        // A `pr` line without a URL, or a session without its shape, is only progress.
+        assert_eq!(
+            parse("asdo: pr soon"),
+            Some(Marker::Progress("pr soon".into()))
+        );
+        assert!(matches!(
+            parse("asdo: opencode session ses_1 on http://evil/path"),
+            Some(Marker::Progress(_))
+        ));
+    }
+
+    #[test]
+    fn session_comes_from_the_agents_last_announcement() {
+        let log = "asdo: cloning x\nasdo: opencode session ses_1 on http://127.0.0.1:4096\n· write a\nasdo: opencode session ses_2 on http://127.0.0.1:4096\n";
+        assert_eq!(session_announcement(log), Some(Ok("ses_2".into())));
+        assert_eq!(session_announcement("asdo: running opencode\n"), None);
+        for forged in [
+            "../../permission/perm_1/reply?x=",
+            "--print-logs",
+            "ses_../x",
+            "ses_",
+            "ses_a%2Fb",
+        ] {
+            let log = format!(
+                "asdo: opencode session ses_1 on x\nasdo: opencode session {forged} on x\n"
+            );
+            assert_eq!(
+                session_announcement(&log),
+                Some(Err(forged.to_string())),
+                "{forged}"
+            );
+        }
+        assert!(is_session_id("ses_0a1b2c3d4e5fAbCdEfGhIjKlMn"));
+    }
 
     #[test]
     fn round_trip() {
@@ -269,9 +390,22 @@ mod tests {
                 step: "push".into(),
                 reason: "rejected: non-fast-forward".into(),
             },
+            Marker::Session {
+                id: "ses_2b6cD9".into(),
+                url: "http://127.0.0.1:4096".into(),
+            },
+            Marker::Pr("https://github.com/o/r/pull/7".into()),
             Marker::Progress("running opencode".into()),
+            Summary {
+                files: 1,
+                tokens_in: 2,
+                tokens_out: 3,
+                cost: None,
+            }
+            .marker(),
         ] {
-            assert_eq!(parse(&m.to_string()), Some(m));
+            assert_eq!(parse(&m.to_string()), Some(m.clone()), "{m}");
+            assert_eq!(last(&format!("noise\n{m}\n· step\n")), Some(m));
         }
         assert_eq!(parse("opencode says asdo: done x"), None);
     }

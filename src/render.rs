@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
-    DownwardAPIVolumeSource, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, Pod,
-    PodSpec, SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
+    DownwardAPIVolumeSource, EmptyDirVolumeSource, EnvVar, ObjectFieldSelector, Pod, PodSpec,
+    SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::contract::{
+    OPENCODE_PORT, OPENCODE_PORT_NAME, Prompt, SERVER_PASSWORD_KEY, SecretValue, TaskEnv,
+};
 use crate::task::{
     self, ANN_ASDO_VERSION, ANN_BRANCH, ANN_ENVIRONMENT, ANN_REPO, ANN_SPEC_DIR, APP, CONTAINER,
     LABEL_APP, LABEL_TASK_ID, Task,
@@ -19,8 +22,6 @@ use crate::values::{APP_VERSION, Values};
 
 /// HOME inside the image; an emptyDir because the root filesystem is read-only.
 pub const HOME: &str = "/home/agent";
-/// Key in the password Secret (kept from the original chart).
-pub const SERVER_PASSWORD_KEY: &str = "server-password";
 /// Owner-read-only, as ssh insists for private keys.
 const SSH_KEY_MODE: i32 = 0o400;
 /// A prompt longer than this goes to the pod as a file (a ConfigMap owned by the pod,
@@ -36,10 +37,6 @@ pub const PROMPT_DIR: &str = "/etc/asdo/prompt";
 /// person's channel for answers (`asdo answer` patches an annotation, the agent reads it here).
 pub const ANSWERS_DIR: &str = "/etc/asdo/answers";
 pub const ANSWERS_FILE: &str = "/etc/asdo/answers/annotations";
-
-/// `opencode serve` in the agent container (`asdo agent`'s default ASDO_OPENCODE_PORT).
-pub const OPENCODE_PORT: i32 = 4096;
-pub const OPENCODE_PORT_NAME: &str = "opencode";
 
 /// Where a pod is going, beyond the values themselves.
 #[derive(Debug, Clone)]
@@ -133,7 +130,7 @@ pub fn pod(values: &Values, task: &Task, target: &Target) -> Pod {
                 // `opencode serve`, on the pod's loopback: reached with `kubectl port-forward`.
                 ports: Some(vec![ContainerPort {
                     name: Some(OPENCODE_PORT_NAME.into()),
-                    container_port: OPENCODE_PORT,
+                    container_port: OPENCODE_PORT.into(),
                     protocol: Some("TCP".into()),
                     ..Default::default()
                 }]),
@@ -181,116 +178,77 @@ fn non_empty_str(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
-fn literal(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        value_from: None,
-    }
-}
-
-fn from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: None,
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.into(),
-                key: key.into(),
-                optional: Some(false),
-            }),
-            ..Default::default()
-        }),
-    }
-}
-
-/// The agent's contract (see `asdo agent`): task identity, where to work, what to do, who commits.
+/// The agent's contract (see `asdo agent` and [`crate::contract`]): task identity, where to
+/// work, what to do, who commits; then the chart's `pod.env`.
 fn env(values: &Values, task: &Task, target: &Target) -> Vec<EnvVar> {
     let d = &values.task;
     let p = &values.pod;
-    let mut env = vec![
-        literal("TASK_ID", &task.id),
-        literal("GIT_REPO", &task.repo),
-        literal("GIT_BRANCH", &task.branch),
-    ];
-    if let Some(base) = &task.base {
-        env.push(literal("GIT_BASE", base));
-    }
-    env.push(literal("TASK_CONTEXT_PATH", &task.context_dir));
-    if let Some(dir) = &task.spec_dir {
-        env.push(literal("TASK_SPEC_DIR", dir));
-    }
-    match &task.prompt {
-        Some(prompt) if prompt.len() > PROMPT_ENV_MAX => env.push(literal(
-            "TASK_PROMPT_FILE",
-            format!("{PROMPT_DIR}/{PROMPT_KEY}"),
-        )),
-        Some(prompt) => env.push(literal("TASK_PROMPT", prompt)),
-        None => {}
-    }
-    if let Some(model) = &task.model {
-        env.push(literal("OPENCODE_MODEL", model));
-    }
-    env.push(literal("GIT_AUTHOR_NAME", &d.git_author_name));
-    env.push(literal("GIT_AUTHOR_EMAIL", &d.git_author_email));
-    env.push(literal("HOME", HOME));
-    if p.ssh_secret.enabled {
-        env.push(literal("GIT_SSH_KEY_DIR", &p.ssh_secret.mount_path));
-    }
-    if p.git_token_secret.enabled {
-        env.push(from_secret(
-            "GIT_TOKEN",
-            &p.git_token_secret.name,
-            &p.git_token_secret.key,
-        ));
-    }
     let a = &values.agent;
-    if a.pull_request {
-        env.push(literal("ASDO_PULL_REQUEST", "true"));
-    }
-    if !a.forge.kind.is_empty() {
-        env.push(literal("ASDO_FORGE", &a.forge.kind));
-    }
-    if !a.forge.api_url.is_empty() {
-        env.push(literal("ASDO_FORGE_API_URL", &a.forge.api_url));
-    }
-    if !a.forge.project.is_empty() {
-        env.push(literal("ASDO_FORGE_PROJECT", &a.forge.project));
-    }
-    env.push(from_secret(
-        "OPENCODE_SERVER_PASSWORD",
-        &values.server_password_secret(&target.release),
-        SERVER_PASSWORD_KEY,
-    ));
-    env.push(literal("ASDO_PERMISSIONS", &values.agent.permissions));
-    env.push(literal("ASDO_IDLE_TIMEOUT", &values.agent.idle_timeout));
-    env.push(literal("ASDO_QUESTIONS", &values.agent.questions));
-    env.push(literal(task::ANSWERS_FILE_ENV, ANSWERS_FILE));
-    // Every value taken from a Secret, by name, so the agent keeps them out of the log
-    // and out of commits (the contract: task::SECRET_ENV_LIST).
-    let secret_names: Vec<&str> = env
-        .iter()
-        .chain(p.env.iter())
-        .filter(|e| {
-            e.value_from
-                .as_ref()
-                .is_some_and(|f| f.secret_key_ref.is_some())
-        })
-        .map(|e| e.name.as_str())
-        .collect();
-    env.push(literal(task::SECRET_ENV_LIST, secret_names.join(",")));
-    {
-        use crate::agent::config::vars;
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let mut te = TaskEnv {
+        task_id: task.id.clone(),
+        repo: task.repo.clone(),
+        branch: task.branch.clone(),
+        base: task.base.clone(),
+        context_path: Some(task.context_dir.clone()),
+        spec_dir: task.spec_dir.clone(),
+        prompt: task.prompt.as_ref().map(|prompt| {
+            if prompt.len() > PROMPT_ENV_MAX {
+                Prompt::File(format!("{PROMPT_DIR}/{PROMPT_KEY}"))
+            } else {
+                Prompt::Text(prompt.clone())
+            }
+        }),
+        model: task.model.clone(),
+        author_name: Some(d.git_author_name.clone()),
+        author_email: Some(d.git_author_email.clone()),
+        home: Some(HOME.into()),
+        ssh_key_dir: p
+            .ssh_secret
+            .enabled
+            .then(|| p.ssh_secret.mount_path.clone()),
+        git_token: p.git_token_secret.enabled.then(|| SecretValue::Ref {
+            secret: p.git_token_secret.name.clone(),
+            key: p.git_token_secret.key.clone(),
+        }),
+        pull_request: a.pull_request.then(|| "true".into()),
+        forge: some(&a.forge.kind),
+        forge_api_url: some(&a.forge.api_url),
+        forge_project: some(&a.forge.project),
+        password: Some(SecretValue::Ref {
+            secret: values.server_password_secret(&target.release),
+            key: SERVER_PASSWORD_KEY.into(),
+        }),
+        permissions: Some(a.permissions.clone()),
+        idle_timeout: Some(a.idle_timeout.clone()),
+        questions: Some(a.questions.clone()),
+        answers_file: Some(ANSWERS_FILE.into()),
         // As the chart renders them (`int64 | toString`, `toString`): "300", "0", "1.5", "false".
-        env.push(literal(vars::MAX_TURNS, a.max_turns.to_string()));
-        env.push(literal(vars::MAX_TOKENS, a.max_tokens.to_string()));
-        env.push(literal(vars::MAX_COST, &a.max_cost));
-        env.push(literal(vars::TOOL_TIMEOUT, &a.tool_timeout));
-        env.push(literal(
-            vars::ALLOW_NO_CHANGES,
-            a.allow_no_changes.to_string(),
-        ));
-    }
+        max_turns: Some(a.max_turns.to_string()),
+        max_tokens: Some(a.max_tokens.to_string()),
+        max_cost: Some(a.max_cost.clone()),
+        tool_timeout: Some(a.tool_timeout.clone()),
+        allow_no_changes: Some(a.allow_no_changes.to_string()),
+        ..TaskEnv::default()
+    };
+    // Every value taken from a Secret, by name (the chart's `pod.env` included), so the
+    // agent keeps them out of the log and out of commits.
+    te.secret_env = te
+        .secret_names()
+        .into_iter()
+        .map(str::to_string)
+        .chain(
+            p.env
+                .iter()
+                .filter(|e| {
+                    e.value_from
+                        .as_ref()
+                        .is_some_and(|f| f.secret_key_ref.is_some())
+                })
+                .map(|e| e.name.clone()),
+        )
+        .collect();
+    let mut env = te.to_env();
     env.extend(p.env.iter().cloned());
     env
 }
@@ -455,7 +413,7 @@ mod tests {
     /// and `asdo agent` reads back what was rendered.
     #[test]
     fn budgets_and_no_changes_reach_the_agent_env() {
-        use crate::agent::config::vars;
+        use crate::contract as vars;
         let p = render("dev", &[]);
         let got = |p: &Pod| {
             [
@@ -505,6 +463,117 @@ mod tests {
             apply_set(&mut v, bad).unwrap();
             assert!(Values::from_value(v).is_err(), "{bad} is refused");
         }
+    }
+
+    /// The pod env contract end to end: what `render::pod` writes, `TaskEnv::from_lookup`
+    /// and the agent's `Config` read back as the same task and the same settings.
+    #[test]
+    fn rendered_env_round_trips_to_the_agent() {
+        use crate::contract::{self, Prompt, TaskEnv};
+        let values = |sets: &[&str]| {
+            let mut v = defaults_for("dev").unwrap();
+            for s in sets {
+                apply_set(&mut v, s).unwrap();
+            }
+            Values::from_value(v).unwrap()
+        };
+        let mut t = task();
+        t.base = Some("release/1.2".into());
+        t.model = Some("stub/stub-model".into());
+        let v = values(&[
+            "agent.maxTurns=12",
+            "agent.permissions=wait",
+            "agent.questions=wait",
+            "agent.pullRequest=true",
+            "agent.forge.type=github",
+            "pod.gitTokenSecret.enabled=true",
+            "pod.gitTokenSecret.name=gh",
+        ]);
+        let p = pod(&v, &t, &target("dev"));
+        let env = env_of(&p);
+        let got = TaskEnv::from_lookup(contract::lookup_in(&env, "from-a-secret")).unwrap();
+        assert_eq!(
+            (
+                &got.task_id,
+                &got.repo,
+                &got.branch,
+                &got.base,
+                &got.spec_dir,
+                &got.model
+            ),
+            (&t.id, &t.repo, &t.branch, &t.base, &t.spec_dir, &t.model)
+        );
+        assert_eq!(got.context_path.as_deref(), Some(t.context_dir.as_str()));
+        assert_eq!(got.prompt, Some(Prompt::Text("Implement T001".into())));
+        assert_eq!(
+            got.secret_env,
+            [contract::GIT_TOKEN, contract::PASSWORD_ENV]
+        );
+        // Written back, the agent's reading gives the same container env (secret
+        // references aside: those the kubelet resolves).
+        let again: Vec<EnvVar> = got.to_env();
+        let literals = |e: &[EnvVar]| -> Vec<(String, Option<String>)> {
+            e.iter()
+                .filter(|e| e.value_from.is_none())
+                .map(|e| (e.name.clone(), e.value.clone()))
+                .collect()
+        };
+        assert_eq!(literals(&again), literals(&env));
+
+        let c =
+            crate::agent::config::Config::from_lookup(contract::lookup_in(&env, "tok")).unwrap();
+        assert_eq!(
+            (
+                c.task_id.as_str(),
+                c.repo.as_str(),
+                c.branch.as_str(),
+                c.base.as_deref(),
+                c.spec_dir.as_deref(),
+                c.model.as_deref(),
+                c.prompt.as_deref()
+            ),
+            (
+                "T001",
+                t.repo.as_str(),
+                t.branch.as_str(),
+                Some("release/1.2"),
+                Some("specs/001-auth"),
+                Some("stub/stub-model"),
+                Some("Implement T001")
+            )
+        );
+        assert_eq!(c.context, std::path::Path::new("/workspace"));
+        assert_eq!(c.budgets.max_turns, 12);
+        assert_eq!(c.permissions.name(), "wait");
+        assert_eq!(c.questions.name(), "wait");
+        assert!(c.credentials.token && c.forge.is_some());
+        assert_eq!(c.opencode_port, contract::OPENCODE_PORT);
+        assert_eq!(c.home, std::path::Path::new(HOME));
+        assert_eq!(
+            c.answers_file.as_deref(),
+            Some(std::path::Path::new(ANSWERS_FILE))
+        );
+        let port = &p.spec.as_ref().unwrap().containers[0]
+            .ports
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(
+            (port.name.as_deref(), port.container_port),
+            (
+                Some(contract::OPENCODE_PORT_NAME),
+                i32::from(c.opencode_port)
+            )
+        );
+
+        // A prompt too big for an env value goes by file, and reads back as that file.
+        let mut big = task();
+        big.prompt = Some("x".repeat(PROMPT_ENV_MAX + 1));
+        let env = env_of(&pod(&v, &big, &target("dev")));
+        let got = TaskEnv::from_lookup(contract::lookup_in(&env, "s")).unwrap();
+        assert_eq!(
+            got.prompt,
+            Some(Prompt::File(format!("{PROMPT_DIR}/{PROMPT_KEY}")))
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::error::{Error, Result};
-use crate::marker::{self, Marker};
+use crate::marker::Marker;
 use crate::verdict::Verdict;
 
 /// Where a spec-kit version keeps its delegation directories.
@@ -288,20 +288,18 @@ pub fn complete(dir: &Path, v: &Verdict) -> Result<()> {
         by: "asdo wait",
     };
     record(dir, &d, false)?;
-    let (kind, other) = if v.succeeded() {
-        ("delegation_completed", "delegation_errors")
+    let [completed, errors] = marker_paths(dir, &v.task);
+    let (target, stale) = if v.succeeded() {
+        (completed, errors)
     } else {
-        ("delegation_errors", "delegation_completed")
+        (errors, completed)
     };
-    let file = format!("{}.txt", v.task);
-    let target = dir.join(kind).join(&file);
     let finished = SystemTime::from(v.finished);
     let newer = |p: &Path| {
         std::fs::metadata(p)
             .and_then(|m| m.modified())
             .is_ok_and(|m| m > finished)
     };
-    let stale = dir.join(other).join(&file);
     if let Some(newer_marker) = [&target, &stale].into_iter().find(|p| newer(p)) {
         eprintln!(
             "{} is newer than this result; left as it is",
@@ -314,12 +312,12 @@ pub fn complete(dir: &Path, v: &Verdict) -> Result<()> {
     let parent = target.parent().unwrap_or(dir);
     std::fs::create_dir_all(parent)
         .map_err(|e| Error::other(format!("cannot write report in {}: {e}", parent.display())))?;
-    marker::write_atomic(&target, report_text(v).as_bytes())
+    crate::fsutil::write_atomic(&target, report_text(v).as_bytes())
         .map_err(|e| Error::other(format!("cannot write report {}: {e}", target.display())))?;
     if stale.exists() {
         std::fs::remove_file(&stale).map_err(io)?;
         if let Some(p) = stale.parent() {
-            marker::sync_dir(p).map_err(io)?;
+            crate::fsutil::sync_dir(p).map_err(io)?;
         }
     }
     Ok(())

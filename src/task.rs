@@ -60,14 +60,8 @@ pub const ANN_ASDO_VERSION: &str = "agentic-sdlc/asdo-version";
 pub const ANN_SPAWN_ID: &str = "agentic-sdlc/spawn-id";
 /// A person's answer to a permission request or question of the running agent:
 /// `agentic-sdlc/answer.<request id>` = JSON `{"reply"|"answers", "by"}`, patched on the pod
-/// by `asdo answer` and read by the agent from its downwardAPI file (`ANSWERS_FILE_ENV`).
+/// by `asdo answer` and read by the agent from its downwardAPI file (`contract::ANSWERS_FILE`).
 pub const ANN_ANSWER_PREFIX: &str = "agentic-sdlc/answer.";
-/// The agent env naming the downwardAPI file that holds the pod's annotations.
-pub const ANSWERS_FILE_ENV: &str = "ASDO_ANSWERS_FILE";
-/// The agent env listing (comma-separated) the names of the env vars whose values are
-/// secrets (rendered from `secretKeyRef`): the agent redacts them from the log and refuses
-/// to commit or push them.
-pub const SECRET_ENV_LIST: &str = "ASDO_SECRET_ENV";
 
 /// A pod name is at most 63 characters; `agent-` takes 6 of them.
 pub const MAX_TASK_ID: usize = 63 - POD_PREFIX.len();

@@ -655,7 +655,7 @@ pub struct TaskDefaults {
 }
 
 /// `agent.*`: how `asdo agent` runs OpenCode (env ASDO_PERMISSIONS, ASDO_IDLE_TIMEOUT, and
-/// the budgets in `crate::agent::config::vars`).
+/// the budgets in `crate::contract`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentValues {
@@ -737,7 +737,7 @@ impl AgentValues {
     }
 
     fn default_max_turns() -> u64 {
-        crate::agent::budget::DEFAULT_MAX_TURNS
+        crate::contract::DEFAULT_MAX_TURNS
     }
 
     fn default_tool_timeout() -> String {
@@ -750,13 +750,13 @@ impl AgentValues {
 
     /// The agent would refuse these at start (exit 10); refused here instead, before any call.
     fn check(&self) -> Result<()> {
-        crate::agent::permissions::Policy::parse(&self.permissions).map_err(|_| {
+        crate::contract::Policy::parse(&self.permissions).map_err(|_| {
             Error::usage(format!(
                 "agent.permissions {:?}: expected approve, fail or wait",
                 self.permissions
             ))
         })?;
-        crate::agent::answers::QuestionPolicy::parse(&self.questions).map_err(|_| {
+        crate::contract::QuestionPolicy::parse(&self.questions).map_err(|_| {
             Error::usage(format!(
                 "agent.questions {:?}: expected fail or wait",
                 self.questions
@@ -775,7 +775,7 @@ impl AgentValues {
                 }
             }
         }
-        crate::agent::budget::parse_cost(&self.max_cost)
+        crate::contract::parse_cost(&self.max_cost)
             .map_err(|e| Error::usage(format!("agent.maxCost {e}")))?;
         Ok(())
     }

@@ -24,38 +24,8 @@ use super::permissions::{Policy, Request};
 use crate::marker::{Marker, STEP};
 use crate::opencode::{Client, Event, Reply};
 
-/// `agent.questions` / `ASDO_QUESTIONS`: what happens when the model asks a question.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum QuestionPolicy {
-    /// Refuse it and fail the task at once (exit 12), naming the question: a task pod
-    /// usually has nobody watching, and the idle timeout would take 20 minutes to say so.
-    #[default]
-    Fail,
-    /// Leave it for a person (`asdo answer`, or `asdo attach`); the idle timeout bounds the wait.
-    Wait,
-}
-
-impl QuestionPolicy {
-    pub const NAMES: [&'static str; 2] = ["fail", "wait"];
-
-    pub fn parse(s: &str) -> Result<QuestionPolicy, String> {
-        match s.trim() {
-            "fail" => Ok(QuestionPolicy::Fail),
-            "wait" => Ok(QuestionPolicy::Wait),
-            other => Err(format!(
-                "ASDO_QUESTIONS {other:?}: expected one of {}",
-                QuestionPolicy::NAMES.join(", ")
-            )),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            QuestionPolicy::Fail => "fail",
-            QuestionPolicy::Wait => "wait",
-        }
-    }
-}
+/// `agent.questions` / `ASDO_QUESTIONS`, part of the pod env contract.
+pub use crate::contract::QuestionPolicy;
 
 /// One question of a `question.asked` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -467,7 +437,7 @@ impl Asks {
         relay: &Relay,
     ) -> Option<String> {
         for body in q.marker_bodies() {
-            relay.line(&Marker::Progress(body).to_string());
+            relay.marker(&Marker::Progress(body));
         }
         match self.questions {
             QuestionPolicy::Fail => {

@@ -11,12 +11,8 @@
 /// second, so this fires within seconds while a flaky turn or two still passes.
 pub const MAX_EMPTY_TURNS: u32 = 8;
 
-/// Defaults of the budgets (documented in the chart's README and docker/README.md).
-/// 0 means "no limit". Turns bound every run (a long task takes 50–150); tokens and
-/// cost depend on the model, so they are off unless a release or a task sets them.
-pub const DEFAULT_MAX_TURNS: u64 = 300;
-pub const DEFAULT_MAX_TOKENS: u64 = 0;
-pub const DEFAULT_MAX_COST: f64 = 0.0;
+/// The budgets' defaults and `agent.maxCost`'s reading, part of the pod env contract.
+pub use crate::contract::{DEFAULT_MAX_COST, DEFAULT_MAX_TOKENS, DEFAULT_MAX_TURNS, parse_cost};
 
 /// Limits on one run; 0 (or 0.0) is "no limit".
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,20 +108,6 @@ impl Budgets {
 /// `$0.5123`: enough digits to see how far over a cap a run went.
 pub fn dollars(v: f64) -> String {
     format!("${v:.4}")
-}
-
-/// Parses a cost: `1.5`, `$1.50`; never negative.
-pub fn parse_cost(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .trim_start_matches('$')
-        .parse()
-        .map_err(|_| format!("{s:?}: expected US dollars, e.g. 2.50 (0 for no limit)"))?;
-    if v.is_finite() && v >= 0.0 {
-        Ok(v)
-    } else {
-        Err(format!("{s:?}: expected US dollars, 0 or more"))
-    }
 }
 
 /// One finished model turn, as far as the guard cares.

@@ -218,6 +218,11 @@ impl Relay {
         let one = crate::marker::sanitize(text).replace('\n', " ");
         self.write(Sink::Stdout, format!("{one}\n").as_bytes());
     }
+
+    /// The one writer of the agent's marker lines (`asdo: …`, read back by `marker::parse`).
+    pub fn marker(&self, m: &crate::marker::Marker) {
+        self.line(&m.to_string());
+    }
 }
 
 fn replace(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::task;
+use super::answers::QuestionPolicy;
+use super::permissions::Policy;
+use crate::contract::{self as env, Prompt, TaskEnv};
 
 /// Chart defaults (values.yaml `task.gitAuthor*`), for a pod started without them.
 pub const DEFAULT_AUTHOR_NAME: &str = "asdo-agent";
@@ -22,24 +24,6 @@ pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 pub const MAX_PROMPT_BYTES: usize = 8 * 1024 * 1024;
 /// `agent.idleTimeout`: no event but heartbeats for this long fails the task.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
-/// The port `opencode serve` listens on (127.0.0.1), named `opencode` in the pod spec.
-pub const DEFAULT_OPENCODE_PORT: u16 = 4096;
-
-/// The names of the env vars that bound a run, shared by the agent (which reads them)
-/// and `render` (which sets them from the chart values `agent.*`).
-pub mod vars {
-    /// `agent.maxTurns`: model turns (0: no limit).
-    pub const MAX_TURNS: &str = "ASDO_MAX_TURNS";
-    /// `agent.maxTokens`: input plus output tokens over the run (0: no limit).
-    pub const MAX_TOKENS: &str = "ASDO_MAX_TOKENS";
-    /// `agent.maxCost`: US dollars as OpenCode reports them per step (0: no limit).
-    pub const MAX_COST: &str = "ASDO_MAX_COST";
-    /// `agent.toolTimeout`: one tool call running longer than this fails the task.
-    pub const TOOL_TIMEOUT: &str = "ASDO_TOOL_TIMEOUT";
-    /// `agent.allowNoChanges`: a run that changed nothing ends `done no-changes`, exit 0.
-    pub const ALLOW_NO_CHANGES: &str = "ASDO_ALLOW_NO_CHANGES";
-}
-
 /// `agent.toolTimeout`: a tool call (a build, a test run) may run silently this long.
 pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -86,9 +70,9 @@ pub struct Config {
     pub home: PathBuf,
     pub kill_grace: Duration,
     /// How permission requests are answered (ASDO_PERMISSIONS).
-    pub permissions: super::permissions::Policy,
+    pub permissions: Policy,
     /// How the model's questions are answered (ASDO_QUESTIONS).
-    pub questions: super::answers::QuestionPolicy,
+    pub questions: QuestionPolicy,
     /// The person's channel: the downwardAPI file with the pod's annotations (ASDO_ANSWERS_FILE).
     pub answers_file: Option<PathBuf>,
     /// Names of the env vars whose values are secrets (ASDO_SECRET_ENV, plus the ones
@@ -127,42 +111,29 @@ impl Config {
     }
 
     /// `get` returns a variable's value; empty counts as unset, as it does for
-    /// Kubernetes env entries rendered from empty values.
+    /// Kubernetes env entries rendered from empty values. The contract is read by
+    /// [`TaskEnv::from_lookup`]; this turns its values into settings.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |k: &str| get(k).filter(|v| !v.is_empty());
-        let required = |k: &str| {
-            get(k).ok_or_else(|| ConfigError(format!("{k} is not set (the pod env must carry it)")))
-        };
+        let e = TaskEnv::from_lookup(get).map_err(ConfigError)?;
 
-        let task_id = required("TASK_ID")?;
-        task::validate_task_id(&task_id).map_err(|e| ConfigError(format!("TASK_ID: {e}")))?;
-
-        let repo = required("GIT_REPO")?;
-        // validate_repo never echoes a URL that carries a password.
-        task::validate_repo(&repo).map_err(|e| ConfigError(format!("GIT_REPO: {e}")))?;
-
-        let branch = required("GIT_BRANCH")?;
-        task::validate_branch(&branch).map_err(|e| ConfigError(format!("GIT_BRANCH: {e}")))?;
-        let base = get("GIT_BASE");
-        if let Some(b) = &base {
-            task::validate_branch(b).map_err(|e| ConfigError(format!("GIT_BASE: {e}")))?;
-        }
-
-        let context = PathBuf::from(get("TASK_CONTEXT_PATH").unwrap_or(DEFAULT_CONTEXT.into()));
+        let context = PathBuf::from(e.context_path.unwrap_or(DEFAULT_CONTEXT.into()));
         if !context.is_absolute() {
             return err(format!(
-                "TASK_CONTEXT_PATH {} must be an absolute path",
+                "{} {} must be an absolute path",
+                env::TASK_CONTEXT_PATH,
                 context.display()
             ));
         }
 
-        let prompt = match (get("TASK_PROMPT"), get("TASK_PROMPT_FILE")) {
-            (Some(_), Some(_)) => return err("set TASK_PROMPT or TASK_PROMPT_FILE, not both"),
-            (Some(p), None) => Some(p),
-            (None, Some(file)) => Some(std::fs::read_to_string(&file).map_err(|e| {
-                ConfigError(format!("TASK_PROMPT_FILE {file}: cannot read it: {e}"))
+        let prompt = match e.prompt {
+            Some(Prompt::Text(p)) => Some(p),
+            Some(Prompt::File(file)) => Some(std::fs::read_to_string(&file).map_err(|e| {
+                ConfigError(format!(
+                    "{} {file}: cannot read it: {e}",
+                    env::TASK_PROMPT_FILE
+                ))
             })?),
-            (None, None) => None,
+            None => None,
         };
         let prompt = prompt.filter(|p| !p.trim().is_empty());
         if prompt.as_ref().is_some_and(|p| p.len() > MAX_PROMPT_BYTES) {
@@ -172,88 +143,79 @@ impl Config {
             ));
         }
 
-        let spec_dir = get("TASK_SPEC_DIR")
-            .map(|d| clean_spec_dir(&d))
-            .transpose()?;
+        let spec_dir = e.spec_dir.map(|d| clean_spec_dir(&d)).transpose()?;
 
-        let model = get("OPENCODE_MODEL");
+        let model = e.model;
         if let Some(m) = &model {
             validate_model(m)?;
         }
 
-        let home = PathBuf::from(get("HOME").unwrap_or("/tmp".into()));
-        let ssh_key = get("GIT_SSH_KEY_DIR")
-            .map(|d| find_key(Path::new(&d)))
-            .transpose()?;
+        let home = PathBuf::from(e.home.unwrap_or("/tmp".into()));
+        let ssh_key = e.ssh_key_dir.map(|d| find_key(Path::new(&d))).transpose()?;
         let credentials = Credentials {
             ssh_key,
-            token: get("GIT_TOKEN").is_some(),
+            token: e.git_token.is_some(),
         };
 
-        let kill_grace = match get("ASDO_KILL_GRACE") {
+        let kill_grace = match e.kill_grace {
             None => DEFAULT_KILL_GRACE,
             Some(s) => s.parse::<u64>().map(Duration::from_secs).map_err(|_| {
-                ConfigError(format!("ASDO_KILL_GRACE {s:?}: expected whole seconds"))
+                ConfigError(format!("{} {s:?}: expected whole seconds", env::KILL_GRACE))
             })?,
         };
 
-        let permissions = match get("ASDO_PERMISSIONS") {
-            None => super::permissions::Policy::default(),
-            Some(p) => super::permissions::Policy::parse(&p).map_err(ConfigError)?,
+        let permissions = match e.permissions {
+            None => Policy::default(),
+            Some(p) => Policy::parse(&p).map_err(ConfigError)?,
         };
-        let questions = match get("ASDO_QUESTIONS") {
-            None => super::answers::QuestionPolicy::default(),
-            Some(q) => super::answers::QuestionPolicy::parse(&q).map_err(ConfigError)?,
+        let questions = match e.questions {
+            None => QuestionPolicy::default(),
+            Some(q) => QuestionPolicy::parse(&q).map_err(ConfigError)?,
         };
-        let answers_file = get(task::ANSWERS_FILE_ENV).map(PathBuf::from);
+        let answers_file = e.answers_file.map(PathBuf::from);
         if let Some(f) = &answers_file
             && !f.is_absolute()
         {
             return err(format!(
                 "{} {} must be an absolute path",
-                task::ANSWERS_FILE_ENV,
+                env::ANSWERS_FILE,
                 f.display()
             ));
         }
-        let mut secret_env: Vec<String> =
-            vec!["OPENCODE_SERVER_PASSWORD".into(), "GIT_TOKEN".into()];
-        for name in get(task::SECRET_ENV_LIST)
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-        {
+        let mut secret_env: Vec<String> = vec![env::PASSWORD_ENV.into(), env::GIT_TOKEN.into()];
+        for name in e.secret_env {
             if !name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
             {
                 return err(format!(
                     "{}: {name:?} is not an environment variable name",
-                    task::SECRET_ENV_LIST
+                    env::SECRET_ENV_LIST
                 ));
             }
-            if !secret_env.iter().any(|n| n == name) {
-                secret_env.push(name.to_string());
+            if !secret_env.contains(&name) {
+                secret_env.push(name);
             }
         }
-        let idle_timeout = match get("ASDO_IDLE_TIMEOUT") {
+        let idle_timeout = match e.idle_timeout {
             None => DEFAULT_IDLE_TIMEOUT,
             Some(s) => match crate::humantime::parse(&s) {
                 Ok(d) if !d.is_zero() => d,
-                Ok(_) => return err("ASDO_IDLE_TIMEOUT must be longer than 0s"),
-                Err(e) => return err(format!("ASDO_IDLE_TIMEOUT: {e}")),
+                Ok(_) => return err(format!("{} must be longer than 0s", env::IDLE_TIMEOUT)),
+                Err(x) => return err(format!("{}: {x}", env::IDLE_TIMEOUT)),
             },
         };
-        let opencode_port = match get("ASDO_OPENCODE_PORT") {
-            None => DEFAULT_OPENCODE_PORT,
+        let opencode_port = match e.opencode_port {
+            None => env::OPENCODE_PORT,
             Some(s) => s.parse::<u16>().map_err(|_| {
                 ConfigError(format!(
-                    "ASDO_OPENCODE_PORT {s:?}: expected a port number (0 for any free one)"
+                    "{} {s:?}: expected a port number (0 for any free one)",
+                    env::OPENCODE_PORT_ENV
                 ))
             })?,
         };
 
-        let count = |k: &str, default: u64| match get(k) {
+        let count = |k: &str, v: Option<String>, default: u64| match v {
             None => Ok(default),
             Some(s) => s.trim().parse::<u64>().map_err(|_| {
                 ConfigError(format!(
@@ -262,73 +224,82 @@ impl Config {
             }),
         };
         let budgets = super::budget::Budgets {
-            max_turns: count(vars::MAX_TURNS, super::budget::DEFAULT_MAX_TURNS)?,
-            max_tokens: count(vars::MAX_TOKENS, super::budget::DEFAULT_MAX_TOKENS)?,
-            max_cost: match get(vars::MAX_COST) {
+            max_turns: count(
+                env::MAX_TURNS,
+                e.max_turns,
+                super::budget::DEFAULT_MAX_TURNS,
+            )?,
+            max_tokens: count(
+                env::MAX_TOKENS,
+                e.max_tokens,
+                super::budget::DEFAULT_MAX_TOKENS,
+            )?,
+            max_cost: match e.max_cost {
                 None => super::budget::DEFAULT_MAX_COST,
                 Some(s) => super::budget::parse_cost(&s)
-                    .map_err(|e| ConfigError(format!("{}: {e}", vars::MAX_COST)))?,
+                    .map_err(|x| ConfigError(format!("{}: {x}", env::MAX_COST)))?,
             },
         };
-        let tool_timeout = match get(vars::TOOL_TIMEOUT) {
+        let tool_timeout = match e.tool_timeout {
             None => DEFAULT_TOOL_TIMEOUT,
             Some(s) => match crate::humantime::parse(&s) {
                 Ok(d) if !d.is_zero() => d,
-                Ok(_) => return err(format!("{} must be longer than 0s", vars::TOOL_TIMEOUT)),
-                Err(e) => return err(format!("{}: {e}", vars::TOOL_TIMEOUT)),
+                Ok(_) => return err(format!("{} must be longer than 0s", env::TOOL_TIMEOUT)),
+                Err(x) => return err(format!("{}: {x}", env::TOOL_TIMEOUT)),
             },
         };
-        let allow_no_changes = match get(vars::ALLOW_NO_CHANGES).as_deref() {
+        let allow_no_changes = match e.allow_no_changes.as_deref() {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
             Some(other) => {
                 return err(format!(
                     "{} {other:?}: expected true or false",
-                    vars::ALLOW_NO_CHANGES
+                    env::ALLOW_NO_CHANGES
                 ));
             }
         };
 
-        let forge = match get("ASDO_PULL_REQUEST").as_deref() {
+        let forge = match e.pull_request.as_deref() {
             None | Some("false") | Some("0") => None,
             Some("true") | Some("1") => {
                 if !credentials.token {
-                    return err(
-                        "ASDO_PULL_REQUEST needs GIT_TOKEN (pod.gitTokenSecret): the forge API takes a token, not an SSH key",
-                    );
+                    return err(format!(
+                        "{} needs {} (pod.gitTokenSecret): the forge API takes a token, not an SSH key",
+                        env::PULL_REQUEST,
+                        env::GIT_TOKEN
+                    ));
                 }
                 let f = super::forge::resolve(
-                    &repo,
-                    get("ASDO_FORGE").as_deref(),
-                    get("ASDO_FORGE_API_URL").as_deref(),
-                    get("ASDO_FORGE_PROJECT").as_deref(),
+                    &e.repo,
+                    e.forge.as_deref(),
+                    e.forge_api_url.as_deref(),
+                    e.forge_project.as_deref(),
                 )
-                .map_err(|e| ConfigError(format!("ASDO_PULL_REQUEST: {e}")))?;
+                .map_err(|x| ConfigError(format!("{}: {x}", env::PULL_REQUEST)))?;
                 Some(f)
             }
             Some(other) => {
                 return err(format!(
-                    "ASDO_PULL_REQUEST {other:?}: expected true or false"
+                    "{} {other:?}: expected true or false",
+                    env::PULL_REQUEST
                 ));
             }
         };
 
         Ok(Config {
             forge,
-            task_id,
-            repo,
-            branch,
-            base,
+            task_id: e.task_id,
+            repo: e.repo,
+            branch: e.branch,
+            base: e.base,
             context,
             prompt,
             spec_dir,
             model,
-            author_name: get("GIT_AUTHOR_NAME").unwrap_or(DEFAULT_AUTHOR_NAME.into()),
-            author_email: get("GIT_AUTHOR_EMAIL").unwrap_or(DEFAULT_AUTHOR_EMAIL.into()),
+            author_name: e.author_name.unwrap_or(DEFAULT_AUTHOR_NAME.into()),
+            author_email: e.author_email.unwrap_or(DEFAULT_AUTHOR_EMAIL.into()),
             credentials,
-            known_hosts: get("GIT_SSH_KNOWN_HOSTS")
-                .unwrap_or(DEFAULT_KNOWN_HOSTS.into())
-                .into(),
+            known_hosts: e.known_hosts.unwrap_or(DEFAULT_KNOWN_HOSTS.into()).into(),
             home,
             kill_grace,
             permissions,

@@ -2,7 +2,8 @@
 //! step (`· write src/auth.rs`, `· bash cargo test → exit 0`, what the model said), plus
 //! the running totals the final summary reports (files changed, tokens, cost).
 //!
-//! Pure: events in, lines out, so every format is unit-tested without a server.
+//! Pure: events in, lines out, so every format is unit-tested without a server. The
+//! events' parts are decoded in `opencode::event` ([`Part`]); this only matches on them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -13,7 +14,7 @@ use serde_json::Value;
 use super::budget::{EmptyTurns, Totals, Turn};
 use crate::marker::STEP;
 use crate::opencode::Event;
-use crate::opencode::event::error_message;
+use crate::opencode::event::{Part, ToolStatus, error_message};
 
 /// A step line's text is cut to this many characters.
 const MAX_TEXT: usize = 200;
@@ -72,16 +73,16 @@ impl Tracker {
         let mut lines = vec![];
         match ev.kind.as_str() {
             "message.part.updated" => {
-                if let Some(line) = self.part(&ev.properties["part"]) {
+                if let Some(line) = ev.part().and_then(|p| self.part(p)) {
                     lines.push(line);
                 }
             }
             "message.updated" if self.ours(ev) => {
-                let info = &ev.properties["info"];
-                if info["role"] == "assistant"
-                    && let Some(f) = info["finish"].as_str()
+                if let Some(m) = ev.message()
+                    && m.role == "assistant"
+                    && let Some(f) = m.finish
                 {
-                    self.last_finish = Some(f.to_string());
+                    self.last_finish = Some(f);
                 }
             }
             "file.edited" => {
@@ -118,19 +119,26 @@ impl Tracker {
         lines
     }
 
-    fn part(&mut self, p: &Value) -> Option<String> {
-        let id = p["id"].as_str()?.to_string();
-        match p["type"].as_str()? {
-            "tool" => {
-                let status = p["state"]["status"].as_str()?;
+    fn part(&mut self, p: Part) -> Option<String> {
+        match p {
+            Part::Tool {
+                id,
+                tool,
+                status,
+                title,
+                input,
+                error,
+                exit,
+                ..
+            } => {
                 self.tool_in_turn = true;
-                if status == "pending" || status == "running" {
-                    let tool = p["tool"].as_str().unwrap_or("tool");
+                let tool = tool.as_deref().unwrap_or("tool");
+                if matches!(status, ToolStatus::Pending | ToolStatus::Running) {
                     // `bash sleep 40`: the command says more than its title (the
                     // model's description), which stands in only when there is no target.
                     let mut what = tool.to_string();
-                    let target = self.target(tool, &p["state"]["input"]);
-                    let title = p["state"]["title"].as_str().map(cut).unwrap_or_default();
+                    let target = self.target(tool, &input);
+                    let title = title.as_deref().map(cut).unwrap_or_default();
                     let detail = if target.is_empty() { title } else { target };
                     if !detail.is_empty() {
                         what.push(' ');
@@ -145,62 +153,64 @@ impl Tracker {
                     return None;
                 }
                 self.running.remove(&id);
-                if status != "completed" && status != "error" {
+                if !status.is_done() {
                     return None;
                 }
-                if self.logged.get(&id).map(String::as_str) == Some(status) {
+                if self.logged.get(&id).map(String::as_str) == Some(status.as_str()) {
                     return None;
                 }
-                self.logged.insert(id, status.to_string());
-                let tool = p["tool"].as_str().unwrap_or("tool");
-                let state = &p["state"];
+                self.logged.insert(id, status.as_str().to_string());
                 let mut line = format!("{STEP}{tool}");
-                let target = self.target(tool, &state["input"]);
+                let target = self.target(tool, &input);
                 if !target.is_empty() {
                     line.push(' ');
                     line.push_str(&target);
                 }
-                if status == "error" {
+                if status == ToolStatus::Error {
                     line.push_str(" ✗ ");
-                    line.push_str(&cut(state["error"].as_str().unwrap_or("failed")));
+                    line.push_str(&cut(error.as_deref().unwrap_or("failed")));
                 } else if tool == "bash"
-                    && let Some(code) = state["metadata"]["exit"].as_i64()
+                    && let Some(code) = exit
                 {
                     line.push_str(&format!(" → exit {code}"));
                 }
                 Some(line)
             }
-            "text" => {
+            Part::Text {
+                id,
+                session,
+                text,
+                ended,
+                synthetic,
+                ..
+            } => {
                 // Logged once, when the model has finished saying it.
-                p["time"]["end"].as_u64()?;
-                if p["synthetic"] == true || self.logged.contains_key(&id) {
+                if !ended || synthetic || self.logged.contains_key(&id) {
                     return None;
                 }
-                let text = p["text"].as_str().unwrap_or("").trim();
+                let text = text.trim();
                 self.logged.insert(id, "text".into());
-                if !text.is_empty() && p["sessionID"].as_str() == Some(self.session.as_str()) {
+                if !text.is_empty() && session.as_deref() == Some(self.session.as_str()) {
                     self.final_text = Some(text.to_string());
                 }
                 // The user's prompt is a text part too, but never has an end time.
                 (!text.is_empty()).then(|| format!("{STEP}says: {}", cut(text)))
             }
-            "step-finish" => {
+            Part::StepFinish {
+                id,
+                tokens: t,
+                cost,
+                reason,
+            } => {
                 if self.counted.insert(id) {
                     self.turns += 1;
-                    let t = &p["tokens"];
-                    self.tokens_in +=
-                        t["input"].as_u64().unwrap_or(0) + t["cache"]["read"].as_u64().unwrap_or(0);
-                    self.tokens_out +=
-                        t["output"].as_u64().unwrap_or(0) + t["reasoning"].as_u64().unwrap_or(0);
-                    self.cost += p["cost"].as_f64().unwrap_or(0.0);
-                    let tokens = t["input"].as_u64().unwrap_or(0)
-                        + t["output"].as_u64().unwrap_or(0)
-                        + t["reasoning"].as_u64().unwrap_or(0)
-                        + t["cache"]["read"].as_u64().unwrap_or(0);
+                    self.tokens_in += t.input + t.cache_read;
+                    self.tokens_out += t.output + t.reasoning;
+                    self.cost += cost;
                     let turn = Turn {
-                        tokens,
+                        tokens: t.input + t.output + t.reasoning + t.cache_read,
                         tool_call: std::mem::take(&mut self.tool_in_turn),
-                        stopped: p["reason"] == "stop",
+                        stopped: reason.as_deref() == Some("stop"),
                     };
                     if self.empty.record(turn) {
                         self.looping = true;
@@ -208,16 +218,14 @@ impl Tracker {
                 }
                 None
             }
-            "patch" => {
-                for f in p["files"].as_array().into_iter().flatten() {
-                    if let Some(f) = f.as_str() {
-                        let f = self.rel(f);
-                        self.files.insert(f);
-                    }
+            Part::Patch { files, .. } => {
+                for f in files {
+                    let f = self.rel(&f);
+                    self.files.insert(f);
                 }
                 None
             }
-            _ => None,
+            Part::Other { .. } => None,
         }
     }
 
@@ -293,6 +301,26 @@ mod tests {
             "message.part.updated",
             json!({"sessionID": "ses_1", "part": {"id": id, "sessionID": "ses_1", "type": "tool", "tool": tool, "state": state}}),
         )
+    }
+
+    /// A real OpenCode 1.18.33 run, replayed: the lines a person reads and the totals.
+    #[test]
+    fn a_real_runs_events_make_the_log_and_the_summary() {
+        let mut t = Tracker::new(Path::new("/ws"), "ses_dbe6645abffeSXrkeYJSWx01i3");
+        let lines: Vec<String> = crate::opencode::event::real_events()
+            .iter()
+            .flat_map(|e| t.observe(e))
+            .collect();
+        assert_eq!(lines, ["· write hello.txt", "· says: Wrote it."]);
+        let s = t.summary();
+        assert_eq!(
+            (s.files, s.tokens_in, s.tokens_out, s.cost),
+            (1, 240, 60, None)
+        );
+        assert_eq!(t.turns, 2);
+        assert_eq!(t.last_finish.as_deref(), Some("stop"));
+        assert_eq!(t.final_text.as_deref(), Some("Wrote it."));
+        assert!(t.idle && t.running.is_empty() && t.error.is_none());
     }
 
     #[test]

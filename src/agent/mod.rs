@@ -50,6 +50,25 @@ pub mod exit {
     /// 128 + the signal, as a shell reports it.
     pub const SIGINT: i32 = 130;
     pub const SIGTERM: i32 = 143;
+
+    /// Every code with what it means, for `asdo agent --help` (and anyone reading a
+    /// container's exit code back).
+    pub const TABLE: &[(i32, &str)] = &[
+        (OK, "pushed (or nothing to change)"),
+        (CONFIG, "config"),
+        (CLONE, "clone/checkout"),
+        (AGENT, "agent"),
+        (COMMIT, "commit"),
+        (PUSH, "push"),
+        (
+            PR,
+            "pr (pushed, but the forge refused the pull/merge request)",
+        ),
+        (NO_CHANGES, "no-changes (changed no file)"),
+        (BUDGET, "budget (a budget was exceeded)"),
+        (SIGINT, "SIGINT"),
+        (SIGTERM, "SIGTERM"),
+    ];
 }
 
 /// The steps named in `asdo: failed <step>: …`.
@@ -171,7 +190,7 @@ pub enum Outcome {
 /// Runs the agent to the end and returns the process exit code. `dry_run` prints the
 /// resolved settings and the prompt instead of doing anything.
 pub async fn run(dry_run: bool) -> i32 {
-    let password = std::env::var("OPENCODE_SERVER_PASSWORD")
+    let password = std::env::var(crate::contract::PASSWORD_ENV)
         .ok()
         .filter(|p| !p.is_empty())
         // Never an open server, even on a laptop: a password only this run knows.
@@ -179,13 +198,13 @@ pub async fn run(dry_run: bool) -> i32 {
     // Only ever printed redacted: the token and the password must not reach the log even
     // if git or opencode echo them.
     // Provider keys too: every env var the render marked as taken from a Secret.
-    let listed: Vec<String> = std::env::var(crate::task::SECRET_ENV_LIST)
+    let listed: Vec<String> = std::env::var(crate::contract::SECRET_ENV_LIST)
         .unwrap_or_default()
         .split(',')
         .filter_map(|n| std::env::var(n.trim()).ok())
         .collect();
     let relay = Arc::new(Relay::new(
-        std::env::var("GIT_TOKEN")
+        std::env::var(crate::contract::GIT_TOKEN)
             .ok()
             .into_iter()
             .chain([password.clone()])
@@ -266,7 +285,7 @@ fn report(relay: &Relay, outcome: Result<Outcome, Failure>) -> i32 {
             f.code,
         ),
     };
-    relay.line(&marker.to_string());
+    relay.marker(&marker);
     code
 }
 
@@ -301,9 +320,7 @@ struct Agent {
 
 impl Agent {
     fn say(&self, progress: impl Into<String>) {
-        self.runner
-            .relay
-            .line(&Marker::Progress(progress.into()).to_string());
+        self.runner.relay.marker(&Marker::Progress(progress.into()));
     }
 
     /// A git command whose failure ends the run at `step`.
@@ -352,7 +369,7 @@ impl Agent {
         self.git_config = std::fs::read(self.git_config_path()).ok();
         match self.run_opencode().await {
             Ok((summary, answer)) => {
-                self.runner.relay.line(&summary.marker().to_string());
+                self.runner.relay.marker(&summary.marker());
                 let outcome = self.commit_and_push(base).await?;
                 if let (Outcome::Pushed(sha), Some(forge)) = (&outcome, self.config.forge.clone()) {
                     self.pull_request(&forge, sha, &summary).await?;
@@ -662,7 +679,7 @@ impl Agent {
             ]
             .concat(),
             // The agent needs no push rights: asdo pushes what it leaves behind.
-            remove_env: vec!["GIT_TOKEN", "GIT_SSH_KEY_DIR"],
+            remove_env: vec![crate::contract::GIT_TOKEN, crate::contract::GIT_SSH_KEY_DIR],
             password: self.password.clone(),
             stop_grace: c.kill_grace.min(server::MAX_STOP_GRACE),
         };
@@ -723,19 +740,19 @@ impl Agent {
         match end {
             session::End::Finished(t) => Ok((t.summary(), t.final_text.clone())),
             session::End::Failed(why, t) => {
-                relay.line(&t.summary().marker().to_string());
+                relay.marker(&t.summary().marker());
                 Err(Stop::Failed(Failure::new(Step::Agent, why)))
             }
             session::End::Untrusted(why, t) => {
-                relay.line(&t.summary().marker().to_string());
+                relay.marker(&t.summary().marker());
                 Err(Stop::Untrusted(Failure::new(Step::Agent, why)))
             }
             session::End::Budget(over, t) => {
-                relay.line(&t.summary().marker().to_string());
+                relay.marker(&t.summary().marker());
                 Err(Stop::Failed(Failure::new(Step::Budget, over.to_string())))
             }
             session::End::Signal(sig, t) => {
-                relay.line(&t.summary().marker().to_string());
+                relay.marker(&t.summary().marker());
                 Err(Stop::Signal(sig))
             }
         }
@@ -819,7 +836,7 @@ impl Agent {
         );
         self.say(format!("opening a pull request {} -> {base}", c.branch));
         // Read here, used once in a header, dropped: never stored, printed or passed on.
-        let token = std::env::var("GIT_TOKEN").unwrap_or_default();
+        let token = std::env::var(crate::contract::GIT_TOKEN).unwrap_or_default();
         let req = forge::Request {
             branch: c.branch.clone(),
             base,
@@ -829,7 +846,7 @@ impl Agent {
         let url = forge::open_or_update(forge, &token, &req)
             .await
             .map_err(pushed)?;
-        self.say(format!("pr {url}"));
+        self.runner.relay.marker(&Marker::Pr(url));
         Ok(())
     }
 
@@ -957,7 +974,7 @@ impl Agent {
         {
             return Ok(None);
         }
-        let token = std::env::var("GIT_TOKEN").unwrap_or_default();
+        let token = std::env::var(crate::contract::GIT_TOKEN).unwrap_or_default();
         let path = git::token_file_path(&self.config.home);
         git::TokenFile::write(&path, &token).map(Some).map_err(|e| {
             Failure::new(
@@ -997,7 +1014,7 @@ impl Agent {
             .secret_env
             .iter()
             .filter_map(|name| {
-                let value = if name == "OPENCODE_SERVER_PASSWORD" {
+                let value = if name == crate::contract::PASSWORD_ENV {
                     Some(self.password.clone())
                 } else {
                     std::env::var(name).ok()

@@ -6,41 +6,8 @@
 
 use crate::opencode::Event;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Policy {
-    /// Allow it once. The pod is the sandbox; `deny` rules in OpenCode's config still
-    /// hold because OpenCode never asks for a denied tool.
-    #[default]
-    Approve,
-    /// Refuse it and fail the task (exit 12), naming the permission.
-    Fail,
-    /// Leave it for a person (`asdo attach`); the idle watchdog bounds the wait.
-    Wait,
-}
-
-impl Policy {
-    pub const NAMES: [&'static str; 3] = ["approve", "fail", "wait"];
-
-    pub fn parse(s: &str) -> Result<Policy, String> {
-        match s.trim() {
-            "approve" => Ok(Policy::Approve),
-            "fail" => Ok(Policy::Fail),
-            "wait" => Ok(Policy::Wait),
-            other => Err(format!(
-                "ASDO_PERMISSIONS {other:?}: expected one of {}",
-                Policy::NAMES.join(", ")
-            )),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Policy::Approve => "approve",
-            Policy::Fail => "fail",
-            Policy::Wait => "wait",
-        }
-    }
-}
+/// `agent.permissions` / `ASDO_PERMISSIONS`, part of the pod env contract.
+pub use crate::contract::Policy;
 
 /// A `permission.asked` event, as much of it as the decision and the log need.
 #[derive(Debug, Clone, PartialEq, Eq)]

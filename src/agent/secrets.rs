@@ -4,7 +4,7 @@
 //! (`asdo: failed commit: <file> contains the value of <NAME>`, exit 13). The log names
 //! the file and the variable, never the value.
 //!
-//! Which variables are secrets is one contract (`crate::task::SECRET_ENV_LIST`): the
+//! Which variables are secrets is one contract (`crate::contract::SECRET_ENV_LIST`): the
 //! render lists every env var it takes from a `secretKeyRef`; the agent adds the two it
 //! knows (`OPENCODE_SERVER_PASSWORD`, `GIT_TOKEN`).
 

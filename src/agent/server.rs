@@ -101,7 +101,7 @@ impl Server {
             .current_dir(&o.dir)
             .envs(o.env.iter().map(|(k, v)| (k, v)))
             .env("PWD", &o.dir)
-            .env("OPENCODE_SERVER_PASSWORD", &o.password)
+            .env(crate::contract::PASSWORD_ENV, &o.password)
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -95,15 +95,10 @@ pub async fn drive(
             empty(),
         );
     }
-    relay.line(
-        &crate::marker::Marker::Progress(format!(
-            "{}{} on http://{}",
-            crate::marker::SESSION,
-            session.id,
-            client.authority()
-        ))
-        .to_string(),
-    );
+    relay.marker(&crate::marker::Marker::Session {
+        id: session.id.clone(),
+        url: format!("http://{}", client.authority()),
+    });
     let mut t = Tracker::new(&s.root, &session.id);
     if let Err(e) = client
         .prompt_async(&session.id, &s.prompt, s.model.as_deref())
@@ -196,7 +191,7 @@ pub async fn drive(
             relay.line(&line);
         }
         if t.turns != turns {
-            relay.line(&t.summary().so_far().to_string());
+            relay.marker(&t.summary().so_far());
             // Checked after every turn, so a run stops at the first one over a limit.
             if let Some(over) = s.budgets.check(&t.totals()) {
                 abort(&client, &session.id).await;

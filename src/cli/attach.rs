@@ -11,9 +11,10 @@ use kube::runtime::wait::await_condition;
 
 use super::Global;
 use crate::cluster;
+use crate::contract::PASSWORD_ENV;
 use crate::error::{Error, Result, exit};
 use crate::follow;
-use crate::remote::{self, PASSWORD_ENV};
+use crate::remote;
 
 /// The CLI `opencode attach` needs, as the task image pins it.
 const OPENCODE_PACKAGE: &str = "opencode-ai@1.18.33";

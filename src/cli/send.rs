@@ -11,7 +11,8 @@ use clap::Args;
 use super::Global;
 use crate::cluster;
 use crate::error::{Error, Result, exit};
-use crate::remote::{self, SendOutcome};
+use crate::remote;
+use crate::send::{self, SendOutcome};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -114,7 +115,7 @@ pub async fn run(global: &Global, args: SendArgs) -> Result<i32> {
     let work = async {
         let client = cluster::client(&scope.cluster).await?;
         let r = remote::open(&client, &scope.namespace, &args.task, password, 0).await?;
-        let posted = remote::post(&r, &text).await?;
+        let posted = send::post(&r, &text).await?;
         eprintln!(
             "sent to task {} (session {}); the reply follows",
             r.task,
@@ -147,6 +148,7 @@ pub async fn run(global: &Global, args: SendArgs) -> Result<i32> {
                 "error: task {task}: no answer within {} (--timeout); a message already sent stays queued in the session (watch it with `asdo logs {task}`)",
                 crate::humantime::short(args.timeout),
             );
+            // --timeout passed first (as `asdo wait`).
             Ok(exit::TIMEOUT)
         }
     }

@@ -31,7 +31,8 @@ use super::board::Update;
 use super::guard::{self, Pass};
 use crate::follow::{self, LineSink, LogOptions};
 use crate::marker::Marker;
-use crate::remote::{self, SendOutcome};
+use crate::remote;
+use crate::send::{self, SendOutcome};
 use crate::taskview;
 
 const INDEX: &str = include_str!("assets/index.html");
@@ -324,7 +325,7 @@ async fn send(
         let work = async {
             let password = remote::password_override(None)?;
             let r = remote::open(&client, &ns, &pod, password, 0).await?;
-            let posted = remote::post(&r, &message).await?;
+            let posted = send::post(&r, &message).await?;
             line(serde_json::json!({"sent": posted.session()}));
             posted
                 .wait(SEND_TIMEOUT, |s| line(serde_json::json!({"text": s})))
