@@ -7,7 +7,8 @@
 #   2. helm template: each release, with and without a task, and the chart with
 #      every optional object on and off
 #   3. schemas: built-in kinds strictly against Kubernetes 1.33 and 1.37,
-#      CRDs (ExternalSecret, ArgoCD Application) structurally; no secret values
+#      CRDs (ExternalSecret, ArgoCD Application, Kueue LocalQueue) structurally;
+#      no secret values
 #   4. checkov on the rendered manifests (skips: tests/chart/checkov-skips.txt)
 #   5. parity: the chart's Pod == `asdo spawn --dry-run -o json` (tests/chart/parity.py)
 #   6. hadolint on docker/Dockerfile*, when there is one
@@ -206,9 +207,14 @@ render() {
         --set pod.runtimeClassName=gvisor,pod.priorityClassName=agents-low \
         --set cleanupJob.enabled=true,cleanupJob.saveLogs.enabled=true \
         --set resourceQuota.enabled=true,resourceQuota.pods=5 \
+        --set kueue.localQueue.create=true,kueue.localQueue.clusterQueue=team-ai,pod.queueName=demo-agentic-sdlc-orchestrator \
         --set 'networkPolicy.egress[0].to[0].ipBlock.cidr=10.1.2.3/32,networkPolicy.egress[0].ports[0].port=3128' \
         --set prePull.enabled=true \
         >"$OUT/chart-all-on.yaml"
+    # Kueue's older API version, for Kueue < 0.15.
+    "$HELM" template demo "$CHART" --set kueue.localQueue.create=true,kueue.localQueue.clusterQueue=cq \
+        --set kueue.localQueue.apiVersion=kueue.x-k8s.io/v1beta1 --show-only templates/localqueue.yaml \
+        >"$OUT/chart-localqueue-v1beta1.yaml"
     # The other egress presets.
     "$HELM" template demo "$CHART" --set networkPolicy.egressPreset=none --show-only templates/networkpolicy.yaml \
         >"$OUT/chart-egress-none.yaml"

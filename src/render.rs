@@ -69,6 +69,9 @@ pub fn pod(values: &Values, task: &Task, target: &Target) -> Pod {
         ]
         .map(|(k, v)| (k.to_string(), v)),
     );
+    if !p.queue_name.is_empty() {
+        labels.insert(task::LABEL_QUEUE_NAME.into(), p.queue_name.clone());
+    }
 
     let mut annotations = p.annotations.clone();
     annotations.insert(ANN_BRANCH.into(), task.branch.clone());
@@ -724,5 +727,22 @@ mod tests {
     fn fixed_labels_win_over_pod_labels() {
         let p = render("dev", &["pod.labels.app=other"]);
         assert_eq!(labels(&p)["app"], "agent-orchestrator");
+    }
+
+    /// `pod.queueName` is Kueue's queue-name label (as the chart renders it), and a bad name
+    /// is refused by the chart's schema before anything is sent.
+    #[test]
+    fn queue_name_is_the_kueue_label() {
+        let p = render("dev", &[]);
+        assert!(
+            !labels(&p).contains_key(task::LABEL_QUEUE_NAME),
+            "off by default"
+        );
+        let p = render("dev", &["pod.queueName=team-a"]);
+        assert_eq!(labels(&p)[task::LABEL_QUEUE_NAME], "team-a");
+        let mut v = defaults_for("dev").unwrap();
+        apply_set(&mut v, "pod.queueName=Team_A").unwrap();
+        let e = Values::from_value(v).unwrap_err().to_string();
+        assert!(e.contains("pod.queueName"), "{e}");
     }
 }

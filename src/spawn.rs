@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::cluster;
 use crate::error::{Error, Result};
 use crate::existing::{self, Decision, IfExists};
+use crate::follow::StartBounds;
 use crate::localgit;
 use crate::render::{self, Target};
 use crate::scope::Scope;
@@ -42,8 +43,9 @@ pub struct SpawnRequest {
     /// `--follow`: one task only (a task list is refused).
     pub follow: bool,
     pub if_exists: IfExists,
-    /// `--wait`: with a task list, wait for each pod to start, up to this long.
-    pub wait: Option<Duration>,
+    /// `--wait`: with a task list, wait for each pod to start, within these bounds
+    /// (`--start-timeout`, not counted while queued; `--queue-timeout`).
+    pub wait: Option<StartBounds>,
 }
 
 /// Everything checked, before any API call.
@@ -59,13 +61,14 @@ pub struct Plan {
     /// spec-kit's delegation directory (`--report-dir`, or the detected one).
     pub report_dir: Option<PathBuf>,
     pub if_exists: IfExists,
-    /// Wait for each pod of a task list to start, up to this long.
-    pub wait: Option<Duration>,
+    /// Wait for each pod of a task list to start, within these bounds.
+    pub wait: Option<StartBounds>,
 }
 
-/// How many creates a task list sends at once: enough to hide latency, few
-/// enough not to trip API priority and fairness limits.
-const PARALLEL_CREATES: usize = 8;
+/// How many creates a task list sends at once: enough that 100 tasks take a few round
+/// trips, few enough to stay well inside API priority and fairness (the default
+/// `workload-low` level has dozens of seats; excess requests queue there, not fail).
+const PARALLEL_CREATES: usize = 32;
 
 /// What `create_one` did: made the task's pod, or left its existing one (`--if-exists`).
 #[derive(Debug, Clone)]
@@ -240,7 +243,9 @@ pub fn call_id() -> String {
 
 /// A task list: every pod is attempted (`PARALLEL_CREATES` at once), each reported as
 /// it is made; the result per task id says which failed. Pods already created stay
-/// (they are independent tasks).
+/// (they are independent tasks). The task pods that exist already are listed first (one
+/// request), so a re-run decides `unchanged` (or refuses) without a create per task;
+/// only a pod to replace, or one that appeared since, takes the create path.
 pub async fn create_all(
     api: &kube::Api<Pod>,
     ns: &str,
@@ -249,10 +254,26 @@ pub async fn create_all(
     report: &(dyn Fn(&Created) -> Result<()> + Sync),
 ) -> Vec<(String, Result<String>)> {
     use futures::StreamExt;
+    let existing = existing_pods(api, ns).await;
+    let existing = &existing;
     futures::stream::iter(pods.into_iter().zip(&plan.tasks))
         .map(|(rendered, t)| async move {
             let task = t.id.clone();
-            let r = create_reported(api, ns, rendered, plan, t, report).await;
+            let name = rendered.0.metadata.name.clone().unwrap_or_default();
+            let known = existing.get(&name).and_then(|p| {
+                match existing::decide(p, &t.id, &t.branch, &t.repo, plan.if_exists) {
+                    Decision::Unchanged => Some(Ok(Created::Unchanged(p.clone()))),
+                    Decision::Refuse(e) => Some(Err(e)),
+                    Decision::Replace => None,
+                }
+            });
+            let r = match known {
+                Some(Ok(created)) => report(&created)
+                    .and_then(|_| record(plan, t, ns, &created))
+                    .map(|_| created),
+                Some(Err(e)) => Err(e),
+                None => create_reported(api, ns, rendered, plan, t, report).await,
+            };
             let r = r.map(|c| {
                 let p = c.pod();
                 (
@@ -260,9 +281,8 @@ pub async fn create_all(
                     p.metadata.uid.clone(),
                 )
             });
-            if let (Some(timeout), Ok((name, uid))) = (plan.wait, &r)
-                && let Err(e) =
-                    crate::follow::wait_started(api, name, uid.as_deref(), timeout).await
+            if let (Some(bounds), Ok((name, uid))) = (plan.wait, &r)
+                && let Err(e) = crate::follow::wait_started(api, name, uid.as_deref(), bounds).await
             {
                 return (task, Err(e));
             }
@@ -272,6 +292,23 @@ pub async fn create_all(
         .collect()
         .await
 }
+
+/// The namespace's task pods by name, for a task list's re-run. A list that fails is no
+/// error: every task then takes the create path, which decides per pod.
+async fn existing_pods(api: &kube::Api<Pod>, ns: &str) -> std::collections::HashMap<String, Pod> {
+    let lp = kube::api::ListParams::default().labels(task::SELECTOR);
+    match cluster::list_all(api, &lp, &format!("list task pods in {ns}")).await {
+        Ok(pods) => pods
+            .into_iter()
+            .filter_map(|p| Some((p.metadata.name.clone()?, p)))
+            .collect(),
+        Err(e) => {
+            tracing::debug!("listing the existing task pods failed: {e}; creating one by one");
+            Default::default()
+        }
+    }
+}
+
 /// A `-f` file with a top-level `tasks:` list is a task list, not chart values
 /// (the chart has no `tasks` key, and its schema forbids unknown keys).
 #[derive(Debug, Deserialize)]
@@ -522,13 +559,10 @@ pub fn plan(args: &SpawnRequest) -> Result<Plan> {
     })
 }
 
-/// Defaults < cluster ConfigMap < -f files < --set < dedicated flags.
-pub fn render_pod(
-    scope: &Scope,
-    plan: &Plan,
-    task: &Task,
-    cluster_values: Option<Value>,
-) -> Result<Rendered> {
+/// The values every task of the plan renders with: the compiled-in defaults, the cluster's
+/// ConfigMap, then the user's files, sets and flags, checked once (the schema walk is the
+/// costly part of rendering, and a task list shares it).
+pub fn plan_values(scope: &Scope, plan: &Plan, cluster_values: Option<Value>) -> Result<Values> {
     let mut merged = scope.defaults.clone();
     if let Some(cv) = cluster_values {
         values::merge(&mut merged, cv);
@@ -556,6 +590,12 @@ pub fn render_pod(
     if let Some(image) = &plan.image {
         v.image_override = Some(image.clone());
     }
+    v.check_for_spawn()?;
+    Ok(v)
+}
+
+/// One task's Pod (and prompt ConfigMap) from the plan's values.
+pub fn render_task(scope: &Scope, v: &Values, task: &Task) -> Result<Rendered> {
     let mut task = task.clone();
     if task.context_dir.is_empty() {
         task.context_dir = v.task.context_dir.clone();
@@ -582,7 +622,6 @@ pub fn render_pod(
             .map_err(|e| Error::usage(format!("values task.model: {e}")))?;
         task.model = Some(v.task.model.clone());
     }
-    v.check_for_spawn()?;
     let target = Target {
         release: scope.release.clone(),
         namespace: scope.namespace.clone(),
@@ -599,9 +638,22 @@ pub fn render_pod(
             p.len() / 1024
         )));
     }
-    let pod = render::pod(&v, &task, &target);
+    let pod = render::pod(v, &task, &target);
     let prompt = render::prompt_config_map(&pod, &task);
     Ok((pod, prompt))
+}
+
+/// Every task of the plan rendered with the same values (the cluster's ConfigMap's, if any).
+pub fn render_all(
+    scope: &Scope,
+    plan: &Plan,
+    cluster_values: Option<Value>,
+) -> Result<Vec<Rendered>> {
+    let v = plan_values(scope, plan, cluster_values)?;
+    plan.tasks
+        .iter()
+        .map(|t| render_task(scope, &v, t))
+        .collect()
 }
 
 /// A task's Pod, plus the ConfigMap carrying its prompt when that is too big for an env value.

@@ -8,6 +8,9 @@ pub const LABEL_APP: &str = "app";
 pub const APP: &str = "agent-orchestrator";
 /// `task-id=<id as given>`: spec-kit ids like `T001` keep their case here.
 pub const LABEL_TASK_ID: &str = "task-id";
+/// Kueue's plain-pod integration: the LocalQueue a pod waits in (`spawn --queue`,
+/// chart value `pod.queueName`). Kueue's webhook then gates the pod until it is admitted.
+pub const LABEL_QUEUE_NAME: &str = "kueue.x-k8s.io/queue-name";
 /// The one container of a task pod.
 pub const CONTAINER: &str = "agent";
 /// Prefix of every task pod name.

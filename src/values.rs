@@ -219,6 +219,21 @@ fn show(v: &Value) -> String {
     }
 }
 
+/// The schema's patterns, compiled once per process: a check walks every string of the
+/// values, and compiling a regex costs far more than matching it.
+fn pattern(p: &str) -> std::result::Result<regex::Regex, regex::Error> {
+    static COMPILED: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<String, regex::Regex>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mut compiled = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(re) = compiled.get(p) {
+        return Ok(re.clone());
+    }
+    let re = regex::Regex::new(p)?;
+    compiled.insert(p.to_string(), re.clone());
+    Ok(re)
+}
+
 fn validate(root: &Value, node: &Value, v: &Value, path: &str, mode: Mode, out: &mut Findings) {
     let node = resolve(root, node);
     let at = if path.is_empty() { "(top level)" } else { path };
@@ -264,7 +279,7 @@ fn validate(root: &Value, node: &Value, v: &Value, path: &str, mode: Mode, out: 
             bad(format!("{} is longer than {max} characters", show(v)));
         }
         if let Some(p) = node.get("pattern").and_then(Value::as_str) {
-            match regex::Regex::new(p) {
+            match pattern(p) {
                 Ok(re) if re.is_match(s) => {}
                 Ok(_) => bad(format!("{} does not match {p}", show(v))),
                 Err(e) => bad(format!("the schema's pattern {p} is invalid: {e}")),
@@ -534,6 +549,9 @@ pub struct PodValues {
     pub runtime_class_name: String,
     #[serde(default)]
     pub priority_class_name: String,
+    /// Kueue LocalQueue (label `kueue.x-k8s.io/queue-name`); "" = not queued.
+    #[serde(default)]
+    pub queue_name: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]

@@ -2107,3 +2107,153 @@ fn kubectl_negotiates_h2_over_tls_and_the_stream_limit_holds() {
     );
     assert_eq!(h2_conns, f.server.accepted_connections());
 }
+
+/// Scheduling gates, seen by kubectl: a gated pod stays Pending and unscheduled
+/// (`kubectl get` prints SchedulingGated, as against a real cluster) until its gates
+/// are removed; gates can only be removed; Kueue's pod webhook mode gates the pods
+/// that carry the queue-name label and nothing else.
+#[test]
+fn scheduling_gates_hold_a_pod_until_removed() {
+    let f = Fixture::new();
+    f.server.set_schedule_delay(Duration::ZERO);
+    let manifest = f.dir.join("gated.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: gated\nspec:\n  restartPolicy: Never\n  schedulingGates:\n  - name: example.com/hold\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, 'echo released']\n",
+    )
+    .unwrap();
+    assert_eq!(
+        f.kubectl_ok(&["apply", "-f", manifest.to_str().unwrap()]),
+        "pod/gated created\n"
+    );
+    let gated = |p: &Pod| {
+        p.status
+            .iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .any(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("SchedulingGated")
+                    && c.message.as_deref()
+                        == Some("Scheduling is blocked due to non-empty scheduling gates")
+            })
+    };
+    let p = f.wait_pod("gated", "SchedulingGated", gated);
+    assert_eq!(phase(&p), "Pending");
+    assert!(
+        p.spec.as_ref().unwrap().node_name.is_none(),
+        "not scheduled"
+    );
+    assert!(
+        p.status.as_ref().unwrap().start_time.is_none(),
+        "the kubelet never saw it"
+    );
+    let line = f.kubectl_ok(&["get", "pod", "gated", "--no-headers"]);
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        &cols[..4],
+        ["gated", "0/1", "SchedulingGated", "0"],
+        "{line}"
+    );
+    // Gates can be removed, never added (and not with nodeName set on create).
+    let err = f.kubectl_err(&[
+        "patch",
+        "pod",
+        "gated",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"schedulingGates":[{"name":"example.com/hold"},{"name":"example.com/more"}]}}"#,
+    ]);
+    assert!(
+        err.contains("only deletion is allowed, but found new scheduling gate 'example.com/more'"),
+        "{err}"
+    );
+    std::fs::write(
+        f.dir.join("bound.yaml"),
+        std::fs::read_to_string(&manifest)
+            .unwrap()
+            .replace("name: gated", "name: bound")
+            .replace(
+                "  schedulingGates:",
+                "  nodeName: fake-node\n  schedulingGates:",
+            ),
+    )
+    .unwrap();
+    let err = f.kubectl_err(&["apply", "-f", f.dir.join("bound.yaml").to_str().unwrap()]);
+    assert!(
+        err.contains(
+            "spec.nodeName: Forbidden: cannot be set until all schedulingGates have been cleared"
+        ),
+        "{err}"
+    );
+    // kubectl's default (strategic merge) patch removing the gates releases the pod.
+    f.kubectl_ok(&[
+        "patch",
+        "pod",
+        "gated",
+        "-p",
+        r#"{"spec":{"schedulingGates":null}}"#,
+    ]);
+    f.wait_phase("gated", "Succeeded");
+    assert_eq!(f.kubectl_ok(&["logs", "gated"]), "released\n");
+    let p = f.server.pod(NS, "gated").unwrap();
+    assert_eq!(p.spec.unwrap().node_name.as_deref(), Some("fake-node"));
+
+    // Kueue's pod webhook: the queue-name label gets the admission gate and the managed label.
+    f.server.set_kueue_pod_webhook(true);
+    let run = |name: &str, labels: &str| {
+        f.kubectl_ok(&[
+            "run",
+            name,
+            "--image=busybox",
+            "--restart=Never",
+            &format!("--labels={labels}"),
+            "--command",
+            "--",
+            "sh",
+            "-c",
+            "echo admitted",
+        ])
+    };
+    run("queued", "kueue.x-k8s.io/queue-name=team-a,app=x");
+    run("plain", "app=x");
+    assert_eq!(
+        f.kubectl_ok(&[
+            "get",
+            "pod",
+            "queued",
+            "-o",
+            "jsonpath={.spec.schedulingGates[*].name} {.metadata.labels.kueue\\.x-k8s\\.io/managed}"
+        ]),
+        "kueue.x-k8s.io/admission true"
+    );
+    f.wait_pod("queued", "SchedulingGated", gated);
+    f.wait_phase("plain", "Succeeded");
+    let table = f.kubectl_ok(&["get", "pods", "-l", "app=x", "--no-headers"]);
+    let status: Vec<(&str, &str)> = table
+        .lines()
+        .map(|l| {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            (c[0], c[2])
+        })
+        .collect();
+    assert_eq!(
+        status,
+        [("plain", "Completed"), ("queued", "SchedulingGated")],
+        "{table}"
+    );
+    assert!(f.server.release_scheduling_gates(NS, "queued"));
+    assert!(
+        !f.server.release_scheduling_gates(NS, "queued"),
+        "no gates left to release"
+    );
+    f.wait_phase("queued", "Succeeded");
+    assert_eq!(f.kubectl_ok(&["logs", "queued"]), "admitted\n");
+    // Admission never gated the pod without the label, nor is there any Event about gating.
+    let events = f.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector=involvedObject.name=queued",
+    ]);
+    assert!(!events.contains("FailedScheduling"), "{events}");
+}

@@ -42,8 +42,13 @@ pub struct LogsArgs {
     pub timestamps: bool,
     /// Give up waiting for a pod that has not started after this long (image pulls,
     /// Secrets not yet synced and scheduling are waited through, with the reason on stderr).
+    /// Not counted while the pod is queued (held by scheduling gates, e.g. in a Kueue queue).
     #[arg(long, default_value = "10m", value_parser = crate::humantime::parse)]
     pub start_timeout: Duration,
+    /// Give up on a pod still queued (held by scheduling gates until Kueue admits it)
+    /// after this long; none by default.
+    #[arg(long, value_parser = crate::humantime::parse)]
+    pub queue_timeout: Option<Duration>,
     /// Give up after this long without progress (server errors, unreachable API server);
     /// 0 retries forever.
     #[arg(long, default_value = "5m", value_parser = crate::humantime::parse)]
@@ -83,6 +88,7 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<i32> {
         retry_for: args.retry_for,
         follow_replaced: args.follow_replaced,
         start_timeout: Some(args.start_timeout),
+        queue_timeout: args.queue_timeout,
     };
     let selector = crate::task::selector(args.selector.as_deref())?;
     if global.runtime == crate::runtime::Kind::Local {

@@ -14,6 +14,7 @@ use super::{Global, Output, print_object};
 use crate::cluster;
 use crate::error::{Error, Result, exit};
 use crate::existing::IfExists;
+use crate::follow::StartBounds;
 use crate::output::{self, Format};
 use crate::spawn::{self, Created, Rendered, SpawnRequest};
 use crate::speckit;
@@ -106,8 +107,17 @@ pub struct SpawnArgs {
     pub wait: bool,
     /// Give up waiting for the pod to start after this long (with --wait or --follow);
     /// image pulls and Secrets not yet synced are waited through, with the reason on stderr.
+    /// Not counted while the pod is queued (see --queue).
     #[arg(long, visible_alias = "start-timeout", default_value = "120s", value_parser = crate::humantime::parse)]
     pub timeout: Duration,
+    /// Queue the task in this Kueue LocalQueue (label kueue.x-k8s.io/queue-name; value
+    /// pod.queueName): Kueue holds the pod (Queued) until the queue has room.
+    #[arg(long, value_name = "NAME", value_parser = parse_queue)]
+    pub queue: Option<String>,
+    /// With --wait or --follow: give up on a pod still queued after this long (default: no
+    /// limit; --start-timeout counts only once it has left the queue).
+    #[arg(long, value_parser = crate::humantime::parse)]
+    pub queue_timeout: Option<Duration>,
     /// Stream the task's logs after creating it; exit with the task's exit code.
     #[arg(long, conflicts_with = "wait")]
     pub follow: bool,
@@ -135,7 +145,32 @@ pub struct SpawnArgs {
     pub max_parallel: Option<u32>,
 }
 
+/// A LocalQueue name is an object name and a label value: a DNS-1123 subdomain of at
+/// most 63 characters.
+fn parse_queue(s: &str) -> std::result::Result<String, String> {
+    let label = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !p.starts_with('-')
+            && !p.ends_with('-')
+    };
+    if s.len() <= 63 && s.split('.').all(label) {
+        Ok(s.to_string())
+    } else {
+        Err("a LocalQueue name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 63 characters".into())
+    }
+}
+
 impl SpawnArgs {
+    /// `--start-timeout` (not counted while queued) and `--queue-timeout`.
+    fn start_bounds(&self) -> StartBounds {
+        StartBounds {
+            start: self.timeout,
+            queued: self.queue_timeout,
+        }
+    }
+
     fn if_exists(&self) -> IfExists {
         match (self.replace, self.if_exists) {
             (true, _) => IfExists::Replace,
@@ -159,14 +194,20 @@ impl SpawnArgs {
             base: self.base.clone(),
             image: self.image.clone(),
             ssh_secret: self.ssh_secret.clone(),
-            sets: self.sets.clone(),
+            // --queue is pod.queueName, after (so over) any --set of it.
+            sets: self
+                .sets
+                .iter()
+                .cloned()
+                .chain(self.queue.iter().map(|q| format!("pod.queueName={q}")))
+                .collect(),
             values_files: self.values_files.clone(),
             pr: self.pr,
             allow_no_changes: self.allow_no_changes,
             report_dir: self.report_dir.clone(),
             follow: self.follow,
             if_exists: self.if_exists(),
-            wait: self.wait.then_some(self.timeout),
+            wait: self.wait.then_some(self.start_bounds()),
         }
     }
 }
@@ -175,11 +216,7 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     let scope = global.scope()?;
     let plan = spawn::plan(&args.request())?;
     // Render from the compiled-in values first so bad values fail before the cluster is touched.
-    let offline: Vec<Rendered> = plan
-        .tasks
-        .iter()
-        .map(|t| spawn::render_pod(&scope, &plan, t, None))
-        .collect::<Result<_>>()?;
+    let offline: Vec<Rendered> = spawn::render_all(&scope, &plan, None)?;
     for (pod, _) in &offline {
         crate::validate::pod(pod)?;
     }
@@ -215,10 +252,7 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
                 &format!("ConfigMap {cm_name}"),
                 &text,
             )?);
-            plan.tasks
-                .iter()
-                .map(|t| spawn::render_pod(&scope, &plan, t, Some(v.clone())))
-                .collect::<Result<_>>()?
+            spawn::render_all(&scope, &plan, Some(v))?
         }
         None => offline,
     };
@@ -268,12 +302,13 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
         let opts = crate::follow::LogOptions {
             follow: true,
             start_timeout: Some(args.timeout),
+            queue_timeout: args.queue_timeout,
             ..Default::default()
         };
         return crate::follow::follow_one(&client, ns, &name, &opts).await;
     }
     if args.wait {
-        crate::follow::wait_started(&api, &name, uid.as_deref(), args.timeout).await?;
+        crate::follow::wait_started(&api, &name, uid.as_deref(), args.start_bounds()).await?;
     }
     Ok(exit::OK)
 }

@@ -34,13 +34,7 @@ pub async fn follow_one(client: &Client, ns: &str, name: &str, opts: &LogOptions
         return Ok(exit::OK);
     }
     if opts.follow && !follow::is_finished(&pod) {
-        follow::wait_started(
-            &api,
-            name,
-            uid.as_deref(),
-            opts.start_timeout.unwrap_or(follow::DEFAULT_START_TIMEOUT),
-        )
-        .await?;
+        follow::wait_started(&api, name, uid.as_deref(), opts.start_bounds()).await?;
     }
     let mut sink = follow::Stdout::new(opts.timestamps);
     let pod = follow::stream_logs(&api, name, uid.as_deref(), opts, &mut sink).await?;
@@ -220,7 +214,7 @@ pub async fn follow_many(
                         };
                         if !follow::is_finished(&pod)
                             && !follow::has_started(&pod)
-                            && let Err(e) = follow::wait_started(&api, &name, uid.as_deref(), opts.start_timeout.unwrap_or(follow::DEFAULT_START_TIMEOUT)).await
+                            && let Err(e) = follow::wait_started(&api, &name, uid.as_deref(), opts.start_bounds()).await
                         {
                             eprintln!("{name}: {e}");
                             return;

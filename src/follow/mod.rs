@@ -135,71 +135,172 @@ pub fn outcome(pod: &Pod) -> (String, i32) {
     (phase.to_string(), code)
 }
 
+/// How long a pod may take to start. `start` runs only while the pod is not queued: a pod
+/// held by scheduling gates (Kueue's admission gate while it waits in a LocalQueue) is not
+/// failing to start, it is waiting its turn, and that wait is bounded by `queued` alone
+/// (None: as long as it takes). A pod that leaves the queue gets the whole `start` again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartBounds {
+    /// `--start-timeout`.
+    pub start: Duration,
+    /// `--queue-timeout`; counted from when asdo first sees the pod queued.
+    pub queued: Option<Duration>,
+}
+
+impl From<Duration> for StartBounds {
+    fn from(start: Duration) -> StartBounds {
+        StartBounds {
+            start,
+            queued: None,
+        }
+    }
+}
+
+/// True while scheduling gates hold the pod (it is not scheduled, so nothing can start).
+pub fn is_gated(pod: &Pod) -> bool {
+    phase(pod) == "Pending"
+        && pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.scheduling_gates.as_ref())
+            .is_some_and(|g| !g.is_empty())
+}
+
+/// The Kueue LocalQueue the pod waits in (label `kueue.x-k8s.io/queue-name`).
+pub fn queue_name(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .labels
+        .as_ref()?
+        .get(crate::task::LABEL_QUEUE_NAME)
+        .map(String::as_str)
+}
+
+/// "queue q" or, for gates of something other than Kueue, "its scheduling gates".
+fn held_by(pod: &Pod) -> String {
+    match queue_name(pod) {
+        Some(q) => format!("queue {q}"),
+        None => "its scheduling gates".into(),
+    }
+}
+
+/// `Queued (q)`, as `asdo list` says it; `Queued (SchedulingGated)` without a queue.
+fn queued_status(pod: &Pod) -> String {
+    format!("Queued ({})", queue_name(pod).unwrap_or("SchedulingGated"))
+}
+
 /// Wait (by watching, not polling) until the pod's container has started or the pod finished.
 /// Progress goes to stderr, once per change of reason; a reason that cannot fix itself, a
-/// refused watch (400/401/403), a deleted or replaced pod, or `timeout` end the wait.
+/// refused watch (400/401/403), a deleted or replaced pod, or the bounds end the wait: a
+/// plain `Duration` is the start timeout with no bound on the time queued.
 pub async fn wait_started(
     api: &Api<Pod>,
     name: &str,
     uid: Option<&str>,
-    timeout: Duration,
+    bounds: impl Into<StartBounds>,
 ) -> Result<Pod> {
+    let bounds = bounds.into();
     let mut last_reason: Option<(String, String)> = None;
-    let wait = async {
-        let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let mut events = pin!(watcher(api.clone(), cfg).default_backoff());
-        while let Some(ev) = events.next().await {
-            let pod = match ev {
-                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => p,
-                Ok(watcher::Event::Delete(_)) => return Err(gone(name)),
-                Ok(_) => continue,
-                Err(e) => {
-                    if let Some(fatal) = fatal_watch_error(&e, &format!("watch pod {name}")) {
-                        return Err(fatal);
+    // While queued: since when, and by what. The start clock is (re)set when not queued.
+    let mut queued: Option<(tokio::time::Instant, String)> = None;
+    let mut start_clock = tokio::time::Instant::now();
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = pin!(watcher(api.clone(), cfg).default_backoff());
+    loop {
+        let deadline = match &queued {
+            Some((since, _)) => bounds.queued.map(|q| *since + q),
+            None => Some(start_clock + bounds.start),
+        };
+        let expired = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let ev = tokio::select! {
+            ev = events.next() => ev,
+            _ = expired => {
+                return Err(match &queued {
+                    Some((_, by)) => Error::Other(format!(
+                        "pod {name} was still queued after {} (held by {by}; --queue-timeout); the queue has no room for it yet: see `asdo status {name}{flags}`, raise --queue-timeout, or remove the task with `asdo cleanup {name}{flags}`",
+                        crate::humantime::short(bounds.queued.unwrap_or_default()),
+                        flags = crate::error::scope_flags()
+                    )),
+                    None => {
+                        let why = last_reason
+                            .as_ref()
+                            .map(|(r, m)| format!(" (last: {r}: {m})"))
+                            .unwrap_or_default();
+                        Error::Other(format!(
+                            "pod {name} did not start within {}{why} (--start-timeout); see why with `asdo status {name}{flags}` or `kubectl describe pod {name}`",
+                            crate::humantime::short(bounds.start),
+                            flags = crate::error::scope_flags()
+                        ))
                     }
-                    tracing::debug!("watch of pod {name} interrupted: {e}; resuming");
-                    continue;
-                }
-            };
-            if let (Some(want), Some(got)) = (uid, pod.metadata.uid.as_deref())
-                && want != got
-            {
-                return Err(replaced(name, got));
+                });
             }
-            if has_started(&pod) || is_finished(&pod) {
-                return Ok(pod);
-            }
-            if let Some((reason, message)) = waiting_reason(&pod) {
-                if FATAL_WAITING.contains(&reason.as_str()) {
-                    return Err(Error::Task {
-                        message: format!(
-                            "pod {name} cannot start: {reason}: {message}; check the image name (pod.image, --image), then `asdo spawn --replace`"
-                        ),
-                        code: crate::error::exit::FAILURE,
-                    });
+        };
+        let Some(ev) = ev else {
+            return Err(Error::Api(format!(
+                "the watch of pod {name} ended unexpectedly"
+            )));
+        };
+        let pod = match ev {
+            Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => p,
+            Ok(watcher::Event::Delete(_)) => return Err(gone(name)),
+            Ok(_) => continue,
+            Err(e) => {
+                if let Some(fatal) = fatal_watch_error(&e, &format!("watch pod {name}")) {
+                    return Err(fatal);
                 }
-                if last_reason.as_ref().map(|(r, _)| r) != Some(&reason) {
-                    eprintln!("waiting for pod {name}: {reason}: {message}");
-                }
-                last_reason = Some((reason, message));
+                tracing::debug!("watch of pod {name} interrupted: {e}; resuming");
+                continue;
             }
+        };
+        if let (Some(want), Some(got)) = (uid, pod.metadata.uid.as_deref())
+            && want != got
+        {
+            return Err(replaced(name, got));
         }
-        Err(Error::Api(format!(
-            "the watch of pod {name} ended unexpectedly"
-        )))
-    };
-    let result = tokio::time::timeout(timeout, wait).await;
-    result.map_err(|_| {
-        let why = last_reason
-            .as_ref()
-            .map(|(r, m)| format!(" (last: {r}: {m})"))
-            .unwrap_or_default();
-        Error::Other(format!(
-            "pod {name} did not start within {}{why} (--start-timeout); see why with `asdo status {name}{flags}` or `kubectl describe pod {name}`",
-            crate::humantime::short(timeout),
-            flags = crate::error::scope_flags()
-        ))
-    })?
+        if has_started(&pod) || is_finished(&pod) {
+            return Ok(pod);
+        }
+        match (is_gated(&pod), queued.is_some()) {
+            (true, false) => {
+                let by = held_by(&pod);
+                let bound = bounds
+                    .queued
+                    .map(|q| format!("up to {} (--queue-timeout)", crate::humantime::short(q)))
+                    .unwrap_or_else(|| "with no time limit (--queue-timeout)".into());
+                eprintln!(
+                    "waiting for pod {name}: {}: held by {by} until it is admitted; waiting {bound}",
+                    queued_status(&pod)
+                );
+                queued = Some((tokio::time::Instant::now(), by));
+                continue;
+            }
+            (true, true) => continue,
+            (false, true) => {
+                eprintln!("pod {name} left the queue; waiting for it to start");
+                queued = None;
+                start_clock = tokio::time::Instant::now();
+            }
+            (false, false) => {}
+        }
+        if let Some((reason, message)) = waiting_reason(&pod) {
+            if FATAL_WAITING.contains(&reason.as_str()) {
+                return Err(Error::Task {
+                    message: format!(
+                        "pod {name} cannot start: {reason}: {message}; check the image name (pod.image, --image), then `asdo spawn --replace`"
+                    ),
+                    code: crate::error::exit::FAILURE,
+                });
+            }
+            if last_reason.as_ref().map(|(r, _)| r) != Some(&reason) {
+                eprintln!("waiting for pod {name}: {reason}: {message}");
+            }
+            last_reason = Some((reason, message));
+        }
+    }
 }
 
 /// Wait until the pod with this uid is gone (after a delete with a grace period). A pod of
@@ -236,8 +337,11 @@ pub struct LogOptions {
     /// On a pod replaced under the same name: print a separator and follow the new run
     /// (`--follow-replaced`) instead of stopping.
     pub follow_replaced: bool,
-    /// How long to wait for a pod that has not started (None: the default).
+    /// How long to wait for a pod that has not started (None: the default); not counted
+    /// while the pod is queued.
     pub start_timeout: Option<Duration>,
+    /// How long a queued (gated) pod may wait for admission (None: no limit).
+    pub queue_timeout: Option<Duration>,
 }
 
 impl Default for LogOptions {
@@ -250,6 +354,7 @@ impl Default for LogOptions {
             retry_for: DEFAULT_RETRY_FOR,
             follow_replaced: false,
             start_timeout: None,
+            queue_timeout: None,
         }
     }
 }
@@ -259,8 +364,11 @@ impl Default for LogOptions {
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl LogOptions {
-    fn start_timeout(&self) -> Duration {
-        self.start_timeout.unwrap_or(DEFAULT_START_TIMEOUT)
+    pub fn start_bounds(&self) -> StartBounds {
+        StartBounds {
+            start: self.start_timeout.unwrap_or(DEFAULT_START_TIMEOUT),
+            queued: self.queue_timeout,
+        }
     }
 }
 
@@ -545,7 +653,7 @@ pub async fn stream_logs(
                     // Nothing to print yet; the caller says so.
                     return Ok(pod);
                 }
-                wait_started(api, name, uid.as_deref(), opts.start_timeout()).await?;
+                wait_started(api, name, uid.as_deref(), opts.start_bounds()).await?;
                 continue;
             }
             Ok(Err(kube::Error::Api(s))) if s.code == 404 && crate::error::is_status(&s) => {

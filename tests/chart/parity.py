@@ -180,6 +180,14 @@ VARIANTS += [
         asdo_values={"pod": {"home": {"sizeLimit": None}, "tmp": {"sizeLimit": None},
                              "runtimeClassName": "", "priorityClassName": ""}},
     ),
+    # 8. Queued on Kueue: pod.queueName is the kueue.x-k8s.io/queue-name label, and it
+    # wins over a pod.labels entry of the same key.
+    Variant(
+        "kueue-queue-name",
+        ["--task-id", "T008", "--branch", BRANCH, "--repo", REPO],
+        {"task": {"id": "T008", "branch": BRANCH, "repo": REPO}},
+        asdo_values={"pod": {"queueName": "agents", "labels": {"kueue.x-k8s.io/queue-name": "must-not-win"}}},
+    ),
 ]
 
 # Inputs both renderers must refuse: (name, chart values, asdo args, text helm's error must contain).
@@ -225,6 +233,7 @@ for _name, _pod, _sets, _msg in [
     ("runtimeClassName not DNS", {"runtimeClassName": "gVisor"}, ["pod.runtimeClassName=gVisor"], "runtimeClassName"),
     ("priorityClassName not DNS", {"priorityClassName": "High_Prio"}, ["pod.priorityClassName=High_Prio"],
      "priorityClassName"),
+    ("queueName not DNS", {"queueName": "Team_A"}, ["pod.queueName=Team_A"], "queueName"),
 ]:
     # asdo reads the same values file Helm gets (a release-shaped file is accepted).
     REFUSED.append((_name, {"task": _TV, "pod": _pod}, _T + ["-f", "@VALUES"], _msg, _msg))

@@ -141,6 +141,26 @@ def check_app_project(doc):
     return e
 
 
+def check_local_queue(doc):
+    """Kueue's LocalQueue CRD (v1beta1 and v1beta2 have the same spec): the fields of
+    config/components/crd/bases/kueue.x-k8s.io_localqueues.yaml, Kueue 0.13 to 0.19."""
+    e = []
+    need(doc, "metadata.name", e)
+    need(doc, "metadata.namespace", e)
+    spec = need(doc, "spec", e, dict) or {}
+    only_keys(spec, ["clusterQueue", "stopPolicy", "fairSharing"], "spec", e)
+    cq = need(doc, "spec.clusterQueue", e)
+    if cq is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", cq):
+        e.append(f"spec.clusterQueue {cq!r} is not a DNS-1123 subdomain")
+    if spec.get("stopPolicy", "None") not in ("None", "Hold", "HoldAndDrain"):
+        e.append("spec.stopPolicy must be None, Hold or HoldAndDrain")
+    return e
+
+
+for _version in ("v1beta1", "v1beta2"):
+    crd(f"kueue.x-k8s.io/{_version}", "LocalQueue")(check_local_queue)
+
+
 # ASDO_MAX_TOKENS is a budget (a count of model tokens), not a credential; ASDO_SECRET_ENV
 # lists the NAMES of the secret variables (so the agent can keep their values out of
 # commits), never a value.

@@ -188,6 +188,77 @@ fn task_list_spawns_all_and_names_failures() {
     assert!(env.server.requests().is_empty());
 }
 
+/// A task list re-run is idempotent and cheap: one read of the chart's ConfigMap, one list
+/// of the existing task pods, no create; every task `unchanged`.
+#[test]
+fn task_list_rerun_is_one_list_and_all_unchanged() {
+    let env = Env::new();
+    env.server.set_schedule_delay(Duration::from_secs(3600));
+    let mut text = String::from(
+        "repo: git@github.com:org/repo.git\nbranch: \"specs/{feature}/{id}-async\"\nfeature: 001-x\ntasks:\n",
+    );
+    for i in 0..40 {
+        text.push_str(&format!("  - {{id: R{i:02}}}\n"));
+    }
+    let list = env.write("tasks.yaml", &text);
+    let spawn = ["spawn", "-f", path_str(&list), "--if-exists", "skip"];
+    env.server.clear_requests();
+    let r = env.asdo(&spawn);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        r.stdout.lines().filter(|l| l.ends_with(" created")).count(),
+        40,
+        "{r:?}"
+    );
+    assert_eq!(
+        env.count("GET", "/configmaps/"),
+        1,
+        "one read of the chart's ConfigMap"
+    );
+    assert_eq!(env.count("POST", "/pods"), 40);
+
+    env.server.clear_requests();
+    let r = env.asdo(&spawn);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        r.stdout
+            .lines()
+            .filter(|l| l.ends_with(" unchanged"))
+            .count(),
+        40,
+        "{r:?}"
+    );
+    let requests = env.server.requests();
+    assert_eq!(env.count("GET", "/configmaps/"), 1, "{requests:?}");
+    assert_eq!(env.count("POST", ""), 0, "no create: {requests:?}");
+    assert_eq!(
+        requests.len(),
+        2,
+        "the ConfigMap and one list of pods: {requests:?}"
+    );
+    // A pod of the list deleted meanwhile is created again; the rest stay unchanged.
+    assert_eq!(
+        env.asdo(&["cleanup", "--task-id", "R07", "--all", "--force"])
+            .code,
+        0
+    );
+    assert!(eventually(Duration::from_secs(30), || env
+        .server
+        .pod(NS, "agent-r07")
+        .is_none()));
+    let r = env.asdo(&spawn);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("pod/agent-r07 created"), "{r:?}");
+    assert_eq!(
+        r.stdout
+            .lines()
+            .filter(|l| l.ends_with(" unchanged"))
+            .count(),
+        39,
+        "{r:?}"
+    );
+}
+
 #[test]
 fn wait_report_dir_that_cannot_be_written_is_exit_1_naming_the_path() {
     let env = Env::new();

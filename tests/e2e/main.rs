@@ -20,6 +20,7 @@ mod list_cleanup;
 mod logs;
 mod mcp;
 mod plugin;
+mod queue;
 mod quota;
 mod readme;
 mod results;

@@ -87,7 +87,8 @@ default
 
 {{/*
 Labels of the task Pod: what asdo's render.rs sets, plus helm.sh/chart. pod.labels
-come first and the fixed labels win over them, as in render.rs.
+come first and the fixed labels win over them, as in render.rs; pod.queueName, when
+set, is Kueue's queue-name label (and wins over a pod.labels entry of that key).
 */}}
 {{- define "agentic-sdlc-orchestrator.podLabels" -}}
 {{- $fixed := dict
@@ -99,7 +100,15 @@ come first and the fixed labels win over them, as in render.rs.
   "app.kubernetes.io/version" (toString .Chart.AppVersion)
   "app.kubernetes.io/managed-by" .Release.Service
   "helm.sh/chart" (include "agentic-sdlc-orchestrator.chart" .) }}
+{{- with .Values.pod.queueName }}
+{{- $_ := set $fixed "kueue.x-k8s.io/queue-name" . }}
+{{- end }}
 {{- toYaml (merge $fixed (deepCopy (.Values.pod.labels | default dict))) }}
+{{- end }}
+
+{{/* The LocalQueue's name: kueue.localQueue.name, else <fullname>. */}}
+{{- define "agentic-sdlc-orchestrator.localQueueName" -}}
+{{- .Values.kueue.localQueue.name | default (include "agentic-sdlc-orchestrator.fullname" .) }}
 {{- end }}
 
 {{/*

@@ -1,5 +1,5 @@
 //! Knobs a test turns while the server runs: injected errors, delays, cut log
-//! streams, forbidden namespaces and an unschedulable cluster.
+//! streams, forbidden namespaces, an unschedulable cluster and Kueue's pod webhook.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -31,6 +31,8 @@ struct Settings {
     unschedulable: Option<String>,
     /// namespace -> (ResourceQuota name, count/pods limit): a stand-in for quota admission.
     pod_quota: std::collections::HashMap<String, (String, usize)>,
+    /// Acts like Kueue's pod webhook: a pod created with the queue-name label is gated.
+    kueue_pod_webhook: bool,
 }
 
 struct Failure {
@@ -86,6 +88,7 @@ impl Faults {
                 forbidden: HashSet::new(),
                 unschedulable: None,
                 pod_quota: Default::default(),
+                kueue_pod_webhook: false,
             }),
             log_cuts: watch::Sender::new(0),
         }
@@ -232,5 +235,13 @@ impl Faults {
 
     pub fn unschedulable(&self) -> Option<String> {
         self.with(|s| s.unschedulable.clone())
+    }
+
+    pub fn set_kueue_pod_webhook(&self, on: bool) {
+        self.with(|s| s.kueue_pod_webhook = on);
+    }
+
+    pub fn kueue_pod_webhook(&self) -> bool {
+        self.with(|s| s.kueue_pod_webhook)
     }
 }

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::kubelet;
+use super::pod;
 use super::protobuf;
 use super::resources::{AnyObject, Kind, name_of};
 use super::routes::Target;
@@ -267,6 +268,12 @@ fn create<K: Kind>(shared: &Arc<Shared>, req: &Request, ns: &str) -> Result<Resp
             util::name_suffix()
         ));
     }
+    // Mutating admission runs before validation, as on a real server.
+    if shared.faults.kueue_pod_webhook()
+        && let Some(p) = (&mut obj as &mut dyn Any).downcast_mut::<Pod>()
+    {
+        pod::kueue_pod_webhook(p);
+    }
     let mut errors = validation::object_meta(obj.metadata(), K::KIND == "Namespace");
     errors.extend(obj.prepare());
     let name = name_of(obj.metadata()).to_string();
@@ -461,13 +468,35 @@ fn has_directives(v: &Value) -> bool {
     }
 }
 
-/// Only the spec fields a real server lets a pod update change.
-fn pod_spec_change_allowed(old: &Value, new: &Value) -> bool {
+/// Only the spec fields a real server lets a pod update change: images, the deadline,
+/// tolerations; scheduling gates may only be removed, and while the pod is gated its
+/// nodeSelector may be set (what Kueue does when it admits a pod to a flavor).
+fn pod_spec_update_errors(old: &Value, new: &Value) -> Vec<FieldError> {
+    let gates = |spec: &Value| -> Vec<String> {
+        spec["schedulingGates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let (old_gates, new_gates) = (gates(old), gates(new));
+    if let Some(added) = new_gates.iter().find(|g| !old_gates.contains(g)) {
+        return vec![FieldError::forbidden(
+            "spec.schedulingGates",
+            format!("only deletion is allowed, but found new scheduling gate '{added}'"),
+        )];
+    }
+    let gated = !old_gates.is_empty();
     let strip = |spec: &Value| {
         let mut s = spec.clone();
         if let Some(o) = s.as_object_mut() {
             o.remove("activeDeadlineSeconds");
             o.remove("tolerations");
+            o.remove("schedulingGates");
+            if gated {
+                o.remove("nodeSelector");
+            }
         }
         for c in s["containers"].as_array_mut().into_iter().flatten() {
             if let Some(o) = c.as_object_mut() {
@@ -476,20 +505,38 @@ fn pod_spec_change_allowed(old: &Value, new: &Value) -> bool {
         }
         s
     };
-    strip(old) == strip(new)
+    if strip(old) == strip(new) {
+        return vec![];
+    }
+    vec![FieldError::forbidden(
+        "spec",
+        "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+    )]
+}
+
+/// A strategic merge patch the fake can apply as a merge patch: plain metadata maps (what
+/// `kubectl label`/`annotate` send) or `spec.schedulingGates: null` (removing every gate).
+fn strategic_is_merge(patch: &Value) -> bool {
+    let Some(o) = patch.as_object() else {
+        return false;
+    };
+    !has_directives(patch)
+        && o.iter().all(|(k, v)| match k.as_str() {
+            "metadata" | "apiVersion" | "kind" => true,
+            "spec" => v.as_object().is_some_and(|spec| {
+                spec.iter()
+                    .all(|(k, v)| k == "schedulingGates" && v.is_null())
+            }),
+            _ => false,
+        })
 }
 
 fn patch<K: Kind>(shared: &Shared, req: &Request, ns: &str, name: &str) -> Result<Resp, ApiError> {
     const ACCEPTED: &str = "application/merge-patch+json";
     let ct = req.content_type.split(';').next().unwrap_or("").trim();
     let patch: Value = decode(&req.body)?;
-    // A strategic merge patch of plain maps (what kubectl label/annotate send) means the same as a merge patch.
-    let strategic_as_merge = ct == "application/strategic-merge-patch+json"
-        && !has_directives(&patch)
-        && patch.as_object().is_some_and(|o| {
-            o.keys()
-                .all(|k| matches!(k.as_str(), "metadata" | "apiVersion" | "kind"))
-        });
+    let strategic_as_merge =
+        ct == "application/strategic-merge-patch+json" && strategic_is_merge(&patch);
     if ct != ACCEPTED && !strategic_as_merge {
         return Err(ApiError::unsupported_media_type(ct, ACCEPTED));
     }
@@ -528,11 +575,8 @@ fn patch<K: Kind>(shared: &Shared, req: &Request, ns: &str, name: &str) -> Resul
         doc["status"] = s.clone();
     }
     let mut errors: Vec<FieldError> = vec![];
-    if K::KIND == "Pod" && !pod_spec_change_allowed(&old["spec"], &doc["spec"]) {
-        errors.push(FieldError::forbidden(
-            "spec",
-            "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
-        ));
+    if K::KIND == "Pod" {
+        errors.extend(pod_spec_update_errors(&old["spec"], &doc["spec"]));
     }
     let updated: K =
         serde_json::from_value(doc).map_err(|e| ApiError::bad_request(e.to_string()))?;

@@ -20,7 +20,10 @@ use super::Shared;
 use super::container_env;
 use super::events;
 use super::logs::LogBuf;
-use super::pod::{first_container_status, set_condition, set_waiting};
+use super::pod::{
+    SCHEDULING_GATED, SCHEDULING_GATED_MESSAGE, first_container_status, scheduling_gates,
+    set_condition, set_waiting,
+};
 use super::process::{self, exit_code, pump, signal, terminate};
 use super::resources::NODE_NAME;
 use super::store::ChangeType;
@@ -29,6 +32,8 @@ use super::util;
 /// A deleted pod's container gets SIGTERM, then SIGKILL after at most this long.
 const MAX_GRACE: Duration = Duration::from_secs(2);
 const RETRY: Duration = Duration::from_millis(500);
+/// How often a gated pod is looked at again (a gate removed shows within this).
+const GATE_POLL: Duration = Duration::from_millis(50);
 
 #[derive(Clone, Copy, Debug)]
 enum Stop {
@@ -258,6 +263,7 @@ impl Run {
     }
 
     async fn lifecycle(&mut self) -> Result<(), Stop> {
+        self.wait_for_gates().await?;
         let delay = self.shared.faults.schedule_delay();
         self.pause(delay).await?;
         self.schedule().await?;
@@ -308,6 +314,30 @@ impl Run {
             }
         };
         self.run_container(&container, argv, env).await
+    }
+
+    /// A pod with schedulingGates is not scheduled (nor run) until every gate is
+    /// removed; meanwhile PodScheduled is False with reason SchedulingGated, as
+    /// kube-scheduler reports, and no FailedScheduling Event is recorded.
+    async fn wait_for_gates(&mut self) -> Result<(), Stop> {
+        loop {
+            let pod = self.pod().ok_or(Stop::Gone)?;
+            if scheduling_gates(&pod).is_empty() {
+                return Ok(());
+            }
+            self.update(|p| {
+                if !scheduling_gates(p).is_empty() {
+                    set_condition(
+                        p,
+                        "PodScheduled",
+                        false,
+                        Some(SCHEDULING_GATED),
+                        Some(SCHEDULING_GATED_MESSAGE),
+                    );
+                }
+            })?;
+            self.pause(GATE_POLL).await?;
+        }
     }
 
     async fn schedule(&mut self) -> Result<(), Stop> {

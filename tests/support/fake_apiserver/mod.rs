@@ -16,13 +16,18 @@
 //! Not served, or not like a real cluster (tests must not rely on these):
 //! - no authentication or RBAC: any token works; only `forbid_namespace` denies;
 //! - no PUT (update), server-side apply, JSON patch, or strategic merge patch
-//!   beyond plain metadata maps (what `kubectl label`/`annotate` send); protobuf
+//!   beyond plain metadata maps (what `kubectl label`/`annotate` send) and
+//!   `spec.schedulingGates: null`; protobuf
 //!   only for the few bodies kubectl sends that way (secret, configmap,
 //!   namespace, SelfSubjectAccessReview); responses are always JSON;
 //! - deletion is immediate (no Terminating phase, finalizers or owner
 //!   references); namespaces cannot be deleted;
 //! - no admission, quotas, resources or real scheduling; defaulting covers the
-//!   common pod fields only;
+//!   common pod fields only; a pod with `spec.schedulingGates` stays Pending
+//!   (PodScheduled=False, SchedulingGated) until its gates are removed (merge
+//!   patch, `kubectl patch -p '{"spec":{"schedulingGates":null}}'`, or
+//!   `release_scheduling_gates`); `set_kueue_pod_webhook` gates pods that carry
+//!   Kueue's queue-name label, as Kueue's pod webhook does;
 //! - the kubelet runs only the first container, never restarts it, ignores
 //!   init containers, probes, volumes' contents (missing Secret/ConfigMap
 //!   volumes do block the pod; downwardAPI files of the pod's annotations and
@@ -511,6 +516,27 @@ impl FakeApiServer {
     /// Every request in `ns` gets RBAC's 403.
     pub fn forbid_namespace(&self, ns: &str) {
         self.shared.faults.forbid(ns);
+    }
+
+    /// Acts like Kueue's pod webhook (plain-pod integration) while on: a pod created with
+    /// the `kueue.x-k8s.io/queue-name` label gets the `kueue.x-k8s.io/managed=true` label
+    /// and the `kueue.x-k8s.io/admission` scheduling gate. Nothing admits it: a test
+    /// releases it with [`FakeApiServer::release_scheduling_gates`], as Kueue would.
+    pub fn set_kueue_pod_webhook(&self, on: bool) {
+        self.shared.faults.set_kueue_pod_webhook(on);
+    }
+
+    /// Removes every scheduling gate of the pod (what Kueue does when it admits it):
+    /// the fake scheduler then schedules it and the kubelet runs it. False when the pod
+    /// does not exist or has no gates.
+    pub fn release_scheduling_gates(&self, ns: &str, name: &str) -> bool {
+        let mut released = false;
+        self.shared.store().update::<Pod>(ns, name, None, |p| {
+            let spec = p.spec.get_or_insert_with(Default::default);
+            released = spec.scheduling_gates.take().is_some_and(|g| !g.is_empty());
+            released
+        });
+        released
     }
 
     /// While set, pods stay Pending with PodScheduled=False, reason Unschedulable, this message.

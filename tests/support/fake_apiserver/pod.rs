@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodSecurityContext,
-    PodStatus, ResourceRequirements, Toleration,
+    ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodSchedulingGate,
+    PodSecurityContext, PodStatus, ResourceRequirements, Toleration,
 };
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
@@ -129,8 +129,79 @@ impl Kind for Pod {
     }
 }
 
+/// The label that puts a plain pod in a Kueue LocalQueue.
+pub(crate) const KUEUE_QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
+/// The gate Kueue's pod webhook adds and Kueue removes when it admits the pod.
+pub(crate) const KUEUE_ADMISSION_GATE: &str = "kueue.x-k8s.io/admission";
+/// The label Kueue's pod webhook adds to the pods it manages.
+pub(crate) const KUEUE_MANAGED_LABEL: &str = "kueue.x-k8s.io/managed";
+/// kube-scheduler's PodScheduled reason and message for a gated pod.
+pub(crate) const SCHEDULING_GATED: &str = "SchedulingGated";
+pub(crate) const SCHEDULING_GATED_MESSAGE: &str =
+    "Scheduling is blocked due to non-empty scheduling gates";
+
+/// What Kueue's pod webhook (plain-pod integration) does on create: a pod with the
+/// queue-name label is marked managed and held by the admission gate. The finalizer it
+/// also adds is left out (the fake deletes immediately and has no finalizers).
+pub(crate) fn kueue_pod_webhook(pod: &mut Pod) {
+    let queued = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(KUEUE_QUEUE_LABEL))
+        .is_some_and(|q| !q.is_empty());
+    if !queued {
+        return;
+    }
+    pod.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(KUEUE_MANAGED_LABEL.into(), "true".into());
+    let gates = pod
+        .spec
+        .get_or_insert_with(Default::default)
+        .scheduling_gates
+        .get_or_insert_with(Vec::new);
+    if !gates.iter().any(|g| g.name == KUEUE_ADMISSION_GATE) {
+        gates.push(PodSchedulingGate {
+            name: KUEUE_ADMISSION_GATE.into(),
+        });
+    }
+}
+
+/// The pod's scheduling gates (none when absent).
+pub(crate) fn scheduling_gates(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.scheduling_gates.iter().flatten())
+        .map(|g| g.name.clone())
+        .collect()
+}
+
 fn validate(pod: &Pod) -> Vec<FieldError> {
     let mut errs = vec![];
+    let gates = scheduling_gates(pod);
+    for (i, g) in gates.iter().enumerate() {
+        let field = format!("spec.schedulingGates[{i}].name");
+        for e in validation::qualified_name(g) {
+            errs.push(FieldError::invalid(&field, g, e));
+        }
+        if gates[..i].contains(g) {
+            errs.push(FieldError::duplicate(&field, g));
+        }
+    }
+    if !gates.is_empty()
+        && pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_ref())
+            .is_some()
+    {
+        errs.push(FieldError::forbidden(
+            "spec.nodeName",
+            "cannot be set until all schedulingGates have been cleared",
+        ));
+    }
     let containers = pod
         .spec
         .as_ref()
@@ -268,6 +339,15 @@ fn print(pod: &Pod) -> Printed {
         .filter(|r| !r.is_empty())
         .or(status.phase.clone())
         .unwrap_or_default();
+    // kubectl's printPod (1.27+): a pod the scheduler holds for its gates.
+    if status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "PodScheduled" && c.reason.as_deref() == Some(SCHEDULING_GATED))
+    {
+        reason = SCHEDULING_GATED.into();
+    }
     let (mut restarts, mut ready, mut running) = (0, 0, false);
     for cs in status.container_statuses.iter().flatten().rev() {
         restarts += cs.restart_count;

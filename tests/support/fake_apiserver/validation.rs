@@ -17,6 +17,7 @@ pub(crate) enum ErrorKind {
     Invalid { value: String, detail: String },
     Required { detail: String },
     Forbidden { detail: String },
+    Duplicate { value: String },
 }
 
 impl FieldError {
@@ -57,11 +58,21 @@ impl FieldError {
         }
     }
 
+    pub fn duplicate(field: impl Into<String>, value: &str) -> FieldError {
+        FieldError {
+            field: field.into(),
+            kind: ErrorKind::Duplicate {
+                value: format!("{value:?}"),
+            },
+        }
+    }
+
     pub fn reason(&self) -> &'static str {
         match self.kind {
             ErrorKind::Invalid { .. } => "FieldValueInvalid",
             ErrorKind::Required { .. } => "FieldValueRequired",
             ErrorKind::Forbidden { .. } => "FieldValueForbidden",
+            ErrorKind::Duplicate { .. } => "FieldValueDuplicate",
         }
     }
 
@@ -71,6 +82,7 @@ impl FieldError {
             ErrorKind::Invalid { value, detail } => (format!("Invalid value: {value}"), detail),
             ErrorKind::Required { detail } => ("Required value".to_string(), detail),
             ErrorKind::Forbidden { detail } => ("Forbidden".to_string(), detail),
+            ErrorKind::Duplicate { value } => return format!("Duplicate value: {value}"),
         };
         if detail.is_empty() {
             head
