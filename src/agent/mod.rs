@@ -21,6 +21,7 @@ pub mod events;
 pub mod forge;
 pub mod git;
 pub mod permissions;
+mod pr;
 pub mod prompt;
 pub mod secrets;
 pub mod server;
@@ -494,72 +495,6 @@ impl Agent {
                 f.reason
             )),
         }
-    }
-
-    /// After the push: open (or update) the draft pull/merge request and say where it is.
-    async fn pull_request(
-        &mut self,
-        forge: &forge::Forge,
-        sha: &str,
-        summary: &crate::marker::Summary,
-    ) -> Result<(), Failure> {
-        let pushed = |why: String| {
-            Failure::new(
-                Step::Pr,
-                format!("{why}; the branch was pushed ({sha}), open the request by hand"),
-            )
-        };
-        // A PR targets a branch: the base if it is one of the remote's, else the default branch.
-        let as_branch = match self.config.base.clone() {
-            Some(b) => {
-                let r = format!("refs/remotes/origin/{b}");
-                self.query(Step::Pr, &["rev-parse", "--verify", "--quiet", &r])
-                    .await?
-                    .map(|_| b)
-            }
-            None => None,
-        };
-        let base = match as_branch {
-            Some(b) => b,
-            None => self
-                .default_branch()
-                .await
-                .map_err(|f| pushed(f.reason))?
-                .ok_or_else(|| pushed("the remote has no default branch to target".into()))?,
-        };
-        let range = format!("refs/remotes/origin/{base}...HEAD");
-        let files: Vec<String> = self
-            .query(Step::Pr, &["diff", "--name-only", &range])
-            .await?
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        let c = &self.config;
-        let (title, body) = forge::describe(
-            &c.task_id,
-            c.prompt
-                .as_deref()
-                .unwrap_or("Implement the task from its spec"),
-            &c.branch,
-            &base,
-            &files,
-            Some(&summary.to_string()),
-        );
-        self.say(format!("opening a pull request {} -> {base}", c.branch));
-        // Read here, used once in a header, dropped: never stored, printed or passed on.
-        let token = std::env::var(crate::contract::GIT_TOKEN).unwrap_or_default();
-        let req = forge::Request {
-            branch: c.branch.clone(),
-            base,
-            title,
-            body,
-        };
-        let url = forge::open_or_update(forge, &token, &req)
-            .await
-            .map_err(pushed)?;
-        self.runner.relay.marker(&Marker::Pr(url));
-        Ok(())
     }
 }
 
