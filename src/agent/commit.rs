@@ -8,13 +8,13 @@
 //! (the commit messages); `mod.rs` decides when it runs, `pr` what follows a push.
 
 use super::child::Output;
-use super::{Agent, Failure, Outcome, Step, prompt, secrets};
+use super::{Agent, Failure, RunOutcome, Step, prompt, secrets};
 
 impl Agent {
     pub(super) async fn commit_and_push(
         &mut self,
         base: Option<String>,
-    ) -> Result<Outcome, Failure> {
+    ) -> Result<RunOutcome, Failure> {
         self.commit_and_push_as(base, None).await
     }
 
@@ -26,7 +26,7 @@ impl Agent {
         &mut self,
         base: Option<String>,
         wip: Option<&str>,
-    ) -> Result<Outcome, Failure> {
+    ) -> Result<RunOutcome, Failure> {
         let shielded = self.runner.shielded;
         self.runner.shielded = wip.is_some();
         let r = self.commit_and_push_inner(base, wip).await;
@@ -38,7 +38,7 @@ impl Agent {
         &mut self,
         base: Option<String>,
         wip: Option<&str>,
-    ) -> Result<Outcome, Failure> {
+    ) -> Result<RunOutcome, Failure> {
         self.restore_git_config()?;
         let dirty = !self
             .git(
@@ -58,7 +58,7 @@ impl Agent {
             .await?;
         let committed_by_agent = head_now.is_some() && head_now != base;
         if !dirty && !committed_by_agent {
-            return Ok(Outcome::NoChanges);
+            return Ok(RunOutcome::NoChanges);
         }
         let secrets = self.secrets();
         if head_now.is_some() {
@@ -126,7 +126,7 @@ impl Agent {
             .query(Step::Push, &["rev-parse", "--verify", "HEAD^{commit}"])
             .await?
             .ok_or_else(|| Failure::new(Step::Push, "pushed, but cannot read HEAD"))?;
-        Ok(Outcome::Pushed(sha))
+        Ok(RunOutcome::Pushed(sha))
     }
 
     pub(super) fn git_config_path(&self) -> std::path::PathBuf {

@@ -5,12 +5,24 @@
 //!
 //! The outcome is judged from OpenCode's events, never from an exit status, and success
 //! means only "the branch was pushed" (or "nothing to change").
+//!
+//! This file holds the order of the run (`run`, `Agent::steps`, what a failed or
+//! interrupted session leaves behind) and its terms: `Step`, `Failure`, the exit codes,
+//! `RunOutcome`, the final marker. Each step is an `impl Agent` block of its own file:
+//! - `workspace`: clone, checkout, create the task branch, git credentials, the git runners;
+//! - `opencode_step`: start `opencode serve`, drive the session, map how it ended;
+//! - `commit`: restore `.git/config`, refuse secrets, commit (or WIP-commit) and push;
+//! - `pr`: open or update the pull/merge request after the push.
+//!
+//! Below them, knowing nothing of `Agent`:
 //! - `server`: starting and stopping `opencode serve`;
 //! - `session`: one session from prompt to idle, the idle watchdog, signals;
 //! - `events`: event → one readable log line, and the totals of the summary;
-//! - `permissions`: the `agent.permissions` policy;
+//! - `permissions`, `answers`: the `agent.permissions`/`agent.questions` policies, who
+//!   answers a permission or question, and how a forged answer is caught;
 //! - `budget`: the budgets and the empty-turn guard, checked after every model turn;
-//! - `git`, `config`, `prompt`, `child`: the rest of the run.
+//! - `git` (env, credentials), `forge` (REST calls), `secrets`, `config`, `prompt`,
+//!   `child` (running processes, the relay of their output).
 
 pub mod answers;
 pub mod budget;
@@ -20,6 +32,7 @@ pub mod config;
 pub mod events;
 pub mod forge;
 pub mod git;
+mod opencode_step;
 pub mod permissions;
 mod pr;
 pub mod prompt;
@@ -184,7 +197,7 @@ fn random_password() -> String {
 
 /// How a run that did not fail ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RunOutcome {
     Pushed(String),
     NoChanges,
 }
@@ -275,10 +288,10 @@ pub async fn run(dry_run: bool) -> i32 {
 }
 
 /// Prints the final marker and picks the exit code.
-fn report(relay: &Relay, outcome: Result<Outcome, Failure>) -> i32 {
+fn report(relay: &Relay, outcome: Result<RunOutcome, Failure>) -> i32 {
     let (marker, code) = match outcome {
-        Ok(Outcome::Pushed(sha)) => (Marker::Done(sha), exit::OK),
-        Ok(Outcome::NoChanges) => (Marker::NoChanges, exit::OK),
+        Ok(RunOutcome::Pushed(sha)) => (Marker::Done(sha), exit::OK),
+        Ok(RunOutcome::NoChanges) => (Marker::NoChanges, exit::OK),
         Err(f) => (
             Marker::Failed {
                 step: f.step.name().to_string(),
@@ -325,7 +338,7 @@ impl Agent {
         self.runner.relay.marker(&Marker::Progress(progress.into()));
     }
 
-    async fn steps(&mut self) -> Result<Outcome, Failure> {
+    async fn steps(&mut self) -> Result<RunOutcome, Failure> {
         let c = &self.config;
         self.say(format!(
             "starting task {} (asdo {})",
@@ -340,10 +353,12 @@ impl Agent {
             Ok((summary, answer)) => {
                 self.runner.relay.marker(&summary.marker());
                 let outcome = self.commit_and_push(base).await?;
-                if let (Outcome::Pushed(sha), Some(forge)) = (&outcome, self.config.forge.clone()) {
+                if let (RunOutcome::Pushed(sha), Some(forge)) =
+                    (&outcome, self.config.forge.clone())
+                {
                     self.pull_request(&forge, sha, &summary).await?;
                 }
-                if outcome == Outcome::NoChanges && !self.config.allow_no_changes {
+                if outcome == RunOutcome::NoChanges && !self.config.allow_no_changes {
                     return Err(Failure::new(
                         Step::NoChanges,
                         quote_answer(answer.as_deref()),
@@ -369,106 +384,15 @@ impl Agent {
         // Nothing to keep unless the work tree (or HEAD) moved; a failure to even look
         // is reported as not pushed.
         match self.commit_and_push_as(base, Some(why)).await {
-            Ok(Outcome::Pushed(sha)) => f.reason.push_str(&format!("; partial work pushed {sha}")),
-            Ok(Outcome::NoChanges) => {}
+            Ok(RunOutcome::Pushed(sha)) => {
+                f.reason.push_str(&format!("; partial work pushed {sha}"))
+            }
+            Ok(RunOutcome::NoChanges) => {}
             Err(e) => f
                 .reason
                 .push_str(&format!("; the partial work was not pushed: {}", e.reason)),
         }
         f
-    }
-
-    /// The session's totals and the model's final answer, or why it stopped.
-    async fn run_opencode(&mut self) -> Result<(crate::marker::Summary, Option<String>), Stop> {
-        let c = &self.config;
-        self.say("running opencode");
-        let options = server::Options {
-            program: "opencode".into(),
-            port: c.opencode_port,
-            dir: c.context.clone(),
-            env: [
-                git::base_env(c),
-                vec![("OPENCODE_DISABLE_AUTOUPDATE".into(), "1".into())],
-            ]
-            .concat(),
-            // The agent needs no push rights: asdo pushes what it leaves behind.
-            remove_env: vec![crate::contract::GIT_TOKEN, crate::contract::GIT_SSH_KEY_DIR],
-            password: self.password.clone(),
-            stop_grace: c.kill_grace.min(server::MAX_STOP_GRACE),
-        };
-        let relay = self.runner.relay.clone();
-        let port = c.opencode_port;
-        let mut server =
-            match server::Server::start(&options, &relay, &mut self.runner.signals).await {
-                Ok(s) => s,
-                Err(server::StartError::Signal(sig)) => {
-                    return Err(Stop::Failed(Failure::run_error(
-                        Step::Agent,
-                        "opencode",
-                        RunError::Signal(sig),
-                    )));
-                }
-                Err(server::StartError::Spawn(e)) => {
-                    return Err(Stop::Failed(Failure::run_error(
-                        Step::Agent,
-                        "opencode",
-                        RunError::Spawn(e),
-                    )));
-                }
-                Err(server::StartError::Exited(why)) => {
-                    return Err(Stop::Failed(Failure::new(
-                        Step::Agent,
-                        server::explain_exit(&why, port),
-                    )));
-                }
-                Err(server::StartError::Timeout) => {
-                    return Err(Stop::Failed(Failure::new(
-                        Step::Agent,
-                        format!(
-                            "opencode serve did not listen within {}s",
-                            server::START_TIMEOUT.as_secs()
-                        ),
-                    )));
-                }
-            };
-        let c = &self.config;
-        let settings = session::Settings {
-            title: prompt::title(c),
-            prompt: prompt::build(c),
-            model: c.model.clone(),
-            policy: c.permissions,
-            questions: c.questions,
-            answers_file: c.answers_file.clone(),
-            task_id: c.task_id.clone(),
-            idle: c.idle_timeout,
-            tool_timeout: c.tool_timeout,
-            budgets: c.budgets,
-            root: c.context.clone(),
-        };
-        let end = session::drive(&mut server, &settings, &relay, &mut self.runner.signals).await;
-        server.stop().await;
-        // What escaped the server's process group (a `nohup` job) goes with it, before
-        // the work tree is committed.
-        child::kill_descendants();
-        match end {
-            session::End::Finished(t) => Ok((t.summary(), t.final_text.clone())),
-            session::End::Failed(why, t) => {
-                relay.marker(&t.summary().marker());
-                Err(Stop::Failed(Failure::new(Step::Agent, why)))
-            }
-            session::End::Untrusted(why, t) => {
-                relay.marker(&t.summary().marker());
-                Err(Stop::Untrusted(Failure::new(Step::Agent, why)))
-            }
-            session::End::Budget(over, t) => {
-                relay.marker(&t.summary().marker());
-                Err(Stop::Failed(Failure::new(Step::Budget, over.to_string())))
-            }
-            session::End::Signal(sig, t) => {
-                relay.marker(&t.summary().marker());
-                Err(Stop::Signal(sig))
-            }
-        }
     }
 
     /// SIGTERM (pod deletion, activeDeadlineSeconds) mid-session: what the work tree holds
@@ -488,8 +412,10 @@ impl Agent {
             .commit_and_push_as(base, Some("interrupted by SIGTERM"))
             .await
         {
-            Ok(Outcome::Pushed(sha)) => timeout(format!("partial work pushed {sha}")),
-            Ok(Outcome::NoChanges) => timeout("terminated by SIGTERM; no changes to push".into()),
+            Ok(RunOutcome::Pushed(sha)) => timeout(format!("partial work pushed {sha}")),
+            Ok(RunOutcome::NoChanges) => {
+                timeout("terminated by SIGTERM; no changes to push".into())
+            }
             Err(f) => timeout(format!(
                 "terminated by SIGTERM; the partial work was not pushed: {}",
                 f.reason
