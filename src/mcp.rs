@@ -417,7 +417,12 @@ impl Server {
                     ),
                 );
             };
-            let task = TaskSummary::of_pod(&pod);
+            // A dry run prints the pod it would create; a real one the task object.
+            let task = if a.dry_run {
+                TaskSummary::of_pod(&pod)
+            } else {
+                TaskSummary::of_task(&pod)
+            };
             let pod_name = task.pod.clone().unwrap_or_default();
             let text = if a.dry_run {
                 format!("dry run: task {} would create pod {pod_name}", a.task_id)

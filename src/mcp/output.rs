@@ -31,7 +31,22 @@ pub struct TaskSummary {
 }
 
 impl TaskSummary {
-    /// From one Pod object (`asdo list -o json`'s items, `asdo spawn -o json`).
+    /// From one task object (src/task.schema.json), as `asdo list -o json` prints
+    /// them in an array.
+    pub fn of_task(task: &Value) -> TaskSummary {
+        let s = |k: &str| task[k].as_str().map(str::to_string);
+        TaskSummary {
+            task_id: s("id"),
+            pod: s("pod"),
+            namespace: s("namespace"),
+            phase: s("phase"),
+            exit_code: task["exit_code"].as_i64(),
+            branch: s("branch"),
+            repo: s("repo"),
+        }
+    }
+
+    /// From one Pod object (`asdo spawn -o json`).
     pub fn of_pod(pod: &Value) -> TaskSummary {
         let m = &pod["metadata"];
         let s = |v: &Value| v.as_str().map(str::to_string);
@@ -84,15 +99,11 @@ pub struct TaskList {
     pub tasks: Vec<TaskSummary>,
 }
 
-/// `list_tasks` from `asdo list -o json` (a List of Pods).
+/// `list_tasks` from `asdo list -o json` (an array of task objects).
 pub fn task_list(stdout: &str) -> Option<TaskList> {
     let list: Value = serde_json::from_str(stdout).ok()?;
     Some(TaskList {
-        tasks: list["items"]
-            .as_array()?
-            .iter()
-            .map(TaskSummary::of_pod)
-            .collect(),
+        tasks: list.as_array()?.iter().map(TaskSummary::of_task).collect(),
     })
 }
 
@@ -372,6 +383,20 @@ pub struct Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_reads_the_task_array() {
+        // `asdo list -o json` prints task objects, not a List of Pods (the old reader
+        // looked for `items` and found none).
+        let out = r#"[{"id": "T1", "pod": "agent-t1", "namespace": "ns", "phase": "Failed",
+            "exit_code": 3, "branch": "specs/1/T1", "repo": "git@h:o/r.git"}]"#;
+        let list = task_list(out).unwrap();
+        assert_eq!(list.tasks.len(), 1);
+        assert_eq!(list.tasks[0].task_id.as_deref(), Some("T1"));
+        assert_eq!(list.tasks[0].phase.as_deref(), Some("Failed"));
+        assert_eq!(list.tasks[0].exit_code, Some(3));
+        assert_eq!(task_list("[]").unwrap().tasks, []);
+    }
 
     #[test]
     fn wait_lines_become_fields() {
