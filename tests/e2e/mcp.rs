@@ -75,6 +75,8 @@ fn python_mcp_sdk_drives_asdo_mcp_against_the_fake_api_server() {
             ["cleanup_tasks", {"dry_run": true}],
             ["cleanup_tasks", {}],
             ["list_tasks", {}],
+            ["spawn_task", {"task_id": "T303", "branch": "specs/1/T303", "repo": "git@github.com:org/repo.git",
+                "dry_run": true}],
         ]),
     );
     let tools: Vec<&str> = out["tools"]
@@ -189,6 +191,18 @@ fn python_mcp_sdk_drives_asdo_mcp_against_the_fake_api_server() {
     assert_eq!(ok(13)["structured"]["tasks"][0]["pod"], "agent-t301");
     assert_eq!(r(13)["structured"]["dry_run"], false);
     assert_eq!(ok(14)["structured"]["tasks"], json!([]));
+    // A dry run's result is the task the rendered pod would be (the manifest in the
+    // text), and nothing was created.
+    assert_eq!(ok(15)["structured"]["id"], "T303");
+    assert_eq!(ok(15)["structured"]["pod"], "agent-t303");
+    assert_eq!(ok(15)["structured"]["uid"], Value::Null);
+    assert!(
+        r(15)["text"]
+            .as_str()
+            .unwrap()
+            .contains("\"kind\": \"Pod\"")
+    );
+    assert!(env.server.pod(NS, "agent-t303").is_none());
     assert!(env.server.pod(NS, "agent-t301").is_none());
 }
 
