@@ -8,6 +8,8 @@
 mod agent_fixture;
 #[path = "support/model_server/mod.rs"]
 mod model_server;
+#[path = "support/task_schema.rs"]
+mod task_schema;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -233,12 +235,37 @@ fn a_killed_task_is_lost_and_frees_its_slot() {
         eventually(Duration::from_secs(60), || !alive(agent as i32)),
         "the sandbox outlived its runner"
     );
-    // As a Pod: Failed with reason Lost, no exit code, the words saying what happened.
+    // As a Pod: Failed with reason lost, no exit code, the words saying what happened.
     let pod = local::pod::of(&t.view().unwrap());
     let status = pod.status.unwrap();
     assert_eq!(status.phase.as_deref(), Some("Failed"));
-    assert_eq!(status.reason.as_deref(), Some("Lost"));
+    assert_eq!(status.reason.as_deref(), Some(local::pod::LOST));
     assert!(status.message.unwrap().contains("was lost"));
+    // And as the verbs say it: `Failed (lost)` in list's STATUS, reason `lost` in the task
+    // object (valid against the schema), and status/wait exit 1.
+    let mut cli = runner_env(&l, &f.path_var(), &[]);
+    cli.push((
+        "ASDO_STATE_DIR".into(),
+        l.store().root.display().to_string(),
+    ));
+    let r = asdo(&cli, &["list"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let row = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("agent-t002"))
+        .expect("listed");
+    assert!(row.contains("Failed (lost)"), "{r:?}");
+    let r = asdo(&cli, &["status", "T002", "-o", "json"]);
+    let t = json(&r);
+    assert_eq!(t["phase"], "Failed", "{t}");
+    assert_eq!(t["reason"], "lost", "{t}");
+    assert_eq!(t["status"], "Failed (lost)", "{t}");
+    assert_eq!(t["exit_code"], serde_json::Value::Null, "{t}");
+    let w = asdo(&cli, &["wait", "T002", "-o", "json"]);
+    assert_eq!(w.code, 1, "{w:?}");
+    assert_eq!(json(&w)["status"], "Failed (lost)", "{w:?}");
+    task_schema::assert_valid(&l.root, "lost", &[t, json(&w)]);
     assert!(
         local::slots::try_acquire(&l.store().slots_dir(), 1)
             .unwrap()
@@ -386,6 +413,11 @@ impl std::fmt::Debug for Ran {
     }
 }
 
+/// Stdout as one JSON document.
+fn json(r: &Ran) -> serde_json::Value {
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"))
+}
+
 /// `asdo --runtime local <args>` with exactly `env` (no kubeconfig anywhere).
 fn asdo(env: &[(String, String)], args: &[&str]) -> Ran {
     asdo_in(Path::new("/"), env, args)
@@ -490,6 +522,34 @@ fn the_verbs_drive_a_local_task_end_to_end() {
         r.stdout.contains("T010") && r.stdout.contains(&sha[..7]),
         "{r:?}"
     );
+
+    // The task object, as every verb prints it with -o json, valid against the schema.
+    let mut docs = Vec::new();
+    let r = asdo(&env, &["wait", "T010", "-o", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.lines().count(), 1, "one object per line: {r:?}");
+    docs.push(json(&r));
+    let r = asdo(&env, &["status", "T010", "-o", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    docs.push(json(&r));
+    let r = asdo(&env, &["list", "-o", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let listed = json(&r);
+    docs.extend(listed.as_array().expect("a list of tasks").clone());
+    assert_eq!(docs.len(), 3, "{docs:?}");
+    for t in &docs {
+        assert_eq!(t["id"], "T010", "{t}");
+        assert_eq!(t["pod"], "agent-t010", "{t}");
+        assert_eq!(t["namespace"], "local", "{t}");
+        assert_eq!(t["phase"], "Succeeded", "{t}");
+        assert_eq!(t["status"], "Succeeded", "{t}");
+        assert_eq!(t["exit_code"], 0, "{t}");
+        assert_eq!(t["branch"], BRANCH, "{t}");
+        assert_eq!(t["commit"], sha.as_str(), "{t}");
+        assert_eq!(t["files"], 1, "{t}");
+        assert_eq!(t["log_read"], true, "{t}");
+    }
+    task_schema::assert_valid(&l.root, "local", &docs);
 
     let r = asdo(&env, &["list"]);
     assert_eq!(r.code, 0, "{r:?}");
