@@ -221,6 +221,34 @@ fn a_killed_task_is_lost_and_frees_its_slot() {
     let runner = st.runner.clone().unwrap();
     let agent = st.agent_pid.unwrap();
     assert!(alive(agent as i32));
+    let mut cli = runner_env(&l, &f.path_var(), &[]);
+    cli.push((
+        "ASDO_STATE_DIR".into(),
+        l.store().root.display().to_string(),
+    ));
+    // `asdo answer` on a local task: the line the kubelet would write for the pod's
+    // annotation, in the file the agent reads (ASDO_ANSWERS_FILE); a second answer to the
+    // same request replaces the first, another request's stays.
+    for (req, ans) in [
+        ("per_abc1", "reject"),
+        ("que_q1", "Postgres"),
+        ("per_abc1", "once"),
+    ] {
+        let r = asdo(&cli, &["answer", "T002", req, ans]);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(r.stderr.contains("answered"), "{r:?}");
+    }
+    let file = std::fs::read_to_string(t.answers()).unwrap();
+    let answers = asdo::agent::answers::parse_answers_file(&file);
+    assert_eq!(answers.len(), 2, "{file}");
+    let per = answers.iter().find(|a| a.id == "per_abc1").unwrap();
+    assert_eq!(per.reply.as_deref(), Some("once"), "{file}");
+    let que = answers.iter().find(|a| a.id == "que_q1").unwrap();
+    assert_eq!(que.answers, vec![vec!["Postgres".to_string()]], "{file}");
+    let r = asdo(&cli, &["answer", "T999", "per_abc1", "once"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let r = asdo(&cli, &["answer", "T002", "bogus", "once"]);
+    assert_eq!(r.code, 2, "bad input is a usage error: {r:?}");
     unsafe {
         libc::kill(runner.pid as i32, libc::SIGKILL);
     }
@@ -243,11 +271,6 @@ fn a_killed_task_is_lost_and_frees_its_slot() {
     assert!(status.message.unwrap().contains("was lost"));
     // And as the verbs say it: `Failed (lost)` in list's STATUS, reason `lost` in the task
     // object (valid against the schema), and status/wait exit 1.
-    let mut cli = runner_env(&l, &f.path_var(), &[]);
-    cli.push((
-        "ASDO_STATE_DIR".into(),
-        l.store().root.display().to_string(),
-    ));
     let r = asdo(&cli, &["list"]);
     assert_eq!(r.code, 0, "{r:?}");
     let row = r
@@ -349,6 +372,62 @@ fn max_parallel_one_queues_the_second_task() {
     let started_b: k8s_openapi::jiff::Timestamp =
         vb.state.unwrap().started_at.unwrap().parse().unwrap();
     assert!(started_b >= ended_a, "b started only after a ended");
+}
+
+/// `cleanup --all --force` while one task runs and another waits for the only slot: the
+/// running one is cancelled (SIGTERM), the queued one ends at once without ever starting
+/// its agent (exit 143, the log says why), and the next cleanup removes both.
+#[test]
+fn cleanup_force_ends_a_task_still_queued() {
+    let f = Fixture::new("local-qcancel");
+    let l = Local::new("qcancel");
+    f.stand_in("opencode", "exec sleep 600");
+    let env = runner_env(&l, &f.path_var(), &[]);
+    let spawn = |id: &str| {
+        let mut req = request(&f, id, env.clone());
+        req.max_parallel = 1;
+        req.sandbox = false;
+        local::spawn(&l.store(), &req).unwrap()
+    };
+    let a = spawn("T005");
+    assert!(eventually(Duration::from_secs(120), || phase(&a) == Phase::Running));
+    let b = spawn("T006");
+    assert!(eventually(Duration::from_secs(60), || b
+        .state()
+        .unwrap()
+        .is_some_and(|s| s.queued_at.is_some())));
+    assert_eq!(phase(&b), Phase::Queued);
+    let mut cli = env.clone();
+    cli.push((
+        "ASDO_STATE_DIR".into(),
+        l.store().root.display().to_string(),
+    ));
+    let r = asdo(&cli, &["cleanup", "--all", "--force"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("pod/agent-t006 cancelled while queued"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("pod/agent-t005 cancelled (SIGTERM)"),
+        "{r:?}"
+    );
+    let vb = wait_finished(&b, Duration::from_secs(120));
+    assert_eq!(
+        vb.phase,
+        Phase::Failed {
+            exit_code: Some(143),
+            lost: false
+        }
+    );
+    let st = vb.state.unwrap();
+    assert!(st.started_at.is_none(), "the agent never started");
+    assert!(log_text(&b).contains("cancelled while queued"));
+    wait_finished(&a, Duration::from_secs(120));
+    let r = asdo(&cli, &["cleanup"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("pod/agent-t005 deleted"), "{r:?}");
+    assert!(r.stdout.contains("pod/agent-t006 deleted"), "{r:?}");
 }
 
 /// No bwrap on PATH: spawn refuses in one line naming the package, and creates nothing.
