@@ -239,8 +239,13 @@ async fn cleanup_local(
         let t = store.task(&id);
         if !follow::is_finished(p) {
             if !args.dry_run && t.cancel()? {
+                let how = if follow::phase(p) == "Pending" {
+                    "while queued; its agent never starts"
+                } else {
+                    "(SIGTERM)"
+                };
                 eprintln!(
-                    "pod/{name} cancelled (SIGTERM); it is removed by a cleanup once it has ended"
+                    "pod/{name} cancelled {how}; it is removed by a cleanup once it has ended"
                 );
             }
             kept += 1;
