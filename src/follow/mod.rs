@@ -20,7 +20,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::error::{Error, Result};
 use crate::task::CONTAINER;
-use crate::taskpod::TaskPod;
+use crate::taskpod::{Phase, TaskPod};
 
 pub mod many;
 pub use many::{ending, follow_many, follow_one};
@@ -156,28 +156,9 @@ impl From<Duration> for StartBounds {
     }
 }
 
-/// True while scheduling gates hold the pod (it is not scheduled, so nothing can start).
-pub fn is_gated(pod: &Pod) -> bool {
-    phase(pod) == "Pending"
-        && pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.scheduling_gates.as_ref())
-            .is_some_and(|g| !g.is_empty())
-}
-
-/// The Kueue LocalQueue the pod waits in (label `kueue.x-k8s.io/queue-name`).
-pub fn queue_name(pod: &Pod) -> Option<&str> {
-    pod.metadata
-        .labels
-        .as_ref()?
-        .get(crate::task::LABEL_QUEUE_NAME)
-        .map(String::as_str)
-}
-
 /// "queue q" or, for gates of something other than Kueue, "its scheduling gates".
 fn held_by(pod: &Pod) -> String {
-    match queue_name(pod) {
+    match TaskPod(pod).queue() {
         Some(q) => format!("queue {q}"),
         None => "its scheduling gates".into(),
     }
@@ -185,7 +166,10 @@ fn held_by(pod: &Pod) -> String {
 
 /// `Queued (q)`, as `asdo list` says it; `Queued (SchedulingGated)` without a queue.
 fn queued_status(pod: &Pod) -> String {
-    format!("Queued ({})", queue_name(pod).unwrap_or("SchedulingGated"))
+    format!(
+        "Queued ({})",
+        TaskPod(pod).queue().unwrap_or("SchedulingGated")
+    )
 }
 
 /// Wait (by watching, not polling) until the pod's container has started or the pod finished.
@@ -264,7 +248,7 @@ pub async fn wait_started(
         if has_started(&pod) || is_finished(&pod) {
             return Ok(pod);
         }
-        match (is_gated(&pod), queued.is_some()) {
+        match (TaskPod(&pod).phase() == Phase::Queued, queued.is_some()) {
             (true, false) => {
                 let by = held_by(&pod);
                 let bound = bounds
