@@ -12,7 +12,7 @@ use std::pin::pin;
 use std::time::Duration;
 
 use futures::{AsyncBufReadExt, StreamExt};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{Timestamp, Unit};
 use kube::Api;
 use kube::api::LogParams;
@@ -23,18 +23,13 @@ use crate::task::CONTAINER;
 use crate::taskpod::{Phase, TaskPod};
 
 pub mod many;
-pub use many::{ending, follow_many, follow_one};
+pub use many::{follow_many, follow_one};
 
 /// Container waiting reasons that cannot fix themselves: stop waiting at once and say
 /// why. Everything else (ErrImagePull, ImagePullBackOff, CreateContainerConfigError for a
 /// Secret not synced yet, ContainerCreating…) is retried by the kubelet, so asdo keeps
 /// waiting, saying so on stderr, until the start timeout.
 const FATAL_WAITING: &[&str] = &["InvalidImageName", "ErrImageNeverPull"];
-
-/// Termination reasons worth naming next to an exit code (137 alone says nothing).
-pub fn termination_reason(pod: &Pod) -> Option<String> {
-    TaskPod(pod).termination_reason()
-}
 
 /// The code of a kube error, when the API server answered.
 pub fn api_code(e: &kube::Error) -> Option<u16> {
@@ -95,44 +90,6 @@ pub fn fatal_api_error(what: &str, e: &kube::Error) -> Error {
         kube::Error::Api(s) => Error::from_kube(what, kube::Error::Api(s.clone())),
         other => Error::Api(format!("cannot {what}: {other}")),
     }
-}
-
-pub fn phase(pod: &Pod) -> &str {
-    TaskPod(pod).api_phase()
-}
-
-pub fn agent_status(pod: &Pod) -> Option<&ContainerStatus> {
-    TaskPod(pod).agent()
-}
-
-/// When the pod started (its `status.startTime`).
-pub fn started(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
-    TaskPod(pod).started()
-}
-
-/// When the agent container ended, if it has.
-pub fn finished(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
-    TaskPod(pod).finished()
-}
-
-/// The agent container's exit code, once it has terminated.
-pub fn exit_code(pod: &Pod) -> Option<i32> {
-    TaskPod(pod).exit_code()
-}
-
-pub fn is_finished(pod: &Pod) -> bool {
-    TaskPod(pod).is_finished()
-}
-
-/// Why a pod is not running yet, in the words `kubectl describe` would use.
-pub fn waiting_reason(pod: &Pod) -> Option<(String, String)> {
-    TaskPod(pod).waiting_reason()
-}
-
-/// How a task ended, from its pod.
-pub fn outcome(pod: &Pod) -> (String, i32) {
-    let (phase, code) = TaskPod(pod).outcome();
-    (phase.to_string(), code)
 }
 
 /// How long a pod may take to start. `start` runs only while the pod is not queued: a pod
@@ -245,7 +202,7 @@ pub async fn wait_started(
         {
             return Err(replaced(name, got));
         }
-        if has_started(&pod) || is_finished(&pod) {
+        if TaskPod(&pod).has_started() || TaskPod(&pod).is_finished() {
             return Ok(pod);
         }
         match (TaskPod(&pod).phase() == Phase::Queued, queued.is_some()) {
@@ -270,7 +227,7 @@ pub async fn wait_started(
             }
             (false, false) => {}
         }
-        if let Some((reason, message)) = waiting_reason(&pod) {
+        if let Some((reason, message)) = TaskPod(&pod).waiting_reason() {
             if FATAL_WAITING.contains(&reason.as_str()) {
                 return Err(Error::Task {
                     message: format!(
@@ -624,10 +581,10 @@ pub async fn stream_logs(
                 // Any other 400 (the container has started) is a real error.
                 let pod = retry.get(api, name).await?.ok_or_else(|| gone(name))?;
                 check_identity(&pod, &mut uid, name, opts, &mut cursor)?;
-                if deleted_mid_run(&pod) {
+                if TaskPod(&pod).deleted_mid_run() {
                     return Err(gone(name));
                 }
-                if has_started(&pod) || is_finished(&pod) {
+                if TaskPod(&pod).has_started() || TaskPod(&pod).is_finished() {
                     return Err(Error::Api(format!(
                         "cannot read logs of pod {name}: {}",
                         s.message
@@ -702,7 +659,7 @@ pub async fn stream_logs(
             }
             StreamEnd::Cut(why) => Some(why),
         };
-        if is_finished(&pod) {
+        if TaskPod(&pod).is_finished() {
             draining = true;
         }
         match &cut_why {
@@ -926,21 +883,11 @@ pub fn describe_watch(e: &watcher::Error) -> String {
     }
 }
 
-pub fn has_started(pod: &Pod) -> bool {
-    TaskPod(pod).has_started()
-}
-
 /// The one verdict on a task pod deleted before its task finished, in `logs` and in
 /// `wait` alike (exit 1): whether the pod is already gone, or still terminating with the
 /// exit code of the signal that stopped it (137, 143).
 pub fn deleted_words(name: &str) -> String {
     format!("pod {name} was deleted before its task finished")
-}
-
-/// A pod being deleted (deletionTimestamp set) that did not succeed: its ending is the
-/// deletion, not the code the kill left.
-pub fn deleted_mid_run(pod: &Pod) -> bool {
-    TaskPod(pod).deleted_mid_run()
 }
 
 pub fn gone(name: &str) -> Error {
