@@ -205,7 +205,7 @@ pub async fn follow_many(
                 eprintln!("==> {name}: {}", TaskPod(&pod).not_started());
                 continue;
             }
-            let t = store.task(&TaskPod(&pod).task_label().unwrap_or_default().to_string());
+            let t = store.task(TaskPod(&pod).task_label().unwrap_or_default());
             if let Err(e) = print(&t, &o, &mut sink_for(&pod)).await {
                 eprintln!("{name}: {e}");
             }
@@ -224,7 +224,7 @@ pub async fn follow_many(
             if !followed.insert(uid) {
                 continue;
             }
-            let t = store.task(&TaskPod(&pod).task_label().unwrap_or_default().to_string());
+            let t = store.task(TaskPod(&pod).task_label().unwrap_or_default());
             let mut sink = sink_for(&pod);
             let o = o.clone();
             tokio::spawn(async move {
