@@ -47,13 +47,13 @@ use rmcp::service::{Peer, RequestContext};
 use rmcp::task_manager::{TaskContext, TaskExit, TaskManager, TaskOptions};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 use serde::Serialize;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use self::args::{
     AnswerTask, Checked, CleanupTasks, ListTasks, Place, Refused, SendMessage, SpawnTask, TaskLogs,
     TaskStatus, WaitTasks,
 };
-use self::output::TaskSummary;
 use crate::argv::{Argv, GlobalFlags};
 use crate::error::{Error, Result, exit};
 
@@ -408,33 +408,47 @@ impl Server {
     ) -> Option<CallToolResult> {
         let input = a.prompt.clone();
         self.run(prepared, input, cancel, None, &[], |ran| {
-            let Ok(pod) = serde_json::from_str::<serde_json::Value>(&ran.stdout) else {
+            // A dry run prints the pod it would create (the manifest, kept for the
+            // text); a real one the task object.
+            let task = if a.dry_run {
+                serde_json::from_str::<k8s_openapi::api::core::v1::Pod>(&ran.stdout)
+                    .ok()
+                    .map(|pod| {
+                        crate::taskpod::TaskState::new(
+                            &pod,
+                            None,
+                            k8s_openapi::jiff::Timestamp::now(),
+                        )
+                    })
+                    .and_then(|t| serde_json::to_value(t).ok())
+            } else {
+                output::task(&ran.stdout)
+            };
+            let Some(task) = task else {
                 return error_result(
                     exit::FAILURE,
                     format!(
-                        "asdo spawn -o json printed no pod: {:?}",
+                        "asdo spawn -o json printed no task: {:?}",
                         keep_tail(&ran.stdout, 200).0
                     ),
                 );
             };
-            let task = TaskSummary::of_pod(&pod);
-            let pod_name = task.pod.clone().unwrap_or_default();
             let text = if a.dry_run {
-                format!("dry run: task {} would create pod {pod_name}", a.task_id)
+                format!(
+                    "dry run: task {} would create this pod\n{}",
+                    a.task_id,
+                    keep_tail(&ran.stdout, MAX_TEXT).0
+                )
             } else {
                 format!(
-                    "task {}: pod {pod_name} ({}) in namespace {}; follow it with task_logs or wait_tasks",
+                    "task {}: pod {} ({}) in namespace {}; follow it with task_logs or wait_tasks",
                     a.task_id,
-                    task.phase.as_deref().unwrap_or("Pending"),
-                    task.namespace.as_deref().unwrap_or("-"),
+                    task["pod"].as_str().unwrap_or("-"),
+                    task["phase"].as_str().unwrap_or("Pending"),
+                    task["namespace"].as_str().unwrap_or("-"),
                 )
             };
-            let spawned = output::Spawned {
-                task,
-                dry_run: a.dry_run,
-                manifest: a.dry_run.then_some(pod),
-            };
-            ok(text, &spawned)
+            ok(text, &task)
         })
         .await
     }
@@ -451,9 +465,9 @@ impl Server {
         let report = async {
             let mut done = 0;
             while let Some(line) = rx.recv().await {
-                if output::ended(&line).is_some() {
+                if let Some(task) = output::task(&line) {
                     done += 1;
-                    progress.report(done, total, &line).await;
+                    progress.report(done, total, &output::line(&task)).await;
                 }
             }
         };
@@ -469,25 +483,41 @@ fn wait_result(ran: &Ran) -> CallToolResult {
     if ran.code == exit::FAILURE && ran.stdout.trim().is_empty() {
         return ran.tool_error();
     }
-    let waited = output::Waited {
-        all_succeeded: ran.code == exit::OK,
-        timed_out: ran.code == exit::TIMEOUT,
-        exit_code: ran.code,
-        tasks: ran.stdout.lines().filter_map(output::ended).collect(),
+    let Some(tasks) = ran
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(output::task)
+        .collect::<Option<Vec<_>>>()
+    else {
+        return error_result(
+            exit::FAILURE,
+            format!(
+                "asdo wait -o json printed a line that is no task: {:?}",
+                keep_tail(&ran.stdout, 200).0
+            ),
+        );
     };
     let head = match ran.code {
         exit::OK => "all succeeded",
         exit::TIMEOUT => "timed out",
         _ => "some failed",
     };
-    ok(format!("{head}\n{}", ran.stdout.trim_end()), &waited)
+    let text = format!("{head}\n{}", output::lines(&tasks, "no tasks"));
+    let waited = json!({
+        "all_succeeded": ran.code == exit::OK,
+        "timed_out": ran.code == exit::TIMEOUT,
+        "exit_code": ran.code,
+        "tasks": tasks,
+    });
+    ok(text, &waited)
 }
 
 #[tool_router]
 impl Server {
     #[tool(
         description = "Create the pod for one task (asdo spawn): the agent clones repo, works on branch, commits and pushes. Returns at once (as an MCP task when the client supports tasks).",
-        output_schema = schema_for_output::<output::Spawned>()
+        output_schema = output::task_schema()
     )]
     async fn spawn_task(
         &self,
@@ -513,7 +543,7 @@ impl Server {
 
     #[tool(
         description = "List task pods (asdo list): task, pod, phase, exit code, branch.",
-        output_schema = schema_for_output::<output::TaskList>()
+        output_schema = output::list_schema()
     )]
     async fn list_tasks(
         &self,
@@ -521,26 +551,18 @@ impl Server {
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         self.call(&a.place, args::list_argv(&a), None, &ctx, &[], |ran| {
-            let Some(list) = output::task_list(&ran.stdout) else {
+            let Some(tasks) = output::tasks(&ran.stdout) else {
                 return error_result(exit::FAILURE, "asdo list -o json printed no list".into());
             };
-            let text = if list.tasks.is_empty() {
-                "no task pods".to_string()
-            } else {
-                list.tasks
-                    .iter()
-                    .map(TaskSummary::line)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            };
-            ok(text, &list)
+            let text = output::lines(&tasks, "no task pods");
+            ok(text, &json!({ "tasks": tasks }))
         })
         .await
     }
 
     #[tool(
         description = "One task's state (asdo status): phase, exit code, branch, the agent's last marker and step, and the pod's events.",
-        output_schema = schema_for_output::<output::Status>()
+        output_schema = output::task_schema()
     )]
     async fn task_status(
         &self,
@@ -548,8 +570,10 @@ impl Server {
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         self.call(&a.place, args::status_argv(&a), None, &ctx, &[], |ran| {
-            let (text, _) = keep_tail(&ran.stdout, MAX_TEXT);
-            ok(text, &output::status(&ran.stdout))
+            let Some(task) = output::task(&ran.stdout) else {
+                return error_result(exit::FAILURE, "asdo status -o json printed no task".into());
+            };
+            ok(output::line(&task), &task)
         })
         .await
     }
@@ -593,7 +617,7 @@ impl Server {
 
     #[tool(
         description = "Block until the tasks finish or the timeout passes (asdo wait): each task's phase, exit code, commit, PR. Sends a progress notification as each task ends (with a progressToken); runs as an MCP task when the client supports tasks.",
-        output_schema = schema_for_output::<output::Waited>()
+        output_schema = output::wait_schema()
     )]
     async fn wait_tasks(
         &self,
@@ -624,14 +648,13 @@ impl Server {
 
     #[tool(
         description = "Send a follow-up message into a running task's OpenCode session (asdo send) and return its reply once the session is idle again.",
-        output_schema = schema_for_output::<output::Reply>()
+        output_schema = output::send_schema()
     )]
     async fn send_message(
         &self,
         Parameters(a): Parameters<SendMessage>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        let task = a.task_id.clone();
         let input = Some(a.message.clone());
         let ok_codes = [exit::TIMEOUT];
         self.call(
@@ -641,20 +664,21 @@ impl Server {
             &ctx,
             &ok_codes,
             |ran| {
-                let (reply, truncated) = keep_tail(&ran.stdout, MAX_TEXT);
-                let timed_out = ran.code == exit::TIMEOUT;
-                let text = if timed_out {
+                let Ok(mut sent) = serde_json::from_str::<Value>(&ran.stdout) else {
+                    return error_result(
+                        exit::FAILURE,
+                        "asdo send -o json printed no result".into(),
+                    );
+                };
+                let (reply, truncated) = keep_tail(sent["reply"].as_str().unwrap_or(""), MAX_TEXT);
+                let text = if ran.code == exit::TIMEOUT {
                     format!("no answer before the timeout\n{reply}")
                 } else {
                     reply.clone()
                 };
-                let r = output::Reply {
-                    task_id: task,
-                    reply,
-                    truncated,
-                    timed_out,
-                };
-                ok(text, &r)
+                sent["reply"] = reply.into();
+                sent["truncated"] = truncated.into();
+                ok(text, &sent)
             },
         )
         .await
@@ -684,7 +708,7 @@ impl Server {
 
     #[tool(
         description = "Delete finished task pods (asdo cleanup); with phase/task_id/selector/older_than to narrow, dry_run to preview.",
-        output_schema = schema_for_output::<output::Cleanup>()
+        output_schema = output::cleanup_schema()
     )]
     async fn cleanup_tasks(
         &self,
@@ -692,13 +716,20 @@ impl Server {
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         self.call(&a.place, args::cleanup_argv(&a), None, &ctx, &[], |ran| {
-            let cleanup = output::cleanup(&ran.stdout, a.dry_run);
-            let text = if cleanup.pods.is_empty() {
+            let Some(tasks) = output::tasks(&ran.stdout) else {
+                return error_result(exit::FAILURE, "asdo cleanup -o json printed no list".into());
+            };
+            let verb = if a.dry_run { "would delete" } else { "deleted" };
+            let text = if tasks.is_empty() {
                 "nothing to delete".to_string()
             } else {
-                ran.stdout.trim_end().to_string()
+                tasks
+                    .iter()
+                    .map(|t| format!("pod/{} {verb}", t["pod"].as_str().unwrap_or("?")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             };
-            ok(text, &cleanup)
+            ok(text, &json!({ "tasks": tasks, "dry_run": a.dry_run }))
         })
         .await
     }

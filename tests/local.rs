@@ -8,6 +8,8 @@
 mod agent_fixture;
 #[path = "support/model_server/mod.rs"]
 mod model_server;
+#[path = "support/task_schema.rs"]
+mod task_schema;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -219,6 +221,34 @@ fn a_killed_task_is_lost_and_frees_its_slot() {
     let runner = st.runner.clone().unwrap();
     let agent = st.agent_pid.unwrap();
     assert!(alive(agent as i32));
+    let mut cli = runner_env(&l, &f.path_var(), &[]);
+    cli.push((
+        "ASDO_STATE_DIR".into(),
+        l.store().root.display().to_string(),
+    ));
+    // `asdo answer` on a local task: the line the kubelet would write for the pod's
+    // annotation, in the file the agent reads (ASDO_ANSWERS_FILE); a second answer to the
+    // same request replaces the first, another request's stays.
+    for (req, ans) in [
+        ("per_abc1", "reject"),
+        ("que_q1", "Postgres"),
+        ("per_abc1", "once"),
+    ] {
+        let r = asdo(&cli, &["answer", "T002", req, ans]);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(r.stderr.contains("answered"), "{r:?}");
+    }
+    let file = std::fs::read_to_string(t.answers()).unwrap();
+    let answers = asdo::agent::answers::parse_answers_file(&file);
+    assert_eq!(answers.len(), 2, "{file}");
+    let per = answers.iter().find(|a| a.id == "per_abc1").unwrap();
+    assert_eq!(per.reply.as_deref(), Some("once"), "{file}");
+    let que = answers.iter().find(|a| a.id == "que_q1").unwrap();
+    assert_eq!(que.answers, vec![vec!["Postgres".to_string()]], "{file}");
+    let r = asdo(&cli, &["answer", "T999", "per_abc1", "once"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let r = asdo(&cli, &["answer", "T002", "bogus", "once"]);
+    assert_eq!(r.code, 2, "bad input is a usage error: {r:?}");
     unsafe {
         libc::kill(runner.pid as i32, libc::SIGKILL);
     }
@@ -233,12 +263,32 @@ fn a_killed_task_is_lost_and_frees_its_slot() {
         eventually(Duration::from_secs(60), || !alive(agent as i32)),
         "the sandbox outlived its runner"
     );
-    // As a Pod: Failed with reason Lost, no exit code, the words saying what happened.
+    // As a Pod: Failed with reason lost, no exit code, the words saying what happened.
     let pod = local::pod::of(&t.view().unwrap());
     let status = pod.status.unwrap();
     assert_eq!(status.phase.as_deref(), Some("Failed"));
-    assert_eq!(status.reason.as_deref(), Some("Lost"));
+    assert_eq!(status.reason.as_deref(), Some(local::pod::LOST));
     assert!(status.message.unwrap().contains("was lost"));
+    // And as the verbs say it: `Failed (lost)` in list's STATUS, reason `lost` in the task
+    // object (valid against the schema), and status/wait exit 1.
+    let r = asdo(&cli, &["list"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let row = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("agent-t002"))
+        .expect("listed");
+    assert!(row.contains("Failed (lost)"), "{r:?}");
+    let r = asdo(&cli, &["status", "T002", "-o", "json"]);
+    let t = json(&r);
+    assert_eq!(t["phase"], "Failed", "{t}");
+    assert_eq!(t["reason"], "lost", "{t}");
+    assert_eq!(t["status"], "Failed (lost)", "{t}");
+    assert_eq!(t["exit_code"], serde_json::Value::Null, "{t}");
+    let w = asdo(&cli, &["wait", "T002", "-o", "json"]);
+    assert_eq!(w.code, 1, "{w:?}");
+    assert_eq!(json(&w)["status"], "Failed (lost)", "{w:?}");
+    task_schema::assert_valid(&l.root, "lost", &[t, json(&w)]);
     assert!(
         local::slots::try_acquire(&l.store().slots_dir(), 1)
             .unwrap()
@@ -324,6 +374,62 @@ fn max_parallel_one_queues_the_second_task() {
     assert!(started_b >= ended_a, "b started only after a ended");
 }
 
+/// `cleanup --all --force` while one task runs and another waits for the only slot: the
+/// running one is cancelled (SIGTERM), the queued one ends at once without ever starting
+/// its agent (exit 143, the log says why), and the next cleanup removes both.
+#[test]
+fn cleanup_force_ends_a_task_still_queued() {
+    let f = Fixture::new("local-qcancel");
+    let l = Local::new("qcancel");
+    f.stand_in("opencode", "exec sleep 600");
+    let env = runner_env(&l, &f.path_var(), &[]);
+    let spawn = |id: &str| {
+        let mut req = request(&f, id, env.clone());
+        req.max_parallel = 1;
+        req.sandbox = false;
+        local::spawn(&l.store(), &req).unwrap()
+    };
+    let a = spawn("T005");
+    assert!(eventually(Duration::from_secs(120), || phase(&a) == Phase::Running));
+    let b = spawn("T006");
+    assert!(eventually(Duration::from_secs(60), || b
+        .state()
+        .unwrap()
+        .is_some_and(|s| s.queued_at.is_some())));
+    assert_eq!(phase(&b), Phase::Queued);
+    let mut cli = env.clone();
+    cli.push((
+        "ASDO_STATE_DIR".into(),
+        l.store().root.display().to_string(),
+    ));
+    let r = asdo(&cli, &["cleanup", "--all", "--force"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("pod/agent-t006 cancelled while queued"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("pod/agent-t005 cancelled (SIGTERM)"),
+        "{r:?}"
+    );
+    let vb = wait_finished(&b, Duration::from_secs(120));
+    assert_eq!(
+        vb.phase,
+        Phase::Failed {
+            exit_code: Some(143),
+            lost: false
+        }
+    );
+    let st = vb.state.unwrap();
+    assert!(st.started_at.is_none(), "the agent never started");
+    assert!(log_text(&b).contains("cancelled while queued"));
+    wait_finished(&a, Duration::from_secs(120));
+    let r = asdo(&cli, &["cleanup"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("pod/agent-t005 deleted"), "{r:?}");
+    assert!(r.stdout.contains("pod/agent-t006 deleted"), "{r:?}");
+}
+
 /// No bwrap on PATH: spawn refuses in one line naming the package, and creates nothing.
 #[test]
 fn without_bubblewrap_spawn_names_the_package() {
@@ -384,6 +490,11 @@ impl std::fmt::Debug for Ran {
             self.code, self.stdout, self.stderr
         )
     }
+}
+
+/// Stdout as one JSON document.
+fn json(r: &Ran) -> serde_json::Value {
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"))
 }
 
 /// `asdo --runtime local <args>` with exactly `env` (no kubeconfig anywhere).
@@ -490,6 +601,34 @@ fn the_verbs_drive_a_local_task_end_to_end() {
         r.stdout.contains("T010") && r.stdout.contains(&sha[..7]),
         "{r:?}"
     );
+
+    // The task object, as every verb prints it with -o json, valid against the schema.
+    let mut docs = Vec::new();
+    let r = asdo(&env, &["wait", "T010", "-o", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.lines().count(), 1, "one object per line: {r:?}");
+    docs.push(json(&r));
+    let r = asdo(&env, &["status", "T010", "-o", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    docs.push(json(&r));
+    let r = asdo(&env, &["list", "-o", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let listed = json(&r);
+    docs.extend(listed.as_array().expect("a list of tasks").clone());
+    assert_eq!(docs.len(), 3, "{docs:?}");
+    for t in &docs {
+        assert_eq!(t["id"], "T010", "{t}");
+        assert_eq!(t["pod"], "agent-t010", "{t}");
+        assert_eq!(t["namespace"], "local", "{t}");
+        assert_eq!(t["phase"], "Succeeded", "{t}");
+        assert_eq!(t["status"], "Succeeded", "{t}");
+        assert_eq!(t["exit_code"], 0, "{t}");
+        assert_eq!(t["branch"], BRANCH, "{t}");
+        assert_eq!(t["commit"], sha.as_str(), "{t}");
+        assert_eq!(t["files"], 1, "{t}");
+        assert_eq!(t["log_read"], true, "{t}");
+    }
+    task_schema::assert_valid(&l.root, "local", &docs);
 
     let r = asdo(&env, &["list"]);
     assert_eq!(r.code, 0, "{r:?}");

@@ -207,6 +207,27 @@ pub fn valid_request_id(id: &str) -> bool {
         && id[4..].chars().all(|c| c.is_ascii_alphanumeric())
 }
 
+/// Go's `%q` for an annotation value, as the kubelet writes it into the downwardAPI file
+/// (read back by [`unquote_go`]): the local runtime writes that file itself.
+pub fn quote_go(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            // Every control character is below U+10000.
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Undoes Go's `%q` (strconv.Quote), which the kubelet uses for annotation values.
 pub fn unquote_go(s: &str) -> Option<String> {
     let inner = s.strip_prefix('"')?.strip_suffix('"')?;
@@ -596,6 +617,20 @@ mod tests {
                 Some(Marker::Progress(_))
             ));
         }
+    }
+
+    #[test]
+    fn go_quoting_round_trips() {
+        for v in [
+            "plain",
+            "a\"b\\c",
+            "line\nnext\ttab\r",
+            "é ☃ \u{7}\u{85}",
+            "",
+        ] {
+            assert_eq!(unquote_go(&quote_go(v)).as_deref(), Some(v), "{v:?}");
+        }
+        assert_eq!(quote_go("a\"b"), r#""a\"b""#);
     }
 
     #[test]

@@ -5,31 +5,46 @@
 //!
 //! The outcome is judged from OpenCode's events, never from an exit status, and success
 //! means only "the branch was pushed" (or "nothing to change").
+//!
+//! This file holds the order of the run (`run`, `Agent::steps`, what a failed or
+//! interrupted session leaves behind) and its terms: `Step`, `Failure`, the exit codes,
+//! `RunOutcome`, the final marker. Each step is an `impl Agent` block of its own file:
+//! - `workspace`: clone, checkout, create the task branch, git credentials, the git runners;
+//! - `opencode_step`: start `opencode serve`, drive the session, map how it ended;
+//! - `commit`: restore `.git/config`, refuse secrets, commit (or WIP-commit) and push;
+//! - `pr`: open or update the pull/merge request after the push.
+//!
+//! Below them, knowing nothing of `Agent`:
 //! - `server`: starting and stopping `opencode serve`;
 //! - `session`: one session from prompt to idle, the idle watchdog, signals;
 //! - `events`: event → one readable log line, and the totals of the summary;
-//! - `permissions`: the `agent.permissions` policy;
+//! - `permissions`, `answers`: the `agent.permissions`/`agent.questions` policies, who
+//!   answers a permission or question, and how a forged answer is caught;
 //! - `budget`: the budgets and the empty-turn guard, checked after every model turn;
-//! - `git`, `config`, `prompt`, `child`: the rest of the run.
+//! - `git` (env, credentials), `forge` (REST calls), `secrets`, `config`, `prompt`,
+//!   `child` (running processes, the relay of their output).
 
 pub mod answers;
 pub mod budget;
 pub mod child;
+mod commit;
 pub mod config;
 pub mod events;
 pub mod forge;
 pub mod git;
+mod opencode_step;
 pub mod permissions;
+mod pr;
 pub mod prompt;
 pub mod secrets;
 pub mod server;
 pub mod session;
+mod workspace;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::marker::Marker;
-use child::{Finished, Output, Relay, RunError, Runner, Signals};
+use child::{Finished, Relay, RunError, Runner, Signals};
 use config::Config;
 use git::Git;
 
@@ -182,7 +197,7 @@ fn random_password() -> String {
 
 /// How a run that did not fail ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RunOutcome {
     Pushed(String),
     NoChanges,
 }
@@ -273,10 +288,10 @@ pub async fn run(dry_run: bool) -> i32 {
 }
 
 /// Prints the final marker and picks the exit code.
-fn report(relay: &Relay, outcome: Result<Outcome, Failure>) -> i32 {
+fn report(relay: &Relay, outcome: Result<RunOutcome, Failure>) -> i32 {
     let (marker, code) = match outcome {
-        Ok(Outcome::Pushed(sha)) => (Marker::Done(sha), exit::OK),
-        Ok(Outcome::NoChanges) => (Marker::NoChanges, exit::OK),
+        Ok(RunOutcome::Pushed(sha)) => (Marker::Done(sha), exit::OK),
+        Ok(RunOutcome::NoChanges) => (Marker::NoChanges, exit::OK),
         Err(f) => (
             Marker::Failed {
                 step: f.step.name().to_string(),
@@ -323,40 +338,7 @@ impl Agent {
         self.runner.relay.marker(&Marker::Progress(progress.into()));
     }
 
-    /// A git command whose failure ends the run at `step`.
-    async fn git(
-        &mut self,
-        step: Step,
-        args: &[&str],
-        output: Output,
-    ) -> Result<Finished, Failure> {
-        let cmd = self.git.cmd(args);
-        let _token = self.token_file(step, args)?;
-        let f = self
-            .runner
-            .run(cmd, output)
-            .await
-            .map_err(|e| Failure::run_error(step, "git", e))?;
-        if !f.success() {
-            let what = format!("git {}", args.first().copied().unwrap_or(""));
-            return Err(Failure::finished(step, &what, &f));
-        }
-        Ok(f)
-    }
-
-    /// A git query: Some(stdout) on success, None when git says no (e.g. a ref that does not exist).
-    async fn query(&mut self, step: Step, args: &[&str]) -> Result<Option<String>, Failure> {
-        let cmd = self.git.cmd(args);
-        let _token = self.token_file(step, args)?;
-        let f = self
-            .runner
-            .run(cmd, Output::Capture)
-            .await
-            .map_err(|e| Failure::run_error(step, "git", e))?;
-        Ok(f.success().then(|| f.stdout.trim().to_string()))
-    }
-
-    async fn steps(&mut self) -> Result<Outcome, Failure> {
+    async fn steps(&mut self) -> Result<RunOutcome, Failure> {
         let c = &self.config;
         self.say(format!(
             "starting task {} (asdo {})",
@@ -371,10 +353,12 @@ impl Agent {
             Ok((summary, answer)) => {
                 self.runner.relay.marker(&summary.marker());
                 let outcome = self.commit_and_push(base).await?;
-                if let (Outcome::Pushed(sha), Some(forge)) = (&outcome, self.config.forge.clone()) {
+                if let (RunOutcome::Pushed(sha), Some(forge)) =
+                    (&outcome, self.config.forge.clone())
+                {
                     self.pull_request(&forge, sha, &summary).await?;
                 }
-                if outcome == Outcome::NoChanges && !self.config.allow_no_changes {
+                if outcome == RunOutcome::NoChanges && !self.config.allow_no_changes {
                     return Err(Failure::new(
                         Step::NoChanges,
                         quote_answer(answer.as_deref()),
@@ -400,362 +384,15 @@ impl Agent {
         // Nothing to keep unless the work tree (or HEAD) moved; a failure to even look
         // is reported as not pushed.
         match self.commit_and_push_as(base, Some(why)).await {
-            Ok(Outcome::Pushed(sha)) => f.reason.push_str(&format!("; partial work pushed {sha}")),
-            Ok(Outcome::NoChanges) => {}
+            Ok(RunOutcome::Pushed(sha)) => {
+                f.reason.push_str(&format!("; partial work pushed {sha}"))
+            }
+            Ok(RunOutcome::NoChanges) => {}
             Err(e) => f
                 .reason
                 .push_str(&format!("; the partial work was not pushed: {}", e.reason)),
         }
         f
-    }
-
-    fn setup_credentials(&mut self) -> Result<(), Failure> {
-        let c = &self.config;
-        let key_copy = match &c.credentials.ssh_key {
-            Some(key) => Some(git::copy_ssh_key(key, &c.home).map_err(|e| {
-                Failure::new(
-                    Step::Config,
-                    format!(
-                        "cannot copy the SSH key {} to {}: {e}",
-                        key.display(),
-                        c.home.display()
-                    ),
-                )
-            })?),
-            None => None,
-        };
-        self.git.env = git::merged(&[
-            &git::base_env(c),
-            &git::credential_env(c, key_copy.as_deref()),
-        ]);
-        self.key_copy = key_copy;
-        Ok(())
-    }
-
-    async fn clone_repo(&mut self) -> Result<(), Failure> {
-        let dir = self.config.context.clone();
-        let shown = self.config.repo_for_display();
-        if is_empty_or_absent(&dir).map_err(|e| {
-            Failure::new(
-                Step::Clone,
-                format!("cannot read TASK_CONTEXT_PATH {}: {e}", dir.display()),
-            )
-        })? {
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                Failure::new(Step::Clone, format!("cannot create {}: {e}", dir.display()))
-            })?;
-            self.say(format!("cloning {shown}"));
-            let repo = self.config.repo.clone();
-            self.git(Step::Clone, &["clone", "--", &repo, "."], Output::Stream)
-                .await?;
-            return Ok(());
-        }
-        // A kept volume (or a retried container) may hold the clone already.
-        let origin = if dir.join(".git").exists() {
-            self.query(Step::Clone, &["remote", "get-url", "origin"])
-                .await?
-        } else {
-            None
-        };
-        if origin.as_deref() != Some(self.config.repo.as_str()) {
-            return Err(Failure::new(
-                Step::Clone,
-                format!(
-                    "TASK_CONTEXT_PATH {} is not empty and is not a clone of {shown}",
-                    dir.display()
-                ),
-            ));
-        }
-        self.say(format!("reusing the clone of {shown} in {}", dir.display()));
-        self.git(Step::Clone, &["fetch", "--prune", "origin"], Output::Stream)
-            .await?;
-        Ok(())
-    }
-
-    /// Checks out the task branch (tracking the remote's) or creates it from the
-    /// remote's default branch. Returns the commit the agent starts from (None in an empty repository).
-    async fn checkout(&mut self) -> Result<Option<String>, Failure> {
-        let branch = self.config.branch.clone();
-        let remote_ref = format!("refs/remotes/origin/{branch}");
-        let local_ref = format!("refs/heads/{branch}");
-        let on_remote = self
-            .query(
-                Step::Clone,
-                &[
-                    "rev-parse",
-                    "--verify",
-                    "--quiet",
-                    &format!("{remote_ref}^{{commit}}"),
-                ],
-            )
-            .await?
-            .is_some();
-        // A kept work tree from an attempt that never pushed (it failed, or changed
-        // nothing) still has the branch: continue it rather than fail to create it again.
-        let local_only = !on_remote
-            && self
-                .query(
-                    Step::Clone,
-                    &["rev-parse", "--verify", "--quiet", &local_ref],
-                )
-                .await?
-                .is_some();
-        if on_remote {
-            // An existing task branch is continued, never reset onto a base.
-            match &self.config.base {
-                Some(base) => self.say(format!(
-                    "checking out {branch} (it exists: continuing it, base {base} not applied)"
-                )),
-                None => self.say(format!("checking out {branch}")),
-            }
-            let local = self
-                .query(
-                    Step::Clone,
-                    &["rev-parse", "--verify", "--quiet", &local_ref],
-                )
-                .await?
-                .is_some();
-            if local {
-                self.git(
-                    Step::Clone,
-                    &["checkout", "--quiet", &branch, "--"],
-                    Output::Stream,
-                )
-                .await?;
-                self.git(
-                    Step::Clone,
-                    &["merge", "--ff-only", "--quiet", &remote_ref],
-                    Output::Stream,
-                )
-                .await?;
-            } else {
-                self.git(
-                    Step::Clone,
-                    &[
-                        "checkout",
-                        "--quiet",
-                        "--track",
-                        "-b",
-                        &branch,
-                        &remote_ref,
-                        "--",
-                    ],
-                    Output::Stream,
-                )
-                .await?;
-            }
-        } else if local_only {
-            self.say(format!(
-                "checking out {branch} (from an earlier attempt, not pushed yet)"
-            ));
-            self.git(
-                Step::Clone,
-                &["checkout", "--quiet", &branch, "--"],
-                Output::Stream,
-            )
-            .await?;
-        } else if let Some(base) = self.config.base.clone() {
-            let start = self.resolve_base(&base).await?;
-            self.create_branch(&branch, &base, &start).await?;
-        } else {
-            match self.default_branch().await? {
-                Some(default) => {
-                    let start = format!("refs/remotes/origin/{default}");
-                    self.create_branch(&branch, &default, &start).await?;
-                }
-                None => {
-                    self.say(format!("creating branch {branch} in an empty repository"));
-                    self.git(
-                        Step::Clone,
-                        &["symbolic-ref", "HEAD", &local_ref],
-                        Output::Stream,
-                    )
-                    .await?;
-                }
-            }
-        }
-        self.query(
-            Step::Clone,
-            &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
-        )
-        .await
-    }
-
-    /// A new task branch at `start` (not tracking it: the push sets the upstream).
-    async fn create_branch(
-        &mut self,
-        branch: &str,
-        from: &str,
-        start: &str,
-    ) -> Result<(), Failure> {
-        self.say(format!("creating branch {branch} from {from}"));
-        self.git(
-            Step::Clone,
-            &[
-                "checkout",
-                "--quiet",
-                "--no-track",
-                "-b",
-                branch,
-                start,
-                "--",
-            ],
-            Output::Stream,
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// GIT_BASE as a commit: a branch of the remote, a tag, or a commit the clone has.
-    async fn resolve_base(&mut self, base: &str) -> Result<String, Failure> {
-        for candidate in [
-            format!("refs/remotes/origin/{base}"),
-            format!("refs/tags/{base}"),
-            base.to_string(),
-        ] {
-            let rev = format!("{candidate}^{{commit}}");
-            if let Some(sha) = self
-                .query(Step::Clone, &["rev-parse", "--verify", "--quiet", &rev])
-                .await?
-            {
-                return Ok(sha);
-            }
-        }
-        Err(Failure::new(
-            Step::Clone,
-            format!("base {base:?} is not a branch, tag or commit of the repository"),
-        ))
-    }
-
-    /// The remote's HEAD branch; None when the remote has no branches at all.
-    async fn default_branch(&mut self) -> Result<Option<String>, Failure> {
-        let head = [
-            "symbolic-ref",
-            "--quiet",
-            "--short",
-            "refs/remotes/origin/HEAD",
-        ];
-        let mut found = self.query(Step::Clone, &head).await?;
-        if found.is_none() {
-            // A reused clone may predate the remote's HEAD; ask the remote.
-            let _ = self
-                .query(Step::Clone, &["remote", "set-head", "origin", "--auto"])
-                .await?;
-            found = self.query(Step::Clone, &head).await?;
-        }
-        if let Some(name) = found {
-            return Ok(Some(
-                name.strip_prefix("origin/").unwrap_or(&name).to_string(),
-            ));
-        }
-        let any = self
-            .query(
-                Step::Clone,
-                &["for-each-ref", "--count=1", "refs/remotes/origin/"],
-            )
-            .await?
-            .unwrap_or_default();
-        if any.is_empty() {
-            Ok(None)
-        } else {
-            Err(Failure::new(
-                Step::Clone,
-                "cannot tell the remote's default branch (origin/HEAD is not set)",
-            ))
-        }
-    }
-
-    /// The session's totals and the model's final answer, or why it stopped.
-    async fn run_opencode(&mut self) -> Result<(crate::marker::Summary, Option<String>), Stop> {
-        let c = &self.config;
-        self.say("running opencode");
-        let options = server::Options {
-            program: "opencode".into(),
-            port: c.opencode_port,
-            dir: c.context.clone(),
-            env: [
-                git::base_env(c),
-                vec![("OPENCODE_DISABLE_AUTOUPDATE".into(), "1".into())],
-            ]
-            .concat(),
-            // The agent needs no push rights: asdo pushes what it leaves behind.
-            remove_env: vec![crate::contract::GIT_TOKEN, crate::contract::GIT_SSH_KEY_DIR],
-            password: self.password.clone(),
-            stop_grace: c.kill_grace.min(server::MAX_STOP_GRACE),
-        };
-        let relay = self.runner.relay.clone();
-        let port = c.opencode_port;
-        let mut server =
-            match server::Server::start(&options, &relay, &mut self.runner.signals).await {
-                Ok(s) => s,
-                Err(server::StartError::Signal(sig)) => {
-                    return Err(Stop::Failed(Failure::run_error(
-                        Step::Agent,
-                        "opencode",
-                        RunError::Signal(sig),
-                    )));
-                }
-                Err(server::StartError::Spawn(e)) => {
-                    return Err(Stop::Failed(Failure::run_error(
-                        Step::Agent,
-                        "opencode",
-                        RunError::Spawn(e),
-                    )));
-                }
-                Err(server::StartError::Exited(why)) => {
-                    return Err(Stop::Failed(Failure::new(
-                        Step::Agent,
-                        server::explain_exit(&why, port),
-                    )));
-                }
-                Err(server::StartError::Timeout) => {
-                    return Err(Stop::Failed(Failure::new(
-                        Step::Agent,
-                        format!(
-                            "opencode serve did not listen within {}s",
-                            server::START_TIMEOUT.as_secs()
-                        ),
-                    )));
-                }
-            };
-        let c = &self.config;
-        let settings = session::Settings {
-            title: prompt::title(c),
-            prompt: prompt::build(c),
-            model: c.model.clone(),
-            policy: c.permissions,
-            questions: c.questions,
-            answers_file: c.answers_file.clone(),
-            task_id: c.task_id.clone(),
-            idle: c.idle_timeout,
-            tool_timeout: c.tool_timeout,
-            budgets: c.budgets,
-            root: c.context.clone(),
-        };
-        let end = session::drive(&mut server, &settings, &relay, &mut self.runner.signals).await;
-        server.stop().await;
-        // What escaped the server's process group (a `nohup` job) goes with it, before
-        // the work tree is committed.
-        child::kill_descendants();
-        match end {
-            session::End::Finished(t) => Ok((t.summary(), t.final_text.clone())),
-            session::End::Failed(why, t) => {
-                relay.marker(&t.summary().marker());
-                Err(Stop::Failed(Failure::new(Step::Agent, why)))
-            }
-            session::End::Untrusted(why, t) => {
-                relay.marker(&t.summary().marker());
-                Err(Stop::Untrusted(Failure::new(Step::Agent, why)))
-            }
-            session::End::Budget(over, t) => {
-                relay.marker(&t.summary().marker());
-                Err(Stop::Failed(Failure::new(Step::Budget, over.to_string())))
-            }
-            session::End::Signal(sig, t) => {
-                relay.marker(&t.summary().marker());
-                Err(Stop::Signal(sig))
-            }
-        }
     }
 
     /// SIGTERM (pod deletion, activeDeadlineSeconds) mid-session: what the work tree holds
@@ -775,264 +412,14 @@ impl Agent {
             .commit_and_push_as(base, Some("interrupted by SIGTERM"))
             .await
         {
-            Ok(Outcome::Pushed(sha)) => timeout(format!("partial work pushed {sha}")),
-            Ok(Outcome::NoChanges) => timeout("terminated by SIGTERM; no changes to push".into()),
+            Ok(RunOutcome::Pushed(sha)) => timeout(format!("partial work pushed {sha}")),
+            Ok(RunOutcome::NoChanges) => {
+                timeout("terminated by SIGTERM; no changes to push".into())
+            }
             Err(f) => timeout(format!(
                 "terminated by SIGTERM; the partial work was not pushed: {}",
                 f.reason
             )),
-        }
-    }
-
-    /// After the push: open (or update) the draft pull/merge request and say where it is.
-    async fn pull_request(
-        &mut self,
-        forge: &forge::Forge,
-        sha: &str,
-        summary: &crate::marker::Summary,
-    ) -> Result<(), Failure> {
-        let pushed = |why: String| {
-            Failure::new(
-                Step::Pr,
-                format!("{why}; the branch was pushed ({sha}), open the request by hand"),
-            )
-        };
-        // A PR targets a branch: the base if it is one of the remote's, else the default branch.
-        let as_branch = match self.config.base.clone() {
-            Some(b) => {
-                let r = format!("refs/remotes/origin/{b}");
-                self.query(Step::Pr, &["rev-parse", "--verify", "--quiet", &r])
-                    .await?
-                    .map(|_| b)
-            }
-            None => None,
-        };
-        let base = match as_branch {
-            Some(b) => b,
-            None => self
-                .default_branch()
-                .await
-                .map_err(|f| pushed(f.reason))?
-                .ok_or_else(|| pushed("the remote has no default branch to target".into()))?,
-        };
-        let range = format!("refs/remotes/origin/{base}...HEAD");
-        let files: Vec<String> = self
-            .query(Step::Pr, &["diff", "--name-only", &range])
-            .await?
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        let c = &self.config;
-        let (title, body) = forge::describe(
-            &c.task_id,
-            c.prompt
-                .as_deref()
-                .unwrap_or("Implement the task from its spec"),
-            &c.branch,
-            &base,
-            &files,
-            Some(&summary.to_string()),
-        );
-        self.say(format!("opening a pull request {} -> {base}", c.branch));
-        // Read here, used once in a header, dropped: never stored, printed or passed on.
-        let token = std::env::var(crate::contract::GIT_TOKEN).unwrap_or_default();
-        let req = forge::Request {
-            branch: c.branch.clone(),
-            base,
-            title,
-            body,
-        };
-        let url = forge::open_or_update(forge, &token, &req)
-            .await
-            .map_err(pushed)?;
-        self.runner.relay.marker(&Marker::Pr(url));
-        Ok(())
-    }
-
-    async fn commit_and_push(&mut self, base: Option<String>) -> Result<Outcome, Failure> {
-        self.commit_and_push_as(base, None).await
-    }
-
-    /// `wip`: the commit is marked as work in progress, saying why (an interrupted or
-    /// failed session). A WIP push is not cut short by a further signal: a second SIGTERM
-    /// right after the first (kubectl delete, then the kubelet) must not lose the work;
-    /// the pod's grace period still bounds it.
-    async fn commit_and_push_as(
-        &mut self,
-        base: Option<String>,
-        wip: Option<&str>,
-    ) -> Result<Outcome, Failure> {
-        let shielded = self.runner.shielded;
-        self.runner.shielded = wip.is_some();
-        let r = self.commit_and_push_inner(base, wip).await;
-        self.runner.shielded = shielded;
-        r
-    }
-
-    async fn commit_and_push_inner(
-        &mut self,
-        base: Option<String>,
-        wip: Option<&str>,
-    ) -> Result<Outcome, Failure> {
-        self.restore_git_config()?;
-        let dirty = !self
-            .git(
-                Step::Commit,
-                &["status", "--porcelain", "--untracked-files=all"],
-                Output::Capture,
-            )
-            .await?
-            .stdout
-            .trim()
-            .is_empty();
-        let head_now = self
-            .query(
-                Step::Commit,
-                &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
-            )
-            .await?;
-        let committed_by_agent = head_now.is_some() && head_now != base;
-        if !dirty && !committed_by_agent {
-            return Ok(Outcome::NoChanges);
-        }
-        let secrets = self.secrets();
-        if head_now.is_some() {
-            // Commits OpenCode made itself are pushed too: their diffs and messages first.
-            self.scan(
-                &secrets,
-                &[
-                    "log",
-                    "-p",
-                    "-U0",
-                    "--text",
-                    "--no-color",
-                    "--no-ext-diff",
-                    "--no-renames",
-                    "--format=%x01%H%n%B",
-                    "HEAD",
-                    "--not",
-                    "--remotes=origin",
-                ],
-            )
-            .await?;
-        }
-        if dirty {
-            self.say("committing");
-            self.git(Step::Commit, &["add", "--all"], Output::Stream)
-                .await?;
-            self.scan(
-                &secrets,
-                &[
-                    "diff",
-                    "--cached",
-                    "-U0",
-                    "--text",
-                    "--no-color",
-                    "--no-ext-diff",
-                    "--no-renames",
-                ],
-            )
-            .await?;
-            let message = if let Some(why) = wip {
-                prompt::wip_message(&self.config, why)
-            } else {
-                prompt::commit_message(&self.config)
-            };
-            // Hooks would need the project's dev tooling, which the image does not have.
-            self.git(
-                Step::Commit,
-                &["commit", "--quiet", "--no-verify", "-m", &message],
-                Output::Stream,
-            )
-            .await?;
-        } else {
-            self.say("opencode committed its changes itself; nothing left to commit");
-        }
-        let branch = self.config.branch.clone();
-        self.say(format!("pushing {branch}"));
-        let refspec = format!("HEAD:refs/heads/{branch}");
-        self.git(
-            Step::Push,
-            &["push", "--set-upstream", "--", "origin", &refspec],
-            Output::Stream,
-        )
-        .await?;
-        let sha = self
-            .query(Step::Push, &["rev-parse", "--verify", "HEAD^{commit}"])
-            .await?
-            .ok_or_else(|| Failure::new(Step::Push, "pushed, but cannot read HEAD"))?;
-        Ok(Outcome::Pushed(sha))
-    }
-}
-
-impl Agent {
-    /// The token file for a git command that talks to the remote, removed when dropped;
-    /// git's credential helper reads it (no environment carries the token).
-    fn token_file(&self, step: Step, args: &[&str]) -> Result<Option<git::TokenFile>, Failure> {
-        if !self.config.credentials.token || !args.first().is_some_and(|a| git::NETWORK.contains(a))
-        {
-            return Ok(None);
-        }
-        let token = std::env::var(crate::contract::GIT_TOKEN).unwrap_or_default();
-        let path = git::token_file_path(&self.config.home);
-        git::TokenFile::write(&path, &token).map(Some).map_err(|e| {
-            Failure::new(
-                step,
-                format!("cannot write the git token file {}: {e}", path.display()),
-            )
-        })
-    }
-
-    fn git_config_path(&self) -> std::path::PathBuf {
-        self.config.context.join(".git").join("config")
-    }
-
-    fn restore_git_config(&self) -> Result<(), Failure> {
-        let Some(saved) = &self.git_config else {
-            return Ok(());
-        };
-        let path = self.git_config_path();
-        if std::fs::read(&path).ok().as_ref() == Some(saved) {
-            return Ok(());
-        }
-        self.runner.relay.line(&format!(
-            "{}.git/config was changed during the session; asdo's copy from before it is put back",
-            crate::marker::STEP
-        ));
-        std::fs::write(&path, saved).map_err(|e| {
-            Failure::new(
-                Step::Commit,
-                format!("cannot restore {}: {e}", path.display()),
-            )
-        })
-    }
-
-    /// The values to keep out of commits: every secret env var the agent was given.
-    fn secrets(&self) -> Vec<secrets::Secret> {
-        self.config
-            .secret_env
-            .iter()
-            .filter_map(|name| {
-                let value = if name == crate::contract::PASSWORD_ENV {
-                    Some(self.password.clone())
-                } else {
-                    std::env::var(name).ok()
-                };
-                secrets::Secret::new(name, &value?)
-            })
-            .collect()
-    }
-
-    /// Runs a `git diff`/`git log -p` and refuses the commit when it holds a secret.
-    async fn scan(&mut self, secrets: &[secrets::Secret], args: &[&str]) -> Result<(), Failure> {
-        if secrets.is_empty() {
-            return Ok(());
-        }
-        let out = self.git(Step::Commit, args, Output::Capture).await?;
-        match secrets::scan_patch(out.stdout.as_bytes(), secrets) {
-            Some(found) => Err(Failure::new(Step::Commit, found.reason())),
-            None => Ok(()),
         }
     }
 }
@@ -1048,14 +435,6 @@ fn quote_answer(answer: Option<&str>) -> String {
         None => a,
     };
     format!("{cut:?}")
-}
-
-fn is_empty_or_absent(dir: &Path) -> std::io::Result<bool> {
-    match std::fs::read_dir(dir) {
-        Ok(mut entries) => Ok(entries.next().is_none()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]

@@ -238,8 +238,13 @@ async fn cleanup_local(
         let t = store.task(&id);
         if !TaskPod(p).is_finished() {
             if !args.dry_run && t.cancel()? {
+                let how = if matches!(TaskPod(p).phase(), Phase::Pending | Phase::Queued) {
+                    "while queued; its agent never starts"
+                } else {
+                    "(SIGTERM)"
+                };
                 eprintln!(
-                    "pod/{name} cancelled (SIGTERM); it is removed by a cleanup once it has ended"
+                    "pod/{name} cancelled {how}; it is removed by a cleanup once it has ended"
                 );
             }
             kept += 1;

@@ -363,7 +363,7 @@ pub(super) fn list_argv(a: &ListTasks) -> Checked<Argv> {
 pub(super) fn status_argv(a: &TaskStatus) -> Checked<Argv> {
     task_ref("task_id", &a.task_id)?;
     let mut argv = Argv::new("status");
-    argv.positional(&a.task_id);
+    argv.opt("output", "json").positional(&a.task_id);
     Ok(argv)
 }
 
@@ -399,7 +399,10 @@ pub(super) fn wait_argv(a: &WaitTasks) -> Checked<Argv> {
     let timeout = a.timeout.as_deref().unwrap_or(WAIT_TIMEOUT);
     duration("timeout", timeout)?;
     let mut argv = Argv::new("wait");
-    argv.flag("all", a.all).opt("timeout", timeout);
+    // JSON Lines: one task object per line as each task ends.
+    argv.flag("all", a.all)
+        .opt("timeout", timeout)
+        .opt("output", "json");
     for id in &a.task_ids {
         argv.positional(id);
     }
@@ -415,6 +418,7 @@ pub(super) fn send_argv(a: &SendMessage) -> Checked<Argv> {
     // The message on stdin: no file to plant a symlink at, any size, never in argv.
     argv.opt("file", "-")
         .opt("timeout", timeout)
+        .opt("output", "json")
         .positional(&a.task_id);
     Ok(argv)
 }
@@ -439,7 +443,8 @@ pub(super) fn cleanup_argv(a: &CleanupTasks) -> Checked<Argv> {
         .opt_some("older-than", a.older_than.as_deref())
         .flag("all", a.all)
         .flag("force", a.force)
-        .flag("dry-run", a.dry_run);
+        .flag("dry-run", a.dry_run)
+        .opt("output", "json");
     Ok(argv)
 }
 
@@ -506,7 +511,14 @@ mod tests {
         };
         assert_eq!(
             words(wait(&["T1", "agent-t2"], Some("5m")).unwrap()),
-            ["wait", "--timeout=5m", "--", "T1", "agent-t2"]
+            [
+                "wait",
+                "--timeout=5m",
+                "--output=json",
+                "--",
+                "T1",
+                "agent-t2"
+            ]
         );
         for ids in [
             &["M1", "--on-done", "id > /tmp/x"][..],

@@ -24,6 +24,7 @@ mod queue;
 mod quota;
 mod readme;
 mod results;
+mod runtimes;
 mod spawn;
 mod speckit;
 mod task_object;

@@ -75,6 +75,8 @@ fn python_mcp_sdk_drives_asdo_mcp_against_the_fake_api_server() {
             ["cleanup_tasks", {"dry_run": true}],
             ["cleanup_tasks", {}],
             ["list_tasks", {}],
+            ["spawn_task", {"task_id": "T303", "branch": "specs/1/T303", "repo": "git@github.com:org/repo.git",
+                "dry_run": true}],
         ]),
     );
     let tools: Vec<&str> = out["tools"]
@@ -117,15 +119,15 @@ fn python_mcp_sdk_drives_asdo_mcp_against_the_fake_api_server() {
     for (i, res) in out["results"].as_array().unwrap().iter().enumerate() {
         if res["is_error"] == false {
             assert_eq!(res["schema_error"], Value::Null, "call {i}: {res}");
+            assert_eq!(res["task_schema_error"], Value::Null, "call {i}: {res}");
         }
     }
     // spawn_task created the pod in the fake API server, as `asdo spawn` does; its
-    // result is read from `spawn -o json`'s pod.
+    // result is `spawn -o json`'s task object.
     assert_eq!(ok(0)["structured"]["pod"], "agent-t301");
-    assert_eq!(ok(0)["structured"]["task_id"], "T301");
+    assert_eq!(ok(0)["structured"]["id"], "T301");
     assert_eq!(ok(0)["structured"]["branch"], "specs/1/T301-async");
     assert_eq!(ok(0)["structured"]["namespace"], NS);
-    assert_eq!(ok(0)["structured"]["dry_run"], false);
     assert!(ok(0)["text"].as_str().unwrap().contains("pod agent-t301"));
     // (The session ends with cleanup, so the pod is checked through the recorded calls.)
     let creates: Vec<_> = env
@@ -149,12 +151,12 @@ fn python_mcp_sdk_drives_asdo_mcp_against_the_fake_api_server() {
     assert_eq!(ok(4)["structured"]["all_succeeded"], true);
     assert!(r(4)["text"].as_str().unwrap().contains("T301 Succeeded"));
     let ended = &r(4)["structured"]["tasks"][0];
-    assert_eq!(ended["task_id"], "T301");
+    assert_eq!(ended["id"], "T301");
     assert_eq!(ended["phase"], "Succeeded");
     assert_eq!(ended["exit_code"], 0);
     assert_eq!(ended["commit"], "abc1234");
     let tasks = &ok(5)["structured"]["tasks"];
-    assert_eq!(tasks[0]["task_id"], "T301");
+    assert_eq!(tasks[0]["id"], "T301");
     assert_eq!(tasks[0]["phase"], "Succeeded");
     assert_eq!(tasks[0]["exit_code"], 0);
     assert!(
@@ -168,7 +170,7 @@ fn python_mcp_sdk_drives_asdo_mcp_against_the_fake_api_server() {
     assert!(r(7)["text"].as_str().unwrap().len() <= 8);
     assert!(ok(8)["text"].as_str().unwrap().contains("Succeeded"));
     let status = &r(8)["structured"];
-    assert_eq!(status["task_id"], "T301");
+    assert_eq!(status["id"], "T301");
     assert_eq!(status["pod"], "agent-t301");
     assert_eq!(status["namespace"], NS);
     assert_eq!(status["phase"], "Succeeded");
@@ -184,14 +186,96 @@ fn python_mcp_sdk_drives_asdo_mcp_against_the_fake_api_server() {
     err(9, "agent-t999");
     err(10, "invalid duration");
     err(11, "phase Succeeded");
-    assert_eq!(ok(12)["structured"]["pods"], json!(["agent-t301"]));
-    assert_eq!(
-        r(12)["structured"]["actions"][0]["action"],
-        "deleted (dry run)"
-    );
-    assert_eq!(ok(13)["structured"]["pods"], json!(["agent-t301"]));
+    assert_eq!(ok(12)["structured"]["tasks"][0]["pod"], "agent-t301");
+    assert_eq!(r(12)["structured"]["dry_run"], true);
+    assert_eq!(ok(13)["structured"]["tasks"][0]["pod"], "agent-t301");
+    assert_eq!(r(13)["structured"]["dry_run"], false);
     assert_eq!(ok(14)["structured"]["tasks"], json!([]));
+    // A dry run's result is the task the rendered pod would be (the manifest in the
+    // text), and nothing was created.
+    assert_eq!(ok(15)["structured"]["id"], "T303");
+    assert_eq!(ok(15)["structured"]["pod"], "agent-t303");
+    assert_eq!(ok(15)["structured"]["uid"], Value::Null);
+    assert!(
+        r(15)["text"]
+            .as_str()
+            .unwrap()
+            .contains("\"kind\": \"Pod\"")
+    );
+    assert!(env.server.pod(NS, "agent-t303").is_none());
     assert!(env.server.pod(NS, "agent-t301").is_none());
+}
+
+/// The tools return the CLI's task object: for the same finished task, the
+/// structuredContent of spawn_task, wait_tasks, list_tasks and task_status is what
+/// `asdo spawn|wait|list|status -o json` prints, and each fits src/task.schema.json
+/// (checked in the client with jsonschema against the file itself).
+#[test]
+fn tool_results_are_the_task_objects_the_cli_prints() {
+    let env = Env::new();
+    let out = mcp_session(
+        &env,
+        json!([
+            ["spawn_task", {"task_id": "T311", "branch": "specs/1/T311", "repo": "git@github.com:org/repo.git",
+                "set": ["pod.command={sh,-c,echo 'asdo: done abc1234'}"]}],
+            ["wait_tasks", {"task_ids": ["T311"], "timeout": "120s"}],
+            ["list_tasks", {}],
+            ["task_status", {"task_id": "T311"}],
+        ]),
+    );
+    let r = |i: usize| {
+        let res = &out["results"][i];
+        assert_eq!(res["is_error"], false, "call {i}: {res}");
+        assert_eq!(res["schema_error"], Value::Null, "call {i}: {res}");
+        assert_eq!(res["task_schema_error"], Value::Null, "call {i}: {res}");
+        &res["structured"]
+    };
+    let cli = |args: &[&str]| -> Value {
+        let run = env.asdo(args);
+        assert_eq!(run.code, 0, "{args:?}: {run:?}");
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"))
+    };
+    let status = cli(&["status", "T311", "-o", "json"]);
+    assert_eq!(status["phase"], "Succeeded", "{status}");
+    assert_eq!(status["commit"], "abc1234", "{status}");
+    // The task is over: nothing in its object moves with time any more, so the
+    // objects are compared whole.
+    assert_eq!(r(3), &status, "task_status is `status -o json`");
+    assert_eq!(
+        r(2)["tasks"],
+        cli(&["list", "-o", "json"]),
+        "list_tasks is `list -o json`"
+    );
+    let waited = cli(&["wait", "T311", "--timeout", "60s", "-o", "json"]);
+    assert_eq!(
+        r(1)["tasks"],
+        json!([waited]),
+        "wait_tasks' tasks are `wait -o json`'s lines"
+    );
+    assert_eq!(r(1)["all_succeeded"], true);
+    assert_eq!(r(1)["exit_code"], 0);
+    // spawn_task's object is the task as it was created (Pending): the same task,
+    // its identity and inputs the same as now.
+    let spawned = r(0);
+    assert_eq!(
+        spawned.as_object().unwrap().len(),
+        status.as_object().unwrap().len()
+    );
+    for key in [
+        "id",
+        "pod",
+        "namespace",
+        "uid",
+        "branch",
+        "repo",
+        "base",
+        "spec_dir",
+        "environment",
+        "image",
+        "created",
+    ] {
+        assert_eq!(spawned[key], status[key], "{key}: {spawned} vs {status}");
+    }
 }
 
 /// Asserts step `i` is a refused tool call: isError, one line naming `want`, exit 2.
@@ -708,7 +792,7 @@ fn spawn_and_wait_run_as_mcp_tasks_polled_to_their_results() {
         && q.status == 201));
     let waited = &r(1)["result"]["structuredContent"];
     assert_eq!(waited["all_succeeded"], true, "{waited}");
-    assert_eq!(waited["tasks"][0]["task_id"], "K401");
+    assert_eq!(waited["tasks"][0]["id"], "K401");
     assert_eq!(waited["tasks"][0]["commit"], "abc1234");
     // How far the wait got, as tasks/get showed it.
     let messages: Vec<&str> = r(1)["messages"]
@@ -787,7 +871,7 @@ fn progress_notifications_arrive_as_each_waited_task_ends() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| t["task_id"].as_str().unwrap())
+        .map(|t| t["id"].as_str().unwrap())
         .collect();
     let mut sorted = order.clone();
     sorted.sort();

@@ -11,8 +11,10 @@ CALLS_JSON is a list of steps. A step is [tool_name, arguments] (one tool call),
   the order they came, each {"progress", "total", "message"}.
 Prints one JSON object: {"tools": [names], "schemas": {name: outputSchema},
 "results": [...]}, a result per step: {"is_error", "text", "structured",
-"schema_error"} for a call (schema_error: why a successful call's structuredContent
-does not fit the tool's outputSchema, checked here with jsonschema; else null),
+"schema_error", "task_schema_error"} for a call (schema_error: why a successful call's
+structuredContent does not fit the tool's outputSchema, checked here with jsonschema;
+task_schema_error: why a task object in it (the whole of it, or each of its "tasks")
+does not fit src/task.schema.json, the file the CLI documents; else null),
 {"code", "stdout"} for !sh, and {"pid", "gone"} for !cancel.
 """
 
@@ -70,6 +72,26 @@ async def cancel_when_running(session, exe, name, arguments, needle):
     return {"pid": pid, "gone": False}
 
 
+TASK_SCHEMA = os.path.join(os.path.dirname(__file__), "..", "..", "src", "task.schema.json")
+
+
+def task_objects_error(structured):
+    """Why a task object in a result does not fit src/task.schema.json; else None."""
+    with open(TASK_SCHEMA) as f:
+        schema = json.load(f)
+    s = structured or {}
+    found = [s] if "id" in s else []
+    found += s.get("tasks", []) if isinstance(s.get("tasks"), list) else []
+    if isinstance(s.get("task"), dict):
+        found.append(s["task"])
+    try:
+        for t in found:
+            jsonschema.validate(t, schema)
+    except jsonschema.ValidationError as e:
+        return e.message
+    return None
+
+
 async def main(calls, command):
     # The SDK passes only a few variables to the server; TMPDIR too, for the tests.
     env = {k: os.environ[k] for k in ("TMPDIR",) if k in os.environ}
@@ -102,16 +124,19 @@ async def main(calls, command):
                     progress_callback=on_progress if progress is not None else None,
                 )
                 schema_error = None
+                task_schema_error = None
                 if not r.is_error:
                     try:
                         jsonschema.validate(r.structured_content, schemas[name])
                     except jsonschema.ValidationError as e:
                         schema_error = e.message
+                    task_schema_error = task_objects_error(r.structured_content)
                 result = {
                     "is_error": bool(r.is_error),
                     "text": "".join(c.text for c in r.content if c.type == "text"),
                     "structured": r.structured_content,
                     "schema_error": schema_error,
+                    "task_schema_error": task_schema_error,
                 }
                 if progress is not None:
                     # The SDK runs each progress callback as a task of its own: let the

@@ -2,54 +2,15 @@
 //! against the schema by Python's `jsonschema` (an independent validator), and the STATUS
 //! reasons `list` and `status` show for pods the fake API server's kubelet really ran.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::common::*;
 
-/// The test venv's Python (with `jsonschema`, see .ci/py-tools.sh).
-fn python() -> PathBuf {
-    std::env::var_os("ASDO_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/cache/py-tests/bin/python")
-        })
-}
-
-/// Every document must be valid against the schema; the schema itself must be valid
-/// draft 2020-12. Panics with jsonschema's words otherwise.
+/// Every document must be valid against the schema (see tests/support/task_schema.rs).
 fn assert_valid(env: &Env, what: &str, docs: &[Value]) {
-    assert!(!docs.is_empty(), "{what}: nothing to check");
-    let schema = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/task.schema.json");
-    let file = env.write(
-        &format!("docs-{}.json", what.replace([' ', '-'], "_")),
-        &Value::Array(docs.to_vec()).to_string(),
-    );
-    let check = r#"
-import json, sys, jsonschema
-schema = json.load(open(sys.argv[1]))
-jsonschema.Draft202012Validator.check_schema(schema)
-v = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-docs = json.load(open(sys.argv[2]))
-bad = [f"{d.get('id')}: {e.message} at {list(e.path)}" for d in docs for e in v.iter_errors(d)]
-print("\n".join(bad) if bad else f"{len(docs)} valid")
-sys.exit(1 if bad else 0)
-"#;
-    let out = Command::new(python())
-        .args(["-c", check])
-        .arg(&schema)
-        .arg(&file)
-        .output()
-        .expect("the test venv's python (.ci/py-tools.sh)");
-    assert!(
-        out.status.success(),
-        "{what}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::task_schema::assert_valid(&env.dir.0, what, docs)
 }
 
 fn json(r: &Run) -> Value {

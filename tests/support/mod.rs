@@ -4,6 +4,7 @@
 
 pub mod fake_apiserver;
 pub mod model_server;
+pub mod task_schema;
 
 #[allow(unused_imports)]
 pub use fake_apiserver::{FakeApiServer, RecordedRequest};

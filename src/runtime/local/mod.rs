@@ -133,6 +133,10 @@ impl TaskDir {
     pub fn password(&self) -> PathBuf {
         self.dir.join("password")
     }
+    /// Present once `cleanup --force` cancelled the task while it was queued.
+    pub fn cancel_requested(&self) -> PathBuf {
+        self.dir.join("cancel")
+    }
     pub fn log(&self) -> PathBuf {
         self.dir.join("log")
     }
@@ -737,6 +741,28 @@ impl TaskDir {
         out
     }
 
+    /// A person's answer (`asdo answer`), as a pod's annotation is on a cluster: the line
+    /// `key="value"` (Go-quoted, as the kubelet writes its downwardAPI file) in
+    /// `input/annotations`, the file ASDO_ANSWERS_FILE names and the agent cannot write.
+    /// An earlier answer to the same request is replaced. Written beside it and renamed,
+    /// so the agent never reads half a file.
+    pub fn answer(&self, key: &str, value: &str) -> io::Result<()> {
+        let old = std::fs::read_to_string(self.answers()).unwrap_or_default();
+        let prefix = format!("{key}=");
+        let mut text: String = old
+            .lines()
+            .filter(|l| !l.starts_with(&prefix))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text.push_str(&format!(
+            "{key}={}\n",
+            crate::agent::answers::quote_go(value)
+        ));
+        let tmp = self.input().join(".annotations.new");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, self.answers())
+    }
+
     /// Asks a running task to stop as a pod's deletion does: SIGTERM to the agent (which
     /// pushes its work in progress and ends 143), never to the sandbox around it. Returns
     /// whether a process was signalled.
@@ -744,6 +770,12 @@ impl TaskDir {
         let v = self
             .view()
             .map_err(|e| Error::other(format!("{}: {e}", self.dir.display())))?;
+        if v.phase == Phase::Queued {
+            // Its runner waits for a slot and looks for this file before starting the agent.
+            std::fs::write(self.cancel_requested(), b"")
+                .map_err(|e| Error::other(format!("{}: {e}", self.dir.display())))?;
+            return Ok(true);
+        }
         let st = v.state.unwrap_or_default();
         let (Phase::Running, Some(outer)) = (&v.phase, st.agent_pid) else {
             return Ok(false);

@@ -6,7 +6,9 @@
 //!   (`asdo.dev/max-parallel`), which the task model reads as `Queued`;
 //! - running: `Running`, the agent container running since `startedAt`;
 //! - ended: `Succeeded`/`Failed`, the container terminated with the exit code;
-//! - lost (runner gone without an exit code): `Failed`, pod reason `Lost`, no exit code.
+//! - lost (runner gone without an exit code): `Failed`, pod reason `lost`, no exit code,
+//!   so the task model's STATUS reads `Failed (lost)` (lower case, as its own reasons
+//!   `no-changes`, `budget` and an Unknown pod's `lost`; kubelet reasons keep their case).
 //!
 //! Namespace `local`, node the machine's hostname.
 
@@ -26,8 +28,8 @@ use crate::task;
 pub const NAMESPACE: &str = "local";
 /// The gate a queued local task carries.
 pub const GATE: &str = "asdo.dev/max-parallel";
-/// The pod reason of a lost task.
-pub const LOST: &str = "Lost";
+/// The pod reason of a lost task: the task model's reason `lost`.
+pub const LOST: &str = "lost";
 
 fn time(s: &Option<String>) -> Option<Time> {
     s.as_deref()?.parse::<Timestamp>().ok().map(Time)

@@ -14,6 +14,8 @@ pub const SUBCOMMAND: &str = "local-runner";
 
 /// Exit code recorded when the agent could not be started at all (a shell's 127).
 pub const EXIT_NOT_STARTED: i32 = 127;
+/// The exit code of a task cancelled while queued: as a SIGTERM'd agent's (128 + 15).
+pub const EXIT_CANCELLED: i32 = 143;
 
 /// Runs the task in `dir` to its end; the process exit code is the runner's own
 /// (0: it recorded an outcome), the task's is in state.json.
@@ -59,9 +61,21 @@ pub fn run(dir: &Path) -> i32 {
         let _ = t.write_state(st);
         0
     };
-    // Held until this process ends: a dead runner frees its slot by itself.
-    let _slot = match slots::acquire(&store.slots_dir(), spec.max_parallel) {
-        Ok(s) => s,
+    // Held until this process ends: a dead runner frees its slot by itself. A task
+    // cancelled while queued (`cleanup --force`) ends here, its agent never started; the
+    // cancel is looked for once more after the slot is taken (it may have come meanwhile).
+    let cancelled = || t.cancel_requested().exists();
+    let _slot = match slots::acquire(&store.slots_dir(), spec.max_parallel, cancelled) {
+        Ok(Some(s)) if !cancelled() => s,
+        Ok(_) => {
+            let why = "cancelled while queued (cleanup --force): the agent never started";
+            let _ = logfile::append_line(&log, &format!("local runtime: {why}"));
+            st.error = Some(why.into());
+            st.exit_code = Some(EXIT_CANCELLED);
+            st.finished_at = Some(now());
+            let _ = t.write_state(&st);
+            return 0;
+        }
         Err(e) => return fail(&mut st, format!("cannot take a parallel slot: {e}")),
     };
     let port = match free_port() {

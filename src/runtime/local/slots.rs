@@ -33,11 +33,19 @@ pub fn try_acquire(dir: &Path, max: usize) -> io::Result<Option<(usize, File)>> 
     Ok(None)
 }
 
-/// Waits for a free slot; the lock is held until the file is dropped.
-pub fn acquire(dir: &Path, max: usize) -> io::Result<(usize, File)> {
+/// Waits for a free slot; the lock is held until the file is dropped. `None` once
+/// `stop()` says so (the queued task was cancelled): it is asked before every try.
+pub fn acquire(
+    dir: &Path,
+    max: usize,
+    stop: impl Fn() -> bool,
+) -> io::Result<Option<(usize, File)>> {
     loop {
+        if stop() {
+            return Ok(None);
+        }
         if let Some(held) = try_acquire(dir, max)? {
-            return Ok(held);
+            return Ok(Some(held));
         }
         std::thread::sleep(POLL);
     }
