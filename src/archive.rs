@@ -208,15 +208,10 @@ async fn stream_to_file(reader: impl futures::AsyncBufRead, path: &Path) -> Resu
     Ok(facts)
 }
 
-/// Write, sync, then rename: the final name only ever holds complete content.
+/// The final name only ever holds complete content (the one atomic write, fsutil's).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    let fail = |e: std::io::Error| Error::other(format!("write {}: {e}", path.display()));
-    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
-    f.write_all(bytes).map_err(fail)?;
-    f.sync_all().map_err(fail)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(fail)
+    crate::fsutil::write_atomic(path, bytes)
+        .map_err(|e| Error::other(format!("write {}: {e}", path.display())))
 }
 
 /// The JSON summary of one task pod: the task object (`src/task.schema.json`), as `asdo

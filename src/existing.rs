@@ -9,9 +9,8 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::error::Error;
-use crate::follow;
 use crate::task::{ANN_BRANCH, ANN_REPO};
-use crate::taskpod::TaskPod;
+use crate::taskpod::{Phase, TaskPod};
 
 /// `--if-exists`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,9 +70,9 @@ pub fn decide(pod: &Pod, task: &str, branch: &str, repo: &str, policy: IfExists)
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     let (have_branch, have_repo) = (annotation(pod, ANN_BRANCH), annotation(pod, ANN_REPO));
-    let phase = follow::phase(pod);
+    let phase = TaskPod(pod).phase();
     let stuck = cannot_start(pod);
-    let finished = follow::is_finished(pod);
+    let finished = TaskPod(pod).is_finished();
     let state = describe(pod);
     // Two tasks with one id (spec-kit numbers tasks per feature: T001 of another
     // feature) must never be mistaken for each other; only an explicit replace of a
@@ -112,16 +111,18 @@ pub fn decide(pod: &Pod, task: &str, branch: &str, repo: &str, policy: IfExists)
                 "pod {name} in namespace {ns} cannot start ({why}); \
                  fix the cause, then re-run it with --if-exists replace (spawn-pod.sh: ASDO_IF_EXISTS=replace)"
             ))),
-            ("Succeeded", _) => Decision::Unchanged,
-            ("Failed", _) => Decision::Refuse(Error::AlreadyExists(format!(
+            (Phase::Succeeded, _) => Decision::Unchanged,
+            (Phase::Failed, _) => Decision::Refuse(Error::AlreadyExists(format!(
                 "pod {name} in namespace {ns} failed (exit {}); it is not re-run by itself: \
                  see `asdo status {task}`, then re-run it with --if-exists replace (spawn-pod.sh: ASDO_IF_EXISTS=replace)",
-                follow::exit_code(pod).map_or("-".into(), |c| c.to_string())
+                TaskPod(pod)
+                    .exit_code()
+                    .map_or("-".into(), |c| c.to_string())
             ))),
             // Pending (starting), Running, or Unknown for a moment: it is on its way.
             _ if !finished => Decision::Unchanged,
             // Finished by its container's exit code before the phase caught up.
-            _ if follow::exit_code(pod) == Some(0) => Decision::Unchanged,
+            _ if TaskPod(pod).exit_code() == Some(0) => Decision::Unchanged,
             _ => Decision::Refuse(Error::AlreadyExists(format!(
                 "pod {name} in namespace {ns} ended ({state}); re-run it with --if-exists replace"
             ))),

@@ -11,10 +11,10 @@ use kube::{Api, Client};
 
 use crate::contract::{OPENCODE_PORT, OPENCODE_PORT_NAME, PASSWORD_ENV};
 use crate::error::{Error, Result};
-use crate::follow;
 use crate::opencode;
 use crate::portforward::{self, Forward};
 use crate::task::{self, CONTAINER};
+use crate::taskpod::{Phase, TaskPod};
 
 /// How long to wait for the server behind the forward to answer (it starts with the pod).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -77,13 +77,16 @@ impl Remote {
 }
 
 /// The one line for a task whose pod is not running.
-pub fn not_running(task: &str, ns: &str, phase: &str) -> Error {
+pub fn not_running(task: &str, ns: &str, phase: Phase) -> Error {
     let why = match phase {
-        "Pending" => "not running yet: its OpenCode server is not up; follow it with",
+        Phase::Queued | Phase::Pending => {
+            "not running yet: its OpenCode server is not up; follow it with"
+        }
         _ => "finished: its OpenCode server is gone; read what it did with",
     };
     Error::other(format!(
-        "task {task} is {why} `asdo logs {task} -n {ns}` (pod phase {phase})"
+        "task {task} is {why} `asdo logs {task} -n {ns}` (pod phase {})",
+        phase.api_phase()
     ))
 }
 
@@ -112,9 +115,9 @@ pub async fn open(
         .and_then(|l| l.get(task::LABEL_TASK_ID))
         .cloned()
         .unwrap_or_else(|| task_or_pod.to_string());
-    let phase = follow::phase(&pod).to_string();
-    if phase != "Running" {
-        return Err(not_running(&task, ns, &phase));
+    let phase = TaskPod(&pod).phase();
+    if phase != Phase::Running {
+        return Err(not_running(&task, ns, phase));
     }
     let port = server_port(&pod);
     let (password, password_from) = match password {
@@ -259,12 +262,12 @@ mod tests {
 
     #[test]
     fn not_running_names_the_phase_and_asdo_logs() {
-        let e = not_running("T1", "ns", "Succeeded").to_string();
+        let e = not_running("T1", "ns", Phase::Succeeded).to_string();
         assert!(
             e.contains("phase Succeeded") && e.contains("asdo logs T1 -n ns"),
             "{e}"
         );
-        assert_eq!(not_running("T1", "ns", "Pending").exit_code(), 1);
+        assert_eq!(not_running("T1", "ns", Phase::Pending).exit_code(), 1);
     }
 
     #[test]

@@ -20,11 +20,8 @@ use crate::error::{Error, Result};
 use crate::marker::{self, Marker};
 use crate::task::{
     ANN_BASE, ANN_BRANCH, ANN_ENVIRONMENT, ANN_REPO, ANN_SPAWN_ID, ANN_SPEC_DIR, CONTAINER,
-    LABEL_TASK_ID,
+    LABEL_QUEUE_NAME, LABEL_TASK_ID,
 };
-
-/// Kueue's label naming the LocalQueue a pod is submitted to.
-pub const LABEL_QUEUE: &str = "kueue.x-k8s.io/queue-name";
 
 /// Where a task is in its life. The API's pod phases, plus `Queued`: a pod held back by
 /// scheduling gates (Kueue admits it when its queue has room), which the API calls
@@ -159,9 +156,10 @@ impl<'a> TaskPod<'a> {
         self.annotation(ANN_SPAWN_ID)
     }
 
-    /// The Kueue LocalQueue the pod was submitted to, if any.
+    /// The Kueue LocalQueue the pod was submitted to, if any (label
+    /// `kueue.x-k8s.io/queue-name`).
     pub fn queue(&self) -> Option<&'a str> {
-        self.label(LABEL_QUEUE)
+        self.label(LABEL_QUEUE_NAME)
     }
 
     /// The phase as the API says it (`Pending` when the pod has no status yet).

@@ -245,9 +245,9 @@ pub async fn watch_until_done(
                 }
             }
         }
-        let finished = follow::is_finished(&pod);
+        let finished = TaskPod(&pod).is_finished();
         // Gone before it finished, or finished by the kill of a deletion (137/143).
-        let killed_by_deletion = follow::deleted_mid_run(&pod) && finished;
+        let killed_by_deletion = TaskPod(&pod).deleted_mid_run() && finished;
         let deleted_early = (deleted && !finished) || killed_by_deletion;
         if deleted_early {
             // Deleted before it finished, gone or still terminating with the kill's code:

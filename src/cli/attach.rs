@@ -13,8 +13,8 @@ use super::Global;
 use crate::cluster;
 use crate::contract::PASSWORD_ENV;
 use crate::error::{Error, Result, exit};
-use crate::follow;
 use crate::remote;
+use crate::taskpod::TaskPod;
 
 /// The CLI `opencode attach` needs, as the task image pins it.
 const OPENCODE_PACKAGE: &str = "opencode-ai@1.18.33";
@@ -74,7 +74,7 @@ pub async fn run(global: &Global, args: AttachArgs) -> Result<i32> {
             let mut pause = std::time::Duration::from_millis(500);
             loop {
                 match await_condition(api.clone(), &r.pod, |p: Option<&Pod>| {
-                    p.is_none_or(follow::is_finished)
+                    p.is_none_or(|p| TaskPod(p).is_finished())
                 })
                 .await
                 {
@@ -90,7 +90,7 @@ pub async fn run(global: &Global, args: AttachArgs) -> Result<i32> {
         return tokio::select! {
             _ = tokio::signal::ctrl_c() => Ok(exit::OK),
             done = ended => {
-                let phase = done.map(|p| follow::phase(&p).to_string());
+                let phase = done.map(|p| TaskPod(&p).phase());
                 Err(Error::other(format!(
                     "task {} ended (pod {}): the forward is closed; read what it did with `asdo logs {} -n {ns}`",
                     r.task,

@@ -12,7 +12,6 @@ use kube::api::{DeleteParams, ListParams};
 use super::Global;
 use crate::cluster;
 use crate::error::{Error, Result, exit};
-use crate::follow;
 use crate::output::{self, Format};
 use crate::task;
 use crate::taskpod::{Phase, TaskPod, TaskState};
@@ -210,7 +209,7 @@ async fn cleanup_local(
     let field_ok = |p: &Pod| {
         fields.is_none_or(|f| {
             f.split(',').all(|term| {
-                let phase = follow::phase(p);
+                let phase = TaskPod(p).api_phase();
                 let name = p.metadata.name.as_deref().unwrap_or_default();
                 match term.split_once("!=") {
                     Some(("status.phase", v)) => phase != v,
@@ -237,9 +236,9 @@ async fn cleanup_local(
             .cloned()
             .unwrap_or_default();
         let t = store.task(&id);
-        if !follow::is_finished(p) {
+        if !TaskPod(p).is_finished() {
             if !args.dry_run && t.cancel()? {
-                let how = if follow::phase(p) == "Pending" {
+                let how = if matches!(TaskPod(p).phase(), Phase::Pending | Phase::Queued) {
                     "while queued; its agent never starts"
                 } else {
                     "(SIGTERM)"
@@ -292,7 +291,7 @@ async fn cleanup_local(
 
 /// Time since the task finished, or since the pod was created if it has not.
 fn age(pod: &Pod, now: Timestamp) -> Duration {
-    let finished = follow::finished(pod);
+    let finished = TaskPod(pod).finished();
     let since = finished.or(pod.metadata.creation_timestamp.as_ref().map(|t| t.0));
     since.map_or(Duration::ZERO, |t| {
         Duration::from_secs(now.as_second().saturating_sub(t.as_second()).max(0) as u64)

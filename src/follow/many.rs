@@ -15,7 +15,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use crate::cluster;
 use crate::error::{Error, Result, exit};
 use crate::follow::{self, LineSink, LogOptions};
-use crate::task::LABEL_TASK_ID;
+use crate::taskpod::TaskPod;
 
 /// Follow one pod to its end and return the task's exit code.
 pub async fn follow_one(client: &Client, ns: &str, name: &str, opts: &LogOptions) -> Result<i32> {
@@ -26,50 +26,29 @@ pub async fn follow_one(client: &Client, ns: &str, name: &str, opts: &LogOptions
             Error::NotFound(m) => Error::NotFound(format!("{m} (or -A for all namespaces)")),
             other => other,
         })?;
-    let task_id = task_label(&pod).unwrap_or_else(|| name.to_string());
+    let task_id = TaskPod(&pod).task_label().unwrap_or(name).to_string();
     let uid = pod.metadata.uid.clone();
     eprintln!("==> task {task_id}: pod {name} in namespace {ns}");
-    if !opts.follow && !follow::has_started(&pod) && !follow::is_finished(&pod) {
-        eprintln!("==> task {task_id}: {}", not_started(&pod));
+    if !opts.follow && !TaskPod(&pod).has_started() && !TaskPod(&pod).is_finished() {
+        eprintln!("==> task {task_id}: {}", TaskPod(&pod).not_started());
         return Ok(exit::OK);
     }
-    if opts.follow && !follow::is_finished(&pod) {
+    if opts.follow && !TaskPod(&pod).is_finished() {
         follow::wait_started(&api, name, uid.as_deref(), opts.start_bounds()).await?;
     }
     let mut sink = follow::Stdout::new(opts.timestamps);
     let pod = follow::stream_logs(&api, name, uid.as_deref(), opts, &mut sink).await?;
-    if follow::deleted_mid_run(&pod) && follow::is_finished(&pod) {
+    if TaskPod(&pod).deleted_mid_run() && TaskPod(&pod).is_finished() {
         return Err(follow::gone(name));
     }
-    if !opts.follow && !follow::is_finished(&pod) {
-        if !follow::has_started(&pod) {
-            eprintln!("==> task {task_id}: {}", not_started(&pod));
+    if !opts.follow && !TaskPod(&pod).is_finished() {
+        if !TaskPod(&pod).has_started() {
+            eprintln!("==> task {task_id}: {}", TaskPod(&pod).not_started());
         }
         return Ok(exit::OK);
     }
-    eprintln!("==> task {task_id}: {}", ending(&pod));
-    Ok(follow::outcome(&pod).1)
-}
-
-/// `Failed, exit code 137 (OOMKilled)`: the reason named, never a bare number.
-pub fn ending(pod: &Pod) -> String {
-    let (phase, code) = follow::outcome(pod);
-    match follow::termination_reason(pod) {
-        Some(r) => format!("{phase}, exit code {code} ({r})"),
-        None => format!("{phase}, exit code {code}"),
-    }
-}
-
-/// One line for `--no-follow` on a pod that has no log yet.
-pub fn not_started(pod: &Pod) -> String {
-    let why = follow::waiting_reason(pod)
-        .map(|(r, m)| if m.is_empty() { r } else { format!("{r}: {m}") })
-        .unwrap_or_else(|| follow::phase(pod).to_string());
-    format!("not started yet ({why}); no log to show")
-}
-
-pub fn task_label(pod: &Pod) -> Option<String> {
-    pod.metadata.labels.as_ref()?.get(LABEL_TASK_ID).cloned()
+    eprintln!("==> task {task_id}: {}", TaskPod(&pod).ending());
+    Ok(TaskPod(&pod).outcome().1)
 }
 
 /// Lines from many pods, each whole and prefixed, through one locked writer.
@@ -123,7 +102,7 @@ pub async fn follow_many(
     let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let sink_for = |pod: &Pod| {
-        let task = task_label(pod).unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
+        let task = TaskPod(pod).task_id().to_string();
         Prefixed {
             out: out.clone(),
             prefix: colour_prefix(&task, colour),
@@ -137,15 +116,17 @@ pub async fn follow_many(
         for pod in &pods {
             let name = pod.metadata.name.clone().unwrap_or_default();
             // A pod with no log yet is one line, never a wait that stalls the others.
-            if !follow::has_started(pod) && !follow::is_finished(pod) {
-                eprintln!("==> {name}: {}", not_started(pod));
+            if !TaskPod(pod).has_started() && !TaskPod(pod).is_finished() {
+                eprintln!("==> {name}: {}", TaskPod(pod).not_started());
                 continue;
             }
             let mut sink = sink_for(pod);
             match follow::stream_logs(&api, &name, pod.metadata.uid.as_deref(), opts, &mut sink)
                 .await
             {
-                Ok(p) if !follow::has_started(&p) => eprintln!("==> {name}: {}", not_started(&p)),
+                Ok(p) if !TaskPod(&p).has_started() => {
+                    eprintln!("==> {name}: {}", TaskPod(&p).not_started())
+                }
                 Ok(_) => {}
                 Err(e) => eprintln!("{name}: {e}"),
             }
@@ -212,18 +193,18 @@ pub async fn follow_many(
                                 }
                             }
                         };
-                        if !follow::is_finished(&pod)
-                            && !follow::has_started(&pod)
+                        if !TaskPod(&pod).is_finished()
+                            && !TaskPod(&pod).has_started()
                             && let Err(e) = follow::wait_started(&api, &name, uid.as_deref(), opts.start_bounds()).await
                         {
                             eprintln!("{name}: {e}");
                             return;
                         }
                         match follow::stream_logs(&api, &name, uid.as_deref(), &opts, &mut sink).await {
-                            Ok(p) if follow::deleted_mid_run(&p) && follow::is_finished(&p) => {
+                            Ok(p) if TaskPod(&p).deleted_mid_run() && TaskPod(&p).is_finished() => {
                                 eprintln!("==> {}", follow::deleted_words(&name))
                             }
-                            Ok(p) => eprintln!("==> {name}: {}", ending(&p)),
+                            Ok(p) => eprintln!("==> {name}: {}", TaskPod(&p).ending()),
                             Err(e) => eprintln!("{name}: {e}"),
                         }
                         drop(permit);
@@ -262,12 +243,15 @@ mod tests {
                 "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}
         }))
         .unwrap();
-        assert_eq!(ending(&pod), "Failed, exit code 137 (OOMKilled)");
+        assert_eq!(TaskPod(&pod).ending(), "Failed, exit code 137 (OOMKilled)");
         let deadline: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "agent-k2"},
             "status": {"phase": "Failed", "reason": "DeadlineExceeded"}
         }))
         .unwrap();
-        assert_eq!(ending(&deadline), "Failed, exit code 1 (DeadlineExceeded)");
+        assert_eq!(
+            TaskPod(&deadline).ending(),
+            "Failed, exit code 1 (DeadlineExceeded)"
+        );
     }
 }

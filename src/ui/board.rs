@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, broadcast};
 use crate::follow;
 use crate::marker;
 use crate::task::SELECTOR;
-use crate::taskpod::TaskState;
+use crate::taskpod::{TaskPod, TaskState};
 
 /// One task as the page gets it: the task object (`src/task.schema.json`) and the key the
 /// page indexes it by (`namespace/pod`: unique across namespaces, stable across updates).
@@ -157,8 +157,8 @@ impl Board {
     fn apply(&self, pod: Pod, publish: bool) -> bool {
         let key = key_of(&pod);
         let uid = pod.metadata.uid.clone();
-        let finished = follow::is_finished(&pod);
-        let started = follow::has_started(&pod);
+        let finished = TaskPod(&pod).is_finished();
+        let started = TaskPod(&pod).has_started();
         let read = {
             let mut inner = self.inner.lock().unwrap();
             let entry = inner.entries.entry(key.clone()).or_insert(Entry {

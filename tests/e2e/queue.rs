@@ -178,8 +178,8 @@ fn a_bad_queue_name_is_one_line_and_nothing_is_sent() {
     assert!(env.server.requests().is_empty(), "no API call: {r:?}");
 }
 
-/// The whole path: spawn --queue; the task is queued (logs says `Queued (team-a)`, kubectl
-/// `SchedulingGated`); Kueue admits it (the test releases the gate); it runs and ends, logs
+/// The whole path: spawn --queue; the task is queued (logs, list's STATUS and `status -o
+/// json` say `Queued (team-a)`, kubectl `SchedulingGated`); Kueue admits it (the test releases the gate); it runs and ends, logs
 /// streams it and wait reports it.
 #[test]
 fn queued_task_is_admitted_runs_and_is_reported() {
@@ -198,6 +198,27 @@ fn queued_task_is_admitted_runs_and_is_reported() {
     // kubectl, the independent client, sees the same pod held by its gate.
     let k = env.kubectl(&["get", "pod", name, "-n", NS, "--no-headers"]);
     assert!(k.stdout.contains("SchedulingGated"), "{k:?}");
+    // The task model says the same while gated: list's STATUS cell and status's object.
+    let list = env.asdo(&["list", "-n", NS]);
+    assert_eq!(list.code, 0, "{list:?}");
+    let header = list.stdout.lines().next().unwrap_or_default();
+    let (from, to) = (
+        header.find("STATUS").expect("a STATUS column"),
+        header.find("EXIT").expect("an EXIT column"),
+    );
+    let row = list
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Q5 "))
+        .unwrap_or_else(|| panic!("no Q5 row: {list:?}"));
+    assert_eq!(row[from..to].trim(), "Queued (team-a)", "{list:?}");
+    let status = env.asdo(&["status", "Q5", "-n", NS, "-o", "json"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    let task: serde_json::Value =
+        serde_json::from_str(&status.stdout).unwrap_or_else(|e| panic!("{e}: {status:?}"));
+    assert_eq!(task["phase"], "Queued", "{task:#}");
+    assert_eq!(task["queue"], "team-a", "{task:#}");
+    assert_eq!(task["status"], "Queued (team-a)", "{task:#}");
     let waiter = env.start(&["wait", "Q5", "-n", NS, "--timeout", "5m"]);
 
     assert!(env.server.release_scheduling_gates(NS, name));

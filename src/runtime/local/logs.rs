@@ -12,6 +12,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use super::{Phase, TaskDir};
 use crate::error::{Error, Result, exit};
 use crate::follow::{self, LineSink};
+use crate::taskpod::TaskPod;
 
 /// How often a followed local log is read again.
 const POLL: Duration = Duration::from_millis(200);
@@ -145,15 +146,14 @@ pub async fn follow_one(
     task_or_pod: &str,
     opts: &follow::LogOptions,
 ) -> Result<i32> {
-    use follow::many::{ending, not_started, task_label};
     let Some((t, pod)) = store.pod(task_or_pod)? else {
         return Err(not_found(store, task_or_pod));
     };
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let id = task_label(&pod).unwrap_or_else(|| name.clone());
+    let id = TaskPod(&pod).task_label().unwrap_or(&name).to_string();
     eprintln!("==> task {id}: local task {name} ({})", t.dir.display());
-    if !opts.follow && !follow::has_started(&pod) && !follow::is_finished(&pod) {
-        eprintln!("==> task {id}: {}", not_started(&pod));
+    if !opts.follow && !TaskPod(&pod).has_started() && !TaskPod(&pod).is_finished() {
+        eprintln!("==> task {id}: {}", TaskPod(&pod).not_started());
         return Ok(exit::OK);
     }
     let mut sink = follow::Stdout::new(opts.timestamps);
@@ -166,7 +166,7 @@ pub async fn follow_one(
         End::NotEnded => Ok(exit::OK),
         End::Finished { exit_code, .. } => {
             let pod = store.pod(task_or_pod)?.map(|(_, p)| p).unwrap_or(pod);
-            eprintln!("==> task {id}: {}", ending(&pod));
+            eprintln!("==> task {id}: {}", TaskPod(&pod).ending());
             Ok(exit_code)
         }
     }
@@ -180,7 +180,7 @@ pub async fn follow_many(
     selector: &str,
     opts: &follow::LogOptions,
 ) -> Result<i32> {
-    use follow::many::{Prefixed, colour_prefix, not_started, task_label};
+    use follow::many::{Prefixed, colour_prefix};
     use std::io::IsTerminal;
     use std::sync::{Arc, Mutex};
     let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
@@ -191,7 +191,7 @@ pub async fn follow_many(
         since: opts.since,
     };
     let sink_for = |pod: &k8s_openapi::api::core::v1::Pod| {
-        let task = task_label(pod).unwrap_or_default();
+        let task = TaskPod(pod).task_label().unwrap_or_default().to_string();
         Prefixed {
             out: out.clone(),
             prefix: colour_prefix(&task, colour),
@@ -201,11 +201,11 @@ pub async fn follow_many(
     if !opts.follow {
         for pod in store.pods(selector)? {
             let name = pod.metadata.name.clone().unwrap_or_default();
-            if !follow::has_started(&pod) && !follow::is_finished(&pod) {
-                eprintln!("==> {name}: {}", not_started(&pod));
+            if !TaskPod(&pod).has_started() && !TaskPod(&pod).is_finished() {
+                eprintln!("==> {name}: {}", TaskPod(&pod).not_started());
                 continue;
             }
-            let t = store.task(&task_label(&pod).unwrap_or_default());
+            let t = store.task(TaskPod(&pod).task_label().unwrap_or_default());
             if let Err(e) = print(&t, &o, &mut sink_for(&pod)).await {
                 eprintln!("{name}: {e}");
             }
@@ -224,7 +224,7 @@ pub async fn follow_many(
             if !followed.insert(uid) {
                 continue;
             }
-            let t = store.task(&task_label(&pod).unwrap_or_default());
+            let t = store.task(TaskPod(&pod).task_label().unwrap_or_default());
             let mut sink = sink_for(&pod);
             let o = o.clone();
             tokio::spawn(async move {
@@ -247,14 +247,14 @@ pub async fn wait_started(store: &super::Store, id: &str, limit: Duration) -> Re
         let Some((_, pod)) = store.pod(id)? else {
             return Err(not_found(store, id));
         };
-        if follow::has_started(&pod) || follow::is_finished(&pod) {
+        if TaskPod(&pod).has_started() || TaskPod(&pod).is_finished() {
             return Ok(());
         }
         if tokio::time::Instant::now() >= end {
             return Err(Error::other(format!(
                 "local task {id} did not start within {}: {}",
                 crate::humantime::short(limit),
-                follow::many::not_started(&pod)
+                TaskPod(&pod).not_started()
             )));
         }
         tokio::time::sleep(POLL).await;
