@@ -55,8 +55,9 @@ impl Archive {
         })
     }
 
-    /// Save `pod`'s log and summary. An error means nothing may be deleted for this pod.
-    pub async fn save(&self, api: &Api<Pod>, pod: &Pod) -> Result<Saved> {
+    /// Where a pod's files go: `<dir>/<namespace>/<pod>-<uid prefix>.*` (the uid keeps an
+    /// earlier run of the same task from being overwritten). Returns (pod name, dir, stem).
+    fn place(&self, pod: &Pod) -> Result<(String, std::path::PathBuf, String)> {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let uid: String = pod
@@ -71,6 +72,12 @@ impl Archive {
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::other(format!("create {}: {e}", dir.display())))?;
         let stem = format!("{name}-{uid}");
+        Ok((name, dir, stem))
+    }
+
+    /// Save `pod`'s log and summary. An error means nothing may be deleted for this pod.
+    pub async fn save(&self, api: &Api<Pod>, pod: &Pod) -> Result<Saved> {
+        let (name, dir, stem) = self.place(pod)?;
 
         let params = LogParams {
             container: Some(CONTAINER.to_string()),
@@ -97,20 +104,7 @@ impl Archive {
     /// Save a local task's log (its file's lines, timestamps removed, as a pod's log
     /// reads) and summary: the same files as for a pod.
     pub async fn save_local(&self, pod: &Pod, log: &[u8]) -> Result<Saved> {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let uid: String = pod
-            .metadata
-            .uid
-            .as_deref()
-            .unwrap_or("nouid")
-            .chars()
-            .take(8)
-            .collect();
-        let dir = self.dir.join(&ns);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::other(format!("create {}: {e}", dir.display())))?;
-        let stem = format!("{name}-{uid}");
+        let (_, dir, stem) = self.place(pod)?;
         let mut plain = Vec::with_capacity(log.len());
         for line in log.split_inclusive(|b| *b == b'\n') {
             plain.extend_from_slice(crate::follow::split_timestamp(line).map_or(line, |(_, r)| r));

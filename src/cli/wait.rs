@@ -185,14 +185,9 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
             .unwrap_or_else(|_| vec![None; left.len()]);
         for ((pod, id), current) in left.into_iter().zip(current_pods) {
             let v = timed_out_verdict(pod, id, &ns, current.as_ref(), args.timeout);
-            say(&v, format)?;
-            if let Some(dir) = &args.report_dir
-                && let Err(e) = speckit::complete(dir, &v)
-            {
-                eprintln!("error: {e}");
+            if conclude_timed_out(&v, args.report_dir.as_deref(), &mut hooks, format)? {
                 code = exit::FAILURE;
             }
-            hooks.fire(&v.outcome());
         }
         if code == exit::OK {
             code = exit::TIMEOUT;
@@ -220,6 +215,26 @@ fn say(v: &Verdict, format: Option<Format>) -> Result<()> {
             output::print(&v.task, Format::Yaml)
         }
     }
+}
+
+/// A task still not ended at --timeout gets its line, its report and its hooks as an ended
+/// one does (both runtimes). Returns whether its report could not be written.
+fn conclude_timed_out(
+    v: &Verdict,
+    report_dir: Option<&Path>,
+    hooks: &mut Hooks,
+    format: Option<Format>,
+) -> Result<bool> {
+    say(v, format)?;
+    let failed = match report_dir.map(|dir| speckit::complete(dir, v)) {
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            true
+        }
+        _ => false,
+    };
+    hooks.fire(&v.outcome());
+    Ok(failed)
 }
 
 /// The verdict of a task still not ended at --timeout: `TimedOut(<what it is doing>)`.
@@ -317,14 +332,9 @@ async fn wait_local(
         for (pod, id) in wanted.iter().filter(|(p, _)| !verdicts.contains_key(*p)) {
             let current = store.pod(pod)?.map(|(_, p)| p);
             let v = timed_out_verdict(pod, id, "", current.as_ref(), args.timeout);
-            say(&v, args.output)?;
-            if let Some(dir) = &args.report_dir
-                && let Err(e) = speckit::complete(dir, &v)
-            {
-                eprintln!("error: {e}");
+            if conclude_timed_out(&v, args.report_dir.as_deref(), &mut hooks, args.output)? {
                 code = exit::FAILURE;
             }
-            hooks.fire(&v.outcome());
         }
         if code == exit::OK {
             code = exit::TIMEOUT;
