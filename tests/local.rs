@@ -87,6 +87,32 @@ fn phase(t: &TaskDir) -> Phase {
     t.view().unwrap().phase
 }
 
+/// Two tasks without a sandbox at --max-parallel 1: the first running, the second's
+/// runner up and Queued for the slot.
+fn one_running_one_queued(
+    f: &Fixture,
+    l: &Local,
+    env: &[(String, String)],
+    first: &str,
+    second: &str,
+) -> (TaskDir, TaskDir) {
+    let spawn = |id: &str| {
+        let mut req = request(f, id, env.to_vec());
+        req.max_parallel = 1;
+        req.sandbox = false;
+        local::spawn(&l.store(), &req).unwrap()
+    };
+    let a = spawn(first);
+    assert!(eventually(Duration::from_secs(120), || phase(&a) == Phase::Running));
+    let b = spawn(second);
+    assert!(eventually(Duration::from_secs(60), || b
+        .state()
+        .unwrap()
+        .is_some_and(|s| s.queued_at.is_some())));
+    assert_eq!(phase(&b), Phase::Queued);
+    (a, b)
+}
+
 fn wait_finished(t: &TaskDir, limit: Duration) -> local::LocalTask {
     assert!(
         eventually(limit, || phase(t).is_finished()),
@@ -312,21 +338,8 @@ fn max_parallel_one_queues_the_second_task() {
         ),
     );
     let env = runner_env(&l, &f.path_var(), &[]);
-    let spawn = |id: &str| {
-        let mut req = request(&f, id, env.clone());
-        req.max_parallel = 1;
-        req.sandbox = false;
-        local::spawn(&l.store(), &req).unwrap()
-    };
-    let a = spawn("T003");
-    assert!(eventually(Duration::from_secs(120), || phase(&a) == Phase::Running));
-    let b = spawn("T004");
     // b's runner is up and waiting for the slot.
-    assert!(eventually(Duration::from_secs(60), || b
-        .state()
-        .unwrap()
-        .is_some_and(|s| s.queued_at.is_some())));
-    assert_eq!(phase(&b), Phase::Queued);
+    let (a, b) = one_running_one_queued(&f, &l, &env, "T003", "T004");
     // As a Pod: Pending behind the max-parallel gate (the task model's Queued), and
     // listed by the task-id selector with the other.
     let pod = local::pod::of(&b.view().unwrap());
@@ -383,20 +396,7 @@ fn cleanup_force_ends_a_task_still_queued() {
     let l = Local::new("qcancel");
     f.stand_in("opencode", "exec sleep 600");
     let env = runner_env(&l, &f.path_var(), &[]);
-    let spawn = |id: &str| {
-        let mut req = request(&f, id, env.clone());
-        req.max_parallel = 1;
-        req.sandbox = false;
-        local::spawn(&l.store(), &req).unwrap()
-    };
-    let a = spawn("T005");
-    assert!(eventually(Duration::from_secs(120), || phase(&a) == Phase::Running));
-    let b = spawn("T006");
-    assert!(eventually(Duration::from_secs(60), || b
-        .state()
-        .unwrap()
-        .is_some_and(|s| s.queued_at.is_some())));
-    assert_eq!(phase(&b), Phase::Queued);
+    let (a, b) = one_running_one_queued(&f, &l, &env, "T005", "T006");
     let mut cli = env.clone();
     cli.push((
         "ASDO_STATE_DIR".into(),

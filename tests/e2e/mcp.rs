@@ -32,22 +32,38 @@ fn mcp_session(env: &Env, calls: Value) -> Value {
 
 /// Same, the server's TMPDIR set to `tmp` when given.
 fn mcp_session_with(env: &Env, calls: Value, tmp: Option<&Path>) -> Value {
+    python_client(env, "mcp_client.py", calls, tmp, Duration::from_secs(240))
+}
+
+/// Runs one of the Python MCP clients in tests/e2e on `steps` against `asdo mcp` (its
+/// TMPDIR set to `tmp` when given); the client's JSON summary.
+fn python_client(
+    env: &Env,
+    script: &str,
+    steps: Value,
+    tmp: Option<&Path>,
+    timeout: Duration,
+) -> Value {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let calls_file = env.write(&format!("mcp-calls-{n}.json"), &calls.to_string());
+    let steps_file = env.write(&format!("mcp-steps-{n}.json"), &steps.to_string());
     let mut c = Command::new(test_python());
-    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/mcp_client.py"))
-        .arg(format!("@{}", calls_file.display()))
-        .arg("--")
-        .arg(env!("CARGO_BIN_EXE_asdo"))
-        .arg("--kubeconfig")
-        .arg(&env.kubeconfig)
-        .arg("mcp");
+    c.arg(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/e2e")
+            .join(script),
+    )
+    .arg(format!("@{}", steps_file.display()))
+    .arg("--")
+    .arg(env!("CARGO_BIN_EXE_asdo"))
+    .arg("--kubeconfig")
+    .arg(&env.kubeconfig)
+    .arg("mcp");
     isolate(&mut c);
     if let Some(t) = tmp {
         c.env("TMPDIR", t);
     }
-    let r = run_with_timeout(c, Duration::from_secs(240));
+    let r = run_with_timeout(c, timeout);
     assert_eq!(r.code, 0, "{r:?}");
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"))
 }
@@ -742,19 +758,13 @@ wait",
 /// Runs the steps with mcp_tasks_client.py: a client of the MCP Tasks extension, on
 /// the 2026-07-28 protocol; its JSON summary.
 fn mcp_tasks_session(env: &Env, steps: Value) -> Value {
-    let steps_file = env.write("mcp-task-steps.json", &steps.to_string());
-    let mut c = Command::new(test_python());
-    c.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/mcp_tasks_client.py"))
-        .arg(format!("@{}", steps_file.display()))
-        .arg("--")
-        .arg(env!("CARGO_BIN_EXE_asdo"))
-        .arg("--kubeconfig")
-        .arg(&env.kubeconfig)
-        .arg("mcp");
-    isolate(&mut c);
-    let r = run_with_timeout(c, Duration::from_secs(300));
-    assert_eq!(r.code, 0, "{r:?}");
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"))
+    python_client(
+        env,
+        "mcp_tasks_client.py",
+        steps,
+        None,
+        Duration::from_secs(300),
+    )
 }
 
 /// A client that declares the Tasks extension gets spawn_task and wait_tasks as MCP
