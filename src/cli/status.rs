@@ -4,14 +4,12 @@
 use clap::Args;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::Api;
-use kube::api::ListParams;
 
 use super::Global;
-use crate::cluster;
 use crate::error::{Result, exit};
 use crate::humantime;
 use crate::output::{self, Format};
+use crate::runtime::Runtime;
 use crate::task;
 use crate::taskpod::{TaskPod, TaskState};
 
@@ -28,44 +26,14 @@ pub struct StatusArgs {
 
 pub async fn run(global: &Global, args: StatusArgs) -> Result<i32> {
     let scope = global.scope()?;
-    let name = task::pod_name_for(&args.task)?;
-    let ns = &scope.namespace;
-    if global.runtime == crate::runtime::Kind::Local {
-        use crate::runtime::local;
-        let store = local::Store::from_env()?;
-        let Some((t, pod)) = store.pod(&name)? else {
-            return Err(local::logs::not_found(&store, &args.task));
-        };
-        let tail = t.log_tail(crate::marker::TAIL_LINES as usize);
-        let task = TaskState::new(&pod, Some(&tail), Timestamp::now());
-        if let Some(f) = args.output {
-            output::print(&task, f)?;
-        } else {
-            print!("{}", describe(&pod, &task, None, Timestamp::now()));
-        }
-        return Ok(exit::OK);
-    }
-    let client = cluster::client(&scope.cluster).await?;
-    let api = cluster::pods(&client, Some(ns))?;
-    let pod = cluster::task_pod(&api, &name, ns).await?;
-    // Best effort: without the tail the task still has what its pod says.
-    let tail = match cluster::agent_log_tail(&api, &name).await {
-        Ok(t) => Some(t),
-        Err(e) => {
-            tracing::info!("{e}; the status of {name} has no agent marker");
-            None
-        }
-    };
-    let task = TaskState::new(&pod, tail.as_deref(), Timestamp::now());
+    task::pod_name_for(&args.task)?;
+    let rt = Runtime::connect(&scope).await?;
+    let (pod, task) = rt.task(&args.task).await?;
     if let Some(f) = args.output {
         output::print(&task, f)?;
         return Ok(exit::OK);
     }
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    let lp = ListParams::default().fields(&format!("involvedObject.name={name}"));
-    let events = cluster::bounded(&format!("list events of pod {name}"), events.list(&lp))
-        .await
-        .map(|l| l.items);
+    let events = rt.events(TaskPod(&pod).name()).await;
     print!(
         "{}",
         describe(&pod, &task, events.as_deref().ok(), Timestamp::now())
