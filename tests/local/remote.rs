@@ -333,6 +333,45 @@ fn doctor_checks_what_a_local_task_needs() {
             (k.clone(), v)
         })
         .collect();
+    // A bwrap that cannot make a sandbox (user namespaces off) and another opencode: the
+    // real `bwrap … true` run fails in one line with its own words, and the version is a
+    // warning naming the pinned one.
+    let f = Fixture::new("local-doctor");
+    f.stand_in(
+        "bwrap",
+        "echo 'bwrap: setting up uid map: Permission denied' >&2; exit 1",
+    );
+    f.stand_in("opencode", "echo 1.0.0");
+    let broken: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| {
+            let v = if k == "PATH" { f.path_var() } else { v.clone() };
+            (k.clone(), v)
+        })
+        .collect();
+    let r = asdo(&broken, &["doctor"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("bubblewrap"))
+        .expect("a bubblewrap line");
+    assert!(
+        line.starts_with("FAIL  bubblewrap (")
+            && line.contains(
+                "cannot make a sandbox here: bwrap: setting up uid map: Permission denied"
+            )
+            && line.contains("--no-sandbox"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains("warn  opencode 1.0.0 on PATH")
+            && r.stdout.contains(
+                "asdo is built and tested against 1.18.33: npm install -g opencode-ai@1.18.33"
+            ),
+        "{r:?}"
+    );
+
     let has_opencode =
         std::env::split_paths(&std::env::var("PATH").unwrap()).any(|d| d.join("opencode").exists());
     let r = asdo(&bare, &["doctor"]);
