@@ -17,7 +17,7 @@ use crate::portforward::{self, Forward};
 use crate::task::{self, CONTAINER};
 use crate::taskpod::{Phase, TaskPod};
 
-/// How long to wait for the server behind the forward to answer (it starts with the pod).
+/// How long to wait for the task's server to answer (it starts with the task).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The password given on this side, first match wins: `--password-file`, then
