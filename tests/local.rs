@@ -8,6 +8,8 @@
 mod agent_fixture;
 #[path = "support/model_server/mod.rs"]
 mod model_server;
+#[path = "local/remote.rs"]
+mod remote;
 #[path = "support/task_schema.rs"]
 mod task_schema;
 

@@ -11,6 +11,7 @@
 //! same [`TaskState`], so every projection (tables, `-o json`, reports, hooks, the web
 //! page, MCP) is written once.
 
+mod ended;
 pub mod local;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -173,9 +174,9 @@ impl Runtime {
                 crate::remote::open(&c.client, &c.namespace, task_or_pod, password, local_port)
                     .await
             }
-            Runtime::Local(_) => Err(Error::other(format!(
-                "task {task_or_pod} runs on the local runtime, whose OpenCode server is not reachable through asdo yet"
-            ))),
+            Runtime::Local(store) => {
+                local::remote::open(store, task_or_pod, password, local_port).await
+            }
         }
     }
 
