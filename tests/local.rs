@@ -703,3 +703,178 @@ fn the_verbs_drive_a_local_task_end_to_end() {
     let r = asdo(&env, &["list"]);
     assert!(r.stderr.contains("No local tasks found"), "{r:?}");
 }
+
+// ---- The README's main job, as written -----------------------------------------------
+
+/// The `asdo …` command lines of the README's set-up block, a line ending in `\` joined
+/// with the next (kept as written: the shell joins them).
+fn readme_main_job() -> Vec<String> {
+    let readme = include_str!("../README.md");
+    let setup = readme
+        .split("\n## Set-up")
+        .nth(1)
+        .expect("the README's set-up section");
+    let block = setup
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block in the set-up section");
+    let mut cmds: Vec<String> = Vec::new();
+    let mut continued = false;
+    for line in block.lines() {
+        if continued {
+            let cur = cmds.last_mut().unwrap();
+            cur.push('\n');
+            cur.push_str(line);
+        } else if line.starts_with("asdo ") {
+            cmds.push(line.to_string());
+        } else {
+            continue;
+        }
+        continued = line.ends_with('\\');
+    }
+    cmds
+}
+
+/// The README's main job run as written (each `asdo` line of the set-up block, by `sh`,
+/// in a git checkout under the user's home standing in for "this checkout"), by a user
+/// whose OpenCode provider is set up the way users do it: `~/.config/opencode/opencode.json`
+/// naming a provider (the scripted model server) and a default model — no
+/// OPENCODE_CONFIG_CONTENT, no `--model`, since the README passes none. The state
+/// directory is the default one under that home, and the agent runs in bubblewrap.
+#[test]
+fn the_readme_main_job_runs_as_written() {
+    let cmds = readme_main_job();
+    assert_eq!(cmds.len(), 3, "spawn, logs, diff: {cmds:#?}");
+    assert!(cmds[0].starts_with("asdo --runtime local spawn --task-id T001 "));
+    assert!(cmds[1].starts_with("asdo --runtime local logs T001"));
+    assert!(cmds[2].starts_with("asdo --runtime local diff T001"));
+    assert!(!cmds[0].contains("--model"), "the README passes no model");
+
+    let l = Local::new("readme");
+    let home = l.home();
+    // Where the README's `$PWD` is: a clone with its own `main` checked out.
+    let checkout = home.join("src/app");
+    std::fs::create_dir_all(&checkout).unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&checkout)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", &home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Dev")
+            .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+            .env("GIT_COMMITTER_NAME", "Dev")
+            .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    git(&["init", "--quiet", "-b", "main"]);
+    std::fs::write(checkout.join("README.md"), "# app\n").unwrap();
+    git(&["add", "README.md"]);
+    git(&["commit", "--quiet", "-m", "initial"]);
+    let main = git(&["rev-parse", "HEAD"]);
+
+    // The default state directory of that user: ~/.local/state/asdo.
+    let store = Store {
+        root: home.join(".local/state/asdo"),
+    };
+    let text = "# Contributing\n\nRun the tests with `cargo test`.\n";
+    let model = ModelServer::start(vec![
+        Step::write(
+            &store.task("T001").workspace().join("CONTRIBUTING.md"),
+            text,
+        ),
+        Step::text("Added CONTRIBUTING.md."),
+    ]);
+    let config = model.opencode_config_with(
+        model_server::API_KEY,
+        serde_json::json!({ "model": format!("{}/{}", model_server::PROVIDER, model_server::MODEL) }),
+    );
+    std::fs::create_dir_all(home.join(".config/opencode")).unwrap();
+    std::fs::write(home.join(".config/opencode/opencode.json"), config).unwrap();
+
+    let bin = Path::new(env!("CARGO_BIN_EXE_asdo")).parent().unwrap();
+    let env: Vec<(String, String)> = [
+        (
+            "PATH",
+            format!(
+                "{}:{}:{}",
+                bin.display(),
+                opencode_dir().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        ),
+        ("HOME", home.display().to_string()),
+        ("GIT_CONFIG_NOSYSTEM", "1".into()),
+        // This machine is offline: OpenCode must not wait for models.dev.
+        ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .to_vec();
+    let sh = |cmd: &str| -> Ran {
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c")
+            .arg(cmd)
+            .current_dir(&checkout)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let r = wait_for(c.spawn().unwrap(), Duration::from_secs(400));
+        Ran {
+            code: r.code,
+            stdout: r.stdout,
+            stderr: r.stderr,
+        }
+    };
+
+    let r = sh(&cmds[0]);
+    assert_eq!(r.code, 0, "{}\n{r:?}", cmds[0]);
+    assert_eq!(r.stdout, "pod/agent-t001 created\n", "{r:?}");
+    let t = store.task("T001");
+    assert_eq!(
+        t.spec().unwrap().repo,
+        format!("file://{}", checkout.display()),
+        "$PWD is the checkout"
+    );
+
+    let r = sh(&cmds[1]);
+    let runner = std::fs::read_to_string(t.runner_err()).unwrap_or_default();
+    assert_eq!(r.code, 0, "{}\n{r:?}\nrunner:\n{runner}", cmds[1]);
+    let branch = "asdo/T001-readme";
+    let sha = git(&["rev-parse", &format!("refs/heads/{branch}")]);
+    assert_eq!(
+        asdo::marker::last(&r.stdout),
+        Some(asdo::marker::Marker::Done(sha.clone())),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("==> task T001: Succeeded, exit code 0"),
+        "{r:?}"
+    );
+    // The user's provider reached the sandboxed agent: the scripted model was asked.
+    assert!(!model.turns().is_empty(), "the model was never called");
+    assert_eq!(
+        git(&["show", &format!("{branch}:CONTRIBUTING.md")]) + "\n",
+        text.trim_end().to_string() + "\n"
+    );
+
+    let r = sh(&cmds[2]);
+    assert_eq!(r.code, 0, "{}\n{r:?}", cmds[2]);
+    assert!(r.stdout.contains("CONTRIBUTING.md"), "{r:?}");
+    assert!(
+        r.stdout.contains("+Run the tests with `cargo test`."),
+        "{r:?}"
+    );
+
+    // The checkout the user works in is as it was: still on main, nothing changed in it.
+    assert_eq!(git(&["symbolic-ref", "--short", "HEAD"]), "main");
+    assert_eq!(git(&["rev-parse", "HEAD"]), main);
+    assert_eq!(git(&["status", "--porcelain"]), "");
+}
