@@ -878,3 +878,287 @@ fn the_readme_main_job_runs_as_written() {
     assert_eq!(git(&["rev-parse", "HEAD"]), main);
     assert_eq!(git(&["status", "--porcelain"]), "");
 }
+
+// ---- Three tasks, one failing, through the CLI ---------------------------------------
+
+/// A long-running `asdo --runtime local …` (`logs --all`) as a child whose stdout lines
+/// are collected as they come.
+struct Streaming {
+    child: Option<std::process::Child>,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Streaming {
+    fn start(env: &[(String, String)], args: &[&str]) -> Streaming {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_asdo"))
+            .arg("--runtime")
+            .arg("local")
+            .args(args)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                sink.lock().unwrap().push(l);
+            }
+        });
+        Streaming {
+            child: Some(child),
+            lines,
+            reader: Some(reader),
+        }
+    }
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+    /// Ctrl-C, then the exit code and stderr.
+    fn interrupt(mut self) -> (i32, String) {
+        let child = self.child.take().unwrap();
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGINT);
+        }
+        let r = wait_for(child, Duration::from_secs(60));
+        if let Some(t) = self.reader.take() {
+            t.join().unwrap();
+        }
+        (r.code, r.stderr)
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The lifecycle on the local runtime, all through the CLI with the real
+/// opencode in bubblewrap: three tasks spawned (the default --max-parallel, the number
+/// of cores), followed together by `logs --all` until each has ended, one failing (its
+/// provider refuses the API key: exit 12); `wait` reports both outcomes (exit 1, one
+/// line per task, and one JSON object per task); the good one's change diffed and
+/// applied in the user's clone; `cleanup --save-logs` archives the failed one's log
+/// with its failure.
+#[test]
+fn three_tasks_followed_one_fails_wait_reports_both() {
+    let f = Fixture::new("local-three");
+    let l = Local::new("three");
+    let store = l.store();
+    // One scripted model server per task, each its own provider: a script serves its
+    // calls in order, so three sessions must not share one.
+    let a = ModelServer::start(vec![
+        Step::write(&store.task("T021").workspace().join("a.txt"), "alpha\n"),
+        Step::text("Created a.txt."),
+    ]);
+    let b = ModelServer::start(vec![
+        Step::write(&store.task("T022").workspace().join("b.txt"), "beta\n"),
+        Step::text("Created b.txt."),
+    ]);
+    let c = ModelServer::start(vec![]);
+    let provider = |m: &ModelServer, key: &str| -> serde_json::Value {
+        let cfg: serde_json::Value =
+            serde_json::from_str(&m.opencode_config_with(key, serde_json::json!({}))).unwrap();
+        cfg["provider"][model_server::PROVIDER].clone()
+    };
+    let mut config: serde_json::Value = serde_json::from_str(&a.opencode_config()).unwrap();
+    config["provider"] = serde_json::json!({
+        "pa": provider(&a, model_server::API_KEY),
+        "pb": provider(&b, model_server::API_KEY),
+        "pc": provider(&c, "sk-wrong"),
+    });
+    let path = format!(
+        "{}:{}",
+        opencode_dir().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let mut env = runner_env(
+        &l,
+        &path,
+        &[
+            ("OPENCODE_CONFIG_CONTENT", &config.to_string()),
+            ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
+        ],
+    );
+    env.push(("ASDO_STATE_DIR".into(), store.root.display().to_string()));
+
+    // Followed from before the first spawn: tasks are picked up as they appear.
+    let follow = Streaming::start(&env, &["logs", "--all"]);
+    let repo = f.repo_url();
+    let tasks = [("T021", "pa"), ("T022", "pb"), ("T023", "pc")];
+    for (id, provider) in tasks {
+        let branch = format!("asdo/{id}");
+        let model = format!("{provider}/{}", model_server::MODEL);
+        let r = asdo(
+            &env,
+            &[
+                "spawn",
+                "--task-id",
+                id,
+                "--branch",
+                &branch,
+                "--repo",
+                &repo,
+                "--prompt",
+                "Add a file",
+                "--model",
+                &model,
+            ],
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+        assert_eq!(
+            r.stdout,
+            format!("pod/agent-{} created\n", id.to_lowercase()),
+            "{r:?}"
+        );
+    }
+    // Each task's lines as `logs --all` printed them, its prefix taken off.
+    let of = |lines: &[String], id: &str| -> String {
+        let prefix = format!("[{id}] ");
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let ended = |lines: &[String]| {
+        tasks.iter().all(|(id, _)| {
+            matches!(
+                asdo::marker::last(&of(lines, id)),
+                Some(asdo::marker::Marker::Done(_) | asdo::marker::Marker::Failed { .. })
+            )
+        })
+    };
+    let all_ended = eventually(Duration::from_secs(600), || ended(&follow.lines()));
+    let lines = follow.lines();
+    assert!(
+        all_ended,
+        "not every task ended in `logs --all`:\n{}\nstates: {:?}",
+        lines.join("\n"),
+        tasks.map(|(id, _)| phase(&store.task(id)))
+    );
+    let (code, err) = follow.interrupt();
+    assert_eq!(code, 130, "Ctrl-C ends the follow: {err}");
+    // Each task's ending, in the words the cluster's `logs --all` prints for a pod.
+    for (pod, ending) in [
+        ("agent-t021", "Succeeded, exit code 0"),
+        ("agent-t022", "Succeeded, exit code 0"),
+        ("agent-t023", "Failed, exit code 12"),
+    ] {
+        assert!(
+            err.lines().any(|l| l == format!("==> {pod}: {ending}")),
+            "{pod}: {err}"
+        );
+    }
+    assert!(
+        lines.iter().all(|l| tasks
+            .iter()
+            .any(|(id, _)| l.starts_with(&format!("[{id}] ")))),
+        "every line carries its task's prefix, whole:\n{}",
+        lines.join("\n")
+    );
+    let sha = |id: &str| f.remote_branch(&format!("asdo/{id}")).expect("pushed");
+    for (id, file) in [("T021", "a.txt"), ("T022", "b.txt")] {
+        assert_eq!(
+            asdo::marker::last(&of(&lines, id)),
+            Some(asdo::marker::Marker::Done(sha(id))),
+            "{id}"
+        );
+        assert!(
+            of(&lines, id).contains("asdo: running opencode"),
+            "{id}: the whole log, from its start"
+        );
+        let want = if id == "T021" { "alpha" } else { "beta" };
+        assert_eq!(f.remote_file(&format!("asdo/{id}"), file), want);
+    }
+    let failed = of(&lines, "T023");
+    let last = failed.lines().rfind(|l| l.starts_with("asdo: ")).unwrap();
+    assert!(
+        last.starts_with("asdo: failed agent: ") && last.contains("Incorrect API key provided"),
+        "{failed}"
+    );
+    assert_eq!(f.remote_branch("asdo/T023"), None, "nothing pushed");
+
+    // wait: both outcomes, exit 1; one line per task, and one object per task.
+    let ids = ["T021", "T022", "T023"];
+    let mut args = vec!["wait"];
+    args.extend(ids);
+    let r = asdo(&env, &args);
+    assert_eq!(r.code, 1, "one failed: {r:?}");
+    let rows: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(rows.len(), 3, "{r:?}");
+    for (row, id) in rows.iter().zip(ids) {
+        assert!(row.contains(id), "{r:?}");
+    }
+    assert!(rows[0].contains(&sha("T021")[..7]), "{r:?}");
+    assert!(rows[2].contains("Failed"), "{r:?}");
+    args.extend(["-o", "json"]);
+    let r = asdo(&env, &args);
+    assert_eq!(r.code, 1, "{r:?}");
+    let objs: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objs.len(), 3, "{r:?}");
+    for (o, id) in objs.iter().zip(ids) {
+        assert_eq!(o["id"], id, "{o}");
+    }
+    assert_eq!(objs[0]["status"], "Succeeded", "{r:?}");
+    assert_eq!(objs[1]["status"], "Succeeded", "{r:?}");
+    assert_eq!(objs[2]["phase"], "Failed", "{r:?}");
+    assert_eq!(objs[2]["exit_code"], 12, "{r:?}");
+    task_schema::assert_valid(&l.root, "three", &objs);
+
+    // The good one taken into the user's clone.
+    let clone = l.root.join("clone");
+    f.git(&["clone", "--quiet", f.remote_str(), clone.to_str().unwrap()]);
+    let mut genv = env.clone();
+    genv.extend(f.git_env().into_iter().filter(|(k, _)| k != "HOME"));
+    let r = asdo_in(&clone, &genv, &["diff", "T021"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("+alpha"), "{r:?}");
+    assert!(!r.stdout.contains("beta"), "only T021's change: {r:?}");
+    let r = asdo_in(&clone, &genv, &["apply", "T021"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(clone.join("a.txt")).unwrap(),
+        "alpha\n"
+    );
+    // The failed one pushed nothing: there is nothing to diff, and it says so.
+    let r = asdo_in(&clone, &genv, &["diff", "T023"]);
+    assert_ne!(r.code, 0, "{r:?}");
+
+    // cleanup keeps the failed one's log, its failure in it.
+    let saved = l.root.join("saved");
+    let r = asdo(&env, &["cleanup", "--save-logs", saved.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for id in ids {
+        assert!(
+            r.stdout
+                .contains(&format!("pod/agent-{} deleted", id.to_lowercase())),
+            "{r:?}"
+        );
+    }
+    let archived = std::fs::read_dir(saved.join("local"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "log") && p.to_string_lossy().contains("agent-t023")
+        })
+        .expect("the failed task's log archived");
+    let text = std::fs::read_to_string(&archived).unwrap();
+    assert!(text.contains(last), "{text}");
+    assert!(!store.task("T023").dir.exists(), "removed after archiving");
+}
