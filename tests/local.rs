@@ -1162,3 +1162,164 @@ fn three_tasks_followed_one_fails_wait_reports_both() {
     assert!(text.contains(last), "{text}");
     assert!(!store.task("T023").dir.exists(), "removed after archiving");
 }
+
+// ---- A reboot --------------------------------------------------------------------------
+
+/// Every process below `pid` (its children, theirs …), found through /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for c in local::proc::children(p) {
+            out.push(c);
+            todo.push(c);
+        }
+    }
+    out
+}
+
+/// A reboot while a task runs: every process of the task gone at once, and the records
+/// it left (launch.json, state.json) naming a process of the previous boot. After a
+/// reboot a recorded pid is often taken again by a process started about as many clock
+/// ticks after boot, so pid and start time alone can match; the stand-in for that
+/// process is one of the test's own, put in the records in place of the runner. With
+/// this boot's id it would pass for the runner (`Running`: the check the test makes sure
+/// it can fool); with the previous boot's id, as a reboot leaves it, the task is
+/// `Failed (lost)` in every verb, and its parallel slot is free for the next task.
+#[test]
+fn after_a_reboot_a_running_task_is_lost_and_its_slot_free() {
+    let f = Fixture::new("local-reboot");
+    let l = Local::new("reboot");
+    let store = l.store();
+    f.stand_in("opencode", "exec sleep 600");
+    let mut env = runner_env(&l, &f.path_var(), &[]);
+    env.push(("ASDO_STATE_DIR".into(), store.root.display().to_string()));
+    let repo = f.repo_url();
+    let spawn = |id: &str| {
+        let branch = format!("asdo/{id}");
+        let r = asdo(
+            &env,
+            &[
+                "spawn",
+                "--task-id",
+                id,
+                "--branch",
+                &branch,
+                "--repo",
+                &repo,
+                "--prompt",
+                "Add a file",
+                "--max-parallel",
+                "1",
+            ],
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+        store.task(id)
+    };
+    let t = spawn("T030");
+    assert!(
+        eventually(Duration::from_secs(120), || phase(&t) == Phase::Running),
+        "{:?}",
+        phase(&t)
+    );
+    // The agent is up and has started opencode (its marker is in the log).
+    assert!(eventually(Duration::from_secs(120), || {
+        std::fs::read_to_string(t.log())
+            .unwrap_or_default()
+            .contains("asdo: running opencode")
+    }));
+    let runner = t.state().unwrap().unwrap().runner.unwrap();
+    assert_eq!(runner.boot_id, local::proc::boot_id());
+
+    // The power goes: the runner and everything below it (bwrap, the agent, opencode)
+    // end at once, none of them writing anything.
+    let mut all = descendants(runner.pid);
+    all.push(runner.pid);
+    assert!(all.len() >= 3, "runner, sandbox, agent: {all:?}");
+    for p in &all {
+        unsafe {
+            libc::kill(*p as i32, libc::SIGKILL);
+        }
+    }
+    assert!(eventually(Duration::from_secs(60), || all
+        .iter()
+        .all(|p| !alive(*p as i32))));
+    assert_eq!(
+        t.state().unwrap().unwrap().exit_code,
+        None,
+        "nothing recorded"
+    );
+
+    // After the boot: a process of ours with the pid and start time the records name.
+    let mut reused = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let now = local::proc::identify(reused.id()).unwrap();
+    let record = |boot_id: &str| {
+        let id = serde_json::json!({
+            "pid": now.pid,
+            "startTicks": now.start_ticks,
+            "bootId": boot_id,
+        });
+        for file in [t.launch_file(), t.state_file()] {
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+            v["runner"] = id.clone();
+            std::fs::write(&file, v.to_string()).unwrap();
+        }
+    };
+    let listed = |env: &[(String, String)]| {
+        let r = asdo(env, &["list"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stdout
+            .lines()
+            .find(|l| l.contains("agent-t030"))
+            .expect("listed")
+            .to_string()
+    };
+    // The control: with this boot's id, pid and start time alone would pass it for
+    // the runner.
+    record(&now.boot_id);
+    assert!(listed(&env).contains("Running"), "{}", listed(&env));
+    // As the reboot left it: written in the previous boot.
+    record("00000000-0000-4000-8000-000000000000");
+    let row = listed(&env);
+    assert!(row.contains("Failed (lost)"), "{row}");
+    let r = asdo(&env, &["status", "T030", "-o", "json"]);
+    let o = json(&r);
+    assert_eq!(o["status"], "Failed (lost)", "{o}");
+    assert_eq!(o["reason"], "lost", "{o}");
+    assert_eq!(o["exit_code"], serde_json::Value::Null, "{o}");
+    let r = asdo(&env, &["wait", "T030"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let r = asdo(&env, &["logs", "T030"]);
+    assert_eq!(r.code, 1, "a lost task's log ends with its failure: {r:?}");
+    assert!(r.stderr.contains("(lost)"), "{r:?}");
+    assert!(
+        r.stdout.contains("asdo: running opencode"),
+        "the log is kept: {r:?}"
+    );
+    let _ = reused.kill();
+    let _ = reused.wait();
+
+    // Its slot (the only one at --max-parallel 1) is free: the next task runs.
+    let next = spawn("T031");
+    assert!(
+        eventually(Duration::from_secs(120), || phase(&next) == Phase::Running),
+        "{:?}",
+        phase(&next)
+    );
+    // The lost task is removed like any ended one; the running one is cancelled.
+    let r = asdo(&env, &["cleanup", "--all", "--force"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("pod/agent-t030 deleted"), "{r:?}");
+    assert!(
+        r.stderr.contains("pod/agent-t031 cancelled (SIGTERM)"),
+        "{r:?}"
+    );
+    wait_finished(&next, Duration::from_secs(120));
+    let r = asdo(&env, &["cleanup"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("pod/agent-t031 deleted"), "{r:?}");
+}
