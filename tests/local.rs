@@ -739,7 +739,8 @@ fn readme_main_job() -> Vec<String> {
 /// The README's main job run as written (each `asdo` line of the set-up block, by `sh`,
 /// in a git checkout under the user's home standing in for "this checkout"), by a user
 /// whose OpenCode provider is set up the way users do it: `~/.config/opencode/opencode.json`
-/// naming a provider (the scripted model server) and a default model — no
+/// naming a provider (the scripted model server) and a default model, its key stored by
+/// `opencode auth login` in `~/.local/share/opencode/auth.json` — no
 /// OPENCODE_CONFIG_CONTENT, no `--model`, since the README passes none. The state
 /// directory is the default one under that home, and the agent runs in bubblewrap.
 #[test]
@@ -791,12 +792,31 @@ fn the_readme_main_job_runs_as_written() {
         ),
         Step::text("Added CONTRIBUTING.md."),
     ]);
-    let config = model.opencode_config_with(
+    // A custom provider as OpenCode's docs set one up: declared in opencode.json (no key
+    // there), its key stored by `opencode auth login` (Other, the provider's id) in
+    // ~/.local/share/opencode/auth.json.
+    let mut config: serde_json::Value = serde_json::from_str(&model.opencode_config_with(
         model_server::API_KEY,
         serde_json::json!({ "model": format!("{}/{}", model_server::PROVIDER, model_server::MODEL) }),
-    );
+    ))
+    .unwrap();
+    config["provider"][model_server::PROVIDER]["options"]
+        .as_object_mut()
+        .unwrap()
+        .remove("apiKey");
     std::fs::create_dir_all(home.join(".config/opencode")).unwrap();
-    std::fs::write(home.join(".config/opencode/opencode.json"), config).unwrap();
+    std::fs::write(
+        home.join(".config/opencode/opencode.json"),
+        config.to_string(),
+    )
+    .unwrap();
+    let auth = serde_json::json!({ model_server::PROVIDER: { "type": "api", "key": model_server::API_KEY } });
+    std::fs::create_dir_all(home.join(".local/share/opencode")).unwrap();
+    std::fs::write(
+        home.join(".local/share/opencode/auth.json"),
+        auth.to_string(),
+    )
+    .unwrap();
 
     let bin = Path::new(env!("CARGO_BIN_EXE_asdo")).parent().unwrap();
     let env: Vec<(String, String)> = [
@@ -858,8 +878,11 @@ fn the_readme_main_job_runs_as_written() {
         r.stderr.contains("==> task T001: Succeeded, exit code 0"),
         "{r:?}"
     );
-    // The user's provider reached the sandboxed agent: the scripted model was asked.
-    assert!(!model.turns().is_empty(), "the model was never called");
+    // The user's provider and key reached the sandboxed agent: the scripted model was
+    // asked, with the key from auth.json.
+    let turns = model.turns();
+    assert!(!turns.is_empty(), "the model was never called");
+    assert!(turns.iter().all(|t| t.authorized), "the key from auth.json");
     assert_eq!(
         git(&["show", &format!("{branch}:CONTRIBUTING.md")]) + "\n",
         text.trim_end().to_string() + "\n"
