@@ -904,17 +904,19 @@ fn the_readme_main_job_runs_as_written() {
 
 // ---- Three tasks, one failing, through the CLI ---------------------------------------
 
-/// A long-running `asdo --runtime local …` (`logs --all`) as a child whose stdout lines
-/// are collected as they come.
+/// A long-running `asdo --runtime local …` (`logs --all`) as a child whose stdout and
+/// stderr lines are collected as they come.
 struct Streaming {
     child: Option<std::process::Child>,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
+    out: Lines,
+    err: Lines,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
+
+type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 impl Streaming {
     fn start(env: &[(String, String)], args: &[&str]) -> Streaming {
-        use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_asdo"))
             .arg("--runtime")
             .arg("local")
@@ -926,35 +928,44 @@ impl Streaming {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let out = child.stdout.take().unwrap();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for l in std::io::BufReader::new(out).lines() {
-                let Ok(l) = l else { break };
-                sink.lock().unwrap().push(l);
-            }
-        });
+        fn collect(r: impl std::io::Read + Send + 'static) -> (Lines, std::thread::JoinHandle<()>) {
+            use std::io::BufRead;
+            let lines = Lines::default();
+            let sink = lines.clone();
+            let t = std::thread::spawn(move || {
+                for l in std::io::BufReader::new(r).lines() {
+                    let Ok(l) = l else { break };
+                    sink.lock().unwrap().push(l);
+                }
+            });
+            (lines, t)
+        }
+        let (out, a) = collect(child.stdout.take().unwrap());
+        let (err, b) = collect(child.stderr.take().unwrap());
         Streaming {
             child: Some(child),
-            lines,
-            reader: Some(reader),
+            out,
+            err,
+            readers: vec![a, b],
         }
     }
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
+    fn stdout(&self) -> Vec<String> {
+        self.out.lock().unwrap().clone()
     }
-    /// Ctrl-C, then the exit code and stderr.
-    fn interrupt(mut self) -> (i32, String) {
+    fn stderr(&self) -> Vec<String> {
+        self.err.lock().unwrap().clone()
+    }
+    /// Ctrl-C; the exit code.
+    fn interrupt(mut self) -> i32 {
         let child = self.child.take().unwrap();
         unsafe {
             libc::kill(child.id() as i32, libc::SIGINT);
         }
-        let r = wait_for(child, Duration::from_secs(60));
-        if let Some(t) = self.reader.take() {
+        let code = wait_for(child, Duration::from_secs(60)).code;
+        for t in self.readers.drain(..) {
             t.join().unwrap();
         }
-        (r.code, r.stderr)
+        code
     }
 }
 
@@ -1055,35 +1066,42 @@ fn three_tasks_followed_one_fails_wait_reports_both() {
             .map(|l| format!("{l}\n"))
             .collect()
     };
-    let ended = |lines: &[String]| {
-        tasks.iter().all(|(id, _)| {
-            matches!(
-                asdo::marker::last(&of(lines, id)),
-                Some(asdo::marker::Marker::Done(_) | asdo::marker::Marker::Failed { .. })
-            )
-        })
-    };
-    let all_ended = eventually(Duration::from_secs(600), || ended(&follow.lines()));
-    let lines = follow.lines();
-    assert!(
-        all_ended,
-        "not every task ended in `logs --all`:\n{}\nstates: {:?}",
-        lines.join("\n"),
-        tasks.map(|(id, _)| phase(&store.task(id)))
-    );
-    let (code, err) = follow.interrupt();
-    assert_eq!(code, 130, "Ctrl-C ends the follow: {err}");
-    // Each task's ending, in the words the cluster's `logs --all` prints for a pod.
-    for (pod, ending) in [
+    let endings = [
         ("agent-t021", "Succeeded, exit code 0"),
         ("agent-t022", "Succeeded, exit code 0"),
         ("agent-t023", "Failed, exit code 12"),
-    ] {
+    ];
+    // Until each task's last marker is out and its ending said (once its log is read to
+    // the end and the task has ended, on stderr, in the words the cluster's `logs --all`
+    // uses for a pod).
+    let ended = |out: &[String], err: &[String]| {
+        tasks.iter().all(|(id, _)| {
+            matches!(
+                asdo::marker::last(&of(out, id)),
+                Some(asdo::marker::Marker::Done(_) | asdo::marker::Marker::Failed { .. })
+            )
+        }) && endings
+            .iter()
+            .all(|(pod, _)| err.iter().any(|l| l.starts_with(&format!("==> {pod}: "))))
+    };
+    let all_ended = eventually(Duration::from_secs(600), || {
+        ended(&follow.stdout(), &follow.stderr())
+    });
+    let (lines, err) = (follow.stdout(), follow.stderr().join("\n"));
+    assert!(
+        all_ended,
+        "not every task ended in `logs --all`:\n{}\n{err}\nstates: {:?}",
+        lines.join("\n"),
+        tasks.map(|(id, _)| phase(&store.task(id)))
+    );
+    for (pod, ending) in endings {
         assert!(
             err.lines().any(|l| l == format!("==> {pod}: {ending}")),
             "{pod}: {err}"
         );
     }
+    let code = follow.interrupt();
+    assert_eq!(code, 130, "Ctrl-C ends the follow");
     assert!(
         lines.iter().all(|l| tasks
             .iter()
