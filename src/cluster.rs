@@ -277,22 +277,38 @@ pub async fn create_owned_config_map(
     let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(pods.clone().into_client(), ns);
     let what = format!("create configmap {name} (the prompt of pod {pod_name}) in namespace {ns}");
+    let get = format!("get configmap {name} in namespace {ns}");
+    let ours = |c: &k8s_openapi::api::core::v1::ConfigMap| {
+        c.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .next()
+            .is_some_and(|o| Some(&o.uid) == pod.metadata.uid.as_ref())
+    };
     match bounded(&what, api.create(&PostParams::default(), &cm)).await {
         Ok(_) => Ok(()),
+        // No answer (or a failing one) may still have stored it: the pod's own ConfigMap
+        // there is this create's, and the spawn is whole. Else the caller undoes the pod.
+        Err(e @ (Error::Cluster(_) | Error::Api(_))) => {
+            match bounded(&get, api.get_opt(&name)).await {
+                Ok(Some(c)) if ours(&c) => Ok(()),
+                _ => Err(e),
+            }
+        }
         // One of this name is there: ours (a create whose answer was lost), or the prompt
         // of an earlier run of the task whose pod is gone and whose garbage collection
         // has not come yet. The stale one goes (by uid) and ours is created once more.
         Err(Error::AlreadyExists(m)) => {
-            let get = format!("get configmap {name} in namespace {ns}");
             let Some(old) = bounded(&get, api.get_opt(&name)).await? else {
                 return bounded(&what, api.create(&PostParams::default(), &cm))
                     .await
                     .map(drop);
             };
-            let owner = old.metadata.owner_references.iter().flatten().next();
-            if owner.is_some_and(|o| Some(&o.uid) == pod.metadata.uid.as_ref()) {
+            if ours(&old) {
                 return Ok(());
             }
+            let owner = old.metadata.owner_references.iter().flatten().next();
             let stale_owner = owner.map(|o| o.name.clone());
             if stale_owner.as_deref() != Some(pod_name.as_str()) || old.metadata.uid.is_none() {
                 return Err(Error::AlreadyExists(format!(

@@ -325,6 +325,69 @@ fn a_refused_prompt_configmap_leaves_nothing_behind() {
     assert_eq!(owner_uid(&env), second);
 }
 
+/// A big prompt's spawn whose pod or prompt ConfigMap was stored but its answer lost: a
+/// proxy's 504 (kube-rs retries and gets AlreadyExists for its own object) or no answer
+/// within --request-timeout. The pod is adopted by this call's spawn id, the ConfigMap by
+/// its owner (that pod's uid): the spawn succeeds with both, instead of deleting the pod
+/// and leaving the ConfigMap behind.
+#[test]
+fn a_big_prompt_spawn_whose_answer_was_lost_keeps_its_own_pod_and_configmap() {
+    let env = Env::new();
+    let values = env.script_values("cat \"$TASK_PROMPT_FILE\" >/dev/null; echo ran");
+    let prompt = env.write("prompt.md", &"Do it. ".repeat(20_000));
+    for (id, path, hang) in [
+        ("L1", "/configmaps", false),
+        ("L2", "/configmaps", true),
+        ("L3", "/pods", false),
+        ("L4", "/pods", true),
+    ] {
+        if hang {
+            env.server.hang_next_after_handling(1, "POST", path);
+        } else {
+            env.server.fail_next_after_handling(1, 504, "POST", path);
+        }
+        let r = env.asdo(&spawn_args(
+            id,
+            &[
+                "--prompt-file",
+                path_str(&prompt),
+                "-f",
+                path_str(&values),
+                "--request-timeout",
+                "3s",
+            ],
+        ));
+        let pod = format!("agent-{}", id.to_lowercase());
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (0, format!("pod/{pod} created\n").as_str()),
+            "{id}: {r:?}"
+        );
+        let cm = env.kubectl(&[
+            "get",
+            "configmap",
+            &format!("{pod}-prompt"),
+            "-n",
+            NS,
+            "-o",
+            "json",
+        ]);
+        assert_eq!(cm.code, 0, "{id}: {cm:?}");
+        let cm: serde_json::Value = serde_json::from_str(&cm.stdout).unwrap();
+        assert_eq!(
+            cm["metadata"]["ownerReferences"][0]["uid"],
+            env.kubectl_pod(&pod)["metadata"]["uid"],
+            "{id}"
+        );
+        // The pod got its prompt and ran.
+        assert!(
+            env.server
+                .wait_for_phase(NS, &pod, "Succeeded", Duration::from_secs(60)),
+            "{id}"
+        );
+    }
+}
+
 #[test]
 fn a_503_answer_says_so_and_how_often_it_was_retried() {
     let env = Env::new();
