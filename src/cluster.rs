@@ -350,6 +350,55 @@ pub async fn agent_log_tail(api: &Api<Pod>, name: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// The session the agent announced (`asdo: opencode session ses_… on …`), from the first
+/// bytes of its log. The agent announces it once, early (after the clone, as the server
+/// starts), so a long run's tail ([`agent_log_tail`]) no longer holds it; the head always
+/// does. The newest announcement there counts. The log is data anyone with a shell in the
+/// pod (or a model's tool) can write to, so one without OpenCode's shape
+/// ([`crate::marker::is_session_id`]) is refused, never skipped for an older one; `task`
+/// names the task in that refusal. One reader for `attach`/`send` and the task object.
+pub async fn agent_session(api: &Api<Pod>, name: &str, task: &str) -> Result<Option<String>> {
+    let lp = LogParams {
+        container: Some(crate::task::CONTAINER.into()),
+        limit_bytes: Some(LOG_TAIL_MAX as i64),
+        ..Default::default()
+    };
+    let bytes = log_bytes(api, name, &lp, Keep::First(LOG_TAIL_MAX)).await?;
+    match crate::marker::session_announcement(&String::from_utf8_lossy(&bytes)) {
+        None => Ok(None),
+        Some(Ok(id)) => Ok(Some(id)),
+        Some(Err(forged)) => Err(Error::other(format!(
+            "task {task}: its log names the session {forged:?}, which is not an OpenCode session id (ses_ and 1-{} letters or digits); refusing to use it (see `asdo logs {task}`)",
+            crate::marker::SESSION_ID_MAX
+        ))),
+    }
+}
+
+/// A task pod's agent log as the task object needs it: the tail, and the session.
+#[derive(Debug, Clone)]
+pub struct AgentLog {
+    /// [`agent_log_tail`].
+    pub tail: String,
+    /// The session the tail announces, else the log's head ([`agent_session`]); None when
+    /// neither does, or the head could not be read.
+    pub session: Option<String>,
+}
+
+/// [`agent_log_tail`], plus the session for [`crate::taskpod::TaskState::session_id`]: a
+/// second read (the head) only when the tail names none and is not the whole log.
+pub async fn agent_log(api: &Api<Pod>, name: &str) -> Result<AgentLog> {
+    let tail = agent_log_tail(api, name).await?;
+    let mut session = crate::marker::last_session(&tail).map(str::to_string);
+    if session.is_none() && tail.lines().count() >= crate::marker::TAIL_LINES as usize {
+        // Best effort: the task object without a session still says everything else.
+        session = agent_session(api, name, name).await.unwrap_or_else(|e| {
+            tracing::info!("{e}; the task object of {name} has no session");
+            None
+        });
+    }
+    Ok(AgentLog { tail, session })
+}
+
 /// Which part of a log read over its cap is kept.
 #[derive(Debug, Clone, Copy)]
 pub enum Keep {

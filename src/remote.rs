@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::LogParams;
 use kube::{Api, Client};
 
 use crate::contract::{OPENCODE_PORT, OPENCODE_PORT_NAME, PASSWORD_ENV};
@@ -127,7 +126,7 @@ pub async fn open(
     let forward = portforward::start(api.clone(), &name, port, local_port).await?;
     let oc = opencode::Client::new(forward.authority(), Some(&password));
     wait_ready(&oc, &forward, &task, port).await?;
-    let session = session_from_log(&api, &name, &task).await?;
+    let session = crate::cluster::agent_session(&api, &name, &task).await?;
     Ok(Remote {
         task,
         pod: name,
@@ -226,33 +225,6 @@ async fn wait_ready(oc: &opencode::Client, forward: &Forward, task: &str, port: 
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// The last session the agent announced in the first MiB of its log. The log is data
-/// anyone with a shell in the pod (or a model's tool) can write to, so an announced id
-/// is used only when it has OpenCode's shape ([`crate::marker::is_session_id`]); a forged one is refused,
-/// never skipped for an older one.
-async fn session_from_log(api: &Api<Pod>, pod: &str, task: &str) -> Result<Option<String>> {
-    let lp = LogParams {
-        container: Some(CONTAINER.into()),
-        limit_bytes: Some(crate::cluster::LOG_TAIL_MAX as i64),
-        ..Default::default()
-    };
-    let bytes = crate::cluster::log_bytes(
-        api,
-        pod,
-        &lp,
-        crate::cluster::Keep::First(crate::cluster::LOG_TAIL_MAX),
-    )
-    .await?;
-    match crate::marker::session_announcement(&String::from_utf8_lossy(&bytes)) {
-        None => Ok(None),
-        Some(Ok(id)) => Ok(Some(id)),
-        Some(Err(forged)) => Err(Error::other(format!(
-            "task {task}: its log names the session {forged:?}, which is not an OpenCode session id (ses_ and 1-{} letters or digits); refusing to use it (see `asdo logs {task}`)",
-            crate::marker::SESSION_ID_MAX
-        ))),
     }
 }
 
