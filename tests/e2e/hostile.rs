@@ -388,6 +388,43 @@ fn a_big_prompt_spawn_whose_answer_was_lost_keeps_its_own_pod_and_configmap() {
     }
 }
 
+/// A plain-http API server (kube's own HTTP/1.1 stack, not src/apiconn.rs) that resets
+/// the connection while asdo is still sending: asdo restores SIGPIPE's default action
+/// (`asdo list | head`), so a write to the dead socket that raised SIGPIPE would kill it
+/// silently. Each case ends with one `error:` line and exit 1, never a signal.
+#[test]
+fn a_plain_http_connection_reset_mid_request_is_an_error_line_not_sigpipe() {
+    let env = Env::new();
+    assert!(env.server.url().starts_with("http://"), "plain http");
+    let values = env.script_values("echo ran");
+    // Near the 1 MiB a ConfigMap holds: the biggest body asdo sends.
+    let prompt = env.write("prompt.md", &"Do it. ".repeat(130_000));
+    let cases: [(&str, &str, &str, Vec<&str>); 3] = [
+        (
+            "POST",
+            "/configmaps",
+            "R1",
+            vec!["--prompt-file", path_str(&prompt), "-f", path_str(&values)],
+        ),
+        ("POST", "/pods", "R2", vec!["-f", path_str(&values)]),
+        ("GET", "/pods", "", vec![]),
+    ];
+    for (method, path, id, extra) in cases {
+        env.server.reset_next_matching(1, method, path);
+        let r = if id.is_empty() {
+            env.asdo(&["list"])
+        } else {
+            env.asdo(&spawn_args(id, &extra))
+        };
+        assert_eq!(r.code, 1, "{method} {path}: not a signal death: {r:?}");
+        let lines: Vec<&str> = r.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{method} {path}: {r:?}");
+        assert!(lines[0].starts_with("error: "), "{method} {path}: {r:?}");
+    }
+    // Nothing half-created: the pod whose prompt ConfigMap was cut went again.
+    assert!(env.server.pods(NS).is_empty());
+}
+
 #[test]
 fn a_503_answer_says_so_and_how_often_it_was_retried() {
     let env = Env::new();
