@@ -325,6 +325,36 @@ fn a_refused_prompt_configmap_leaves_nothing_behind() {
     assert_eq!(owner_uid(&env), second);
 }
 
+/// The prompt ConfigMap is written only after its pod exists (it is owned by the pod's
+/// uid): a pod create that is refused, or not answered and not stored, sends none.
+#[test]
+fn a_failed_pod_create_sends_no_prompt_configmap() {
+    let env = Env::new();
+    let values = env.script_values("echo ran");
+    let prompt = env.write("prompt.md", &"Do it. ".repeat(20_000));
+    env.server.fail_next_matching(1, 500, "POST", "/pods");
+    env.server
+        .hang_next_matching(1, Some("POST"), Some("/pods"));
+    for id in ["P1", "P2"] {
+        let r = env.asdo(&spawn_args(
+            id,
+            &[
+                "--prompt-file",
+                path_str(&prompt),
+                "-f",
+                path_str(&values),
+                "--request-timeout",
+                "3s",
+            ],
+        ));
+        assert_eq!(r.code, 1, "{id}: {r:?}");
+    }
+    assert_eq!(env.count("POST", "/configmaps"), 0);
+    assert!(env.server.pods(NS).is_empty());
+    let cms = env.kubectl(&["get", "configmaps", "-n", NS, "-o", "name"]);
+    assert_eq!((cms.code, cms.stdout.as_str()), (0, ""), "{cms:?}");
+}
+
 /// A big prompt's spawn whose pod or prompt ConfigMap was stored but its answer lost: a
 /// proxy's 504 (kube-rs retries and gets AlreadyExists for its own object) or no answer
 /// within --request-timeout. The pod is adopted by this call's spawn id, the ConfigMap by
