@@ -144,6 +144,9 @@ pub struct LogFacts {
     /// The last [`marker::TAIL_LINES`] lines, read lossily: what the task object is built
     /// from (its final markers, totals, PR), as `wait` reads it from the API.
     pub tail: String,
+    /// The newest session the whole log announced: the agent announces it once, early,
+    /// so a long run's tail no longer holds it.
+    pub session: Option<String>,
 }
 
 /// A line kept for the tail is cut here: markers are short, a tool's output may not be.
@@ -163,6 +166,7 @@ async fn stream_to_file(reader: impl futures::AsyncBufRead, path: &Path) -> Resu
         path: path.to_path_buf(),
         bytes: 0,
         tail: String::new(),
+        session: None,
     };
     let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     loop {
@@ -185,6 +189,9 @@ async fn stream_to_file(reader: impl futures::AsyncBufRead, path: &Path) -> Resu
         facts.bytes += n as u64;
         let kept = &line[..line.len().min(TAIL_LINE_MAX)];
         let text = String::from_utf8_lossy(kept);
+        if let Some(id) = marker::session(&text) {
+            facts.session = Some(id.to_string());
+        }
         if tail.len() == marker::TAIL_LINES as usize {
             tail.pop_front();
         }
@@ -222,8 +229,12 @@ pub fn summary(pod: &Pod, log: Option<&LogFacts>, note: Option<String>) -> Value
         saved_at: String,
     }
     let now = k8s_openapi::jiff::Timestamp::now();
+    let mut task = TaskState::new(pod, log.map(|l| l.tail.as_str()), now);
+    task.session_id = task
+        .session_id
+        .or_else(|| log.and_then(|l| l.session.clone()));
     let s = Summary {
-        task: TaskState::new(pod, log.map(|l| l.tail.as_str()), now),
+        task,
         log: log
             .and_then(|l| l.path.file_name())
             .map(|n| n.to_string_lossy().into_owned()),

@@ -277,22 +277,38 @@ pub async fn create_owned_config_map(
     let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(pods.clone().into_client(), ns);
     let what = format!("create configmap {name} (the prompt of pod {pod_name}) in namespace {ns}");
+    let get = format!("get configmap {name} in namespace {ns}");
+    let ours = |c: &k8s_openapi::api::core::v1::ConfigMap| {
+        c.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .next()
+            .is_some_and(|o| Some(&o.uid) == pod.metadata.uid.as_ref())
+    };
     match bounded(&what, api.create(&PostParams::default(), &cm)).await {
         Ok(_) => Ok(()),
+        // No answer (or a failing one) may still have stored it: the pod's own ConfigMap
+        // there is this create's, and the spawn is whole. Else the caller undoes the pod.
+        Err(e @ (Error::Cluster(_) | Error::Api(_))) => {
+            match bounded(&get, api.get_opt(&name)).await {
+                Ok(Some(c)) if ours(&c) => Ok(()),
+                _ => Err(e),
+            }
+        }
         // One of this name is there: ours (a create whose answer was lost), or the prompt
         // of an earlier run of the task whose pod is gone and whose garbage collection
         // has not come yet. The stale one goes (by uid) and ours is created once more.
         Err(Error::AlreadyExists(m)) => {
-            let get = format!("get configmap {name} in namespace {ns}");
             let Some(old) = bounded(&get, api.get_opt(&name)).await? else {
                 return bounded(&what, api.create(&PostParams::default(), &cm))
                     .await
                     .map(drop);
             };
-            let owner = old.metadata.owner_references.iter().flatten().next();
-            if owner.is_some_and(|o| Some(&o.uid) == pod.metadata.uid.as_ref()) {
+            if ours(&old) {
                 return Ok(());
             }
+            let owner = old.metadata.owner_references.iter().flatten().next();
             let stale_owner = owner.map(|o| o.name.clone());
             if stale_owner.as_deref() != Some(pod_name.as_str()) || old.metadata.uid.is_none() {
                 return Err(Error::AlreadyExists(format!(
@@ -332,6 +348,55 @@ pub async fn agent_log_tail(api: &Api<Pod>, name: &str) -> Result<String> {
     };
     let bytes = log_bytes(api, name, &lp, Keep::Last(LOG_TAIL_MAX)).await?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The session the agent announced (`asdo: opencode session ses_… on …`), from the first
+/// bytes of its log. The agent announces it once, early (after the clone, as the server
+/// starts), so a long run's tail ([`agent_log_tail`]) no longer holds it; the head always
+/// does. The newest announcement there counts. The log is data anyone with a shell in the
+/// pod (or a model's tool) can write to, so one without OpenCode's shape
+/// ([`crate::marker::is_session_id`]) is refused, never skipped for an older one; `task`
+/// names the task in that refusal. One reader for `attach`/`send` and the task object.
+pub async fn agent_session(
+    api: &Api<Pod>,
+    name: &str,
+    task: &str,
+    logs: &str,
+) -> Result<Option<String>> {
+    let lp = LogParams {
+        container: Some(crate::task::CONTAINER.into()),
+        limit_bytes: Some(LOG_TAIL_MAX as i64),
+        ..Default::default()
+    };
+    let bytes = log_bytes(api, name, &lp, Keep::First(LOG_TAIL_MAX)).await?;
+    crate::marker::session_in_log(&String::from_utf8_lossy(&bytes), task, logs)
+}
+
+/// A task pod's agent log as the task object needs it: the tail, and the session.
+#[derive(Debug, Clone)]
+pub struct AgentLog {
+    /// [`agent_log_tail`].
+    pub tail: String,
+    /// The session the tail announces, else the log's head ([`agent_session`]); None when
+    /// neither does, or the head could not be read.
+    pub session: Option<String>,
+}
+
+/// [`agent_log_tail`], plus the session for [`crate::taskpod::TaskState::session_id`]: a
+/// second read (the head) only when the tail names none and is not the whole log.
+pub async fn agent_log(api: &Api<Pod>, name: &str) -> Result<AgentLog> {
+    let tail = agent_log_tail(api, name).await?;
+    let mut session = crate::marker::last_session(&tail).map(str::to_string);
+    if session.is_none() && tail.lines().count() >= crate::marker::TAIL_LINES as usize {
+        // Best effort: the task object without a session still says everything else.
+        session = agent_session(api, name, name, &format!("asdo logs {name}"))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::info!("{e}; the task object of {name} has no session");
+                None
+            });
+    }
+    Ok(AgentLog { tail, session })
 }
 
 /// Which part of a log read over its cap is kept.

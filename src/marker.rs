@@ -298,6 +298,22 @@ impl std::fmt::Display for Marker {
     }
 }
 
+/// The last session the agent announced in `log` (its lines without timestamps; the
+/// first MiB is enough, the agent announces it early). The log is data anyone with a
+/// shell in the task (or a model's tool) can write to, so an announced id is used only
+/// when it has OpenCode's shape ([`is_session_id`]); a forged one is
+/// refused, never skipped for an older one. Both runtimes read it here.
+pub fn session_in_log(log: &str, task: &str, logs: &str) -> crate::error::Result<Option<String>> {
+    match session_announcement(log) {
+        None => Ok(None),
+        Some(Ok(id)) => Ok(Some(id)),
+        Some(Err(forged)) => Err(crate::error::Error::other(format!(
+            "task {task}: its log names the session {forged:?}, which is not an OpenCode session id (ses_ and 1-{} letters or digits); refusing to use it (see `{logs}`)",
+            SESSION_ID_MAX
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::LogParams;
 use kube::{Api, Client};
 
 use crate::contract::{OPENCODE_PORT, OPENCODE_PORT_NAME, PASSWORD_ENV};
@@ -163,7 +162,7 @@ pub async fn open(
         forward.refused().map(|r| Error::Api(r.to_string()))
     })
     .await?;
-    let session = session_from_log(&api, &name, &task, &logs).await?;
+    let session = crate::cluster::agent_session(&api, &name, &task, &logs).await?;
     Ok(Remote {
         task,
         pod: name,
@@ -269,44 +268,6 @@ pub(crate) async fn wait_ready(
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// The last session the agent announced in the first MiB of its pod's log.
-async fn session_from_log(
-    api: &Api<Pod>,
-    pod: &str,
-    task: &str,
-    logs: &str,
-) -> Result<Option<String>> {
-    let lp = LogParams {
-        container: Some(CONTAINER.into()),
-        limit_bytes: Some(crate::cluster::LOG_TAIL_MAX as i64),
-        ..Default::default()
-    };
-    let bytes = crate::cluster::log_bytes(
-        api,
-        pod,
-        &lp,
-        crate::cluster::Keep::First(crate::cluster::LOG_TAIL_MAX),
-    )
-    .await?;
-    session_in_log(&String::from_utf8_lossy(&bytes), task, logs)
-}
-
-/// The last session the agent announced in `log` (its lines without timestamps; the
-/// first MiB is enough, the agent announces it early). The log is data anyone with a
-/// shell in the task (or a model's tool) can write to, so an announced id is used only
-/// when it has OpenCode's shape ([`crate::marker::is_session_id`]); a forged one is
-/// refused, never skipped for an older one. Both runtimes read it here.
-pub(crate) fn session_in_log(log: &str, task: &str, logs: &str) -> Result<Option<String>> {
-    match crate::marker::session_announcement(log) {
-        None => Ok(None),
-        Some(Ok(id)) => Ok(Some(id)),
-        Some(Err(forged)) => Err(Error::other(format!(
-            "task {task}: its log names the session {forged:?}, which is not an OpenCode session id (ses_ and 1-{} letters or digits); refusing to use it (see `{logs}`)",
-            crate::marker::SESSION_ID_MAX
-        ))),
     }
 }
 

@@ -300,14 +300,18 @@ pub fn deleted_before_end(pod: &Pod, task: &str) -> Verdict {
 pub async fn verdict(api: &Api<Pod>, pod: &Pod) -> Verdict {
     let name = TaskPod(pod).name();
     // Best effort: without the tail the verdict still has the phase and the exit code.
-    let log_tail = match cluster::agent_log_tail(api, name).await {
-        Ok(t) => Some(t),
+    let log = match cluster::agent_log(api, name).await {
+        Ok(l) => Some(l),
         Err(e) => {
             tracing::info!("{e}; the verdict of {name} has no agent marker");
             None
         }
     };
-    Verdict::of(pod, log_tail)
+    let session = log.as_ref().and_then(|l| l.session.clone());
+    let mut v = Verdict::of(pod, log.map(|l| l.tail));
+    // A long run's tail no longer announces its session; the log's head does.
+    v.task.session_id = v.task.session_id.or(session);
+    v
 }
 
 #[cfg(test)]

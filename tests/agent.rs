@@ -812,6 +812,64 @@ fn sigint_exits_130() {
     );
 }
 
+/// The parent pid of a live process, from /proc.
+fn ppid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// SIGKILLs an agent whose `opencode serve` is `serve` and says whether the server went
+/// with it; whatever is left of the server's process group is killed afterwards either
+/// way, so a failing case leaves nothing running.
+fn sigkill_agent_and_watch(mut agent: std::process::Child, serve: i32) -> bool {
+    assert!(alive(serve));
+    assert_eq!(
+        ppid(serve),
+        Some(agent.id() as i32),
+        "the server is the agent's child"
+    );
+    send(&agent, libc::SIGKILL);
+    // Not wait_for: an orphaned server would hold the agent's stdout open.
+    let status = agent.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    let gone = eventually(Duration::from_secs(30), || !alive(serve));
+    // SAFETY: kill(2) on the group the agent started the server in (pgid = its pid).
+    unsafe {
+        libc::kill(-serve, libc::SIGKILL);
+    }
+    gone
+}
+
+/// SIGKILL (the OOM killer, `kill -9` on a laptop) gives the agent no chance to stop its
+/// server: the kernel must end it, else it keeps running and holding its port.
+#[test]
+fn a_sigkilled_agent_takes_its_opencode_server_with_it() {
+    let f = Fixture::new("sigkill");
+    let serve_file = f.out("serve");
+    // The stand-in runs the script as its child: $PPID is the server.
+    let (agent, _rx) = start_then(
+        &f,
+        &format!(
+            "echo $PPID > '{}'; echo started; exec sleep 600",
+            serve_file.display()
+        ),
+        &[],
+    );
+    let serve: i32 = f.read_out("serve").trim().parse().unwrap();
+    assert!(
+        sigkill_agent_and_watch(agent, serve),
+        "opencode serve (pid {serve}) outlived the SIGKILLed agent"
+    );
+}
+
 #[test]
 fn dry_run_prints_the_settings_without_secrets_and_touches_nothing() {
     let f = Fixture::new("dry-run");
@@ -1302,6 +1360,62 @@ fn real_opencode_sigterm_mid_session_pushes_the_partial_work() {
     assert_eq!(
         log1(&f, &sha, "%s"),
         "wip(T001): partial work, interrupted by SIGTERM"
+    );
+}
+
+/// The real server, SIGKILLed agent: the server process ends and its port is free again.
+#[test]
+fn real_opencode_server_dies_with_a_sigkilled_agent_and_frees_its_port() {
+    let f = Fixture::new("real-sigkill");
+    let model = ModelServer::start(vec![Step::Hang]);
+    // A port of its own: with 0, opencode tries 4096 first, which other tests here may hold.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let env = real_env(&f, &model, &[("ASDO_OPENCODE_PORT", &port)]);
+    let mut agent = f.agent_cmd(&env, &[]).spawn().unwrap();
+    let stdout = agent.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut port = None;
+    while port.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(300))
+            .expect("opencode serve listens");
+        port = line
+            .split("listening on http://127.0.0.1:")
+            .nth(1)
+            .and_then(|p| p.trim().trim_end_matches('/').parse::<u16>().ok());
+    }
+    let port = port.unwrap();
+    // The session is under way: the model holds the first call.
+    assert!(eventually(Duration::from_secs(120), || model.turns().len() == 1));
+    let agent_pid = agent.id() as i32;
+    let serve = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|p| ppid(*p) == Some(agent_pid))
+        .expect("the agent's opencode serve");
+    assert!(
+        sigkill_agent_and_watch(agent, serve),
+        "opencode serve (pid {serve}) outlived the SIGKILLed agent"
+    );
+    // Its socket goes once its last thread has exited, a moment after it turns zombie.
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        }),
+        "port {port} is free again"
     );
 }
 

@@ -1920,6 +1920,19 @@ fn fault_knobs_as_kubectl_sees_them() {
     assert_eq!(f.server.connections().0, 0);
     f.kubectl_ok(&["get", "pods", "--request-timeout=5s"]);
 
+    // A connection reset once the head of a create is read: kubectl (which retries no
+    // POST) reports the connection lost; nothing was stored; the next create works.
+    f.server.reset_next_matching(1, "POST", "/configmaps");
+    let err = f.kubectl_err(&["create", "configmap", "cut", "--from-literal=a=b"]);
+    let e = err.to_lowercase();
+    assert!(e.contains("connection reset") || e.contains("eof"), "{err}");
+    assert_eq!(
+        f.kubectl(&["get", "configmap", "cut"]).status.code(),
+        Some(1),
+        "not stored"
+    );
+    f.kubectl_ok(&["create", "configmap", "cut", "--from-literal=a=b"]);
+
     // A create stored, then answered 504: kubectl reports the 504, the pod is there.
     f.server.fail_next_after_handling(1, 504, "POST", "/pods");
     let out = f.kubectl(&[

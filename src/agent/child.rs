@@ -104,6 +104,37 @@ pub fn kill_descendants() {
     reap_orphans();
 }
 
+/// Makes the child SIGKILLed by the kernel when the agent dies, however it dies: a
+/// SIGKILLed or OOM-killed agent must not leave `opencode serve` running and holding its
+/// port (the local runtime has no pod whose end takes every process with it).
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked exits, not the process. The
+/// agent's steps run inside `block_on` on the main thread, which lives until the process
+/// exits; a fork from any other thread (a tokio worker, which may go away while the
+/// agent runs) would have its child killed mid-run, so there the child is left without
+/// the guard. The check after `prctl` covers an agent that died before it was set.
+pub fn die_with_agent(cmd: &mut Command) {
+    let agent = std::process::id() as libc::pid_t;
+    // SAFETY: gettid(2) has no side effects.
+    if unsafe { libc::gettid() } != agent {
+        return;
+    }
+    // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid) run,
+    // and nothing is allocated.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The agent died between fork and prctl: we were re-parented already.
+            if libc::getppid() != agent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Collects every exited child that is not one tokio waits for (orphans handed to us).
 fn reap_orphans() {
     loop {
@@ -379,6 +410,7 @@ impl Runner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        die_with_agent(&mut cmd);
         let mut child = cmd.spawn().map_err(RunError::Spawn)?;
         let pgid = child.id().map(|p| p as i32);
         let stdout = child.stdout.take().expect("stdout is piped");

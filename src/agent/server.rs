@@ -110,6 +110,8 @@ impl Server {
         for k in &o.remove_env {
             cmd.env_remove(k);
         }
+        // A SIGKILLed agent must not leave the server running and holding the port.
+        child::die_with_agent(&mut cmd);
         let mut child = cmd.spawn().map_err(StartError::Spawn)?;
         let pgid = child.id().map(|p| p as i32);
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();

@@ -19,7 +19,9 @@ fn archived(dir: &std::path::Path, pod: &str, ext: &str) -> Option<std::path::Pa
 #[test]
 fn cleanup_saves_logs_before_deleting_and_keeps_what_it_could_not_save() {
     let env = Env::new();
-    let script = "echo 'asdo: cloning'; i=0; while [ $i -lt 2000 ]; do \
+    let script = "echo 'asdo: cloning'; \
+                  echo 'asdo: opencode session ses_0a1b2c3d4e5fAbCdEfGhIjKlMn on http://127.0.0.1:4096'; \
+                  i=0; while [ $i -lt 2000 ]; do \
                   echo \"line $i of the transcript\"; i=$((i+1)); done; echo 'asdo: done 0a1b2c3d'";
     let ok = env.spawn_script("T1", script);
     let bad = env.spawn_script("T2", "echo 'asdo: failed agent: opencode exited 3'; exit 3");
@@ -58,6 +60,8 @@ fn cleanup_saves_logs_before_deleting_and_keeps_what_it_could_not_save() {
     assert_eq!(summary["phase"], "Succeeded");
     assert_eq!(summary["exit_code"], 0);
     assert_eq!(summary["commit"], "0a1b2c3d");
+    // Announced 2000 lines before the end: from the whole log, not its tail.
+    assert_eq!(summary["session_id"], "ses_0a1b2c3d4e5fAbCdEfGhIjKlMn");
     assert_eq!(summary["branch"], "specs/001-auth/T1-async");
     assert_eq!(summary["log_bytes"], full_log.len());
     assert!(summary["finished"].is_string(), "{summary}");

@@ -325,6 +325,136 @@ fn a_refused_prompt_configmap_leaves_nothing_behind() {
     assert_eq!(owner_uid(&env), second);
 }
 
+/// The prompt ConfigMap is written only after its pod exists (it is owned by the pod's
+/// uid): a pod create that is refused, or not answered and not stored, sends none.
+#[test]
+fn a_failed_pod_create_sends_no_prompt_configmap() {
+    let env = Env::new();
+    let values = env.script_values("echo ran");
+    let prompt = env.write("prompt.md", &"Do it. ".repeat(20_000));
+    env.server.fail_next_matching(1, 500, "POST", "/pods");
+    env.server
+        .hang_next_matching(1, Some("POST"), Some("/pods"));
+    for id in ["P1", "P2"] {
+        let r = env.asdo(&spawn_args(
+            id,
+            &[
+                "--prompt-file",
+                path_str(&prompt),
+                "-f",
+                path_str(&values),
+                "--request-timeout",
+                "3s",
+            ],
+        ));
+        assert_eq!(r.code, 1, "{id}: {r:?}");
+    }
+    assert_eq!(env.count("POST", "/configmaps"), 0);
+    assert!(env.server.pods(NS).is_empty());
+    let cms = env.kubectl(&["get", "configmaps", "-n", NS, "-o", "name"]);
+    assert_eq!((cms.code, cms.stdout.as_str()), (0, ""), "{cms:?}");
+}
+
+/// A big prompt's spawn whose pod or prompt ConfigMap was stored but its answer lost: a
+/// proxy's 504 (kube-rs retries and gets AlreadyExists for its own object) or no answer
+/// within --request-timeout. The pod is adopted by this call's spawn id, the ConfigMap by
+/// its owner (that pod's uid): the spawn succeeds with both, instead of deleting the pod
+/// and leaving the ConfigMap behind.
+#[test]
+fn a_big_prompt_spawn_whose_answer_was_lost_keeps_its_own_pod_and_configmap() {
+    let env = Env::new();
+    let values = env.script_values("cat \"$TASK_PROMPT_FILE\" >/dev/null; echo ran");
+    let prompt = env.write("prompt.md", &"Do it. ".repeat(20_000));
+    for (id, path, hang) in [
+        ("L1", "/configmaps", false),
+        ("L2", "/configmaps", true),
+        ("L3", "/pods", false),
+        ("L4", "/pods", true),
+    ] {
+        if hang {
+            env.server.hang_next_after_handling(1, "POST", path);
+        } else {
+            env.server.fail_next_after_handling(1, 504, "POST", path);
+        }
+        let r = env.asdo(&spawn_args(
+            id,
+            &[
+                "--prompt-file",
+                path_str(&prompt),
+                "-f",
+                path_str(&values),
+                "--request-timeout",
+                "3s",
+            ],
+        ));
+        let pod = format!("agent-{}", id.to_lowercase());
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (0, format!("pod/{pod} created\n").as_str()),
+            "{id}: {r:?}"
+        );
+        let cm = env.kubectl(&[
+            "get",
+            "configmap",
+            &format!("{pod}-prompt"),
+            "-n",
+            NS,
+            "-o",
+            "json",
+        ]);
+        assert_eq!(cm.code, 0, "{id}: {cm:?}");
+        let cm: serde_json::Value = serde_json::from_str(&cm.stdout).unwrap();
+        assert_eq!(
+            cm["metadata"]["ownerReferences"][0]["uid"],
+            env.kubectl_pod(&pod)["metadata"]["uid"],
+            "{id}"
+        );
+        // The pod got its prompt and ran.
+        assert!(
+            env.server
+                .wait_for_phase(NS, &pod, "Succeeded", Duration::from_secs(60)),
+            "{id}"
+        );
+    }
+}
+
+/// A plain-http API server (kube's own HTTP/1.1 stack, not src/apiconn.rs) that resets
+/// the connection while asdo is still sending: asdo restores SIGPIPE's default action
+/// (`asdo list | head`), so a write to the dead socket that raised SIGPIPE would kill it
+/// silently. Each case ends with one `error:` line and exit 1, never a signal.
+#[test]
+fn a_plain_http_connection_reset_mid_request_is_an_error_line_not_sigpipe() {
+    let env = Env::new();
+    assert!(env.server.url().starts_with("http://"), "plain http");
+    let values = env.script_values("echo ran");
+    // Near the 1 MiB a ConfigMap holds: the biggest body asdo sends.
+    let prompt = env.write("prompt.md", &"Do it. ".repeat(130_000));
+    let cases: [(&str, &str, &str, Vec<&str>); 3] = [
+        (
+            "POST",
+            "/configmaps",
+            "R1",
+            vec!["--prompt-file", path_str(&prompt), "-f", path_str(&values)],
+        ),
+        ("POST", "/pods", "R2", vec!["-f", path_str(&values)]),
+        ("GET", "/pods", "", vec![]),
+    ];
+    for (method, path, id, extra) in cases {
+        env.server.reset_next_matching(1, method, path);
+        let r = if id.is_empty() {
+            env.asdo(&["list"])
+        } else {
+            env.asdo(&spawn_args(id, &extra))
+        };
+        assert_eq!(r.code, 1, "{method} {path}: not a signal death: {r:?}");
+        let lines: Vec<&str> = r.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{method} {path}: {r:?}");
+        assert!(lines[0].starts_with("error: "), "{method} {path}: {r:?}");
+    }
+    // Nothing half-created: the pod whose prompt ConfigMap was cut went again.
+    assert!(env.server.pods(NS).is_empty());
+}
+
 #[test]
 fn a_503_answer_says_so_and_how_often_it_was_retried() {
     let env = Env::new();

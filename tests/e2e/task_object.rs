@@ -124,6 +124,31 @@ fn every_json_output_is_a_task_object_the_schema_accepts() {
     assert_valid(&env, "every verb", &docs);
 }
 
+/// A long run: the agent announced its session once, early, and the last 40 lines (the
+/// tail every reader fetches) no longer hold it. The task object still names it: the
+/// log's head is read for it.
+#[test]
+fn a_long_runs_session_id_comes_from_the_head_of_its_log() {
+    let env = Env::new();
+    let values = env.script_values(
+        "echo 'asdo: opencode session ses_0a1b2c3d4e5fAbCdEfGhIjKlMn on http://127.0.0.1:4096'; \
+         i=1; while [ $i -le 200 ]; do echo \"· bash step $i\"; i=$((i+1)); done; \
+         echo 'asdo: summary: files 1, tokens 10 in / 5 out'; echo 'asdo: done 0123abcd'",
+    );
+    let r = env.asdo(&spawn_args("LONG1", &["-f", path_str(&values)]));
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = env.asdo(&["wait", "LONG1", "--timeout", "2m", "-o", "json"]);
+    let ended = json_lines(&r);
+    assert_eq!(ended.len(), 1, "{r:?}");
+    assert_eq!(ended[0]["commit"], "0123abcd", "{r:?}");
+    assert_eq!(ended[0]["last_step"], "bash step 200", "{r:?}");
+    assert_eq!(
+        ended[0]["session_id"], "ses_0a1b2c3d4e5fAbCdEfGhIjKlMn",
+        "{r:?}"
+    );
+    assert_valid(&env, "wait -o json", &ended);
+}
+
 #[test]
 fn statuses_say_why_as_kubectl_does() {
     let env = Env::new();

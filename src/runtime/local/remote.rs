@@ -72,7 +72,7 @@ pub async fn open(
             .then(|| remote::not_running(&task, &logs, view.phase()))
     };
     remote::wait_ready(&oc, &task, &format!("127.0.0.1:{port}"), &logs, ended).await?;
-    let session = remote::session_in_log(&log_head(&t), &task, &logs)?;
+    let session = crate::marker::session_in_log(&log_head(&t), &task, &logs)?;
     Ok(Remote {
         task,
         pod: name,
@@ -131,7 +131,7 @@ mod tests {
         let head = log_head(&t);
         assert!(head.starts_with("asdo: running opencode\n"), "{head}");
         assert_eq!(
-            remote::session_in_log(&head, "T1", "asdo --runtime local logs T1").unwrap(),
+            crate::marker::session_in_log(&head, "T1", "asdo --runtime local logs T1").unwrap(),
             Some("ses_abc123".to_string())
         );
         std::fs::remove_dir_all(&d).unwrap();

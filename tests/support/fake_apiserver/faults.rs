@@ -25,6 +25,8 @@ struct Settings {
     hangs: Vec<Failure>,
     /// Handled (a create stores its object), then never answered.
     hangs_after: Vec<Failure>,
+    /// Requests whose connection is reset (RST) once their head is read.
+    resets: Vec<Failure>,
     response_delay: Duration,
     schedule_delay: Duration,
     forbidden: HashSet<String>,
@@ -83,6 +85,7 @@ impl Faults {
                 failures_after: vec![],
                 hangs: vec![],
                 hangs_after: vec![],
+                resets: vec![],
                 response_delay: Duration::ZERO,
                 schedule_delay: Duration::from_millis(200),
                 forbidden: HashSet::new(),
@@ -167,6 +170,7 @@ impl Faults {
             s.failures_after.clear();
             s.hangs.clear();
             s.hangs_after.clear();
+            s.resets.clear();
         });
     }
 
@@ -192,6 +196,14 @@ impl Faults {
 
     pub fn take_hang_after(&self, method: &str, path: &str) -> bool {
         self.with(|s| take(&mut s.hangs_after, method, path).is_some())
+    }
+
+    pub fn add_reset(&self, n: usize, method: &str, path_contains: &str) {
+        self.with(|s| s.resets.push(rule(n, 0, Some(method), Some(path_contains))));
+    }
+
+    pub fn take_reset(&self, method: &str, path: &str) -> bool {
+        self.with(|s| take(&mut s.resets, method, path).is_some())
     }
 
     pub fn set_response_delay(&self, d: Duration) {

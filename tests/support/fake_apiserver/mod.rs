@@ -492,6 +492,13 @@ impl FakeApiServer {
         self.shared.faults.add_hang_after(n, method, path_contains);
     }
 
+    /// The connection of the next `n` matching requests is reset (a TCP RST, SO_LINGER 0)
+    /// as soon as the request's head is read, its body unread and no answer sent: a load
+    /// balancer or an API server dropping a connection while the client is still writing.
+    pub fn reset_next_matching(&self, n: usize, method: &str, path_contains: &str) {
+        self.shared.faults.add_reset(n, method, path_contains);
+    }
+
     /// The next `n` requests with this method (any if None) whose path contains
     /// `path_contains` (any if None) are accepted and never answered (pods/portforward too).
     pub fn hang_next_matching(&self, n: usize, method: Option<&str>, path_contains: Option<&str>) {

@@ -87,31 +87,56 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
+            use std::os::fd::AsRawFd;
             use std::sync::atomic::Ordering::SeqCst;
             let (open, max) = &shared.connections;
             let now = open.fetch_add(1, SeqCst) + 1;
             max.fetch_max(now, SeqCst);
             shared.counters.accepted.fetch_add(1, SeqCst);
+            // `reset_next_matching`: a handler asks for this connection to be cut.
+            let cut = Arc::new(tokio::sync::Notify::new());
+            let fd = stream.as_raw_fd();
             let s = shared.clone();
-            let svc = service_fn(move |req| handle(s.clone(), req));
-            match &shared.tls {
-                None => {
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await;
-                }
-                Some(tls) => {
-                    if let Ok(stream) = tls.accept(stream).await {
-                        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                            shared.counters.h2_connections.fetch_add(1, SeqCst);
-                        }
-                        // HTTP/1.1 or HTTP/2, by what the client sends first (its ALPN pick).
-                        let mut server = auto::Builder::new(TokioExecutor::new());
-                        server.http2().max_concurrent_streams(shared.max_streams);
-                        let _ = server
-                            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            let c = cut.clone();
+            let svc = service_fn(move |req| handle(s.clone(), c.clone(), req));
+            let serving = async {
+                match &shared.tls {
+                    None => {
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .with_upgrades()
                             .await;
+                    }
+                    Some(tls) => {
+                        if let Ok(stream) = tls.accept(stream).await {
+                            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                shared.counters.h2_connections.fetch_add(1, SeqCst);
+                            }
+                            // HTTP/1.1 or HTTP/2, by what the client sends first (its ALPN pick).
+                            let mut server = auto::Builder::new(TokioExecutor::new());
+                            server.http2().max_concurrent_streams(shared.max_streams);
+                            let _ = server
+                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                                .await;
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                _ = serving => {}
+                _ = cut.notified() => {
+                    // The socket is still open here (`serving` owns it until this arm
+                    // ends): linger 0 makes its close an RST instead of a FIN.
+                    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+                    // SAFETY: setsockopt on a descriptor that is open, with a valid struct.
+                    unsafe {
+                        libc::setsockopt(
+                            fd,
+                            libc::SOL_SOCKET,
+                            libc::SO_LINGER,
+                            (&linger as *const libc::linger).cast(),
+                            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                        );
                     }
                 }
             }
@@ -120,7 +145,11 @@ pub(crate) async fn serve(
     }
 }
 
-async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Resp, Infallible> {
+async fn handle(
+    shared: Arc<Shared>,
+    cut: Arc<tokio::sync::Notify>,
+    req: hyper::Request<Incoming>,
+) -> Result<Resp, Infallible> {
     if req.version() == hyper::Version::HTTP_2 {
         let streams = &shared.counters.h2_streams;
         streams.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -129,6 +158,11 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Re
     let path = req.uri().path().to_string();
     let raw_query = req.uri().query().unwrap_or("").to_string();
     let id = shared.requests.start(&method, &path, &raw_query);
+    if shared.faults.take_reset(&method, &path) {
+        // The head is read, the body is not: the connection goes with an RST.
+        cut.notify_one();
+        std::future::pending::<()>().await;
+    }
     let delay = shared.faults.response_delay();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
