@@ -11,7 +11,10 @@
 //! same [`TaskState`], so every projection (tables, `-o json`, reports, hooks, the web
 //! page, MCP) is written once.
 
+mod answer;
+mod follow;
 pub mod local;
+pub mod tasks;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
