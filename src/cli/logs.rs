@@ -10,6 +10,7 @@ use super::Global;
 use crate::error::{Error, Result};
 use crate::follow::LogOptions;
 use crate::runtime::Runtime;
+use crate::runtime::follow::Follow;
 use crate::task;
 
 #[derive(Debug, Args)]
@@ -91,9 +92,12 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<i32> {
         queue_timeout: args.queue_timeout,
     };
     let selector = crate::task::selector(args.selector.as_deref())?;
-    let cap = args.max_log_requests.map(|n| n as usize);
-    Runtime::connect(&scope)
-        .await?
-        .follow(target.as_deref(), &selector, &opts, cap)
-        .await
+    let which = match &target {
+        Some(name) => Follow::One(name),
+        None => Follow::Many {
+            selector: &selector,
+            cap: args.max_log_requests.map(|n| n as usize),
+        },
+    };
+    Runtime::connect(&scope).await?.follow(which, &opts).await
 }

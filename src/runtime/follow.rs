@@ -3,31 +3,40 @@
 //! wait for a task to start.
 
 use super::Runtime;
+use super::local::logs as local;
 use crate::cluster;
 use crate::error::Result;
 use crate::follow::{self, LogOptions, StartBounds};
 
-impl Runtime {
-    /// Follows one task (`Some(pod name)`) to its end and returns its exit code, or every
-    /// task `selector` matches (picking up new ones) with at most `cap` streams at once on
-    /// a cluster.
-    pub async fn follow(
-        &self,
-        target: Option<&str>,
-        selector: &str,
-        opts: &LogOptions,
+/// Whose logs.
+#[derive(Debug, Clone, Copy)]
+pub enum Follow<'a> {
+    /// One task (id or pod name), to its end.
+    One(&'a str),
+    /// Every task the label selector matches, new ones as they appear; on a cluster at
+    /// most `cap` log streams at once (None: the connection's default).
+    Many {
+        selector: &'a str,
         cap: Option<usize>,
-    ) -> Result<i32> {
-        use super::local::logs as local;
-        match (self, target) {
-            (Runtime::Kubernetes(c), Some(name)) => {
+    },
+}
+
+impl Runtime {
+    /// Follows the logs; one task's exit code when it ended, else 0 (or Ctrl-C's).
+    pub async fn follow(&self, which: Follow<'_>, opts: &LogOptions) -> Result<i32> {
+        match (self, which) {
+            (Runtime::Kubernetes(c), Follow::One(name)) => {
                 follow::follow_one(&c.client, &c.namespace, name, opts).await
             }
-            (Runtime::Kubernetes(c), None) => {
+            (Runtime::Kubernetes(c), Follow::Many { selector, cap }) => {
                 follow::follow_many(&c.client, &c.namespace, selector, opts, cap).await
             }
-            (Runtime::Local(store), Some(name)) => local::follow_one(store, name, opts).await,
-            (Runtime::Local(store), None) => local::follow_many(store, selector, opts).await,
+            (Runtime::Local(store), Follow::One(name)) => {
+                local::follow_one(store, name, opts).await
+            }
+            (Runtime::Local(store), Follow::Many { selector, .. }) => {
+                local::follow_many(store, selector, opts).await
+            }
         }
     }
 
@@ -47,9 +56,7 @@ impl Runtime {
                     .await
                     .map(drop)
             }
-            Runtime::Local(store) => {
-                super::local::logs::wait_started(store, id, bounds.start).await
-            }
+            Runtime::Local(store) => local::wait_started(store, id, bounds.start).await,
         }
     }
 }

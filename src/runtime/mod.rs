@@ -12,8 +12,9 @@
 //! page, MCP) is written once.
 
 mod answer;
-mod follow;
+pub mod follow;
 pub mod local;
+pub mod spawn;
 pub mod tasks;
 
 use k8s_openapi::api::core::v1::Pod;
