@@ -16,6 +16,7 @@ pub mod follow;
 pub mod local;
 pub mod spawn;
 pub mod tasks;
+mod wait;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;

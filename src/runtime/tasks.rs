@@ -88,6 +88,25 @@ impl Runtime {
         }
     }
 
+    /// Every task pod the selectors select, whole, for the engines that act on each
+    /// (`wait --all`, `cleanup`). A cluster applies `fields` server-side; the local tasks
+    /// are chosen by `labels` only, so a caller with `fields` matches them on the pods too
+    /// (as `cleanup::Selection::matches` does).
+    pub async fn pods(&self, labels: &str, fields: Option<&str>) -> Result<Vec<Pod>> {
+        match self {
+            Runtime::Kubernetes(c) => {
+                let api = cluster::pods(&c.client, Some(&c.namespace))?;
+                let mut lp = ListParams::default().labels(labels);
+                if let Some(f) = fields {
+                    lp = lp.fields(f);
+                }
+                let what = format!("list task pods in namespace {}", c.namespace);
+                cluster::list_all(&api, &lp, &what).await
+            }
+            Runtime::Local(store) => store.pods(labels),
+        }
+    }
+
     /// The tasks a query names. On a cluster: paged list calls, keeping per pod a name, or
     /// its task object, or the pod only until its log tail is read (10,000 task pods are
     /// never all held at once), with a few tails read at a time. Locally every tail is one
