@@ -12,6 +12,7 @@
 //! page, MCP) is written once.
 
 mod answer;
+mod cleanup;
 pub mod follow;
 pub mod local;
 pub mod spawn;
