@@ -192,3 +192,105 @@ fn timed_out_verdict(
     };
     Verdict::unknown(task, &format!("TimedOut({phase})"), format!("{words}\n"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks;
+    use crate::runtime::local::{RunState, Store, logfile};
+
+    /// A local task as its runner leaves it: ended with `exit` and a log ending in `last`,
+    /// or (None) created and never started (Queued).
+    fn task(store: &Store, id: &str, exit: Option<i32>, last: &str) {
+        let t = store.task(id);
+        std::fs::create_dir_all(&t.dir).unwrap();
+        let spec = serde_json::json!({"id": id, "uid": format!("uid-{id}"), "branch": "b",
+            "repo": "file:///r.git", "createdAt": "2026-11-24T10:00:00Z", "env": [],
+            "sandbox": true, "maxParallel": 1, "asdo": "/a"});
+        std::fs::write(t.spec_file(), spec.to_string()).unwrap();
+        if let Some(code) = exit {
+            std::fs::write(t.log(), logfile::stamped(last.as_bytes())).unwrap();
+            t.write_state(&RunState {
+                exit_code: Some(code),
+                ..Default::default()
+            })
+            .unwrap();
+        }
+    }
+
+    fn request(tasks: &[&str], timeout: Duration, report_dir: Option<PathBuf>) -> Request {
+        let tasks: Vec<String> = tasks.iter().map(|t| t.to_string()).collect();
+        Request {
+            wanted: named(&tasks).unwrap(),
+            all: tasks.is_empty(),
+            any: false,
+            timeout,
+            report_dir,
+            hooks: Hooks::new(hooks::Config {
+                on_done: None,
+                webhook: None,
+                timeout: Duration::from_secs(1),
+            }),
+        }
+    }
+
+    /// The engine without a cluster: each verdict said and recorded as it comes, the exit
+    /// code from all of them, a task still queued at --timeout concluded as TimedOut with
+    /// 124, and a task that is not there the command's answer.
+    #[tokio::test]
+    async fn verdicts_records_and_the_timeout_on_the_local_runtime() {
+        let root = std::env::temp_dir().join(format!("asdo-wait-engine-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let store = Store { root: root.clone() };
+        task(&store, "T1", Some(0), "asdo: done 0123abcd\n");
+        task(
+            &store,
+            "T2",
+            Some(12),
+            "asdo: failed agent: opencode exited 1\n",
+        );
+        task(&store, "T3", None, "");
+        let rt = Runtime::Local(store);
+        let reports = root.join("reports");
+        let long = Duration::from_secs(600);
+
+        let mut said = Vec::new();
+        let req = request(&["T1", "T2"], long, Some(reports.clone()));
+        let code = run(&rt, req, |v| {
+            said.push(v.line());
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, exit::FAILURE, "{said:?}");
+        said.sort();
+        assert!(said[0].starts_with("T1 Succeeded exit=0 "), "{said:?}");
+        assert!(said[0].ends_with("commit=0123abcd"), "{said:?}");
+        assert!(said[1].starts_with("T2 Failed exit=12 "), "{said:?}");
+        assert!(reports.join("delegation_completed/T1.txt").exists());
+        assert!(reports.join("delegation_errors/T2.txt").exists());
+
+        let mut said = Vec::new();
+        let req = request(&["T1", "T3"], Duration::from_secs(1), None);
+        let code = run(&rt, req, |v| {
+            said.push((v.task.id.clone(), v.ending.clone()));
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, exit::TIMEOUT, "{said:?}");
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert_eq!(said[0], ("T1".into(), "Succeeded".into()));
+        assert!(
+            said[1].1.starts_with("TimedOut(Pending: Queued"),
+            "{said:?}"
+        );
+
+        let req = request(&["T9"], long, None);
+        let e = run(&rt, req, |_| Ok(())).await.unwrap_err();
+        assert!(matches!(e, Error::NotFound(_)), "{e}");
+        assert!(e.to_string().contains("asdo --runtime local list"), "{e}");
+
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
