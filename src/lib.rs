@@ -1,8 +1,11 @@
 //! asdo, the Agentic SDLC Orchestrator. Where things live:
 //! - `cli/`: one file per subcommand (flags → request → one call → output, exit codes);
 //!   the engines they call live below: `spawn` (plan, render, create), `verdict` (how a task
-//!   ended, the watch until done), `follow::many` (one or many pods' logs), `scope`
-//!   (environment, release and namespace resolved from the global flags);
+//!   ended, the watch until done), `wait` and `cleanup` (those verbs for both runtimes),
+//!   `follow::many` (one or many pods' logs), `scope` (environment, release and namespace
+//!   resolved from the global flags);
+//! - `runtime`: where tasks run (a cluster, or `local`: this machine), behind one seam the
+//!   verbs call: tasks, logs, spawn, wait's verdicts, cleanup's deletes, answers;
 //! - `render`: values + task → Pod (pure); `values`: chart values and merging;
 //! - `task`: names, labels and input validation; `validate`: the Kubernetes rules for names,
 //!   selectors and pod values; `follow`: waiting and resumable log streaming;
@@ -30,6 +33,7 @@ pub mod apiconn;
 pub mod apiretry;
 pub mod archive;
 pub mod argv;
+pub mod cleanup;
 pub mod cli;
 pub mod cluster;
 pub mod contract;
@@ -62,3 +66,4 @@ pub mod ui;
 pub mod validate;
 pub mod values;
 pub mod verdict;
+pub mod wait;

@@ -5,8 +5,8 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::cluster;
 use crate::error::{Error, Result};
+use crate::runtime::Runtime;
 use crate::scope::Scope;
 use crate::task::{self, ANN_BRANCH, ANN_REPO};
 use crate::taskpod::{TaskPod, TaskState};
@@ -57,30 +57,16 @@ pub async fn lookup(scope: &Scope, task_or_pod: &str, given: &Given) -> Result<T
             state: None,
         });
     }
-    if scope.runtime == crate::runtime::Kind::Local {
-        let store = crate::runtime::local::Store::from_env()?;
-        let Some((t, pod)) = store.pod(&name)? else {
-            return Err(Error::NotFound(format!(
-                "no local task {task_or_pod} in {}; if it was cleaned up, pass --repo and --branch",
-                store.tasks_dir().display()
-            )));
-        };
-        let log = TaskPod(&pod)
-            .is_finished()
-            .then(|| t.log_tail(crate::marker::TAIL_LINES as usize));
-        return from_pod(&pod, log.as_deref(), given);
-    }
-    let ns = &scope.namespace;
-    let client = cluster::client(&scope.cluster).await?;
-    let api = cluster::pods(&client, Some(ns))?;
-    let Some(pod) = cluster::get_pod(&api, &name, ns).await? else {
+    let rt = Runtime::connect(scope).await?;
+    let Some(pod) = rt.pod(&name).await? else {
         return Err(Error::NotFound(format!(
-            "no pod {name} in namespace {ns}; if it was cleaned up, pass --repo and --branch"
+            "{}; if it was cleaned up, pass --repo and --branch",
+            rt.missing(task_or_pod)
         )));
     };
+    // Best effort: without the marker, apply refuses and diff uses the branch tip.
     let log = if TaskPod(&pod).is_finished() {
-        // Best effort: without the marker, apply refuses and diff uses the branch tip.
-        cluster::agent_log_tail(&api, &name).await.ok()
+        rt.log_tail(&pod).await
     } else {
         None
     };

@@ -682,6 +682,16 @@ fn the_verbs_drive_a_local_task_end_to_end() {
     assert_eq!(r.code, 1, "one failed: {r:?}");
     assert_eq!(r.stdout.lines().count(), 2, "{r:?}");
 
+    // -o json prints the task objects on this runtime too (it used to print the lines).
+    let r = asdo(&env, &["cleanup", "--dry-run", "-o", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let planned: Vec<serde_json::Value> =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    let mut pods: Vec<&str> = planned.iter().map(|t| t["pod"].as_str().unwrap()).collect();
+    pods.sort();
+    assert_eq!(pods, ["agent-t010", "agent-t011"], "{r:?}");
+    task_schema::assert_valid(&l.root, "cleanup", &planned);
+
     let saved = l.root.join("saved");
     let r = asdo(&env, &["cleanup", "--save-logs", saved.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{r:?}");

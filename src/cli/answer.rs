@@ -8,12 +8,11 @@
 //! The value building lives in `crate::agent::answers` beside its reader.
 
 use clap::Args;
-use kube::api::{Patch, PatchParams};
 
 use super::Global;
 use crate::agent::answers;
-use crate::cluster;
 use crate::error::{Error, Result, exit};
+use crate::runtime::Runtime;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -42,41 +41,12 @@ pub async fn run(global: &Global, args: AnswerArgs) -> Result<i32> {
     let pod = crate::task::pod_name_for(&args.task)?;
     let value = answers::person_value(&args.request, &args.answer, &who()).map_err(Error::usage)?;
     let key = format!("{}{}", crate::task::ANN_ANSWER_PREFIX, args.request);
-    if global.runtime == crate::runtime::Kind::Local {
-        return answer_local(&args, &pod, &key, &value);
-    }
-    let client = cluster::client(&scope.cluster).await?;
-    let api = cluster::pods(&client, Some(&scope.namespace))?;
-    let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
-    cluster::bounded(
-        "patching the pod's annotations",
-        api.patch(&pod, &PatchParams::default(), &Patch::Merge(&patch)),
-    )
-    .await?;
+    let rt = Runtime::connect(&scope).await?;
+    let delivered = rt.answer(&pod, &key, &value).await?;
     eprintln!(
-        "answered {} on pod {pod} ({}); the agent replies once the kubelet refreshes the pod's annotations file — watch `asdo logs {}`",
-        args.request, scope.namespace, args.task
-    );
-    Ok(exit::OK)
-}
-
-/// The local runtime: the same line the kubelet would write, in the task's read-only
-/// `input/annotations` (ASDO_ANSWERS_FILE), which the agent re-reads every few seconds.
-fn answer_local(args: &AnswerArgs, pod: &str, key: &str, value: &str) -> Result<i32> {
-    use crate::runtime::local;
-    let store = local::Store::from_env()?;
-    let Some((t, _)) = store.pod(pod)? else {
-        return Err(local::logs::not_found(&store, &args.task));
-    };
-    t.answer(key, value).map_err(|e| {
-        Error::other(format!(
-            "cannot write the answer into {}: {e}",
-            t.answers().display()
-        ))
-    })?;
-    eprintln!(
-        "answered {} on local task {pod}; the agent replies within seconds — watch `asdo --runtime local logs {}`",
-        args.request, args.task
+        "answered {} {delivered} — watch `{}`",
+        args.request,
+        rt.command(&format!("logs {}", args.task))
     );
     Ok(exit::OK)
 }

@@ -4,17 +4,15 @@
 use std::time::Duration;
 
 use clap::Args;
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::ListParams;
 
 use super::{Global, Output};
-use crate::cluster;
 use crate::error::{Result, exit};
 use crate::humantime;
 use crate::output::{self, Format};
-use crate::taskpod::{Phase, TaskPod, TaskState};
+use crate::runtime::Runtime;
+use crate::runtime::tasks::{Query, Tails};
+use crate::taskpod::{Phase, TaskState};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -43,9 +41,6 @@ pub struct ListArgs {
     pub all_namespaces: bool,
 }
 
-/// Log tails read at once (each bounded by --request-timeout).
-const TAIL_READS: usize = 8;
-
 /// The longest STEP cell; a step line can be a whole shell command.
 const STEP_MAX: usize = 60;
 
@@ -53,104 +48,26 @@ pub async fn run(global: &Global, args: ListArgs) -> Result<i32> {
     let scope = global.scope()?;
     let phase = args.phase.as_deref().map(Phase::parse).transpose()?;
     let labels = crate::task::selector(args.selector.as_deref())?;
-    if global.runtime == crate::runtime::Kind::Local {
-        return list_local(&args, &labels, phase);
-    }
-    let client = cluster::client(&scope.cluster).await?;
-    let ns = (!args.all_namespaces).then_some(scope.namespace.as_str());
-    let api = cluster::pods(&client, ns)?;
-    let mut lp = ListParams::default().labels(&labels);
-    if let Some(p) = phase {
-        lp = lp.fields(&format!("status.phase={}", p.api_phase()));
-    }
-    let where_ = ns.map_or("all namespaces".to_string(), |n| format!("namespace {n}"));
-    let what = format!("list pods in {where_}");
-
-    // What is kept per pod: a name, or the task (never the whole pod, 10,000 task pods
-    // would sit in memory), or the pod until its log tail is read: json, yaml and wide
-    // show every agent's totals and PR; the table a running agent's last step.
-    let names_only = args.output == Some(Output::Name);
-    let needs_tail = |p: &Pod| match args.output {
-        Some(Output::Name) => false,
-        Some(_) => TaskPod(p).ever_ran(),
-        None => TaskPod(p).phase() == Phase::Running,
+    let rt = Runtime::connect(&scope).await?;
+    let tails = match args.output {
+        Some(Output::Name) => Tails::NamesOnly,
+        Some(_) => Tails::EverRan,
+        None => Tails::Running,
     };
-    let now = Timestamp::now();
-    let mut names: Vec<(String, String)> = Vec::new();
-    let mut tasks: Vec<TaskState> = Vec::new();
-    let mut to_read: Vec<Pod> = Vec::new();
-    cluster::for_each_page(&api, &lp, &what, |page| {
-        for p in page {
-            // Queued and Pending are one API phase: the selector cannot tell them apart.
-            if phase.is_some_and(|want| TaskPod(&p).phase() != want) {
-                continue;
-            }
-            if names_only {
-                let v = TaskPod(&p);
-                names.push((v.namespace().to_string(), v.name().to_string()));
-            } else if needs_tail(&p) {
-                to_read.push(p);
-            } else {
-                tasks.push(TaskState::new(&p, None, now));
-            }
-        }
-    })
-    .await?;
-    let api = &api;
-    let read = futures::stream::iter(to_read)
-        .map(|p| async move {
-            let (name, ns) = (TaskPod(&p).name(), TaskPod(&p).namespace());
-            // Best effort: a tail that cannot be read leaves `log_read: false`.
-            let tail = match cluster::pods(&api_client(api), Some(ns)) {
-                Ok(api) => cluster::agent_log_tail(&api, name).await.ok(),
-                Err(_) => None,
-            };
-            TaskState::new(&p, tail.as_deref(), now)
+    let found = rt
+        .tasks(&Query {
+            labels: &labels,
+            phase,
+            all_namespaces: args.all_namespaces,
+            tails,
         })
-        .buffer_unordered(TAIL_READS)
-        .collect::<Vec<_>>()
-        .await;
-    tasks.extend(read);
-    tasks.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
-    names.sort();
-
-    print_tasks(
-        &args,
-        &tasks,
-        &names,
-        &format!("No task pods found in {where_}."),
-        now,
-    )?;
-    Ok(exit::OK)
-}
-
-/// The client behind a pod API, for the namespaced API of a pod found cluster-wide.
-fn api_client(api: &kube::Api<Pod>) -> kube::Client {
-    api.clone().into_client()
-}
-
-/// The local runtime's tasks: the Pods they stand for and their log files' tails, through
-/// the same task objects and table.
-fn list_local(args: &ListArgs, labels: &str, phase: Option<Phase>) -> Result<i32> {
-    let store = crate::runtime::local::Store::from_env()?;
-    let now = Timestamp::now();
-    let mut tasks = Vec::new();
-    for p in store.pods(labels)? {
-        if phase.is_some_and(|want| TaskPod(&p).phase() != want) {
-            continue;
-        }
-        let tail = store
-            .pod(TaskPod(&p).name())?
-            .map(|(t, _)| t.log_tail(crate::marker::TAIL_LINES as usize));
-        tasks.push(TaskState::new(&p, tail.as_deref(), now));
-    }
-    tasks.sort_by(|a, b| a.pod.cmp(&b.pod));
-    let names: Vec<(String, String)> = tasks
-        .iter()
-        .map(|t| (t.namespace.clone(), t.pod.clone()))
-        .collect();
-    let empty = format!("No local tasks found in {}.", store.tasks_dir().display());
-    print_tasks(args, &tasks, &names, &empty, now)?;
+        .await?;
+    let empty = format!(
+        "No {} found in {}.",
+        rt.tasks_noun(),
+        rt.place(args.all_namespaces)
+    );
+    print_tasks(&args, &found.tasks, &found.names, &empty, Timestamp::now())?;
     Ok(exit::OK)
 }
 
@@ -282,6 +199,7 @@ fn layout(header: Vec<String>, body: Vec<Vec<String>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
 
     fn pod(status: serde_json::Value) -> Pod {

@@ -7,9 +7,10 @@ use std::time::Duration;
 use clap::Args;
 
 use super::Global;
-use crate::cluster;
 use crate::error::{Error, Result};
-use crate::follow::{self, LogOptions};
+use crate::follow::LogOptions;
+use crate::runtime::Runtime;
+use crate::runtime::follow::Follow;
 use crate::task;
 
 #[derive(Debug, Args)]
@@ -91,20 +92,12 @@ pub async fn run(global: &Global, args: LogsArgs) -> Result<i32> {
         queue_timeout: args.queue_timeout,
     };
     let selector = crate::task::selector(args.selector.as_deref())?;
-    if global.runtime == crate::runtime::Kind::Local {
-        use crate::runtime::local;
-        let store = local::Store::from_env()?;
-        return match target {
-            Some(name) => local::logs::follow_one(&store, &name, &opts).await,
-            None => local::logs::follow_many(&store, &selector, &opts).await,
-        };
-    }
-    let client = cluster::client(&scope.cluster).await?;
-    match target {
-        Some(name) => follow::follow_one(&client, &scope.namespace, &name, &opts).await,
-        None => {
-            let cap = args.max_log_requests.map(|n| n as usize);
-            follow::follow_many(&client, &scope.namespace, &selector, &opts, cap).await
-        }
-    }
+    let which = match &target {
+        Some(name) => Follow::One(name),
+        None => Follow::Many {
+            selector: &selector,
+            cap: args.max_log_requests.map(|n| n as usize),
+        },
+    };
+    Runtime::connect(&scope).await?.follow(which, &opts).await
 }

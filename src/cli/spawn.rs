@@ -11,16 +11,16 @@ use k8s_openapi::api::core::v1::Pod;
 use clap::builder::TypedValueParser as _;
 
 use super::{Global, Output, print_object};
-use crate::cluster;
 use crate::error::{Error, Result, exit};
 use crate::existing::IfExists;
 use crate::follow::StartBounds;
 use crate::output::{self, Format};
+use crate::runtime::Runtime;
+use crate::runtime::follow::Follow;
+use crate::runtime::spawn::{LocalFlags, Spawned};
 use crate::spawn::{self, Created, Rendered, SpawnRequest};
 use crate::speckit;
-use crate::task;
 use crate::taskpod::TaskState;
-use crate::values::{self, Values};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -239,61 +239,25 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
     if let Some(dir) = &plan.report_dir {
         speckit::check_writable(dir)?;
     }
-    if global.runtime == crate::runtime::Kind::Local {
-        return run_local(&args, &plan, offline).await;
-    }
-    let client = cluster::client(&scope.cluster).await?;
-    let cm_name = Values::from_value(scope.defaults.clone())?.config_map_name(&scope.release);
-    let cluster_values =
-        cluster::config_values(&client, &scope.namespace, &cm_name, values::CONFIGMAP_KEY).await?;
-    let pods: Vec<Rendered> = match cluster_values {
-        Some(text) => {
-            let v = values::unwrap_subchart(values::parse_yaml(
-                &format!("ConfigMap {cm_name}"),
-                &text,
-            )?);
-            spawn::render_all(&scope, &plan, Some(v))?
-        }
-        None => offline,
-    };
-    // The cluster's values may bring their own bad values; and each pod is marked with
-    // this call's id so a create retried after a lost answer recognises its own pod.
-    let call_id = spawn::call_id();
-    let pods: Vec<Rendered> = pods
-        .into_iter()
-        .map(|(mut pod, prompt)| {
-            crate::validate::pod(&pod)?;
-            pod.metadata
-                .annotations
-                .get_or_insert_with(Default::default)
-                .insert(task::ANN_SPAWN_ID.into(), call_id.clone());
-            Ok((pod, prompt))
-        })
-        .collect::<Result<_>>()?;
-    let api = cluster::pods(&client, Some(&scope.namespace))?;
-    let ns = scope.namespace.as_str();
-
+    let rt = Runtime::connect(&scope).await?;
     let output = args.output;
     let printed = std::sync::atomic::AtomicUsize::new(0);
     let report = move |c: &Created| print_created(c, output, &printed);
-    if plan.batch {
-        let results = spawn::create_all(&api, ns, pods, &plan, &report).await;
-        return Ok(batch_exit(&results));
-    }
-    let rendered = pods
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::other("no task to spawn"))?;
-    let created =
-        spawn::create_reported(&api, ns, rendered, &plan, &plan.tasks[0], &report).await?;
-    let name = created.pod().metadata.name.clone().unwrap_or_default();
-    let uid = created.pod().metadata.uid.clone();
+    let flags = LocalFlags {
+        no_sandbox: args.no_sandbox,
+        max_parallel: args.max_parallel,
+    };
+    let (name, uid) = match rt.spawn(&scope, &plan, offline, flags, &report).await? {
+        Spawned::Batch(results) => return Ok(batch_exit(&results)),
+        Spawned::One { name, uid } => (name, uid),
+    };
+    let id = &plan.tasks[0].id;
     if args.output.is_none() {
-        eprintln!("follow it: asdo logs {} -n {ns}", plan.tasks[0].id);
+        eprintln!("follow it: {}", rt.command(&format!("logs {id}")));
         if let Some(dir) = &plan.report_dir {
             eprintln!(
-                "spec-kit's result: asdo wait {} -n {ns} --report-dir {}",
-                plan.tasks[0].id,
+                "spec-kit's result: {} --report-dir {}",
+                rt.command(&format!("wait {id}")),
                 dir.display()
             );
         }
@@ -305,53 +269,11 @@ pub async fn run(global: &Global, args: SpawnArgs) -> Result<i32> {
             queue_timeout: args.queue_timeout,
             ..Default::default()
         };
-        return crate::follow::follow_one(&client, ns, &name, &opts).await;
+        return rt.follow(Follow::One(&name), &opts).await;
     }
     if args.wait {
-        crate::follow::wait_started(&api, &name, uid.as_deref(), args.start_bounds()).await?;
-    }
-    Ok(exit::OK)
-}
-
-/// The local runtime: the same rendered pods, each started as a local task.
-async fn run_local(args: &SpawnArgs, plan: &spawn::Plan, pods: Vec<Rendered>) -> Result<i32> {
-    use crate::runtime::local;
-    if args.no_sandbox {
-        eprintln!("{}", local::sandbox::NO_SANDBOX_WARNING);
-    }
-    let store = local::Store::from_env()?;
-    let opts = local::spawn::Options {
-        sandbox: !args.no_sandbox,
-        max_parallel: args
-            .max_parallel
-            .map_or_else(local::default_max_parallel, |n| n as usize),
-        asdo: std::env::current_exe()
-            .map_err(|e| Error::other(format!("cannot find the asdo binary: {e}")))?,
-    };
-    let output = args.output;
-    let printed = std::sync::atomic::AtomicUsize::new(0);
-    let report = move |c: &Created| print_created(c, output, &printed);
-    if plan.batch {
-        let results = local::spawn::create_all(&store, &pods, plan, &opts, &report);
-        return Ok(batch_exit(&results));
-    }
-    let rendered = pods
-        .first()
-        .ok_or_else(|| Error::other("no task to spawn"))?;
-    let id = &plan.tasks[0].id;
-    local::spawn::create_reported(&store, rendered, plan, &plan.tasks[0], &opts, &report)?;
-    if args.output.is_none() {
-        eprintln!("follow it: asdo --runtime local logs {id}");
-    }
-    if args.follow {
-        let opts = crate::follow::LogOptions {
-            follow: true,
-            ..Default::default()
-        };
-        return local::logs::follow_one(&store, id, &opts).await;
-    }
-    if args.wait {
-        local::logs::wait_started(&store, id, args.timeout).await?;
+        rt.wait_started(id, &name, uid.as_deref(), args.start_bounds())
+            .await?;
     }
     Ok(exit::OK)
 }

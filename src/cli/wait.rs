@@ -1,24 +1,18 @@
 //! `asdo wait`: block until tasks end (one watch for all of them), print a line per
 //! task as it ends, and optionally write spec-kit's delegation markers.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use k8s_openapi::jiff::Timestamp;
-use kube::api::ListParams;
 
 use super::Global;
-use crate::cluster;
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, Result};
 use crate::hooks::{self, Hooks};
-use crate::humantime;
 use crate::output::{self, Format};
-use crate::speckit;
-use crate::task::{self, SELECTOR};
-use crate::taskpod::{TaskPod, TaskState};
-use crate::verdict::{self, Verdict};
+use crate::runtime::Runtime;
+use crate::verdict::Verdict;
+use crate::wait;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -74,9 +68,6 @@ pub struct WaitArgs {
 /// What `asdo wait` alone is told (clap's "required <TASKS>" does not say what else works).
 pub const NEEDS_TASKS: &str = "name the tasks to wait for (asdo wait T001 T002), or pass --all (every task pod now) or --any (the first of them to end)";
 
-/// How long, past `--timeout`, the last look at the unfinished pods may take.
-const LAST_LOOK: Duration = Duration::from_secs(1);
-
 pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
     if args.tasks.is_empty() && !args.all && !args.any {
         return Err(Error::usage(NEEDS_TASKS));
@@ -91,115 +82,16 @@ pub async fn run(global: &Global, args: WaitArgs) -> Result<i32> {
         timeout: args.hook_timeout,
     };
     hooks_cfg.check().map_err(Error::usage)?;
-    let mut hooks = Hooks::new(hooks_cfg);
-    // Pod name → the task id as the user spelled it, for pods that never show up.
-    let mut wanted: BTreeMap<String, String> = args
-        .tasks
-        .iter()
-        .map(|t| Ok((task::pod_name_for(t)?, t.clone())))
-        .collect::<Result<_>>()?;
-    let ns = scope.namespace.clone();
-    // --timeout is a hard bound on the whole command: every call below runs inside it
-    // (or, for the last look after it, inside a short grace), so a server that accepts
-    // and never answers cannot stretch it by a request timeout.
-    let deadline = tokio::time::Instant::now() + args.timeout;
-    if global.runtime == crate::runtime::Kind::Local {
-        return wait_local(&args, wanted, deadline, hooks).await;
-    }
-    let client = cluster::client(&scope.cluster).await?;
-    let api = cluster::pods(&client, Some(&ns))?;
-    if args.all || (args.any && args.tasks.is_empty()) {
-        let lp = ListParams::default().labels(SELECTOR);
-        let what = format!("list task pods in namespace {ns}");
-        let pods = tokio::time::timeout_at(deadline, cluster::list_all(&api, &lp, &what))
-            .await
-            .map_err(|_| {
-                Error::Cluster(format!(
-                    "cannot {what}: no answer from the API server {} within {} (--timeout)",
-                    cluster::server_url(),
-                    humantime::short(args.timeout)
-                ))
-            })??;
-        wanted = pods
-            .iter()
-            // --any without ids: a pod that has already ended is not what is waited for
-            // (it frees no quota slot and would answer at once).
-            .filter(|p| !args.any || !TaskPod(p).is_finished())
-            .filter_map(|p| {
-                let name = p.metadata.name.clone()?;
-                let id = TaskPod(p).task_id().to_string();
-                Some((name, id))
-            })
-            .collect();
-        if wanted.is_empty() {
-            let which = if args.any { "running " } else { "" };
-            eprintln!("No {which}task pods in namespace {ns}.");
-            return Ok(exit::OK);
-        }
-    }
-
-    if let Some(dir) = &args.report_dir {
-        speckit::check_reports_writable(dir)?;
-    }
-
-    let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
-    let mut write_failed = false;
-    let format = args.output;
-    let watch = verdict::watch_until_done(&api, &wanted, args.any, |v| {
-        if let Err(e) = conclude(
-            v,
-            &mut verdicts,
-            args.report_dir.as_deref(),
-            &mut hooks,
-            format,
-        ) {
-            // Every task still gets its outcome; the exit code says a report is missing.
-            eprintln!("error: {e}");
-            write_failed = true;
-        }
-    });
-    let timed_out = match tokio::time::timeout_at(deadline, watch).await {
-        Ok(Ok(())) => false,
-        // 400/401/403 or a watch that cannot go on: the command's answer.
-        Ok(Err(e)) => return Err(e),
-        Err(_) => true,
+    let req = wait::Request {
+        wanted: wait::named(&args.tasks)?,
+        all: args.all,
+        any: args.any,
+        timeout: args.timeout,
+        report_dir: args.report_dir.clone(),
+        hooks: Hooks::new(hooks_cfg),
     };
-
-    let mut code = exit::OK;
-    if verdicts.values().any(|v| !v.succeeded()) || write_failed {
-        code = exit::FAILURE;
-    }
-    if timed_out {
-        // One last look at the pods still waited for, all at once and within a short
-        // grace: the deadline has passed, so a server that does not answer gets no more.
-        let left: Vec<(&String, &String)> = wanted
-            .iter()
-            .filter(|(p, _)| !verdicts.contains_key(*p))
-            .collect();
-        let looks = futures::future::join_all(
-            left.iter()
-                .map(|(pod, _)| async { cluster::get_pod(&api, pod, &ns).await.ok().flatten() }),
-        );
-        let current_pods = tokio::time::timeout(LAST_LOOK, looks)
-            .await
-            .unwrap_or_else(|_| vec![None; left.len()]);
-        for ((pod, id), current) in left.into_iter().zip(current_pods) {
-            let v = timed_out_verdict(pod, id, &ns, current.as_ref(), args.timeout);
-            if conclude_timed_out(&v, args.report_dir.as_deref(), &mut hooks, format)? {
-                code = exit::FAILURE;
-            }
-        }
-        if code == exit::OK {
-            code = exit::TIMEOUT;
-        }
-    }
-    hooks.finish().await;
-    if write_failed {
-        eprintln!(
-            "error: some reports could not be written (see above); spec-kit will not see those tasks' results"
-        );
-    }
-    Ok(code)
+    let rt = Runtime::connect(&scope).await?;
+    wait::run(&rt, req, |v| say(v, args.output)).await
 }
 
 /// The line for a task as it ends, or its task object with `-o`.
@@ -215,146 +107,4 @@ fn say(v: &Verdict, format: Option<Format>) -> Result<()> {
             output::print(&v.task, Format::Yaml)
         }
     }
-}
-
-/// A task still not ended at --timeout gets its line, its report and its hooks as an ended
-/// one does (both runtimes). Returns whether its report could not be written.
-fn conclude_timed_out(
-    v: &Verdict,
-    report_dir: Option<&Path>,
-    hooks: &mut Hooks,
-    format: Option<Format>,
-) -> Result<bool> {
-    say(v, format)?;
-    let failed = match report_dir.map(|dir| speckit::complete(dir, v)) {
-        Some(Err(e)) => {
-            eprintln!("error: {e}");
-            true
-        }
-        _ => false,
-    };
-    hooks.fire(&v.outcome());
-    Ok(failed)
-}
-
-/// The verdict of a task still not ended at --timeout: `TimedOut(<what it is doing>)`.
-fn timed_out_verdict(
-    pod: &str,
-    id: &str,
-    ns: &str,
-    current: Option<&k8s_openapi::api::core::v1::Pod>,
-    timeout: Duration,
-) -> Verdict {
-    // `Pending: CreateContainerError: …`: a stuck pod says why, not just "Pending".
-    let phase = current.map_or("Unknown".into(), |p| TaskPod(p).describe());
-    let words = format!("still {phase} after {}", humantime::short(timeout));
-    let task = match current {
-        Some(p) => TaskState::new(p, None, Timestamp::now()),
-        None => TaskState::vanished(id, pod, ns, "timed-out", &words),
-    };
-    Verdict::unknown(task, &format!("TimedOut({phase})"), format!("{words}\n"))
-}
-
-/// `wait` on the local runtime: the same verdicts, reports and hooks, from the local
-/// tasks' state files (read every half second) instead of a pod watch.
-async fn wait_local(
-    args: &WaitArgs,
-    mut wanted: BTreeMap<String, String>,
-    deadline: tokio::time::Instant,
-    mut hooks: Hooks,
-) -> Result<i32> {
-    use crate::runtime::local;
-    let store = local::Store::from_env()?;
-    if args.all || (args.any && args.tasks.is_empty()) {
-        wanted = store
-            .pods(SELECTOR)?
-            .iter()
-            .filter(|p| !args.any || !TaskPod(p).is_finished())
-            .filter_map(|p| {
-                let name = p.metadata.name.clone()?;
-                Some((name, TaskPod(p).task_id().to_string()))
-            })
-            .collect();
-        if wanted.is_empty() {
-            let which = if args.any { "running " } else { "" };
-            eprintln!("No {which}local tasks.");
-            return Ok(exit::OK);
-        }
-    }
-    for (pod, id) in &wanted {
-        if store.pod(pod)?.is_none() {
-            return Err(local::logs::not_found(&store, id));
-        }
-    }
-    if let Some(dir) = &args.report_dir {
-        speckit::check_reports_writable(dir)?;
-    }
-    let mut verdicts: BTreeMap<String, Verdict> = BTreeMap::new();
-    let mut write_failed = false;
-    let mut timed_out_now = false;
-    loop {
-        for pod in wanted.keys() {
-            if verdicts.contains_key(pod) {
-                continue;
-            }
-            if let Some((t, p)) = store.pod(pod)?
-                && TaskPod(&p).is_finished()
-            {
-                let tail = t.log_tail(crate::marker::TAIL_LINES as usize);
-                let v = Verdict::of(&p, Some(tail));
-                if let Err(e) = conclude(
-                    v,
-                    &mut verdicts,
-                    args.report_dir.as_deref(),
-                    &mut hooks,
-                    args.output,
-                ) {
-                    eprintln!("error: {e}");
-                    write_failed = true;
-                }
-            }
-        }
-        let done = verdicts.len() == wanted.len() || (args.any && !verdicts.is_empty());
-        if done {
-            break;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            timed_out_now = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-    let mut code = exit::OK;
-    if verdicts.values().any(|v| !v.succeeded()) || write_failed {
-        code = exit::FAILURE;
-    }
-    if timed_out_now {
-        for (pod, id) in wanted.iter().filter(|(p, _)| !verdicts.contains_key(*p)) {
-            let current = store.pod(pod)?.map(|(_, p)| p);
-            let v = timed_out_verdict(pod, id, "", current.as_ref(), args.timeout);
-            if conclude_timed_out(&v, args.report_dir.as_deref(), &mut hooks, args.output)? {
-                code = exit::FAILURE;
-            }
-        }
-        if code == exit::OK {
-            code = exit::TIMEOUT;
-        }
-    }
-    hooks.finish().await;
-    Ok(code)
-}
-
-fn conclude(
-    v: Verdict,
-    verdicts: &mut BTreeMap<String, Verdict>,
-    report_dir: Option<&Path>,
-    hooks: &mut Hooks,
-    format: Option<Format>,
-) -> Result<()> {
-    say(&v, format)?;
-    // The outcome counts even when its report cannot be written.
-    let written = report_dir.map_or(Ok(()), |dir| speckit::complete(dir, &v));
-    hooks.fire(&v.outcome());
-    verdicts.insert(v.task.pod.clone(), v);
-    written
 }

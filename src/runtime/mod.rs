@@ -11,8 +11,14 @@
 //! same [`TaskState`], so every projection (tables, `-o json`, reports, hooks, the web
 //! page, MCP) is written once.
 
+mod answer;
+mod cleanup;
 mod ended;
+pub mod follow;
 pub mod local;
+pub mod spawn;
+pub mod tasks;
+mod wait;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
