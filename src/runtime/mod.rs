@@ -159,11 +159,31 @@ impl Runtime {
         }
     }
 
+    /// The agent's log as the task object reads it (the tail and the session, which a
+    /// long run announced before the tail), best effort as [`Runtime::log_tail`].
+    pub async fn agent_log(&self, pod: &Pod) -> Option<cluster::AgentLog> {
+        let view = crate::taskpod::TaskPod(pod);
+        let name = view.name();
+        match self {
+            Runtime::Kubernetes(c) => {
+                let api = cluster::pods(&c.client, Some(view.namespace())).ok()?;
+                match cluster::agent_log(&api, name).await {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        tracing::info!("{e}; task {name} is read without its agent markers");
+                        None
+                    }
+                }
+            }
+            Runtime::Local(store) => Some(store.pod(name).ok()??.0.agent_log()),
+        }
+    }
+
     /// One task, as the task object every output prints, with its pod.
     pub async fn task(&self, task_or_pod: &str) -> Result<(Pod, TaskState)> {
         let pod = self.task_pod(task_or_pod).await?;
-        let tail = self.log_tail(&pod).await;
-        let task = TaskState::new(&pod, tail.as_deref(), Timestamp::now());
+        let log = self.agent_log(&pod).await;
+        let task = task_state(&pod, log, Timestamp::now());
         Ok((pod, task))
     }
 
@@ -202,4 +222,13 @@ impl Runtime {
             Runtime::Local(_) => Ok(Vec::new()),
         }
     }
+}
+
+/// The task object of a pod and what its log says, the session included when the head
+/// of the log had to be read for it.
+pub fn task_state(pod: &Pod, log: Option<cluster::AgentLog>, now: Timestamp) -> TaskState {
+    let session = log.as_ref().and_then(|l| l.session.clone());
+    let mut t = TaskState::new(pod, log.as_ref().map(|l| l.tail.as_str()), now);
+    t.session_id = t.session_id.or(session);
+    t
 }

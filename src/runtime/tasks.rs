@@ -143,8 +143,8 @@ impl Runtime {
                 let read = futures::stream::iter(to_read)
                     .map(|p| async move {
                         // Best effort: a tail that cannot be read leaves `log_read: false`.
-                        let tail = self.log_tail(&p).await;
-                        TaskState::new(&p, tail.as_deref(), now)
+                        let log = self.agent_log(&p).await;
+                        super::task_state(&p, log, now)
                     })
                     .buffer_unordered(TAIL_READS)
                     .collect::<Vec<_>>()
@@ -159,10 +159,8 @@ impl Runtime {
                             .push((v.namespace().to_string(), v.name().to_string()));
                         continue;
                     }
-                    let tail = store
-                        .pod(v.name())?
-                        .map(|(t, _)| t.log_tail(crate::marker::TAIL_LINES as usize));
-                    out.tasks.push(TaskState::new(p, tail.as_deref(), now));
+                    let log = store.pod(v.name())?.map(|(t, _)| t.agent_log());
+                    out.tasks.push(super::task_state(p, log, now));
                 }
             }
         }

@@ -52,8 +52,10 @@ async fn poll_until_done(
             if let Some((t, p)) = store.pod(pod)?
                 && TaskPod(&p).is_finished()
             {
-                let tail = t.log_tail(crate::marker::TAIL_LINES as usize);
-                on_verdict(Verdict::of(&p, Some(tail)));
+                let log = t.agent_log();
+                let mut v = Verdict::of(&p, Some(log.tail));
+                v.task.session_id = v.task.session_id.or(log.session);
+                on_verdict(v);
                 done.insert(pod);
             }
         }

@@ -147,6 +147,22 @@ fn a_long_runs_session_id_comes_from_the_head_of_its_log() {
         "{r:?}"
     );
     assert_valid(&env, "wait -o json", &ended);
+    // Every reader of the task object through the runtime names it too: status and list.
+    let r = env.asdo(&["status", "LONG1", "-o", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let status: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(
+        status["session_id"], "ses_0a1b2c3d4e5fAbCdEfGhIjKlMn",
+        "{r:?}"
+    );
+    let r = env.asdo(&["list", "-o", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let listed: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    let row = listed
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["id"] == "LONG1"))
+        .unwrap_or_else(|| panic!("listed: {r:?}"));
+    assert_eq!(row["session_id"], "ses_0a1b2c3d4e5fAbCdEfGhIjKlMn", "{r:?}");
 }
 
 #[test]

@@ -749,6 +749,37 @@ impl TaskDir {
         out
     }
 
+    /// The first MiB of the log, its lines without their timestamps (what the API
+    /// server's log endpoint gives without `timestamps=true`): where the agent announces
+    /// its session, early.
+    pub fn log_head(&self) -> String {
+        use std::io::Read;
+        let mut raw = Vec::new();
+        if let Ok(f) = std::fs::File::open(self.log()) {
+            let _ = f
+                .take(crate::cluster::LOG_TAIL_MAX as u64)
+                .read_to_end(&mut raw);
+        }
+        let mut out = String::with_capacity(raw.len());
+        for l in raw.split_inclusive(|b| *b == b'\n') {
+            let body = crate::follow::split_timestamp(l).map_or(l, |(_, rest)| rest);
+            out.push_str(&String::from_utf8_lossy(body));
+        }
+        out
+    }
+
+    /// The log as the task object reads it: the tail, and the session the tail announces,
+    /// else the head (a long run's announcement has scrolled out of the tail), as
+    /// [`crate::cluster::agent_log`] reads a pod's.
+    pub fn agent_log(&self) -> crate::cluster::AgentLog {
+        let tail = self.log_tail(crate::marker::TAIL_LINES as usize);
+        let mut session = crate::marker::last_session(&tail).map(str::to_string);
+        if session.is_none() && tail.lines().count() >= crate::marker::TAIL_LINES as usize {
+            session = crate::marker::session_announcement(&self.log_head()).and_then(Result::ok);
+        }
+        crate::cluster::AgentLog { tail, session }
+    }
+
     /// A person's answer (`asdo answer`), as a pod's annotation is on a cluster: the line
     /// `key="value"` (Go-quoted, as the kubelet writes its downwardAPI file) in
     /// `input/annotations`, the file ASDO_ANSWERS_FILE names and the agent cannot write.

@@ -3,10 +3,9 @@
 //! task's own 0600 file. The rest (waiting until the server answers, the session from the
 //! log, the `Remote` that attach, send and the web page use) is `crate::remote`'s.
 
-use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use super::{Store, TaskDir};
+use super::Store;
 use crate::error::{Error, Result};
 use crate::opencode;
 use crate::remote::{self, Endpoint, Remote};
@@ -72,7 +71,7 @@ pub async fn open(
             .then(|| remote::not_running(&task, &logs, view.phase()))
     };
     remote::wait_ready(&oc, &task, &format!("127.0.0.1:{port}"), &logs, ended).await?;
-    let session = crate::marker::session_in_log(&log_head(&t), &task, &logs)?;
+    let session = crate::marker::session_in_log(&t.log_head(), &task, &logs)?;
     Ok(Remote {
         task,
         pod: name,
@@ -93,25 +92,9 @@ pub fn port_refused(task: &str) -> Error {
     ))
 }
 
-/// The first MiB of the task's log, its lines without their timestamps (what the API
-/// server's log endpoint gives without `timestamps=true`).
-fn log_head(t: &TaskDir) -> String {
-    let mut raw = Vec::new();
-    if let Ok(f) = std::fs::File::open(t.log()) {
-        let _ = f
-            .take(crate::cluster::LOG_TAIL_MAX as u64)
-            .read_to_end(&mut raw);
-    }
-    let mut out = String::with_capacity(raw.len());
-    for l in raw.split_inclusive(|b| *b == b'\n') {
-        let body = crate::follow::split_timestamp(l).map_or(l, |(_, rest)| rest);
-        out.push_str(&String::from_utf8_lossy(body));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::TaskDir;
     use super::*;
 
     #[test]
@@ -128,12 +111,23 @@ mod tests {
             log.extend(super::super::logfile::stamped(l.as_bytes()));
         }
         std::fs::write(t.log(), &log).unwrap();
-        let head = log_head(&t);
+        let head = t.log_head();
         assert!(head.starts_with("asdo: running opencode\n"), "{head}");
         assert_eq!(
             crate::marker::session_in_log(&head, "T1", "asdo --runtime local logs T1").unwrap(),
             Some("ses_abc123".to_string())
         );
+        // A long run: the announcement scrolls out of the task object's tail, and the
+        // task object still names the session (read from the head).
+        for i in 0..2 * crate::marker::TAIL_LINES {
+            log.extend(super::super::logfile::stamped(
+                format!("line {i}\n").as_bytes(),
+            ));
+        }
+        std::fs::write(t.log(), &log).unwrap();
+        let read = t.agent_log();
+        assert!(!read.tail.contains("ses_abc123"), "{}", read.tail);
+        assert_eq!(read.session.as_deref(), Some("ses_abc123"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 
