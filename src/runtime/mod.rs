@@ -11,7 +11,10 @@
 //! same [`TaskState`], so every projection (tables, `-o json`, reports, hooks, the web
 //! page, MCP) is written once.
 
+pub mod delete;
+mod follow_log;
 pub mod local;
+pub mod watch;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
