@@ -40,6 +40,9 @@ pub(crate) struct App {
     pub runtime: Runtime,
     /// What is served, in words ([`serving`]), for the page.
     pub serving: String,
+    /// Becomes true on Ctrl-C: open streams (events, logs, a send's reply) end then, or
+    /// the graceful shutdown would wait for pages that never close them.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 /// What the server serves, for its start line: "the task pods of namespace X", "… of all
@@ -77,11 +80,13 @@ pub async fn serve(opts: Options) -> Result<i32> {
     let token = guard::new_token()
         .map_err(|e| Error::other(format!("cannot read random bytes for the token: {e}")))?;
     let board = board::Board::new();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let app = Arc::new(App {
         guard: guard::Guard::new(token.clone(), local.ip(), local.port()),
         board: board.clone(),
         runtime: runtime.clone(),
         serving: serving(&runtime, opts.all_namespaces),
+        stop: stopping,
     });
     let host = match local.ip() {
         IpAddr::V6(ip) => format!("[{ip}]"),
@@ -101,8 +106,9 @@ pub async fn serve(opts: Options) -> Result<i32> {
     let watch = tokio::spawn(board::watch(board, runtime, changes));
     let router = routes::router(app);
     let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
+            let _ = stop.send(true);
         })
         .await;
     watch.abort();

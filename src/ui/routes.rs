@@ -174,6 +174,7 @@ fn snapshot_event(app: &App, snapshot: Snapshot) -> Event {
 async fn events(State(app): Shared) -> impl IntoResponse {
     let (rx, snapshot) = app.board.subscribe();
     let first = snapshot_event(&app, snapshot);
+    let stop = stopped(&app);
     let rest = futures::stream::unfold((rx, app), |(mut rx, app)| async move {
         let ev = match rx.recv().await {
             Ok(Update::Row { row }) => json_event("row", &row),
@@ -186,8 +187,18 @@ async fn events(State(app): Shared) -> impl IntoResponse {
         };
         Some((Ok::<_, Infallible>(ev), (rx, app)))
     });
-    let stream = futures::stream::once(async { Ok::<_, Infallible>(first) }).chain(rest);
+    let stream = futures::stream::once(async { Ok::<_, Infallible>(first) })
+        .chain(rest)
+        .take_until(stop);
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Resolves when the server is stopping (Ctrl-C): every open stream ends with it.
+fn stopped(app: &App) -> impl std::future::Future<Output = ()> + Send + use<> {
+    let mut stop = app.stop.clone();
+    async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }
 }
 
 fn not_a_task(app: &App, ns: &str, pod: &str) -> Response {
@@ -286,7 +297,7 @@ async fn log(
         };
         let _ = tx.send(ev);
     });
-    Sse::new(receiver_stream(rx))
+    Sse::new(receiver_stream(rx).take_until(stopped(&app)))
         .keep_alive(KeepAlive::default())
         .into_response()
 }
@@ -412,7 +423,7 @@ async fn send(
     });
     (
         [(header::CONTENT_TYPE, "application/x-ndjson")],
-        Body::from_stream(stream),
+        Body::from_stream(stream.take_until(stopped(&app))),
     )
         .into_response()
 }
@@ -521,6 +532,7 @@ mod tests {
             board,
             serving: super::super::serving(&runtime, false),
             runtime,
+            stop: tokio::sync::watch::channel(false).1,
         });
         (router(app), root)
     }
