@@ -253,3 +253,362 @@ fn ui_bench_500_task_pods() {
         hwm.trim_start_matches("VmHWM:").trim()
     );
 }
+
+/// A plain HTTP/1.0 client for `asdo ui`'s API, as the page's fetch and EventSource use it
+/// (the cookie the token becomes; Origin on state changes). HTTP/1.0, so a streamed body
+/// ends with the connection, with no chunked framing to undo.
+struct PageClient {
+    port: u16,
+    token: String,
+}
+
+/// One Server-Sent Event: its type, id and data.
+#[derive(Debug, Clone)]
+struct Sse {
+    event: String,
+    id: Option<String>,
+    data: String,
+}
+
+impl PageClient {
+    fn of(url: &str) -> PageClient {
+        let rest = url.trim_start_matches("http://127.0.0.1:");
+        let (port, token) = rest.split_once("/?token=").expect("the printed URL");
+        PageClient {
+            port: port.parse().unwrap(),
+            token: token.to_string(),
+        }
+    }
+
+    /// Sends one request; the response's status, and a reader at its body.
+    fn open(
+        &self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, BufReader<std::net::TcpStream>) {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{p}\r\nCookie: asdo-ui-{p}={t}\r\nContent-Length: {n}\r\n",
+            p = self.port,
+            t = self.token,
+            n = body.len()
+        );
+        if method != "GET" {
+            head.push_str(&format!("Origin: http://127.0.0.1:{}\r\n", self.port));
+        }
+        for (k, v) in extra {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut r = BufReader::new(s);
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        let code = status
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("a status line: {status:?}"));
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).unwrap();
+            if h.trim().is_empty() {
+                break;
+            }
+        }
+        (code, r)
+    }
+
+    fn call(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let (code, mut r) = self.open(method, path, &[], body);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut r, &mut text).unwrap();
+        (code, text)
+    }
+
+    /// An event stream, read in a thread: each event as it comes, until the stream ends.
+    fn events(&self, path: &str, last_id: Option<u64>) -> std::sync::mpsc::Receiver<Sse> {
+        let id = last_id.map(|n| n.to_string());
+        let extra: Vec<(&str, &str)> = id.iter().map(|n| ("Last-Event-ID", n.as_str())).collect();
+        let (code, mut r) = self.open("GET", path, &extra, b"");
+        assert_eq!(code, 200, "{path}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut ev = Sse {
+                event: "message".into(),
+                id: None,
+                data: String::new(),
+            };
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let l = line.trim_end_matches(['\r', '\n']);
+                if l.is_empty() {
+                    if !ev.data.is_empty() && tx.send(ev.clone()).is_err() {
+                        return;
+                    }
+                    ev = Sse {
+                        event: "message".into(),
+                        id: None,
+                        data: String::new(),
+                    };
+                } else if let Some(v) = l.strip_prefix("event:") {
+                    ev.event = v.trim().into();
+                } else if let Some(v) = l.strip_prefix("id:") {
+                    ev.id = Some(v.trim().into());
+                } else if let Some(v) = l.strip_prefix("data:") {
+                    ev.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                }
+                line.clear();
+            }
+        });
+        rx
+    }
+}
+
+/// Reads events until `want` says yes; panics, with what was seen, after `limit`.
+fn until_event(
+    rx: &std::sync::mpsc::Receiver<Sse>,
+    limit: Duration,
+    what: &str,
+    mut want: impl FnMut(&Sse) -> bool,
+) -> Sse {
+    let end = std::time::Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(ev) if want(&ev) => return ev,
+            Ok(ev) => seen.push(format!("{}: {}", ev.event, ev.data)),
+            Err(e) => panic!("{what}: {e}; seen:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+/// Issue 25: `asdo --runtime local ui` serves the local runtime's tasks with the same
+/// page and API: a local task run by the real opencode 1.18.33 against the scripted
+/// model shows on /api/events going Running → Succeeded with its commit; its log route
+/// streams its lines to the end (and resumes after Last-Event-ID); the diff route gives
+/// its --stat; the send route says why it cannot reach a local task's server yet; delete
+/// removes the ended task's directory and the row goes. HTTP-level: the page's script is
+/// the same for both runtimes and is driven in a real browser by the tests above.
+#[test]
+fn ui_serves_the_local_runtime() {
+    use crate::agent_fixture::{BRANCH, Fixture};
+    use crate::runtimes::{local_cmd, local_vars};
+    use crate::support::model_server::{ModelServer, Step};
+
+    const ID: &str = "T303";
+    let f = Fixture::new("ui-local");
+    let state = f.path("state");
+    let store = asdo::runtime::local::Store {
+        root: state.clone(),
+    };
+    let task = store.task(ID);
+    // Inside the clone's .git: visible in the sandbox, never committed.
+    let gate = task.workspace().join(".git/ui-gate");
+    let model = ModelServer::start(vec![
+        Step::bash("while [ ! -e .git/ui-gate ]; do sleep 0.2; done; echo released"),
+        Step::write(&task.workspace().join("hello.txt"), "hello\n"),
+        Step::text("Wrote hello.txt."),
+    ]);
+    let vars = local_vars(&f, &state, &model);
+
+    // In a clone of the task's repository, so the diff route can fetch its branch.
+    let mut ui = local_cmd(&vars, &["ui", "--no-open"]);
+    ui.current_dir(f.path("seed"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut ui = ui.spawn().unwrap();
+    let mut out = BufReader::new(ui.stdout.take().unwrap());
+    let mut url = String::new();
+    out.read_line(&mut url).unwrap();
+    let page = PageClient::of(url.trim());
+
+    let events = page.events("/api/events", None);
+    let first = until_event(&events, Duration::from_secs(60), "the snapshot", |e| {
+        e.event == "snapshot"
+    });
+    let snap: serde_json::Value = serde_json::from_str(&first.data).unwrap();
+    assert_eq!(snap["runtime"], "local", "{snap}");
+    let tasks_dir = state.join("tasks").display().to_string();
+    assert_eq!(
+        snap["serving"],
+        format!("the local tasks in {tasks_dir}"),
+        "{snap}"
+    );
+
+    let r = run_with_timeout(
+        local_cmd(
+            &vars,
+            &[
+                "spawn",
+                "--task-id",
+                ID,
+                "--branch",
+                BRANCH,
+                "--repo",
+                &f.repo_url(),
+                "--prompt",
+                "Add a greeting file",
+                "--model",
+                "stub/stub-model",
+            ],
+        ),
+        Duration::from_secs(300),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+
+    let key = "local/agent-t303";
+    let row_of = |e: &Sse| -> Option<serde_json::Value> {
+        let rows: Vec<serde_json::Value> = match e.event.as_str() {
+            "row" => vec![serde_json::from_str(&e.data).ok()?],
+            "snapshot" => serde_json::from_str::<serde_json::Value>(&e.data).ok()?["rows"]
+                .as_array()?
+                .clone(),
+            _ => return None,
+        };
+        rows.into_iter().find(|r| r["key"] == key)
+    };
+    let phase_is = |e: &Sse, phase: &str| row_of(e).is_some_and(|r| r["phase"] == phase);
+    // Held on the gate: Running for as long as the test wants.
+    until_event(&events, Duration::from_secs(300), "T303 Running", |e| {
+        phase_is(e, "Running")
+    });
+
+    // The task page's log, followed from the start while the task runs.
+    let log = page.events(&format!("/api/tasks/{key}/log"), None);
+    let mut lines: Vec<(u64, String)> = Vec::new();
+    let mut take = |e: &Sse| {
+        if e.event == "line" {
+            let text: String = serde_json::from_str(&e.data).unwrap();
+            lines.push((e.id.as_deref().unwrap().parse().unwrap(), text));
+        }
+    };
+    until_event(&log, Duration::from_secs(300), "the session's line", |e| {
+        take(e);
+        e.event == "line" && e.data.contains("asdo: opencode session ses")
+    });
+
+    // Send: the local runtime's OpenCode server is not reachable through asdo yet, and
+    // the page says so rather than failing silently.
+    let (code, body) = page.call(
+        "POST",
+        &format!("/api/tasks/{key}/send"),
+        br#"{"message": "Also say hi"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let reply: serde_json::Value =
+        serde_json::from_str(body.lines().last().expect("a reply line")).unwrap();
+    assert!(
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("local runtime")),
+        "{body}"
+    );
+
+    std::fs::write(&gate, "").unwrap();
+    let done = until_event(&events, Duration::from_secs(300), "T303 Succeeded", |e| {
+        phase_is(e, "Succeeded") && row_of(e).is_some_and(|r| r["commit"].is_string())
+    });
+    let row = row_of(&done).unwrap();
+    let sha = f.remote_branch(BRANCH).expect("branch pushed");
+    assert_eq!(row["commit"], sha.as_str(), "{row}");
+    assert_eq!(row["status"], "Succeeded", "{row}");
+    assert_eq!(row["namespace"], "local", "{row}");
+
+    // The log to its end: every line once, numbered, then how the task ended.
+    let end = until_event(&log, Duration::from_secs(300), "the log's end", |e| {
+        take(e);
+        e.event == "end" || e.event == "failure"
+    });
+    assert_eq!(end.event, "end", "{end:?}");
+    assert_eq!(end.data, "\"Succeeded, exit code 0\"", "{end:?}");
+    let texts: Vec<&str> = lines.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(texts.contains(&"· write hello.txt"), "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("· bash while [ ! -e .git/ui-gate ]")),
+        "{texts:?}"
+    );
+    assert!(
+        texts.contains(&format!("asdo: done {sha}").as_str()),
+        "{texts:?}"
+    );
+    let ids: Vec<u64> = lines.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        ids,
+        (1..=lines.len() as u64).collect::<Vec<_>>(),
+        "each line once, in order"
+    );
+    let n = lines.last().unwrap().0;
+    // A page reconnecting with the id of its last-but-two line gets exactly the last two.
+    let resumed = page.events(&format!("/api/tasks/{key}/log"), Some(n - 2));
+    let mut again = Vec::new();
+    until_event(&resumed, Duration::from_secs(120), "the resumed end", |e| {
+        if e.event == "line" {
+            again.push((
+                e.id.as_deref().unwrap().parse::<u64>().unwrap(),
+                serde_json::from_str::<String>(&e.data).unwrap(),
+            ));
+        }
+        e.event == "end"
+    });
+    assert_eq!(again, lines[lines.len() - 2..].to_vec());
+
+    // The diff route, in this clone: the task's one file.
+    let (code, body) = page.call("GET", &format!("/api/tasks/{key}/diff"), b"");
+    assert_eq!(code, 200, "{body}");
+    let diff: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        diff["stat"]
+            .as_str()
+            .is_some_and(|s| s.contains("hello.txt") && s.contains("1 file changed")),
+        "{diff}"
+    );
+
+    // Delete, aimed at that run: the ended task's directory goes, and so does its row.
+    let uid = row["uid"].as_str().unwrap();
+    assert!(task.dir.exists());
+    let (code, body) = page.call(
+        "DELETE",
+        &format!("/api/tasks/{key}?uid=deadbeef-0000"),
+        b"",
+    );
+    assert_eq!(code, 409, "another run's uid is refused: {body}");
+    assert!(task.dir.exists(), "left alone");
+    let (code, body) = page.call("DELETE", &format!("/api/tasks/{key}?uid={uid}"), b"");
+    assert_eq!(code, 200, "{body}");
+    let deleted: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(deleted["deleted"], true, "{body}");
+    assert!(!task.dir.exists(), "the task's directory is removed");
+    until_event(&events, Duration::from_secs(60), "the row removed", |e| {
+        e.event == "remove" && e.data == format!("\"{key}\"")
+    });
+
+    // Ctrl-C with the page's event stream still open: the server ends it and exits.
+    unsafe { libc::kill(ui.id() as i32, libc::SIGINT) };
+    let served = wait_output(ui, Duration::from_secs(30));
+    assert_eq!(served.code, 0, "{served:?}");
+    loop {
+        match events.recv_timeout(Duration::from_secs(30)) {
+            Ok(e) => assert_ne!(e.event, "row", "nothing after the stop: {e:?}"),
+            Err(e) => {
+                assert_eq!(e, std::sync::mpsc::RecvTimeoutError::Disconnected);
+                break;
+            }
+        }
+    }
+    assert!(
+        served
+            .stderr
+            .contains(&format!("asdo ui: serving the local tasks in {tasks_dir}")),
+        "{served:?}"
+    );
+}
