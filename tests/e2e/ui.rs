@@ -389,6 +389,60 @@ fn until_event(
     }
 }
 
+/// `asdo --runtime local ui --no-open` with exactly `vars`, in `cwd`, and a client of it.
+fn start_local_ui(
+    vars: &[(String, String)],
+    cwd: &std::path::Path,
+) -> (std::process::Child, PageClient) {
+    let mut ui = crate::runtimes::local_cmd(vars, &["ui", "--no-open"]);
+    ui.current_dir(cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut ui = ui.spawn().unwrap();
+    let mut out = BufReader::new(ui.stdout.take().unwrap());
+    let mut url = String::new();
+    out.read_line(&mut url).unwrap();
+    let page = PageClient::of(url.trim());
+    (ui, page)
+}
+
+/// A local task `id` on the fixture's repository, through the CLI.
+fn spawn_local(vars: &[(String, String)], f: &crate::agent_fixture::Fixture, id: &str) {
+    let r = run_with_timeout(
+        crate::runtimes::local_cmd(
+            vars,
+            &[
+                "spawn",
+                "--task-id",
+                id,
+                "--branch",
+                crate::agent_fixture::BRANCH,
+                "--repo",
+                &f.repo_url(),
+                "--prompt",
+                "Add a greeting file",
+                "--model",
+                "stub/stub-model",
+            ],
+        ),
+        Duration::from_secs(300),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+/// The row of `key` in a `row` or `snapshot` event.
+fn row_in(e: &Sse, key: &str) -> Option<serde_json::Value> {
+    let rows: Vec<serde_json::Value> = match e.event.as_str() {
+        "row" => vec![serde_json::from_str(&e.data).ok()?],
+        "snapshot" => serde_json::from_str::<serde_json::Value>(&e.data).ok()?["rows"]
+            .as_array()?
+            .clone(),
+        _ => return None,
+    };
+    rows.into_iter().find(|r| r["key"] == key)
+}
+
 /// Issue 25: `asdo --runtime local ui` serves the local runtime's tasks with the same
 /// page and API: a local task run by the real opencode 1.18.33 against the scripted
 /// model shows on /api/events going Running → Succeeded with its commit; its log route
@@ -399,7 +453,7 @@ fn until_event(
 #[test]
 fn ui_serves_the_local_runtime() {
     use crate::agent_fixture::{BRANCH, Fixture};
-    use crate::runtimes::{local_cmd, local_vars};
+    use crate::runtimes::local_vars;
     use crate::support::model_server::{ModelServer, Step};
 
     const ID: &str = "T303";
@@ -419,16 +473,7 @@ fn ui_serves_the_local_runtime() {
     let vars = local_vars(&f, &state, &model);
 
     // In a clone of the task's repository, so the diff route can fetch its branch.
-    let mut ui = local_cmd(&vars, &["ui", "--no-open"]);
-    ui.current_dir(f.path("seed"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut ui = ui.spawn().unwrap();
-    let mut out = BufReader::new(ui.stdout.take().unwrap());
-    let mut url = String::new();
-    out.read_line(&mut url).unwrap();
-    let page = PageClient::of(url.trim());
+    let (ui, page) = start_local_ui(&vars, &f.path("seed"));
 
     let events = page.events("/api/events", None);
     let first = until_event(&events, Duration::from_secs(60), "the snapshot", |e| {
@@ -443,38 +488,10 @@ fn ui_serves_the_local_runtime() {
         "{snap}"
     );
 
-    let r = run_with_timeout(
-        local_cmd(
-            &vars,
-            &[
-                "spawn",
-                "--task-id",
-                ID,
-                "--branch",
-                BRANCH,
-                "--repo",
-                &f.repo_url(),
-                "--prompt",
-                "Add a greeting file",
-                "--model",
-                "stub/stub-model",
-            ],
-        ),
-        Duration::from_secs(300),
-    );
-    assert_eq!(r.code, 0, "{r:?}");
+    spawn_local(&vars, &f, ID);
 
     let key = "local/agent-t303";
-    let row_of = |e: &Sse| -> Option<serde_json::Value> {
-        let rows: Vec<serde_json::Value> = match e.event.as_str() {
-            "row" => vec![serde_json::from_str(&e.data).ok()?],
-            "snapshot" => serde_json::from_str::<serde_json::Value>(&e.data).ok()?["rows"]
-                .as_array()?
-                .clone(),
-            _ => return None,
-        };
-        rows.into_iter().find(|r| r["key"] == key)
-    };
+    let row_of = |e: &Sse| row_in(e, key);
     let phase_is = |e: &Sse, phase: &str| row_of(e).is_some_and(|r| r["phase"] == phase);
     // Held on the gate: Running for as long as the test wants.
     until_event(&events, Duration::from_secs(300), "T303 Running", |e| {
@@ -611,4 +628,78 @@ fn ui_serves_the_local_runtime() {
             .contains(&format!("asdo ui: serving the local tasks in {tasks_dir}")),
         "{served:?}"
     );
+}
+
+/// The page's Delete on a running local task: the first asks it to stop (its agent, in the
+/// sandbox, ends 143 as on a pod's deletion), the row shows it ended, and the second
+/// removes its directory.
+#[test]
+fn ui_delete_cancels_a_running_local_task_then_removes_it() {
+    use crate::agent_fixture::Fixture;
+    use crate::runtimes::local_vars;
+    use crate::support::model_server::{ModelServer, Step};
+
+    let f = Fixture::new("ui-local-cancel");
+    let state = f.path("state");
+    let task = asdo::runtime::local::Store {
+        root: state.clone(),
+    }
+    .task("T304");
+    // A first step that never ends by itself.
+    let model = ModelServer::start(vec![Step::bash(
+        "while [ ! -e .git/never ]; do sleep 0.2; done",
+    )]);
+    let vars = local_vars(&f, &state, &model);
+    let (ui, page) = start_local_ui(&vars, &f.path("seed"));
+    let events = page.events("/api/events", None);
+    spawn_local(&vars, &f, "T304");
+    let key = "local/agent-t304";
+    let running = until_event(&events, Duration::from_secs(300), "T304 Running", |e| {
+        row_in(e, key).is_some_and(|r| r["phase"] == "Running")
+    });
+    let uid = row_in(&running, key).unwrap()["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The agent is in its session (not still starting) when it is asked to stop.
+    let log = page.events(&format!("/api/tasks/{key}/log"), None);
+    until_event(&log, Duration::from_secs(300), "the session's line", |e| {
+        e.event == "line" && e.data.contains("asdo: opencode session ses")
+    });
+
+    let (code, body) = page.call("DELETE", &format!("/api/tasks/{key}?uid={uid}"), b"");
+    assert_eq!(code, 200, "{body}");
+    let said: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&said["cancelled"], &said["deleted"]),
+        (&json!(true), &json!(false)),
+        "{body}"
+    );
+    let ended = until_event(&events, Duration::from_secs(300), "T304 ended", |e| {
+        row_in(e, key).is_some_and(|r| r["phase"] == "Failed")
+    });
+    let row = row_in(&ended, key).unwrap();
+    assert_eq!(row["exit_code"], 143, "{row}");
+    assert!(
+        task.dir.exists(),
+        "a cancelled task stays until deleted again"
+    );
+    let end = until_event(&log, Duration::from_secs(120), "the log's end", |e| {
+        e.event == "end" || e.event == "failure"
+    });
+    assert_eq!(end.data, "\"Failed, exit code 143\"", "{end:?}");
+
+    let (code, body) = page.call("DELETE", &format!("/api/tasks/{key}?uid={uid}"), b"");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["deleted"],
+        true
+    );
+    assert!(!task.dir.exists(), "removed once ended");
+    until_event(&events, Duration::from_secs(60), "the row removed", |e| {
+        e.event == "remove" && e.data == format!("\"{key}\"")
+    });
+    unsafe { libc::kill(ui.id() as i32, libc::SIGINT) };
+    let served = wait_output(ui, Duration::from_secs(30));
+    assert_eq!(served.code, 0, "{served:?}");
 }
