@@ -360,9 +360,9 @@ async fn send(
         Ok(b) => b,
         Err(e) => {
             let error = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                // Bigger than any message of the cap can make, however escaped.
                 format!(
-                    "the request is over {}, and a message may have at most {} (asdo's cap); put the details in a file in the repository and point the message at it",
-                    crate::opencode::size(SEND_BODY_LIMIT),
+                    "the message is over the {} a message may have (asdo's cap); put the details in a file in the repository and point the message at it",
                     crate::opencode::size(MAX_MESSAGE)
                 )
             } else {
@@ -494,7 +494,7 @@ mod tests {
 
     /// A page server over a local store holding one ended task, T1 (as its runner leaves
     /// it), fed by the runtime's watch; returns once the board has listed it.
-    async fn app(tag: &str) -> (Router, std::path::PathBuf) {
+    async fn app(tag: &str) -> (Router, std::path::PathBuf, tokio::sync::watch::Sender<bool>) {
         let root = std::env::temp_dir().join(format!("asdo-ui-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let store = Store { root: root.clone() };
@@ -527,14 +527,15 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(board.snapshot().rows.len(), 1, "the board lists T1");
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         let app = Arc::new(App {
             guard: guard::Guard::new("tok".into(), IpAddr::V4(Ipv4Addr::LOCALHOST), PORT),
             board,
             serving: super::super::serving(&runtime, false),
             runtime,
-            stop: tokio::sync::watch::channel(false).1,
+            stop: stopping,
         });
-        (router(app), root)
+        (router(app), root, stop)
     }
 
     async fn post_message(r: &mut Router, message: &str) -> (StatusCode, String) {
@@ -562,7 +563,7 @@ mod tests {
     /// message), and refuses what it refuses, in its words.
     #[tokio::test]
     async fn send_takes_what_asdo_send_takes_and_refuses_in_its_words() {
-        let (mut r, root) = app("send-cap").await;
+        let (mut r, root, _stop) = app("send-cap").await;
 
         // 3 MiB: past the cap check, on to the task's server (which a local task's is not
         // yet reachable through, or an ended task's no longer is: an error line, never the
@@ -591,7 +592,10 @@ mod tests {
         // A body no message of the cap can make: refused, naming the cap.
         let (status, body) = post(&mut r, vec![b' '; SEND_BODY_LIMIT + 1]).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
-        assert!(body.contains("at most 4 MiB (asdo's cap)"), "{body}");
+        assert!(
+            body.contains("over the 4 MiB a message may have (asdo's cap)"),
+            "{body}"
+        );
 
         // Empty: as asdo send says.
         let (status, body) = post_message(&mut r, "  ").await;
