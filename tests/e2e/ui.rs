@@ -703,3 +703,51 @@ fn ui_delete_cancels_a_running_local_task_then_removes_it() {
     let served = wait_output(ui, Duration::from_secs(30));
     assert_eq!(served.code, 0, "{served:?}");
 }
+
+/// The page's script on the local runtime, in a real browser: a running local task (the
+/// real opencode, held by its model) shows the local words and commands, and Delete asks
+/// it to stop, then, once it ended 143, removes it (tests/e2e/ui_browser.py, mode local).
+#[test]
+fn ui_local_task_in_a_real_browser() {
+    use crate::agent_fixture::Fixture;
+    use crate::runtimes::local_vars;
+    use crate::support::model_server::{ModelServer, Step};
+
+    let Some(py) = python() else {
+        return;
+    };
+    let f = Fixture::new("ui-local-browser");
+    let state = f.path("state");
+    let task = asdo::runtime::local::Store {
+        root: state.clone(),
+    }
+    .task("T305");
+    let model = ModelServer::start(vec![Step::bash(
+        "while [ ! -e .git/never ]; do sleep 0.2; done",
+    )]);
+    let vars = local_vars(&f, &state, &model);
+    let (ui, page) = start_local_ui(&vars, &f.path("seed"));
+    let events = page.events("/api/events", None);
+    spawn_local(&vars, &f, "T305");
+    until_event(&events, Duration::from_secs(300), "T305 Running", |e| {
+        row_in(e, "local/agent-t305").is_some_and(|r| r["phase"] == "Running")
+    });
+    // The agent is in its session before the browser's Delete asks it to stop.
+    let log = page.events("/api/tasks/local/agent-t305/log", None);
+    until_event(&log, Duration::from_secs(300), "the session's line", |e| {
+        e.event == "line" && e.data.contains("asdo: opencode session ses")
+    });
+    let mut driver = Command::new(&py);
+    driver
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/ui_browser.py"))
+        .env(
+            "ASDO_UI_URL",
+            format!("http://127.0.0.1:{}/?token={}", page.port, page.token),
+        )
+        .env("ASDO_UI_MODE", "local")
+        .env("ASDO_POD", "agent-t305")
+        .env("ASDO_TASK", "T305")
+        .env("ASDO_TASK_DIR", &task.dir);
+    let run = drive(driver, ui);
+    assert!(run.stdout.contains("all browser checks passed"), "{run:?}");
+}
