@@ -1,7 +1,8 @@
-//! A task's OpenCode server, reached from this machine: the running pod, its
-//! `opencode` port forwarded to 127.0.0.1, the server password, and the session the
-//! agent drives. Shared by `asdo attach`, `asdo send` (whose talk is in `crate::send`) and
-//! the web page.
+//! A task's OpenCode server, reached from this machine: the running task, where its
+//! server answers (a pod's `opencode` port forwarded to 127.0.0.1, or a local task's own
+//! 127.0.0.1 port), the server password, and the session the agent drives. Shared by
+//! `asdo attach`, `asdo send` (whose talk is in `crate::send`) and the web page; the
+//! cluster's opener is here, the local runtime's in `runtime::local::remote`.
 
 use std::time::Duration;
 
@@ -16,12 +17,13 @@ use crate::portforward::{self, Forward};
 use crate::task::{self, CONTAINER};
 use crate::taskpod::{Phase, TaskPod};
 
-/// How long to wait for the server behind the forward to answer (it starts with the pod).
+/// How long to wait for the task's server to answer (it starts with the task).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The password given on this side, first match wins: `--password-file`, then
-/// `OPENCODE_SERVER_PASSWORD` in asdo's own environment; None means "read the pod's
-/// Secret". The file is read now, so bad input fails before any call.
+/// `OPENCODE_SERVER_PASSWORD` in asdo's own environment; None means "the runtime's own":
+/// the pod's Secret, or a local task's 0600 password file. The file is read now, so bad
+/// input fails before any call.
 pub fn password_override(file: Option<&std::path::Path>) -> Result<Option<String>> {
     if let Some(f) = file {
         let text = std::fs::read_to_string(f).map_err(|e| {
@@ -39,21 +41,50 @@ pub fn password_override(file: Option<&std::path::Path>) -> Result<Option<String
     Ok(std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty()))
 }
 
+/// Where a task's server answers on this machine.
+pub enum Endpoint {
+    /// A port-forward to the pod (the cluster): open while this value lives.
+    Forward(Forward),
+    /// The task's own server on 127.0.0.1 (a local task): nothing to keep open.
+    Direct(std::net::SocketAddr),
+}
+
+impl Endpoint {
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.authority())
+    }
+
+    /// `127.0.0.1:<port>`, what the OpenCode client takes.
+    pub fn authority(&self) -> String {
+        match self {
+            Endpoint::Forward(f) => f.authority(),
+            Endpoint::Direct(a) => a.to_string(),
+        }
+    }
+
+    /// Whether this is a port-forward (words for messages: "the forward is closed").
+    pub fn is_forward(&self) -> bool {
+        matches!(self, Endpoint::Forward(_))
+    }
+}
+
 /// A reachable task server.
 pub struct Remote {
     pub task: String,
     pub pod: String,
-    pub namespace: String,
-    /// The pod's port the server listens on.
+    /// The task's server port: the pod's (behind the forward), or the local task's.
     pub port: u16,
-    pub forward: Forward,
+    pub endpoint: Endpoint,
+    /// `asdo logs <task> …` as the user would type it for this runtime, for messages.
+    pub logs: String,
     pub client: opencode::Client,
     /// The agent's session, from its log; None before the agent has opened one.
     pub session: Option<String>,
     /// Where the password came from, for messages (never the value).
     pub password_from: String,
     /// Kept for `opencode attach`, which gets it through its environment.
-    password: String,
+    pub(crate) password: String,
 }
 
 impl Remote {
@@ -65,19 +96,19 @@ impl Remote {
     pub fn require_session(&self) -> Result<&str> {
         self.session.as_deref().ok_or_else(|| {
             Error::other(format!(
-                "task {} has no OpenCode session yet (its log has no `{}{}…` line): wait until the agent has started it (`asdo logs {} -n {}`)",
+                "task {} has no OpenCode session yet (its log has no `{}{}…` line): wait until the agent has started it (`{}`)",
                 self.task,
                 crate::marker::PREFIX,
                 crate::marker::SESSION.trim_end(),
-                self.task,
-                self.namespace
+                self.logs
             ))
         })
     }
 }
 
-/// The one line for a task whose pod is not running.
-pub fn not_running(task: &str, ns: &str, phase: Phase) -> Error {
+/// The one line for a task whose pod is not running; `logs` is `asdo logs <task> …` for
+/// its runtime.
+pub fn not_running(task: &str, logs: &str, phase: Phase) -> Error {
     let why = match phase {
         Phase::Queued | Phase::Pending => {
             "not running yet: its OpenCode server is not up; follow it with"
@@ -85,7 +116,7 @@ pub fn not_running(task: &str, ns: &str, phase: Phase) -> Error {
         _ => "finished: its OpenCode server is gone; read what it did with",
     };
     Error::other(format!(
-        "task {task} is {why} `asdo logs {task} -n {ns}` (pod phase {})",
+        "task {task} is {why} `{logs}` (pod phase {})",
         phase.api_phase()
     ))
 }
@@ -115,9 +146,10 @@ pub async fn open(
         .and_then(|l| l.get(task::LABEL_TASK_ID))
         .cloned()
         .unwrap_or_else(|| task_or_pod.to_string());
+    let logs = format!("asdo logs {task} -n {ns}");
     let phase = TaskPod(&pod).phase();
     if phase != Phase::Running {
-        return Err(not_running(&task, ns, phase));
+        return Err(not_running(&task, &logs, phase));
     }
     let port = server_port(&pod);
     let (password, password_from) = match password {
@@ -126,14 +158,18 @@ pub async fn open(
     };
     let forward = portforward::start(api.clone(), &name, port, local_port).await?;
     let oc = opencode::Client::new(forward.authority(), Some(&password));
-    wait_ready(&oc, &forward, &task, port).await?;
-    let session = session_from_log(&api, &name, &task).await?;
+    // A forward the API server refuses (RBAC) never starts working: say so at once.
+    wait_ready(&oc, &task, &format!("pod port {port}"), &logs, || {
+        forward.refused().map(|r| Error::Api(r.to_string()))
+    })
+    .await?;
+    let session = session_from_log(&api, &name, &task, &logs).await?;
     Ok(Remote {
         task,
         pod: name,
-        namespace: ns.to_string(),
         port,
-        forward,
+        endpoint: Endpoint::Forward(forward),
+        logs,
         client: oc,
         session,
         password_from,
@@ -196,8 +232,16 @@ async fn secret_password(client: &Client, ns: &str, pod: &Pod) -> Result<(String
     Ok((value, format!("Secret {ns}/{} key {}", r.name, r.key)))
 }
 
-/// The server starts with the pod: retry until it answers, but a refused password is final.
-async fn wait_ready(oc: &opencode::Client, forward: &Forward, task: &str, port: u16) -> Result<()> {
+/// The server starts with the task: retry until it answers, but a refused password is
+/// final, and so is what `give_up` reports (a refused forward, a local task that ended).
+/// `where_` names the port for the message.
+pub(crate) async fn wait_ready(
+    oc: &opencode::Client,
+    task: &str,
+    where_: &str,
+    logs: &str,
+    give_up: impl Fn() -> Option<Error>,
+) -> Result<()> {
     let end = tokio::time::Instant::now() + READY_TIMEOUT;
     let mut delay = Duration::from_millis(200);
     loop {
@@ -214,13 +258,12 @@ async fn wait_ready(oc: &opencode::Client, forward: &Forward, task: &str, port: 
             }
             Err(e) => e.to_string(),
         };
-        // A forward the API server refuses (RBAC) never starts working: say so now.
-        if let Some(refused) = forward.refused() {
-            return Err(Error::Api(refused.to_string()));
+        if let Some(e) = give_up() {
+            return Err(e);
         }
         if tokio::time::Instant::now() >= end {
             return Err(Error::other(format!(
-                "the OpenCode server of task {task} (pod port {port}) did not answer within {}s ({last}); see `asdo logs {task}`",
+                "the OpenCode server of task {task} ({where_}) did not answer within {}s ({last}); see `{logs}`",
                 READY_TIMEOUT.as_secs()
             )));
         }
@@ -229,11 +272,13 @@ async fn wait_ready(oc: &opencode::Client, forward: &Forward, task: &str, port: 
     }
 }
 
-/// The last session the agent announced in the first MiB of its log. The log is data
-/// anyone with a shell in the pod (or a model's tool) can write to, so an announced id
-/// is used only when it has OpenCode's shape ([`crate::marker::is_session_id`]); a forged one is refused,
-/// never skipped for an older one.
-async fn session_from_log(api: &Api<Pod>, pod: &str, task: &str) -> Result<Option<String>> {
+/// The last session the agent announced in the first MiB of its pod's log.
+async fn session_from_log(
+    api: &Api<Pod>,
+    pod: &str,
+    task: &str,
+    logs: &str,
+) -> Result<Option<String>> {
     let lp = LogParams {
         container: Some(CONTAINER.into()),
         limit_bytes: Some(crate::cluster::LOG_TAIL_MAX as i64),
@@ -246,11 +291,20 @@ async fn session_from_log(api: &Api<Pod>, pod: &str, task: &str) -> Result<Optio
         crate::cluster::Keep::First(crate::cluster::LOG_TAIL_MAX),
     )
     .await?;
-    match crate::marker::session_announcement(&String::from_utf8_lossy(&bytes)) {
+    session_in_log(&String::from_utf8_lossy(&bytes), task, logs)
+}
+
+/// The last session the agent announced in `log` (its lines without timestamps; the
+/// first MiB is enough, the agent announces it early). The log is data anyone with a
+/// shell in the task (or a model's tool) can write to, so an announced id is used only
+/// when it has OpenCode's shape ([`crate::marker::is_session_id`]); a forged one is
+/// refused, never skipped for an older one. Both runtimes read it here.
+pub(crate) fn session_in_log(log: &str, task: &str, logs: &str) -> Result<Option<String>> {
+    match crate::marker::session_announcement(log) {
         None => Ok(None),
         Some(Ok(id)) => Ok(Some(id)),
         Some(Err(forged)) => Err(Error::other(format!(
-            "task {task}: its log names the session {forged:?}, which is not an OpenCode session id (ses_ and 1-{} letters or digits); refusing to use it (see `asdo logs {task}`)",
+            "task {task}: its log names the session {forged:?}, which is not an OpenCode session id (ses_ and 1-{} letters or digits); refusing to use it (see `{logs}`)",
             crate::marker::SESSION_ID_MAX
         ))),
     }
@@ -262,12 +316,15 @@ mod tests {
 
     #[test]
     fn not_running_names_the_phase_and_asdo_logs() {
-        let e = not_running("T1", "ns", Phase::Succeeded).to_string();
+        let e = not_running("T1", "asdo logs T1 -n ns", Phase::Succeeded).to_string();
         assert!(
             e.contains("phase Succeeded") && e.contains("asdo logs T1 -n ns"),
             "{e}"
         );
-        assert_eq!(not_running("T1", "ns", Phase::Pending).exit_code(), 1);
+        assert_eq!(
+            not_running("T1", "asdo logs T1 -n ns", Phase::Pending).exit_code(),
+            1
+        );
     }
 
     #[test]

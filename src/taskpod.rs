@@ -319,12 +319,18 @@ impl<'a> TaskPod<'a> {
         (phase, code)
     }
 
-    /// `Failed, exit code 137 (OOMKilled)`: how `logs` ends a followed task.
+    /// `Failed, exit code 137 (OOMKilled)`: how `logs` ends a followed task. A task that
+    /// ended without an exit code (lost, past its deadline, evicted) says so rather than
+    /// showing the 1 asdo exits with: the task object's `exit_code` is null there too.
     pub fn ending(&self) -> String {
         let (phase, code) = self.outcome();
+        let code = match self.exit_code() {
+            None if phase != Phase::Succeeded => "no exit code".to_string(),
+            _ => format!("exit code {code}"),
+        };
         match self.termination_reason() {
-            Some(r) => format!("{phase}, exit code {code} ({r})"),
-            None => format!("{phase}, exit code {code}"),
+            Some(r) => format!("{phase}, {code} ({r})"),
+            None => format!("{phase}, {code}"),
         }
     }
 

@@ -8,6 +8,8 @@
 mod agent_fixture;
 #[path = "support/model_server/mod.rs"]
 mod model_server;
+#[path = "local/remote.rs"]
+mod remote;
 #[path = "support/task_schema.rs"]
 mod task_schema;
 
@@ -702,4 +704,670 @@ fn the_verbs_drive_a_local_task_end_to_end() {
     );
     let r = asdo(&env, &["list"]);
     assert!(r.stderr.contains("No local tasks found"), "{r:?}");
+}
+
+// ---- The README's main job, as written -----------------------------------------------
+
+/// The `asdo …` command lines of the README's set-up block, a line ending in `\` joined
+/// with the next (kept as written: the shell joins them).
+fn readme_main_job() -> Vec<String> {
+    let readme = include_str!("../README.md");
+    let setup = readme
+        .split("\n## Set-up")
+        .nth(1)
+        .expect("the README's set-up section");
+    let block = setup
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block in the set-up section");
+    let mut cmds: Vec<String> = Vec::new();
+    let mut continued = false;
+    for line in block.lines() {
+        if continued {
+            let cur = cmds.last_mut().unwrap();
+            cur.push('\n');
+            cur.push_str(line);
+        } else if line.starts_with("asdo ") {
+            cmds.push(line.to_string());
+        } else {
+            continue;
+        }
+        continued = line.ends_with('\\');
+    }
+    cmds
+}
+
+/// The README's main job run as written (each `asdo` line of the set-up block, by `sh`,
+/// in a git checkout under the user's home standing in for "this checkout"), by a user
+/// whose OpenCode provider is set up the way users do it: `~/.config/opencode/opencode.json`
+/// naming a provider (the scripted model server) and a default model, its key stored by
+/// `opencode auth login` in `~/.local/share/opencode/auth.json` — no
+/// OPENCODE_CONFIG_CONTENT, no `--model`, since the README passes none. The state
+/// directory is the default one under that home, and the agent runs in bubblewrap.
+#[test]
+fn the_readme_main_job_runs_as_written() {
+    let cmds = readme_main_job();
+    assert_eq!(cmds.len(), 3, "spawn, logs, diff: {cmds:#?}");
+    assert!(cmds[0].starts_with("asdo --runtime local spawn --task-id T001 "));
+    assert!(cmds[1].starts_with("asdo --runtime local logs T001"));
+    assert!(cmds[2].starts_with("asdo --runtime local diff T001"));
+    assert!(!cmds[0].contains("--model"), "the README passes no model");
+
+    let l = Local::new("readme");
+    let home = l.home();
+    // Where the README's `$PWD` is: a clone with its own `main` checked out.
+    let checkout = home.join("src/app");
+    std::fs::create_dir_all(&checkout).unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&checkout)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", &home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Dev")
+            .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+            .env("GIT_COMMITTER_NAME", "Dev")
+            .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    git(&["init", "--quiet", "-b", "main"]);
+    std::fs::write(checkout.join("README.md"), "# app\n").unwrap();
+    git(&["add", "README.md"]);
+    git(&["commit", "--quiet", "-m", "initial"]);
+    let main = git(&["rev-parse", "HEAD"]);
+
+    // The default state directory of that user: ~/.local/state/asdo.
+    let store = Store {
+        root: home.join(".local/state/asdo"),
+    };
+    let text = "# Contributing\n\nRun the tests with `cargo test`.\n";
+    let model = ModelServer::start(vec![
+        Step::write(
+            &store.task("T001").workspace().join("CONTRIBUTING.md"),
+            text,
+        ),
+        Step::text("Added CONTRIBUTING.md."),
+    ]);
+    // A custom provider as OpenCode's docs set one up: declared in opencode.json (no key
+    // there), its key stored by `opencode auth login` (Other, the provider's id) in
+    // ~/.local/share/opencode/auth.json.
+    let mut config: serde_json::Value = serde_json::from_str(&model.opencode_config_with(
+        model_server::API_KEY,
+        serde_json::json!({ "model": format!("{}/{}", model_server::PROVIDER, model_server::MODEL) }),
+    ))
+    .unwrap();
+    config["provider"][model_server::PROVIDER]["options"]
+        .as_object_mut()
+        .unwrap()
+        .remove("apiKey");
+    std::fs::create_dir_all(home.join(".config/opencode")).unwrap();
+    std::fs::write(
+        home.join(".config/opencode/opencode.json"),
+        config.to_string(),
+    )
+    .unwrap();
+    let auth = serde_json::json!({ model_server::PROVIDER: { "type": "api", "key": model_server::API_KEY } });
+    std::fs::create_dir_all(home.join(".local/share/opencode")).unwrap();
+    std::fs::write(
+        home.join(".local/share/opencode/auth.json"),
+        auth.to_string(),
+    )
+    .unwrap();
+
+    let bin = Path::new(env!("CARGO_BIN_EXE_asdo")).parent().unwrap();
+    let env: Vec<(String, String)> = [
+        (
+            "PATH",
+            format!(
+                "{}:{}:{}",
+                bin.display(),
+                opencode_dir().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        ),
+        ("HOME", home.display().to_string()),
+        ("GIT_CONFIG_NOSYSTEM", "1".into()),
+        // This machine is offline: OpenCode must not wait for models.dev.
+        ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .to_vec();
+    let sh = |cmd: &str| -> Ran {
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c")
+            .arg(cmd)
+            .current_dir(&checkout)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let r = wait_for(c.spawn().unwrap(), Duration::from_secs(400));
+        Ran {
+            code: r.code,
+            stdout: r.stdout,
+            stderr: r.stderr,
+        }
+    };
+
+    let r = sh(&cmds[0]);
+    assert_eq!(r.code, 0, "{}\n{r:?}", cmds[0]);
+    assert_eq!(r.stdout, "pod/agent-t001 created\n", "{r:?}");
+    let t = store.task("T001");
+    assert_eq!(
+        t.spec().unwrap().repo,
+        format!("file://{}", checkout.display()),
+        "$PWD is the checkout"
+    );
+
+    let r = sh(&cmds[1]);
+    let runner = std::fs::read_to_string(t.runner_err()).unwrap_or_default();
+    assert_eq!(r.code, 0, "{}\n{r:?}\nrunner:\n{runner}", cmds[1]);
+    let branch = "asdo/T001-readme";
+    let sha = git(&["rev-parse", &format!("refs/heads/{branch}")]);
+    assert_eq!(
+        asdo::marker::last(&r.stdout),
+        Some(asdo::marker::Marker::Done(sha.clone())),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("==> task T001: Succeeded, exit code 0"),
+        "{r:?}"
+    );
+    // The user's provider and key reached the sandboxed agent: the scripted model was
+    // asked, with the key from auth.json.
+    let turns = model.turns();
+    assert!(!turns.is_empty(), "the model was never called");
+    assert!(turns.iter().all(|t| t.authorized), "the key from auth.json");
+    assert_eq!(
+        git(&["show", &format!("{branch}:CONTRIBUTING.md")]) + "\n",
+        text.trim_end().to_string() + "\n"
+    );
+
+    let r = sh(&cmds[2]);
+    assert_eq!(r.code, 0, "{}\n{r:?}", cmds[2]);
+    assert!(r.stdout.contains("CONTRIBUTING.md"), "{r:?}");
+    assert!(
+        r.stdout.contains("+Run the tests with `cargo test`."),
+        "{r:?}"
+    );
+
+    // The checkout the user works in is as it was: still on main, nothing changed in it.
+    assert_eq!(git(&["symbolic-ref", "--short", "HEAD"]), "main");
+    assert_eq!(git(&["rev-parse", "HEAD"]), main);
+    assert_eq!(git(&["status", "--porcelain"]), "");
+}
+
+// ---- Three tasks, one failing, through the CLI ---------------------------------------
+
+/// A long-running `asdo --runtime local …` (`logs --all`) as a child whose stdout and
+/// stderr lines are collected as they come.
+struct Streaming {
+    child: Option<std::process::Child>,
+    out: Lines,
+    err: Lines,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+impl Streaming {
+    fn start(env: &[(String, String)], args: &[&str]) -> Streaming {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_asdo"))
+            .arg("--runtime")
+            .arg("local")
+            .args(args)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        fn collect(r: impl std::io::Read + Send + 'static) -> (Lines, std::thread::JoinHandle<()>) {
+            use std::io::BufRead;
+            let lines = Lines::default();
+            let sink = lines.clone();
+            let t = std::thread::spawn(move || {
+                for l in std::io::BufReader::new(r).lines() {
+                    let Ok(l) = l else { break };
+                    sink.lock().unwrap().push(l);
+                }
+            });
+            (lines, t)
+        }
+        let (out, a) = collect(child.stdout.take().unwrap());
+        let (err, b) = collect(child.stderr.take().unwrap());
+        Streaming {
+            child: Some(child),
+            out,
+            err,
+            readers: vec![a, b],
+        }
+    }
+    fn stdout(&self) -> Vec<String> {
+        self.out.lock().unwrap().clone()
+    }
+    fn stderr(&self) -> Vec<String> {
+        self.err.lock().unwrap().clone()
+    }
+    /// Ctrl-C; the exit code.
+    fn interrupt(mut self) -> i32 {
+        let child = self.child.take().unwrap();
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGINT);
+        }
+        let code = wait_for(child, Duration::from_secs(60)).code;
+        for t in self.readers.drain(..) {
+            t.join().unwrap();
+        }
+        code
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The issue's lifecycle on the local runtime, all through the CLI with the real
+/// opencode in bubblewrap: three tasks spawned (the default --max-parallel, the number
+/// of cores), followed together by `logs --all` until each has ended, one failing (its
+/// provider refuses the API key: exit 12); `wait` reports both outcomes (exit 1, one
+/// line per task, and one JSON object per task); the good one's change diffed and
+/// applied in the user's clone; `cleanup --save-logs` archives the failed one's log
+/// with its failure.
+#[test]
+fn three_tasks_followed_one_fails_wait_reports_both() {
+    let f = Fixture::new("local-three");
+    let l = Local::new("three");
+    let store = l.store();
+    // One scripted model server per task, each its own provider: a script serves its
+    // calls in order, so three sessions must not share one.
+    let a = ModelServer::start(vec![
+        Step::write(&store.task("T021").workspace().join("a.txt"), "alpha\n"),
+        Step::text("Created a.txt."),
+    ]);
+    let b = ModelServer::start(vec![
+        Step::write(&store.task("T022").workspace().join("b.txt"), "beta\n"),
+        Step::text("Created b.txt."),
+    ]);
+    let c = ModelServer::start(vec![]);
+    let provider = |m: &ModelServer, key: &str| -> serde_json::Value {
+        let cfg: serde_json::Value =
+            serde_json::from_str(&m.opencode_config_with(key, serde_json::json!({}))).unwrap();
+        cfg["provider"][model_server::PROVIDER].clone()
+    };
+    let mut config: serde_json::Value = serde_json::from_str(&a.opencode_config()).unwrap();
+    config["provider"] = serde_json::json!({
+        "pa": provider(&a, model_server::API_KEY),
+        "pb": provider(&b, model_server::API_KEY),
+        "pc": provider(&c, "sk-wrong"),
+    });
+    let path = format!(
+        "{}:{}",
+        opencode_dir().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let mut env = runner_env(
+        &l,
+        &path,
+        &[
+            ("OPENCODE_CONFIG_CONTENT", &config.to_string()),
+            ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
+        ],
+    );
+    env.push(("ASDO_STATE_DIR".into(), store.root.display().to_string()));
+
+    // Followed from before the first spawn: tasks are picked up as they appear.
+    let follow = Streaming::start(&env, &["logs", "--all"]);
+    let repo = f.repo_url();
+    let tasks = [("T021", "pa"), ("T022", "pb"), ("T023", "pc")];
+    for (id, provider) in tasks {
+        let branch = format!("asdo/{id}");
+        let model = format!("{provider}/{}", model_server::MODEL);
+        let r = asdo(
+            &env,
+            &[
+                "spawn",
+                "--task-id",
+                id,
+                "--branch",
+                &branch,
+                "--repo",
+                &repo,
+                "--prompt",
+                "Add a file",
+                "--model",
+                &model,
+            ],
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+        assert_eq!(
+            r.stdout,
+            format!("pod/agent-{} created\n", id.to_lowercase()),
+            "{r:?}"
+        );
+    }
+    // Each task's lines as `logs --all` printed them, its prefix taken off.
+    let of = |lines: &[String], id: &str| -> String {
+        let prefix = format!("[{id}] ");
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let endings = [
+        ("agent-t021", "Succeeded, exit code 0"),
+        ("agent-t022", "Succeeded, exit code 0"),
+        ("agent-t023", "Failed, exit code 12"),
+    ];
+    // Until each task's last marker is out and its ending said (once its log is read to
+    // the end and the task has ended, on stderr, in the words the cluster's `logs --all`
+    // uses for a pod).
+    let ended = |out: &[String], err: &[String]| {
+        tasks.iter().all(|(id, _)| {
+            matches!(
+                asdo::marker::last(&of(out, id)),
+                Some(asdo::marker::Marker::Done(_) | asdo::marker::Marker::Failed { .. })
+            )
+        }) && endings
+            .iter()
+            .all(|(pod, _)| err.iter().any(|l| l.starts_with(&format!("==> {pod}: "))))
+    };
+    let all_ended = eventually(Duration::from_secs(600), || {
+        ended(&follow.stdout(), &follow.stderr())
+    });
+    let (lines, err) = (follow.stdout(), follow.stderr().join("\n"));
+    assert!(
+        all_ended,
+        "not every task ended in `logs --all`:\n{}\n{err}\nstates: {:?}",
+        lines.join("\n"),
+        tasks.map(|(id, _)| phase(&store.task(id)))
+    );
+    for (pod, ending) in endings {
+        assert!(
+            err.lines().any(|l| l == format!("==> {pod}: {ending}")),
+            "{pod}: {err}"
+        );
+    }
+    let code = follow.interrupt();
+    assert_eq!(code, 130, "Ctrl-C ends the follow");
+    assert!(
+        lines.iter().all(|l| tasks
+            .iter()
+            .any(|(id, _)| l.starts_with(&format!("[{id}] ")))),
+        "every line carries its task's prefix, whole:\n{}",
+        lines.join("\n")
+    );
+    let sha = |id: &str| f.remote_branch(&format!("asdo/{id}")).expect("pushed");
+    for (id, file) in [("T021", "a.txt"), ("T022", "b.txt")] {
+        assert_eq!(
+            asdo::marker::last(&of(&lines, id)),
+            Some(asdo::marker::Marker::Done(sha(id))),
+            "{id}"
+        );
+        assert!(
+            of(&lines, id).contains("asdo: running opencode"),
+            "{id}: the whole log, from its start"
+        );
+        let want = if id == "T021" { "alpha" } else { "beta" };
+        assert_eq!(f.remote_file(&format!("asdo/{id}"), file), want);
+    }
+    let failed = of(&lines, "T023");
+    let last = failed.lines().rfind(|l| l.starts_with("asdo: ")).unwrap();
+    assert!(
+        last.starts_with("asdo: failed agent: ") && last.contains("Incorrect API key provided"),
+        "{failed}"
+    );
+    assert_eq!(f.remote_branch("asdo/T023"), None, "nothing pushed");
+
+    // wait: both outcomes, exit 1; one line per task, and one object per task.
+    let ids = ["T021", "T022", "T023"];
+    let mut args = vec!["wait"];
+    args.extend(ids);
+    let r = asdo(&env, &args);
+    assert_eq!(r.code, 1, "one failed: {r:?}");
+    let rows: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(rows.len(), 3, "{r:?}");
+    for (row, id) in rows.iter().zip(ids) {
+        assert!(row.contains(id), "{r:?}");
+    }
+    assert!(rows[0].contains(&sha("T021")[..7]), "{r:?}");
+    assert!(rows[2].contains("Failed"), "{r:?}");
+    args.extend(["-o", "json"]);
+    let r = asdo(&env, &args);
+    assert_eq!(r.code, 1, "{r:?}");
+    let objs: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objs.len(), 3, "{r:?}");
+    for (o, id) in objs.iter().zip(ids) {
+        assert_eq!(o["id"], id, "{o}");
+    }
+    assert_eq!(objs[0]["status"], "Succeeded", "{r:?}");
+    assert_eq!(objs[1]["status"], "Succeeded", "{r:?}");
+    assert_eq!(objs[2]["phase"], "Failed", "{r:?}");
+    assert_eq!(objs[2]["exit_code"], 12, "{r:?}");
+    task_schema::assert_valid(&l.root, "three", &objs);
+
+    // The good one taken into the user's clone.
+    let clone = l.root.join("clone");
+    f.git(&["clone", "--quiet", f.remote_str(), clone.to_str().unwrap()]);
+    let mut genv = env.clone();
+    genv.extend(f.git_env().into_iter().filter(|(k, _)| k != "HOME"));
+    let r = asdo_in(&clone, &genv, &["diff", "T021"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("+alpha"), "{r:?}");
+    assert!(!r.stdout.contains("beta"), "only T021's change: {r:?}");
+    let r = asdo_in(&clone, &genv, &["apply", "T021"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(clone.join("a.txt")).unwrap(),
+        "alpha\n"
+    );
+    // The failed one pushed nothing: there is nothing to diff, and it says so.
+    let r = asdo_in(&clone, &genv, &["diff", "T023"]);
+    assert_ne!(r.code, 0, "{r:?}");
+
+    // cleanup keeps the failed one's log, its failure in it.
+    let saved = l.root.join("saved");
+    let r = asdo(&env, &["cleanup", "--save-logs", saved.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for id in ids {
+        assert!(
+            r.stdout
+                .contains(&format!("pod/agent-{} deleted", id.to_lowercase())),
+            "{r:?}"
+        );
+    }
+    let archived = std::fs::read_dir(saved.join("local"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "log") && p.to_string_lossy().contains("agent-t023")
+        })
+        .expect("the failed task's log archived");
+    let text = std::fs::read_to_string(&archived).unwrap();
+    assert!(text.contains(last), "{text}");
+    assert!(!store.task("T023").dir.exists(), "removed after archiving");
+}
+
+// ---- A reboot --------------------------------------------------------------------------
+
+/// Every process below `pid` (its children, theirs …), found through /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for c in local::proc::children(p) {
+            out.push(c);
+            todo.push(c);
+        }
+    }
+    out
+}
+
+/// A reboot while a task runs: every process of the task gone at once, and the records
+/// it left (launch.json, state.json) naming a process of the previous boot. After a
+/// reboot a recorded pid is often taken again by a process started about as many clock
+/// ticks after boot, so pid and start time alone can match; the stand-in for that
+/// process is one of the test's own, put in the records in place of the runner. With
+/// this boot's id it would pass for the runner (`Running`: the check the test makes sure
+/// it can fool); with the previous boot's id, as a reboot leaves it, the task is
+/// `Failed (lost)` in every verb, and its parallel slot is free for the next task.
+#[test]
+fn after_a_reboot_a_running_task_is_lost_and_its_slot_free() {
+    let f = Fixture::new("local-reboot");
+    let l = Local::new("reboot");
+    let store = l.store();
+    f.stand_in("opencode", "exec sleep 600");
+    let mut env = runner_env(&l, &f.path_var(), &[]);
+    env.push(("ASDO_STATE_DIR".into(), store.root.display().to_string()));
+    let repo = f.repo_url();
+    let spawn = |id: &str| {
+        let branch = format!("asdo/{id}");
+        let r = asdo(
+            &env,
+            &[
+                "spawn",
+                "--task-id",
+                id,
+                "--branch",
+                &branch,
+                "--repo",
+                &repo,
+                "--prompt",
+                "Add a file",
+                "--max-parallel",
+                "1",
+            ],
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+        store.task(id)
+    };
+    let t = spawn("T030");
+    assert!(
+        eventually(Duration::from_secs(120), || phase(&t) == Phase::Running),
+        "{:?}",
+        phase(&t)
+    );
+    // The agent is up and has started opencode (its marker is in the log).
+    assert!(eventually(Duration::from_secs(120), || {
+        std::fs::read_to_string(t.log())
+            .unwrap_or_default()
+            .contains("asdo: running opencode")
+    }));
+    let runner = t.state().unwrap().unwrap().runner.unwrap();
+    assert_eq!(runner.boot_id, local::proc::boot_id());
+
+    // The power goes: the runner and everything below it (bwrap, the agent, opencode)
+    // end at once, none of them writing anything.
+    let mut all = descendants(runner.pid);
+    all.push(runner.pid);
+    assert!(all.len() >= 3, "runner, sandbox, agent: {all:?}");
+    for p in &all {
+        unsafe {
+            libc::kill(*p as i32, libc::SIGKILL);
+        }
+    }
+    assert!(eventually(Duration::from_secs(60), || all
+        .iter()
+        .all(|p| !alive(*p as i32))));
+    assert_eq!(
+        t.state().unwrap().unwrap().exit_code,
+        None,
+        "nothing recorded"
+    );
+
+    // After the boot: a process of ours with the pid and start time the records name.
+    let mut reused = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let now = local::proc::identify(reused.id()).unwrap();
+    let record = |boot_id: &str| {
+        let id = serde_json::json!({
+            "pid": now.pid,
+            "startTicks": now.start_ticks,
+            "bootId": boot_id,
+        });
+        for file in [t.launch_file(), t.state_file()] {
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+            v["runner"] = id.clone();
+            std::fs::write(&file, v.to_string()).unwrap();
+        }
+    };
+    let listed = |env: &[(String, String)]| {
+        let r = asdo(env, &["list"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stdout
+            .lines()
+            .find(|l| l.contains("agent-t030"))
+            .expect("listed")
+            .to_string()
+    };
+    // The control: with this boot's id, pid and start time alone would pass it for
+    // the runner.
+    record(&now.boot_id);
+    assert!(listed(&env).contains("Running"), "{}", listed(&env));
+    // As the reboot left it: written in the previous boot.
+    record("00000000-0000-4000-8000-000000000000");
+    let row = listed(&env);
+    assert!(row.contains("Failed (lost)"), "{row}");
+    let r = asdo(&env, &["status", "T030", "-o", "json"]);
+    let o = json(&r);
+    assert_eq!(o["status"], "Failed (lost)", "{o}");
+    assert_eq!(o["reason"], "lost", "{o}");
+    assert_eq!(o["exit_code"], serde_json::Value::Null, "{o}");
+    let r = asdo(&env, &["wait", "T030"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let r = asdo(&env, &["logs", "T030"]);
+    assert_eq!(r.code, 1, "a lost task's log ends with its failure: {r:?}");
+    // No exit code was recorded: the ending says so, as the task object's null does.
+    assert!(
+        r.stderr
+            .contains("==> task T030: Failed, no exit code (lost)"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains("asdo: running opencode"),
+        "the log is kept: {r:?}"
+    );
+    let _ = reused.kill();
+    let _ = reused.wait();
+
+    // Its slot (the only one at --max-parallel 1) is free: the next task runs.
+    let next = spawn("T031");
+    assert!(
+        eventually(Duration::from_secs(120), || phase(&next) == Phase::Running),
+        "{:?}",
+        phase(&next)
+    );
+    // The lost task is removed like any ended one; the running one is cancelled.
+    let r = asdo(&env, &["cleanup", "--all", "--force"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("pod/agent-t030 deleted"), "{r:?}");
+    assert!(
+        r.stderr.contains("pod/agent-t031 cancelled (SIGTERM)"),
+        "{r:?}"
+    );
+    wait_finished(&next, Duration::from_secs(120));
+    let r = asdo(&env, &["cleanup"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("pod/agent-t031 deleted"), "{r:?}");
 }

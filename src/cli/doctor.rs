@@ -1,5 +1,6 @@
 //! `asdo doctor`: can this user run tasks in this environment? One line per check; what it
-//! cannot check with the chart's Role it says so (`skip`) instead of guessing.
+//! cannot check with the chart's Role it says so (`skip`) instead of guessing. On the
+//! local runtime the checks are this machine's (`runtime::local::doctor`): printed here.
 
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -14,8 +15,11 @@ use crate::error::{Result, exit};
 use crate::values::Values;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:
-  asdo doctor -e prod")]
+#[command(after_help = "Examples:
+  asdo doctor -e prod
+  asdo --runtime local doctor   bubblewrap, opencode, git, the state directory, slots, a provider
+
+Exit 1 when a check fails (FAIL); ok, warn and skip lines exit 0.")]
 pub struct DoctorArgs {}
 
 enum Check {
@@ -51,6 +55,9 @@ const NEEDED: &[(&str, &str, &str)] = &[
 
 pub async fn run(global: &Global, _args: DoctorArgs) -> Result<i32> {
     let scope = global.scope()?;
+    if scope.runtime == crate::runtime::Kind::Local {
+        return local().await;
+    }
     let ns = scope.namespace.clone();
     let values = Values::from_value(scope.defaults.clone())?;
     let mut failed = false;
@@ -137,6 +144,27 @@ pub async fn run(global: &Global, _args: DoctorArgs) -> Result<i32> {
                 .into(),
         ),
     });
+    Ok(if failed { exit::FAILURE } else { exit::OK })
+}
+
+/// This machine's checks for local tasks, one line each.
+async fn local() -> Result<i32> {
+    use crate::runtime::local::doctor::{self, Host, Level};
+    let checks = tokio::task::spawn_blocking(|| doctor::run(&Host::from_env()))
+        .await
+        .map_err(|e| crate::error::Error::other(format!("the local checks stopped: {e}")))?;
+    let mut failed = false;
+    for c in checks {
+        let tag = match c.level {
+            Level::Ok => "ok  ",
+            Level::Warn => "warn",
+            Level::Fail => {
+                failed = true;
+                "FAIL"
+            }
+        };
+        println!("{tag}  {}", c.message);
+    }
     Ok(if failed { exit::FAILURE } else { exit::OK })
 }
 

@@ -64,13 +64,15 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// Merge finished tasks' branches into the current branch, one by one, stopping at a conflict.
     Apply(apply::ApplyArgs),
-    /// Check that this user can run tasks here (cluster, namespace, chart objects, RBAC).
+    /// Check that this user can run tasks here (cluster, namespace, chart objects, RBAC; or,
+    /// with --runtime local, this machine: bubblewrap, opencode, git, a provider).
     Doctor(doctor::DoctorArgs),
     /// Run a task inside its pod: clone, run OpenCode, commit, push (the image's entrypoint).
     Agent(agent::AgentArgs),
     /// Print a shell completion script.
     Completion(completion::CompletionArgs),
-    /// Open a running task's OpenCode session in the local TUI, through a port-forward.
+    /// Open a running task's OpenCode session in the local TUI (through a port-forward on a
+    /// cluster).
     Attach(attach::AttachArgs),
     /// Send a follow-up message into a running task's session; stream the reply.
     Send(send::SendArgs),

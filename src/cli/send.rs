@@ -1,20 +1,20 @@
-//! `asdo send`: a follow-up message into a running task's OpenCode session,
-//! through a port-forward; the reply streams to stdout, and the command returns
-//! when the session is idle again. This is how a main session steers a task.
+//! `asdo send`: a follow-up message into a running task's OpenCode session, through a
+//! port-forward (or, local runtime, straight at the task's 127.0.0.1 port); the reply
+//! streams to stdout, and the command returns when the session is idle again. This is
+//! how a main session steers a task.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
 use super::Global;
-use crate::cluster;
 use crate::error::{Error, Result, exit};
 use crate::output::{self, Format};
 use crate::remote;
+use crate::runtime::Runtime;
 use crate::send::{self, SendOutcome};
 use crate::taskpod::TaskState;
 
@@ -24,7 +24,8 @@ use crate::taskpod::TaskState;
   asdo send T001 --file followup.md --timeout 30m
 
 A message is at most 4 MiB. --timeout bounds the whole command (finding the pod,
-the port-forward, the post and the answer).
+the port-forward, the post and the answer). On the local runtime the password is the
+task's own 0600 file unless --password-file or OPENCODE_SERVER_PASSWORD is given.
 
 Exit 0 once the session has answered and is idle, 1 if the session reports an
 error or the task is not running, 2 on bad input (nothing sent), 124 if
@@ -137,9 +138,11 @@ pub async fn run(global: &Global, args: SendArgs) -> Result<i32> {
     let mut reply = String::new();
     let mut session = None;
     let quiet = args.output.is_some();
+    let mut logs = format!("asdo logs {}", args.task);
     let work = async {
-        let client = cluster::client(&scope.cluster).await?;
-        let r = remote::open(&client, &scope.namespace, &args.task, password, 0).await?;
+        let rt = Runtime::connect(&scope).await?;
+        logs = rt.command(&format!("logs {}", args.task));
+        let r = rt.remote(&args.task, password, 0).await?;
         let posted = send::post(&r, &text).await?;
         session = Some(posted.session().to_string());
         eprintln!(
@@ -161,11 +164,7 @@ pub async fn run(global: &Global, args: SendArgs) -> Result<i32> {
             .await?;
         // The task as it is now (its pod and log tail), within what --timeout leaves.
         let state = if quiet {
-            let name = crate::task::pod_name_for(&args.task)?;
-            let api = cluster::pods(&client, Some(&scope.namespace))?;
-            let pod = cluster::task_pod(&api, &name, &scope.namespace).await?;
-            let tail = cluster::agent_log_tail(&api, &name).await.ok();
-            Some(TaskState::new(&pod, tail.as_deref(), Timestamp::now()))
+            Some(rt.task(&args.task).await?.1)
         } else {
             None
         };
@@ -202,7 +201,7 @@ pub async fn run(global: &Global, args: SendArgs) -> Result<i32> {
         ))),
         SendOutcome::TimedOut => {
             eprintln!(
-                "error: task {task}: no answer within {} (--timeout); a message already sent stays queued in the session (watch it with `asdo logs {task}`)",
+                "error: task {task}: no answer within {} (--timeout); a message already sent stays queued in the session (watch it with `{logs}`)",
                 crate::humantime::short(args.timeout),
             );
             // --timeout passed first (as `asdo wait`).

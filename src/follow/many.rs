@@ -251,7 +251,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             TaskPod(&deadline).ending(),
-            "Failed, exit code 1 (DeadlineExceeded)"
+            "Failed, no exit code (DeadlineExceeded)"
         );
     }
 }

@@ -26,6 +26,12 @@ use tokio::net::TcpStream;
 pub use event::Event;
 pub use sse::EventStream;
 
+/// The OpenCode release asdo is written against (the task image pins it; `attach` runs its
+/// `opencode attach`, `doctor --runtime local` checks the one on PATH).
+pub const VERSION: &str = "1.18.33";
+/// Its npm package, as a person installs it.
+pub const PACKAGE: &str = "opencode-ai@1.18.33";
+
 /// The user name OpenCode's server expects with `OPENCODE_SERVER_PASSWORD` (its default).
 pub const DEFAULT_USERNAME: &str = "opencode";
 /// Connecting and reading one answer (not the event stream) take at most this long.

@@ -12,6 +12,7 @@
 //! page, MCP) is written once.
 
 pub mod delete;
+mod ended;
 mod follow_log;
 pub mod local;
 pub mod watch;
@@ -176,9 +177,9 @@ impl Runtime {
                 crate::remote::open(&c.client, &c.namespace, task_or_pod, password, local_port)
                     .await
             }
-            Runtime::Local(_) => Err(Error::other(format!(
-                "task {task_or_pod} runs on the local runtime, whose OpenCode server is not reachable through asdo yet"
-            ))),
+            Runtime::Local(store) => {
+                local::remote::open(store, task_or_pod, password, local_port).await
+            }
         }
     }
 

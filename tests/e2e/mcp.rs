@@ -47,6 +47,22 @@ fn python_client(
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let steps_file = env.write(&format!("mcp-steps-{n}.json"), &steps.to_string());
+    let server = [
+        "--kubeconfig".to_string(),
+        path_str(&env.kubeconfig).to_string(),
+        "mcp".to_string(),
+    ];
+    let mut c = client_command(script, &steps_file, &server);
+    isolate(&mut c);
+    if let Some(t) = tmp {
+        c.env("TMPDIR", t);
+    }
+    client_summary(c, timeout)
+}
+
+/// The Python client `script` on the steps in `steps_file`, serving them with `asdo
+/// <server…>`.
+fn client_command(script: &str, steps_file: &Path, server: &[String]) -> Command {
     let mut c = Command::new(test_python());
     c.arg(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -56,13 +72,12 @@ fn python_client(
     .arg(format!("@{}", steps_file.display()))
     .arg("--")
     .arg(env!("CARGO_BIN_EXE_asdo"))
-    .arg("--kubeconfig")
-    .arg(&env.kubeconfig)
-    .arg("mcp");
-    isolate(&mut c);
-    if let Some(t) = tmp {
-        c.env("TMPDIR", t);
-    }
+    .args(server);
+    c
+}
+
+/// Runs the client to its end; its JSON summary.
+fn client_summary(c: Command, timeout: Duration) -> Value {
     let r = run_with_timeout(c, timeout);
     assert_eq!(r.code, 0, "{r:?}");
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"))
@@ -969,5 +984,107 @@ fn answer_task_writes_the_answer_on_the_pod() {
             (format!("{pods}/agent-a1"), 200),
             (format!("{pods}/agent-a404"), 404)
         ]
+    );
+}
+
+/// `asdo --runtime local mcp`, driven by the official MCP Python SDK: the child asdo of
+/// every tool gets `--runtime=local`, so spawn_task starts a local task (the real
+/// opencode in bubblewrap, the scripted model), wait_tasks follows it to its end, and
+/// task_status, list_tasks and task_logs read it back from the same state directory, each
+/// result the CLI's task object (namespace `local`), valid against the schema, and
+/// send_message is told the task has ended, by the local runtime's words. No fake API
+/// server and no kubeconfig: a child that fell back to a cluster would fail.
+#[test]
+fn python_mcp_sdk_drives_asdo_mcp_on_the_local_runtime() {
+    use crate::agent_fixture::{BRANCH, Fixture, opencode_dir};
+    use crate::support::model_server::{ModelServer, Step};
+
+    let f = Fixture::new("mcp-local");
+    let state = f.path("state");
+    let store = asdo::runtime::local::Store {
+        root: state.clone(),
+    };
+    let ws = store.task("M801").workspace();
+    let model = ModelServer::start(vec![
+        Step::write(&ws.join("hello.txt"), "hello\n"),
+        Step::text("Wrote hello.txt."),
+    ]);
+    let steps = json!([
+        ["spawn_task", {"task_id": "M801", "branch": BRANCH, "repo": f.repo_url(),
+            "prompt": "Add a greeting file", "model": "stub/stub-model"}],
+        ["wait_tasks", {"task_ids": ["M801"], "timeout": "5m"}],
+        ["task_status", {"task_id": "M801"}],
+        ["list_tasks", {}],
+        ["task_logs", {"task_id": "M801", "tail": 5}],
+        ["task_status", {"task_id": "M999"}],
+        ["send_message", {"task_id": "M801", "message": "one more thing"}],
+    ]);
+    let steps_file = f.path("mcp-steps.json");
+    std::fs::write(&steps_file, steps.to_string()).unwrap();
+    let mut c = client_command(
+        "mcp_client.py",
+        &steps_file,
+        &["--runtime".into(), "local".into(), "mcp".into()],
+    );
+    let vars: Vec<(&str, String)> = vec![
+        (
+            "PATH",
+            format!(
+                "{}:{}",
+                opencode_dir().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        ),
+        ("HOME", f.path("home").display().to_string()),
+        ("GIT_CONFIG_NOSYSTEM", "1".into()),
+        ("NO_COLOR", "1".into()),
+        ("OPENCODE_CONFIG_CONTENT", model.opencode_config()),
+        ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
+        ("ASDO_STATE_DIR", state.display().to_string()),
+    ];
+    isolate(&mut c);
+    c.envs(vars.iter().map(|(k, v)| (k, v))).env(
+        "ASDO_MCP_SERVER_ENV",
+        vars.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(","),
+    );
+    let out = client_summary(c, Duration::from_secs(600));
+    let r = |i: usize| &out["results"][i];
+    for i in 0..5 {
+        assert_eq!(r(i)["is_error"], false, "call {i}: {}", r(i));
+        assert_eq!(r(i)["schema_error"], Value::Null, "call {i}: {}", r(i));
+        assert_eq!(r(i)["task_schema_error"], Value::Null, "call {i}: {}", r(i));
+    }
+    let sha = f.remote_branch(BRANCH).expect("the task pushed its branch");
+    assert_eq!(f.remote_file(BRANCH, "hello.txt"), "hello");
+    let spawned = &r(0)["structured"];
+    assert_eq!(spawned["id"], "M801", "{spawned}");
+    assert_eq!(spawned["namespace"], "local", "{spawned}");
+    assert_eq!(r(1)["structured"]["all_succeeded"], true, "{}", r(1));
+    let ended = &r(1)["structured"]["tasks"][0];
+    assert_eq!(ended["phase"], "Succeeded", "{ended}");
+    assert_eq!(ended["commit"], sha.as_str(), "{ended}");
+    let status = &r(2)["structured"];
+    assert_eq!(status["id"], "M801", "{status}");
+    assert_eq!(status["namespace"], "local", "{status}");
+    assert_eq!(status["status"], "Succeeded", "{status}");
+    assert_eq!(status["exit_code"], 0, "{status}");
+    assert_eq!(status["commit"], sha.as_str(), "{status}");
+    assert_eq!(r(3)["structured"]["tasks"][0]["id"], "M801", "{}", r(3));
+    assert!(
+        r(4)["structured"]["log"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("asdo: done {sha}")),
+        "{}",
+        r(4)
+    );
+    assert_eq!(r(5)["is_error"], true, "{}", r(5));
+    assert!(
+        r(5)["text"]
+            .as_str()
+            .unwrap()
+            .contains("no local task M999"),
+        "{}",
+        r(5)
     );
 }

@@ -93,8 +93,11 @@ def task_objects_error(structured):
 
 
 async def main(calls, command):
-    # The SDK passes only a few variables to the server; TMPDIR too, for the tests.
-    env = {k: os.environ[k] for k in ("TMPDIR",) if k in os.environ}
+    # The SDK passes only a few variables to the server; TMPDIR too, for the tests, and
+    # the ones ASDO_MCP_SERVER_ENV names (comma-separated: a local runtime's state
+    # directory and model set-up, which the server's children pass on to the task).
+    names = ["TMPDIR"] + [n for n in os.environ.get("ASDO_MCP_SERVER_ENV", "").split(",") if n]
+    env = {k: os.environ[k] for k in names if k in os.environ}
     params = StdioServerParameters(command=command[0], args=command[1:], env=env)
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:

@@ -224,12 +224,21 @@ pub async fn follow_many(
             if !followed.insert(uid) {
                 continue;
             }
-            let t = store.task(TaskPod(&pod).task_label().unwrap_or_default());
+            let id = TaskPod(&pod).task_label().unwrap_or_default().to_string();
+            let t = store.task(&id);
+            let name = pod.metadata.name.clone().unwrap_or_default();
             let mut sink = sink_for(&pod);
-            let o = o.clone();
+            let (o, store) = (o.clone(), store.clone());
             tokio::spawn(async move {
-                if let Err(e) = print(&t, &o, &mut sink).await {
-                    eprintln!("{}: {e}", t.dir.display());
+                match print(&t, &o, &mut sink).await {
+                    // Each task's ending in the words the cluster's `logs --all` uses.
+                    Ok(End::Finished { .. }) => match store.pod(&id) {
+                        Ok(Some((_, p))) => eprintln!("==> {name}: {}", TaskPod(&p).ending()),
+                        Ok(None) => eprintln!("==> {name}: removed"),
+                        Err(e) => eprintln!("{name}: {e}"),
+                    },
+                    Ok(End::NotEnded) => {}
+                    Err(e) => eprintln!("{}: {e}", t.dir.display()),
                 }
             });
         }

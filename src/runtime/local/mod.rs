@@ -14,10 +14,12 @@
 //! A task whose runner is gone without an exit code is `Failed (lost)`: killed, or the
 //! machine rebooted (the boot id is part of the process identity).
 
+pub mod doctor;
 pub mod logfile;
 pub mod logs;
 pub mod pod;
 pub mod proc;
+pub mod remote;
 pub mod runner;
 pub mod sandbox;
 pub mod slots;
@@ -586,12 +588,12 @@ fn launch(t: &TaskDir, req: &SpawnRequest) -> io::Result<()> {
     write_json(&t.launch_file(), &Launch { runner })
 }
 
-/// The user's own OpenCode set-up (provider, keys from `opencode auth login`) copied into
-/// the task's HOME, since the sandbox hides the user's home: the task gets what a pod
-/// gets from its chart (a provider), nothing else from there.
-fn copy_opencode_config(home: &Path, env: &dyn Fn(&str) -> Option<String>) {
+/// The user's own OpenCode set-up files (provider, keys from `opencode auth login`) and
+/// where each goes in a task's HOME: the config and the auth store, as OpenCode finds
+/// them through XDG. `doctor` looks for the same files.
+pub fn opencode_config_files(env: &dyn Fn(&str) -> Option<String>) -> Vec<(PathBuf, &'static str)> {
     let Some(user_home) = env("HOME").map(PathBuf::from) else {
-        return;
+        return Vec::new();
     };
     let config = env("XDG_CONFIG_HOME")
         .map(PathBuf::from)
@@ -599,7 +601,7 @@ fn copy_opencode_config(home: &Path, env: &dyn Fn(&str) -> Option<String>) {
     let data = env("XDG_DATA_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| user_home.join(".local/share"));
-    let files = [
+    vec![
         (
             config.join("opencode/opencode.json"),
             ".config/opencode/opencode.json",
@@ -616,8 +618,14 @@ fn copy_opencode_config(home: &Path, env: &dyn Fn(&str) -> Option<String>) {
             data.join("opencode/auth.json"),
             ".local/share/opencode/auth.json",
         ),
-    ];
-    for (from, to) in files {
+    ]
+}
+
+/// The user's own OpenCode set-up copied into the task's HOME, since the sandbox hides
+/// the user's home: the task gets what a pod gets from its chart (a provider), nothing
+/// else from there.
+fn copy_opencode_config(home: &Path, env: &dyn Fn(&str) -> Option<String>) {
+    for (from, to) in opencode_config_files(env) {
         if let Ok(bytes) = std::fs::read(&from) {
             let to = home.join(to);
             if let Some(dir) = to.parent() {
