@@ -565,9 +565,8 @@ mod tests {
     async fn send_takes_what_asdo_send_takes_and_refuses_in_its_words() {
         let (mut r, root, _stop) = app("send-cap").await;
 
-        // 3 MiB: past the cap check, on to the task's server (which a local task's is not
-        // yet reachable through, or an ended task's no longer is: an error line, never the
-        // cap's words).
+        // 3 MiB: past the cap check, on to the task's server (an ended task's is gone: an
+        // error line, never the cap's words).
         let (status, body) = post_message(&mut r, &"a".repeat(3 * 1024 * 1024)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let last: serde_json::Value =

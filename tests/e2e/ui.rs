@@ -447,7 +447,8 @@ fn row_in(e: &Sse, key: &str) -> Option<serde_json::Value> {
 /// page and API: a local task run by the real opencode 1.18.33 against the scripted
 /// model shows on /api/events going Running → Succeeded with its commit; its log route
 /// streams its lines to the end (and resumes after Last-Event-ID); the diff route gives
-/// its --stat; the send route says why it cannot reach a local task's server yet; delete
+/// its --stat; the send route's message reaches the task's session and its answer streams
+/// back; delete
 /// removes the ended task's directory and the row goes. HTTP-level: the page's script is
 /// the same for both runtimes and is driven in a real browser by the tests above.
 #[test]
@@ -512,24 +513,40 @@ fn ui_serves_the_local_runtime() {
         e.event == "line" && e.data.contains("asdo: opencode session ses")
     });
 
-    // Send: the local runtime's OpenCode server is not reachable through asdo yet, and
-    // the page says so rather than failing silently.
-    let (code, body) = page.call(
+    // Send, as the follow-up box does: into the task's own OpenCode server (its 127.0.0.1
+    // port, its password file) while the first turn is held; the reply streams back.
+    let (code, mut reply) = page.open(
         "POST",
         &format!("/api/tasks/{key}/send"),
+        &[],
         br#"{"message": "Also say hi"}"#,
     );
-    assert_eq!(code, 200, "{body}");
-    let reply: serde_json::Value =
-        serde_json::from_str(body.lines().last().expect("a reply line")).unwrap();
+    assert_eq!(code, 200);
+    let mut sent = String::new();
+    reply.read_line(&mut sent).unwrap();
+    let sent: serde_json::Value =
+        serde_json::from_str(&sent).unwrap_or_else(|e| panic!("{e}: {sent:?}"));
     assert!(
-        reply["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("local runtime")),
-        "{body}"
+        sent["sent"].as_str().is_some_and(|s| s.starts_with("ses")),
+        "{sent}"
+    );
+    std::fs::write(&gate, "").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reply, &mut rest).unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(rest.lines().last().expect("the reply's end")).unwrap();
+    assert!(
+        last["done"].is_string(),
+        "the follow-up is answered: {rest}"
+    );
+    assert!(
+        model
+            .turns()
+            .iter()
+            .any(|t| t.text().contains("Also say hi")),
+        "the model saw the follow-up"
     );
 
-    std::fs::write(&gate, "").unwrap();
     let done = until_event(&events, Duration::from_secs(300), "T303 Succeeded", |e| {
         phase_is(e, "Succeeded") && row_of(e).is_some_and(|r| r["commit"].is_string())
     });
