@@ -13,9 +13,11 @@ use crate::ui;
   asdo ui                        open the tasks of this environment in the browser
   asdo ui -A --no-open           every namespace; print the URL only
   asdo ui --port 8080
+  asdo --runtime local ui        the tasks of this machine's local runtime
 
 The first line on stdout is the URL to open, with its access token. Keep it private:
-whoever has it can read the task logs and delete task pods with your credentials.")]
+whoever has it can read the task logs and delete task pods (or local tasks) with your
+credentials.")]
 pub struct UiArgs {
     /// Address to listen on. Anything but a loopback address is reachable from other
     /// machines (asdo warns).
@@ -27,7 +29,7 @@ pub struct UiArgs {
     /// Do not open a browser; only print the URL.
     #[arg(long)]
     pub no_open: bool,
-    /// Show task pods in every namespace.
+    /// Show task pods in every namespace (a cluster's; local tasks have one).
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
 }
@@ -38,8 +40,8 @@ pub async fn run(global: &Global, args: UiArgs) -> Result<i32> {
         address: args.address,
         port: args.port,
         open: !args.no_open,
-        namespace: (!args.all_namespaces).then(|| scope.namespace.clone()),
-        cluster: scope.cluster,
+        all_namespaces: args.all_namespaces,
+        scope,
     })
     .await
 }

@@ -13,12 +13,15 @@
 
 mod answer;
 mod cleanup;
+pub mod delete;
 mod ended;
 pub mod follow;
+mod follow_log;
 pub mod local;
 pub mod spawn;
 pub mod tasks;
 mod wait;
+pub mod watch;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;

@@ -1,25 +1,24 @@
-//! Every task pod, kept current by ONE watch of `app=agent-orchestrator` (no per-task
-//! polling), as [`Row`]s (the task object); changes are broadcast to every open page.
+//! Every task pod, kept current by ONE watch of `app=agent-orchestrator` (the runtime's
+//! [`Watch`]: a kube watch of the pods, or the local runtime's poll of its state
+//! directory; no per-task polling), as [`Row`]s (the task object); changes are broadcast
+//! to every open page.
 //!
 //! A row's log-derived facts (last step, totals, PR, the agent's failure step) come from
 //! the log tail: read once when a pod is first seen or changes (bounded concurrency, a
 //! finished pod's tail is final), and fed live by the log follower of any open task page.
 
 use std::collections::{BTreeMap, HashSet};
-use std::pin::pin;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::Api;
-use kube::runtime::{WatchStreamExt, watcher};
 use serde::Serialize;
 use tokio::sync::{Semaphore, broadcast};
 
-use crate::follow;
 use crate::marker;
-use crate::task::SELECTOR;
+use crate::runtime::Runtime;
+use crate::runtime::watch::{Change, Watch};
 use crate::taskpod::{TaskPod, TaskState};
 
 /// One task as the page gets it: the task object (`src/task.schema.json`) and the key the
@@ -238,52 +237,54 @@ impl Board {
 }
 
 /// Reads a pod's log tail in the background, at most [`TAIL_READS`] at once, one per pod.
-fn read_tail(board: &Arc<Board>, api: &Api<Pod>, pod: &Pod) {
+fn read_tail(board: &Arc<Board>, runtime: &Runtime, pod: &Pod) {
     let key = key_of(pod);
     if !board.reading.lock().unwrap().insert(key.clone()) {
         return;
     }
-    let (board, uid) = (board.clone(), pod.metadata.uid.clone());
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let api = match pod.metadata.namespace.as_deref() {
-        Some(ns) => Api::namespaced(api.clone().into_client(), ns),
-        None => api.clone(),
-    };
+    let (board, runtime, pod) = (board.clone(), runtime.clone(), pod.clone());
     tokio::spawn(async move {
         let permit = board.tails.acquire().await;
-        let tail = crate::cluster::agent_log_tail(&api, &name).await;
+        let tail = runtime.log_tail(&pod).await;
         drop(permit);
         board.reading.lock().unwrap().remove(&key);
         match tail {
-            Ok(t) => board.set_tail(&key, uid, t),
-            Err(e) => tracing::debug!("{e}; the row of {key} has no log facts"),
+            Some(t) => board.set_tail(&key, pod.metadata.uid.clone(), t),
+            None => tracing::debug!("the row of {key} has no log facts"),
         }
     });
 }
 
-/// Runs the one watch for as long as the server runs.
-pub async fn watch(board: Arc<Board>, api: Api<Pod>) {
-    let cfg = watcher::Config::default().labels(SELECTOR);
-    let mut events = pin!(watcher(api.clone(), cfg).default_backoff());
-    let mut initial: HashSet<String> = HashSet::new();
-    while let Some(ev) = events.next().await {
-        match ev {
-            Ok(watcher::Event::Init) => initial.clear(),
-            Ok(watcher::Event::InitApply(p)) => {
-                initial.insert(key_of(&p));
+/// Feeds the board from the runtime's watch of the task pods (`runtime.watch`) for as
+/// long as the server runs; `runtime` reads the log tails.
+pub async fn watch(board: Arc<Board>, runtime: Runtime, mut changes: Watch) {
+    let mut listing = false;
+    let mut listed: HashSet<String> = HashSet::new();
+    while let Some(change) = changes.next().await {
+        match change {
+            Ok(Change::Listing) => {
+                listing = true;
+                listed.clear();
+            }
+            Ok(Change::Apply(p)) => {
+                if listing {
+                    listed.insert(key_of(&p));
+                }
+                // Before the first complete list, pages get the rows with the snapshot.
                 let synced = board.inner.lock().unwrap().synced;
                 if board.apply(p.clone(), synced) {
-                    read_tail(&board, &api, &p);
+                    read_tail(&board, &runtime, &p);
                 }
             }
-            Ok(watcher::Event::InitDone) => {
+            Ok(Change::Listed) => {
+                listing = false;
                 // Pods gone while the watch was re-listing are gone for the page too.
                 let gone: Vec<Pod> = {
                     let inner = board.inner.lock().unwrap();
                     inner
                         .entries
                         .iter()
-                        .filter(|(k, _)| !initial.contains(*k))
+                        .filter(|(k, _)| !listed.contains(*k))
                         .map(|(_, e)| e.pod.clone())
                         .collect()
                 };
@@ -303,20 +304,10 @@ pub async fn watch(board: Arc<Board>, api: Api<Pod>) {
                     }
                 }
             }
-            Ok(watcher::Event::Apply(p)) => {
-                if board.apply(p.clone(), true) {
-                    read_tail(&board, &api, &p);
-                }
-            }
-            Ok(watcher::Event::Delete(p)) => {
-                board.remove(&p);
-            }
+            Ok(Change::Delete(p)) => board.remove(&p),
             Err(e) => {
-                if let Some(fatal) = follow::fatal_watch_error(&e, "watch task pods") {
-                    board.fail(fatal.to_string());
-                    return;
-                }
-                tracing::info!("watch of task pods interrupted: {e}; resuming");
+                board.fail(e.to_string());
+                return;
             }
         }
     }

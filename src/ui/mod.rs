@@ -1,16 +1,20 @@
 //! `asdo ui`: every task live in a browser, served by asdo itself on a loopback port,
-//! reading the cluster with the user's kubeconfig (as `kubectl proxy` does).
+//! reading the cluster with the user's kubeconfig (as `kubectl proxy` does), or the local
+//! runtime's state directory (`--runtime local`): the same page for both, everything
+//! task-specific going through the [`Runtime`].
 //!
 //! - `guard`: the token, Host and Origin rules every request passes first;
-//! - `board`: the one watch of the task pods, as rows, broadcast to open pages;
+//! - `board`: the one watch of the task pods (`Runtime::watch`), as rows, broadcast to
+//!   open pages;
 //! - `routes`: the HTTP surface (page, SSE streams, send, delete, diff --stat);
 //! - `assets/`: the page (HTML, CSS, vanilla JS), embedded: `cargo build` builds it all.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::cluster::{self, ClusterArgs};
 use crate::error::{Error, Result, exit};
+use crate::runtime::Runtime;
+use crate::scope::Scope;
 
 pub mod board;
 pub mod guard;
@@ -22,18 +26,33 @@ pub struct Options {
     pub address: IpAddr,
     pub port: u16,
     pub open: bool,
-    /// The namespace to watch; None for every namespace (-A).
-    pub namespace: Option<String>,
-    pub cluster: ClusterArgs,
+    /// Every namespace (-A) rather than the scope's (a cluster's tasks only).
+    pub all_namespaces: bool,
+    /// Where the tasks are: the runtime, the cluster and namespace.
+    pub scope: Scope,
 }
 
 /// What the handlers share.
 pub(crate) struct App {
     pub guard: guard::Guard,
     pub board: Arc<board::Board>,
-    pub client: kube::Client,
-    /// The namespace watched; None with -A.
-    pub namespace: Option<String>,
+    /// Where the tasks run: every log, send and delete goes through it.
+    pub runtime: Runtime,
+    /// What is served, in words ([`serving`]), for the page.
+    pub serving: String,
+    /// Becomes true on Ctrl-C: open streams (events, logs, a send's reply) end then, or
+    /// the graceful shutdown would wait for pages that never close them.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+}
+
+/// What the server serves, for its start line: "the task pods of namespace X", "… of all
+/// namespaces", or "the local tasks in <dir>".
+pub fn serving(runtime: &Runtime, all_namespaces: bool) -> String {
+    match runtime {
+        Runtime::Kubernetes(_) if all_namespaces => "the task pods of all namespaces".into(),
+        Runtime::Kubernetes(c) => format!("the task pods of namespace {}", c.namespace),
+        Runtime::Local(store) => format!("the local tasks in {}", store.tasks_dir().display()),
+    }
 }
 
 /// Serves until Ctrl-C. The first stdout line is the URL with the token.
@@ -44,9 +63,9 @@ pub async fn serve(opts: Options) -> Result<i32> {
             opts.address
         );
     }
-    let client = cluster::client(&opts.cluster).await?;
-    let namespace = opts.namespace.clone();
-    let api = cluster::pods(&client, namespace.as_deref())?;
+    let runtime = Runtime::connect(&opts.scope).await?;
+    // Bad input (a namespace no API path can hold) is refused before listening.
+    let changes = runtime.watch(crate::task::SELECTOR, opts.all_namespaces)?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(opts.address, opts.port))
         .await
         .map_err(|e| {
@@ -61,11 +80,13 @@ pub async fn serve(opts: Options) -> Result<i32> {
     let token = guard::new_token()
         .map_err(|e| Error::other(format!("cannot read random bytes for the token: {e}")))?;
     let board = board::Board::new();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let app = Arc::new(App {
         guard: guard::Guard::new(token.clone(), local.ip(), local.port()),
         board: board.clone(),
-        client,
-        namespace,
+        runtime: runtime.clone(),
+        serving: serving(&runtime, opts.all_namespaces),
+        stop: stopping,
     });
     let host = match local.ip() {
         IpAddr::V6(ip) => format!("[{ip}]"),
@@ -78,19 +99,16 @@ pub async fn serve(opts: Options) -> Result<i32> {
         let _ = writeln!(out, "{url}");
         let _ = out.flush();
     }
-    let watched = app
-        .namespace
-        .as_deref()
-        .map_or("all namespaces".to_string(), |n| format!("namespace {n}"));
-    eprintln!("asdo ui: serving the task pods of {watched}; Ctrl-C to stop");
+    eprintln!("asdo ui: serving {}; Ctrl-C to stop", app.serving);
     if opts.open {
         open_browser(&url);
     }
-    let watch = tokio::spawn(board::watch(board, api));
+    let watch = tokio::spawn(board::watch(board, runtime, changes));
     let router = routes::router(app);
     let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
+            let _ = stop.send(true);
         })
         .await;
     watch.abort();

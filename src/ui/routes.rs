@@ -6,9 +6,13 @@
 //! - `GET /api/tasks/{ns}/{pod}/log`: one task's log, through the resumable follower of
 //!   `asdo logs`; one line per event, numbered, so a reconnecting page resumes exactly;
 //! - `GET /api/tasks/{ns}/{pod}/diff`: `git diff --stat` of its branch, in this clone;
-//! - `POST /api/tasks/{ns}/{pod}/send`: a follow-up message, as `asdo send`; the reply
-//!   streams back as JSON lines;
-//! - `DELETE /api/tasks/{ns}/{pod}?uid=…`: deletes exactly that run's pod.
+//! - `POST /api/tasks/{ns}/{pod}/send`: a follow-up message, as `asdo send` (the same
+//!   size cap and words); the reply streams back as JSON lines;
+//! - `DELETE /api/tasks/{ns}/{pod}?uid=…`: deletes exactly that run (`Runtime::delete_task`:
+//!   a pod; a local task is cancelled while it runs, removed once it has ended).
+//!
+//! Local tasks are the namespace `local`; everything task-specific goes through the
+//! `Runtime`, so one page serves both runtimes.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,6 +20,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -23,14 +29,17 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Pod;
+use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
 use super::App;
-use super::board::Update;
+use super::board::{Snapshot, Update};
 use super::guard::{self, Pass};
-use crate::follow::{self, LineSink, LogOptions};
+use crate::cli::send::{MAX_MESSAGE, message_text};
+use crate::follow::LineSink;
 use crate::remote;
+use crate::runtime::Runtime;
+use crate::runtime::delete::Deletion;
 use crate::send::{self, SendOutcome};
 use crate::taskpod::{TaskPod, TaskState};
 
@@ -41,6 +50,12 @@ const ICON: &str = include_str!("assets/icon.svg");
 
 /// How long a follow-up waits for its answer (as `asdo send`'s default --timeout).
 const SEND_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The largest send body read: a message of [`MAX_MESSAGE`] bytes (`asdo send`'s cap,
+/// checked on the message itself with its words) as the page's JSON, each byte escaped at
+/// worst to six (`\u001f`), and the field around it. axum's default (2 MB) refused
+/// messages `asdo send` takes.
+const SEND_BODY_LIMIT: usize = 6 * MAX_MESSAGE + 1024;
 
 type Shared = State<Arc<App>>;
 
@@ -63,7 +78,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/events", get(events))
         .route("/api/tasks/{ns}/{pod}/log", get(log))
         .route("/api/tasks/{ns}/{pod}/diff", get(diff))
-        .route("/api/tasks/{ns}/{pod}/send", axum::routing::post(send))
+        .route(
+            "/api/tasks/{ns}/{pod}/send",
+            axum::routing::post(send).layer(DefaultBodyLimit::max(SEND_BODY_LIMIT)),
+        )
         .route("/api/tasks/{ns}/{pod}", axum::routing::delete(delete))
         .layer(middleware::from_fn_with_state(app.clone(), check))
         .with_state(app)
@@ -128,32 +146,71 @@ fn json_event(kind: &str, value: &impl serde::Serialize) -> Event {
         .data(serde_json::to_string(value).unwrap_or_else(|_| "null".into()))
 }
 
+/// A snapshot as the page gets it: with what is served, so the page words its texts and
+/// commands for the runtime (`asdo attach T -n ns`, `asdo --runtime local attach T`).
+#[derive(Serialize)]
+struct PageSnapshot {
+    /// `kubernetes` or `local`.
+    runtime: &'static str,
+    /// What `asdo ui` said it serves ("the local tasks in …").
+    serving: String,
+    #[serde(flatten)]
+    snapshot: Snapshot,
+}
+
+fn snapshot_event(app: &App, snapshot: Snapshot) -> Event {
+    json_event(
+        "snapshot",
+        &PageSnapshot {
+            runtime: app.runtime.kind().as_str(),
+            serving: app.serving.clone(),
+            snapshot,
+        },
+    )
+}
+
 /// The tasks: a snapshot first, then every change; a page that fell behind gets a new
 /// snapshot rather than a gap.
 async fn events(State(app): Shared) -> impl IntoResponse {
     let (rx, snapshot) = app.board.subscribe();
-    let first = json_event("snapshot", &snapshot);
-    let board = app.board.clone();
-    let rest = futures::stream::unfold((rx, board), |(mut rx, board)| async move {
+    let first = snapshot_event(&app, snapshot);
+    let stop = stopped(&app);
+    let rest = futures::stream::unfold((rx, app), |(mut rx, app)| async move {
         let ev = match rx.recv().await {
             Ok(Update::Row { row }) => json_event("row", &row),
             Ok(Update::Remove { key }) => json_event("remove", &key),
             Ok(Update::Error { message }) => json_event("failure", &message),
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                json_event("snapshot", &board.snapshot())
+                snapshot_event(&app, app.board.snapshot())
             }
             Err(broadcast::error::RecvError::Closed) => return None,
         };
-        Some((Ok::<_, Infallible>(ev), (rx, board)))
+        Some((Ok::<_, Infallible>(ev), (rx, app)))
     });
-    let stream = futures::stream::once(async { Ok::<_, Infallible>(first) }).chain(rest);
+    let stream = futures::stream::once(async { Ok::<_, Infallible>(first) })
+        .chain(rest)
+        .take_until(stop);
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-fn not_a_task(ns: &str, pod: &str) -> Response {
+/// Resolves when the server is stopping (Ctrl-C): every open stream ends with it.
+fn stopped(app: &App) -> impl std::future::Future<Output = ()> + Send + use<> {
+    let mut stop = app.stop.clone();
+    async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }
+}
+
+fn not_a_task(app: &App, ns: &str, pod: &str) -> Response {
+    let what = match app.runtime {
+        Runtime::Local(_) if ns == crate::runtime::local::pod::NAMESPACE => {
+            format!("no local task {pod}")
+        }
+        _ => format!("no task pod {pod} in namespace {ns}"),
+    };
     (
         StatusCode::NOT_FOUND,
-        format!("no task pod {pod} in namespace {ns} (the watch does not know it)\n"),
+        format!("{what} (the watch does not know it)\n"),
     )
         .into_response()
 }
@@ -208,7 +265,7 @@ async fn log(
 ) -> Response {
     let key = format!("{ns}/{pod}");
     let Some(known) = app.board.pod(&key) else {
-        return not_a_task(&ns, &pod);
+        return not_a_task(&app, &ns, &pod);
     };
     let skip = headers
         .get("last-event-id")
@@ -216,9 +273,7 @@ async fn log(
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     let (tx, rx) = mpsc::unbounded_channel();
-    let uid = known.metadata.uid.clone();
-    let api: kube::Api<Pod> = kube::Api::namespaced(app.client.clone(), &ns);
-    let board = app.board.clone();
+    let (board, runtime) = (app.board.clone(), app.runtime.clone());
     tokio::spawn(async move {
         let mut sink = PageSink {
             tx: tx.clone(),
@@ -226,15 +281,10 @@ async fn log(
             skip,
             board,
             key,
-            uid: uid.clone(),
-        };
-        let opts = LogOptions {
-            follow: true,
-            retry_for: Duration::ZERO,
-            ..Default::default()
+            uid: known.metadata.uid.clone(),
         };
         let ended = tokio::select! {
-            r = follow::stream_logs(&api, &pod, uid.as_deref(), &opts, &mut sink) => r,
+            r = runtime.follow_log(&known, &mut sink) => r,
             _ = tx.closed() => return,
         };
         let ev = match ended {
@@ -247,7 +297,7 @@ async fn log(
         };
         let _ = tx.send(ev);
     });
-    Sse::new(receiver_stream(rx))
+    Sse::new(receiver_stream(rx).take_until(stopped(&app)))
         .keep_alive(KeepAlive::default())
         .into_response()
 }
@@ -265,7 +315,7 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response {
 /// clone of the task's repository (as `asdo diff --stat`).
 async fn diff(State(app): Shared, Path((ns, pod)): Path<(String, String)>) -> Response {
     let Some(row) = app.board.row(&format!("{ns}/{pod}")).map(|r| r.task) else {
-        return not_a_task(&ns, &pod);
+        return not_a_task(&app, &ns, &pod);
     };
     let (Some(repo), Some(branch)) = (row.repo.clone(), row.branch.clone()) else {
         return json_response(
@@ -295,35 +345,57 @@ async fn diff(State(app): Shared, Path((ns, pod)): Path<(String, String)>) -> Re
     }
 }
 
-/// A follow-up into the task's session, as `asdo send`: the reply streams back as JSON
-/// lines (`{"text": …}`, then `{"done": …}` or `{"error": …}`).
+/// A follow-up into the task's session, as `asdo send` (the same cap on its size, refused
+/// in the same words): the reply streams back as JSON lines (`{"sent": …}`, `{"text": …}`,
+/// then `{"done": …}` or `{"error": …}`).
 async fn send(
     State(app): Shared,
     Path((ns, pod)): Path<(String, String)>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if app.board.pod(&format!("{ns}/{pod}")).is_none() {
-        return not_a_task(&ns, &pod);
+        return not_a_task(&app, &ns, &pod);
     }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let error = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                // Bigger than any message of the cap can make, however escaped.
+                format!(
+                    "the message is over the {} a message may have (asdo's cap); put the details in a file in the repository and point the message at it",
+                    crate::opencode::size(MAX_MESSAGE)
+                )
+            } else {
+                e.body_text()
+            };
+            return json_response(e.status(), serde_json::json!({ "error": error }));
+        }
+    };
     let message = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("message")?.as_str().map(str::to_string))
-        .filter(|m| !m.trim().is_empty());
-    let Some(message) = message else {
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            serde_json::json!({"error": "the message is empty"}),
-        );
+        .unwrap_or_default();
+    // `asdo send`'s own check: empty, or over its cap, in its words.
+    let message = match message_text(Some(&message), None) {
+        Ok(m) => m,
+        Err(e) => {
+            let status = if message.len() > MAX_MESSAGE {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return json_response(status, serde_json::json!({"error": e.to_string()}));
+        }
     };
     let (tx, rx) = mpsc::unbounded_channel::<serde_json::Value>();
-    let client = app.client.clone();
+    let runtime = app.runtime.clone();
     tokio::spawn(async move {
         let line = |v: serde_json::Value| {
             let _ = tx.send(v);
         };
         let work = async {
             let password = remote::password_override(None)?;
-            let r = remote::open(&client, &ns, &pod, password, 0).await?;
+            let r = runtime.remote(&pod, password, 0).await?;
             let posted = send::post(&r, &message).await?;
             line(serde_json::json!({"sent": posted.session()}));
             posted
@@ -351,7 +423,7 @@ async fn send(
     });
     (
         [(header::CONTENT_TYPE, "application/x-ndjson")],
-        Body::from_stream(stream),
+        Body::from_stream(stream.take_until(stopped(&app))),
     )
         .into_response()
 }
@@ -365,7 +437,7 @@ async fn delete(
 ) -> Response {
     debug_assert_eq!(method, Method::DELETE);
     let Some(known) = app.board.pod(&format!("{ns}/{pod}")) else {
-        return not_a_task(&ns, &pod);
+        return not_a_task(&app, &ns, &pod);
     };
     let uid = req
         .uri()
@@ -376,12 +448,158 @@ async fn delete(
         .map(str::to_string)
         .or_else(|| known.metadata.uid.clone())
         .unwrap_or_default();
-    let api: kube::Api<Pod> = kube::Api::namespaced(app.client.clone(), &ns);
-    match crate::cluster::delete_pod_uid(&api, &pod, &uid, &ns).await {
-        Ok(deleted) => json_response(StatusCode::OK, serde_json::json!({"deleted": deleted})),
+    let mut run = known;
+    run.metadata.uid = Some(uid);
+    let id = TaskPod(&run).task_label().unwrap_or(&pod).to_string();
+    let local = matches!(app.runtime, Runtime::Local(_));
+    match app.runtime.delete_task(&run).await {
+        Ok(done) => {
+            let message = match (done, local) {
+                (Deletion::Deleted, false) => format!("Pod {pod} deleted."),
+                (Deletion::Deleted, true) => {
+                    format!("Task {id} removed (its clone, HOME and log).")
+                }
+                (Deletion::Cancelled, _) => format!(
+                    "Task {id} asked to stop: a running agent pushes its work in progress and ends. Delete it again once it has ended to remove it."
+                ),
+                (Deletion::AlreadyGone, _) => format!("Task {id} was already gone."),
+            };
+            json_response(
+                StatusCode::OK,
+                serde_json::json!({
+                    "deleted": done == Deletion::Deleted,
+                    "cancelled": done == Deletion::Cancelled,
+                    "message": message,
+                }),
+            )
+        }
         Err(e) => json_response(
             StatusCode::CONFLICT,
             serde_json::json!({"error": e.to_string()}),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use axum::http::Request;
+    use tower::Service;
+
+    use super::*;
+    use crate::runtime::local::{RunState, Store, TaskDir};
+
+    const PORT: u16 = 41999;
+
+    /// A page server over a local store holding one ended task, T1 (as its runner leaves
+    /// it), fed by the runtime's watch; returns once the board has listed it.
+    async fn app(tag: &str) -> (Router, std::path::PathBuf, tokio::sync::watch::Sender<bool>) {
+        let root = std::env::temp_dir().join(format!("asdo-ui-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let store = Store { root: root.clone() };
+        let t = TaskDir {
+            dir: store.tasks_dir().join("agent-t1"),
+        };
+        std::fs::create_dir_all(&t.dir).unwrap();
+        std::fs::write(
+            t.spec_file(),
+            r#"{"id":"T1","uid":"u-1","branch":"b","repo":"file:///r.git","createdAt":"2026-12-04T10:00:00.000000000Z","env":[],"sandbox":true,"maxParallel":1,"asdo":"/a"}"#,
+        )
+        .unwrap();
+        t.write_state(&RunState {
+            exit_code: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
+        let runtime = Runtime::Local(store);
+        let board = super::super::board::Board::new();
+        let changes = runtime.watch(crate::task::SELECTOR, false).unwrap();
+        tokio::spawn(super::super::board::watch(
+            board.clone(),
+            runtime.clone(),
+            changes,
+        ));
+        for _ in 0..600 {
+            if board.snapshot().synced {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(board.snapshot().rows.len(), 1, "the board lists T1");
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let app = Arc::new(App {
+            guard: guard::Guard::new("tok".into(), IpAddr::V4(Ipv4Addr::LOCALHOST), PORT),
+            board,
+            serving: super::super::serving(&runtime, false),
+            runtime,
+            stop: stopping,
+        });
+        (router(app), root, stop)
+    }
+
+    async fn post_message(r: &mut Router, message: &str) -> (StatusCode, String) {
+        let body = serde_json::json!({ "message": message }).to_string();
+        post(r, body.into_bytes()).await
+    }
+
+    async fn post(r: &mut Router, body: Vec<u8>) -> (StatusCode, String) {
+        let req = Request::post("/api/tasks/local/agent-t1/send")
+            .header(header::HOST, format!("127.0.0.1:{PORT}"))
+            .header(header::ORIGIN, format!("http://127.0.0.1:{PORT}"))
+            .header(header::COOKIE, format!("asdo-ui-{PORT}=tok"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let resp = r.call(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The page takes what `asdo send` takes (axum's default 2 MB refused a 3 MiB
+    /// message), and refuses what it refuses, in its words.
+    #[tokio::test]
+    async fn send_takes_what_asdo_send_takes_and_refuses_in_its_words() {
+        let (mut r, root, _stop) = app("send-cap").await;
+
+        // 3 MiB: past the cap check, on to the task's server (an ended task's is gone: an
+        // error line, never the cap's words).
+        let (status, body) = post_message(&mut r, &"a".repeat(3 * 1024 * 1024)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let last: serde_json::Value =
+            serde_json::from_str(body.lines().last().expect("a reply line")).unwrap();
+        assert!(last["error"].is_string(), "{body}");
+        assert!(!body.contains("asdo's cap"), "{body}");
+
+        // One byte over 4 MiB: refused before any call, with asdo send's words.
+        let big = "a".repeat(MAX_MESSAGE + 1);
+        let (status, body) = post_message(&mut r, &big).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        let cli = message_text(Some(&big), None).unwrap_err().to_string();
+        assert!(cli.contains("over the 4 MiB"), "{cli}");
+        let got: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(got["error"], cli.as_str());
+
+        // 4 MiB of characters JSON escapes six-fold is still a message asdo send takes.
+        let escaped = "\u{1f}".repeat(MAX_MESSAGE);
+        let (status, body) = post_message(&mut r, &escaped).await;
+        assert_eq!(status, StatusCode::OK, "{}", &body[..body.len().min(300)]);
+
+        // A body no message of the cap can make: refused, naming the cap.
+        let (status, body) = post(&mut r, vec![b' '; SEND_BODY_LIMIT + 1]).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        assert!(
+            body.contains("over the 4 MiB a message may have (asdo's cap)"),
+            "{body}"
+        );
+
+        // Empty: as asdo send says.
+        let (status, body) = post_message(&mut r, "  ").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.contains("the message is empty"), "{body}");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -33,15 +33,7 @@ impl Runtime {
     fn run(&self, args: &[&str]) -> Run {
         let c = match self {
             Runtime::Fake { env, .. } => env.cmd(args),
-            Runtime::Local { vars } => {
-                let mut c = Command::new(env!("CARGO_BIN_EXE_asdo"));
-                c.current_dir("/")
-                    .args(["--runtime", "local"])
-                    .args(args)
-                    .env_clear()
-                    .envs(vars.iter().map(|(k, v)| (k, v)));
-                c
-            }
+            Runtime::Local { vars } => local_cmd(vars, args),
         };
         // The real opencode on a loaded 2-core machine can take minutes.
         run_with_timeout(c, Duration::from_secs(300))
@@ -53,6 +45,41 @@ impl Runtime {
             Runtime::Local { .. } => vec![],
         }
     }
+}
+
+/// `asdo --runtime local <args>` with exactly `vars` (no kubeconfig anywhere), in /.
+pub(crate) fn local_cmd(vars: &[(String, String)], args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_asdo"));
+    c.current_dir("/")
+        .args(["--runtime", "local"])
+        .args(args)
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (k, v)));
+    c
+}
+
+/// The variables a local task runs the real opencode with against `model`, its state in
+/// `state` (`ASDO_STATE_DIR`), HOME in the fixture.
+pub(crate) fn local_vars(f: &Fixture, state: &Path, model: &ModelServer) -> Vec<(String, String)> {
+    std::fs::create_dir_all(f.path("home")).unwrap();
+    [
+        (
+            "PATH",
+            format!(
+                "{}:{}",
+                opencode_dir().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        ),
+        ("HOME", f.path("home").display().to_string()),
+        ("GIT_CONFIG_NOSYSTEM", "1".into()),
+        ("NO_COLOR", "1".into()),
+        ("OPENCODE_CONFIG_CONTENT", model.opencode_config()),
+        ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
+        ("ASDO_STATE_DIR", state.display().to_string()),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .to_vec()
 }
 
 /// The model writes hello.txt in the task's workspace, then says so.
@@ -225,25 +252,7 @@ fn one_scenario_on_the_local_runtime() {
         root: state.clone(),
     };
     let model = model(&store.task(ID).workspace());
-    let vars: Vec<(String, String)> = [
-        (
-            "PATH",
-            format!(
-                "{}:{}",
-                opencode_dir().display(),
-                std::env::var("PATH").unwrap()
-            ),
-        ),
-        ("HOME", f.path("home").display().to_string()),
-        ("GIT_CONFIG_NOSYSTEM", "1".into()),
-        ("NO_COLOR", "1".into()),
-        ("OPENCODE_CONFIG_CONTENT", model.opencode_config()),
-        ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
-        ("ASDO_STATE_DIR", state.display().to_string()),
-    ]
-    .map(|(k, v)| (k.to_string(), v))
-    .to_vec();
-    std::fs::create_dir_all(f.path("home")).unwrap();
+    let vars = local_vars(&f, &state, &model);
     let scratch = f.path("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     scenario(&Runtime::Local { vars }, &f, &scratch);

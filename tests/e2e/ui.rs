@@ -253,3 +253,518 @@ fn ui_bench_500_task_pods() {
         hwm.trim_start_matches("VmHWM:").trim()
     );
 }
+
+/// A plain HTTP/1.0 client for `asdo ui`'s API, as the page's fetch and EventSource use it
+/// (the cookie the token becomes; Origin on state changes). HTTP/1.0, so a streamed body
+/// ends with the connection, with no chunked framing to undo.
+struct PageClient {
+    port: u16,
+    token: String,
+}
+
+/// One Server-Sent Event: its type, id and data.
+#[derive(Debug, Clone)]
+struct Sse {
+    event: String,
+    id: Option<String>,
+    data: String,
+}
+
+impl PageClient {
+    fn of(url: &str) -> PageClient {
+        let rest = url.trim_start_matches("http://127.0.0.1:");
+        let (port, token) = rest.split_once("/?token=").expect("the printed URL");
+        PageClient {
+            port: port.parse().unwrap(),
+            token: token.to_string(),
+        }
+    }
+
+    /// Sends one request; the response's status, and a reader at its body.
+    fn open(
+        &self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, BufReader<std::net::TcpStream>) {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{p}\r\nCookie: asdo-ui-{p}={t}\r\nContent-Length: {n}\r\n",
+            p = self.port,
+            t = self.token,
+            n = body.len()
+        );
+        if method != "GET" {
+            head.push_str(&format!("Origin: http://127.0.0.1:{}\r\n", self.port));
+        }
+        for (k, v) in extra {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut r = BufReader::new(s);
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        let code = status
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("a status line: {status:?}"));
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).unwrap();
+            if h.trim().is_empty() {
+                break;
+            }
+        }
+        (code, r)
+    }
+
+    fn call(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let (code, mut r) = self.open(method, path, &[], body);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut r, &mut text).unwrap();
+        (code, text)
+    }
+
+    /// An event stream, read in a thread: each event as it comes, until the stream ends.
+    fn events(&self, path: &str, last_id: Option<u64>) -> std::sync::mpsc::Receiver<Sse> {
+        let id = last_id.map(|n| n.to_string());
+        let extra: Vec<(&str, &str)> = id.iter().map(|n| ("Last-Event-ID", n.as_str())).collect();
+        let (code, mut r) = self.open("GET", path, &extra, b"");
+        assert_eq!(code, 200, "{path}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut ev = Sse {
+                event: "message".into(),
+                id: None,
+                data: String::new(),
+            };
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let l = line.trim_end_matches(['\r', '\n']);
+                if l.is_empty() {
+                    if !ev.data.is_empty() && tx.send(ev.clone()).is_err() {
+                        return;
+                    }
+                    ev = Sse {
+                        event: "message".into(),
+                        id: None,
+                        data: String::new(),
+                    };
+                } else if let Some(v) = l.strip_prefix("event:") {
+                    ev.event = v.trim().into();
+                } else if let Some(v) = l.strip_prefix("id:") {
+                    ev.id = Some(v.trim().into());
+                } else if let Some(v) = l.strip_prefix("data:") {
+                    ev.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                }
+                line.clear();
+            }
+        });
+        rx
+    }
+}
+
+/// Reads events until `want` says yes; panics, with what was seen, after `limit`.
+fn until_event(
+    rx: &std::sync::mpsc::Receiver<Sse>,
+    limit: Duration,
+    what: &str,
+    mut want: impl FnMut(&Sse) -> bool,
+) -> Sse {
+    let end = std::time::Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(ev) if want(&ev) => return ev,
+            Ok(ev) => seen.push(format!("{}: {}", ev.event, ev.data)),
+            Err(e) => panic!("{what}: {e}; seen:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+/// `asdo --runtime local ui --no-open` with exactly `vars`, in `cwd`, and a client of it.
+fn start_local_ui(
+    vars: &[(String, String)],
+    cwd: &std::path::Path,
+) -> (std::process::Child, PageClient) {
+    let mut ui = crate::runtimes::local_cmd(vars, &["ui", "--no-open"]);
+    ui.current_dir(cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut ui = ui.spawn().unwrap();
+    let mut out = BufReader::new(ui.stdout.take().unwrap());
+    let mut url = String::new();
+    out.read_line(&mut url).unwrap();
+    let page = PageClient::of(url.trim());
+    (ui, page)
+}
+
+/// A local task `id` on the fixture's repository, through the CLI.
+fn spawn_local(vars: &[(String, String)], f: &crate::agent_fixture::Fixture, id: &str) {
+    let r = run_with_timeout(
+        crate::runtimes::local_cmd(
+            vars,
+            &[
+                "spawn",
+                "--task-id",
+                id,
+                "--branch",
+                crate::agent_fixture::BRANCH,
+                "--repo",
+                &f.repo_url(),
+                "--prompt",
+                "Add a greeting file",
+                "--model",
+                "stub/stub-model",
+            ],
+        ),
+        Duration::from_secs(300),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+/// The row of `key` in a `row` or `snapshot` event.
+fn row_in(e: &Sse, key: &str) -> Option<serde_json::Value> {
+    let rows: Vec<serde_json::Value> = match e.event.as_str() {
+        "row" => vec![serde_json::from_str(&e.data).ok()?],
+        "snapshot" => serde_json::from_str::<serde_json::Value>(&e.data).ok()?["rows"]
+            .as_array()?
+            .clone(),
+        _ => return None,
+    };
+    rows.into_iter().find(|r| r["key"] == key)
+}
+
+/// Issue 25: `asdo --runtime local ui` serves the local runtime's tasks with the same
+/// page and API: a local task run by the real opencode 1.18.33 against the scripted
+/// model shows on /api/events going Running → Succeeded with its commit; its log route
+/// streams its lines to the end (and resumes after Last-Event-ID); the diff route gives
+/// its --stat; the send route's message reaches the task's session and its answer streams
+/// back; delete
+/// removes the ended task's directory and the row goes. HTTP-level: the page's script is
+/// the same for both runtimes and is driven in a real browser by the tests above.
+#[test]
+fn ui_serves_the_local_runtime() {
+    use crate::agent_fixture::{BRANCH, Fixture};
+    use crate::runtimes::local_vars;
+    use crate::support::model_server::{ModelServer, Step};
+
+    const ID: &str = "T303";
+    let f = Fixture::new("ui-local");
+    let state = f.path("state");
+    let store = asdo::runtime::local::Store {
+        root: state.clone(),
+    };
+    let task = store.task(ID);
+    // Inside the clone's .git: visible in the sandbox, never committed.
+    let gate = task.workspace().join(".git/ui-gate");
+    let model = ModelServer::start(vec![
+        Step::bash("while [ ! -e .git/ui-gate ]; do sleep 0.2; done; echo released"),
+        Step::write(&task.workspace().join("hello.txt"), "hello\n"),
+        Step::text("Wrote hello.txt."),
+    ]);
+    let vars = local_vars(&f, &state, &model);
+
+    // In a clone of the task's repository, so the diff route can fetch its branch.
+    let (ui, page) = start_local_ui(&vars, &f.path("seed"));
+
+    let events = page.events("/api/events", None);
+    let first = until_event(&events, Duration::from_secs(60), "the snapshot", |e| {
+        e.event == "snapshot"
+    });
+    let snap: serde_json::Value = serde_json::from_str(&first.data).unwrap();
+    assert_eq!(snap["runtime"], "local", "{snap}");
+    let tasks_dir = state.join("tasks").display().to_string();
+    assert_eq!(
+        snap["serving"],
+        format!("the local tasks in {tasks_dir}"),
+        "{snap}"
+    );
+
+    spawn_local(&vars, &f, ID);
+
+    let key = "local/agent-t303";
+    let row_of = |e: &Sse| row_in(e, key);
+    let phase_is = |e: &Sse, phase: &str| row_of(e).is_some_and(|r| r["phase"] == phase);
+    // Held on the gate: Running for as long as the test wants.
+    until_event(&events, Duration::from_secs(300), "T303 Running", |e| {
+        phase_is(e, "Running")
+    });
+
+    // The task page's log, followed from the start while the task runs.
+    let log = page.events(&format!("/api/tasks/{key}/log"), None);
+    let mut lines: Vec<(u64, String)> = Vec::new();
+    let mut take = |e: &Sse| {
+        if e.event == "line" {
+            let text: String = serde_json::from_str(&e.data).unwrap();
+            lines.push((e.id.as_deref().unwrap().parse().unwrap(), text));
+        }
+    };
+    until_event(&log, Duration::from_secs(300), "the session's line", |e| {
+        take(e);
+        e.event == "line" && e.data.contains("asdo: opencode session ses")
+    });
+
+    // Send, as the follow-up box does: into the task's own OpenCode server (its 127.0.0.1
+    // port, its password file) while the first turn is held; the reply streams back.
+    let (code, mut reply) = page.open(
+        "POST",
+        &format!("/api/tasks/{key}/send"),
+        &[],
+        br#"{"message": "Also say hi"}"#,
+    );
+    assert_eq!(code, 200);
+    let mut sent = String::new();
+    reply.read_line(&mut sent).unwrap();
+    let sent: serde_json::Value =
+        serde_json::from_str(&sent).unwrap_or_else(|e| panic!("{e}: {sent:?}"));
+    assert!(
+        sent["sent"].as_str().is_some_and(|s| s.starts_with("ses")),
+        "{sent}"
+    );
+    std::fs::write(&gate, "").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reply, &mut rest).unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(rest.lines().last().expect("the reply's end")).unwrap();
+    assert!(
+        last["done"].is_string(),
+        "the follow-up is answered: {rest}"
+    );
+    assert!(
+        model
+            .turns()
+            .iter()
+            .any(|t| t.text().contains("Also say hi")),
+        "the model saw the follow-up"
+    );
+
+    let done = until_event(&events, Duration::from_secs(300), "T303 Succeeded", |e| {
+        phase_is(e, "Succeeded") && row_of(e).is_some_and(|r| r["commit"].is_string())
+    });
+    let row = row_of(&done).unwrap();
+    let sha = f.remote_branch(BRANCH).expect("branch pushed");
+    assert_eq!(row["commit"], sha.as_str(), "{row}");
+    assert_eq!(row["status"], "Succeeded", "{row}");
+    assert_eq!(row["namespace"], "local", "{row}");
+
+    // The log to its end: every line once, numbered, then how the task ended.
+    let end = until_event(&log, Duration::from_secs(300), "the log's end", |e| {
+        take(e);
+        e.event == "end" || e.event == "failure"
+    });
+    assert_eq!(end.event, "end", "{end:?}");
+    assert_eq!(end.data, "\"Succeeded, exit code 0\"", "{end:?}");
+    let texts: Vec<&str> = lines.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(texts.contains(&"· write hello.txt"), "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("· bash while [ ! -e .git/ui-gate ]")),
+        "{texts:?}"
+    );
+    assert!(
+        texts.contains(&format!("asdo: done {sha}").as_str()),
+        "{texts:?}"
+    );
+    let ids: Vec<u64> = lines.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        ids,
+        (1..=lines.len() as u64).collect::<Vec<_>>(),
+        "each line once, in order"
+    );
+    let n = lines.last().unwrap().0;
+    // A page reconnecting with the id of its last-but-two line gets exactly the last two.
+    let resumed = page.events(&format!("/api/tasks/{key}/log"), Some(n - 2));
+    let mut again = Vec::new();
+    until_event(&resumed, Duration::from_secs(120), "the resumed end", |e| {
+        if e.event == "line" {
+            again.push((
+                e.id.as_deref().unwrap().parse::<u64>().unwrap(),
+                serde_json::from_str::<String>(&e.data).unwrap(),
+            ));
+        }
+        e.event == "end"
+    });
+    assert_eq!(again, lines[lines.len() - 2..].to_vec());
+
+    // The diff route, in this clone: the task's one file.
+    let (code, body) = page.call("GET", &format!("/api/tasks/{key}/diff"), b"");
+    assert_eq!(code, 200, "{body}");
+    let diff: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        diff["stat"]
+            .as_str()
+            .is_some_and(|s| s.contains("hello.txt") && s.contains("1 file changed")),
+        "{diff}"
+    );
+
+    // Delete, aimed at that run: the ended task's directory goes, and so does its row.
+    let uid = row["uid"].as_str().unwrap();
+    assert!(task.dir.exists());
+    let (code, body) = page.call(
+        "DELETE",
+        &format!("/api/tasks/{key}?uid=deadbeef-0000"),
+        b"",
+    );
+    assert_eq!(code, 409, "another run's uid is refused: {body}");
+    assert!(task.dir.exists(), "left alone");
+    let (code, body) = page.call("DELETE", &format!("/api/tasks/{key}?uid={uid}"), b"");
+    assert_eq!(code, 200, "{body}");
+    let deleted: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(deleted["deleted"], true, "{body}");
+    assert!(!task.dir.exists(), "the task's directory is removed");
+    until_event(&events, Duration::from_secs(60), "the row removed", |e| {
+        e.event == "remove" && e.data == format!("\"{key}\"")
+    });
+
+    // Ctrl-C with the page's event stream still open: the server ends it and exits.
+    unsafe { libc::kill(ui.id() as i32, libc::SIGINT) };
+    let served = wait_output(ui, Duration::from_secs(30));
+    assert_eq!(served.code, 0, "{served:?}");
+    loop {
+        match events.recv_timeout(Duration::from_secs(30)) {
+            Ok(e) => assert_ne!(e.event, "row", "nothing after the stop: {e:?}"),
+            Err(e) => {
+                assert_eq!(e, std::sync::mpsc::RecvTimeoutError::Disconnected);
+                break;
+            }
+        }
+    }
+    assert!(
+        served
+            .stderr
+            .contains(&format!("asdo ui: serving the local tasks in {tasks_dir}")),
+        "{served:?}"
+    );
+}
+
+/// The page's Delete on a running local task: the first asks it to stop (its agent, in the
+/// sandbox, ends 143 as on a pod's deletion), the row shows it ended, and the second
+/// removes its directory.
+#[test]
+fn ui_delete_cancels_a_running_local_task_then_removes_it() {
+    use crate::agent_fixture::Fixture;
+    use crate::runtimes::local_vars;
+    use crate::support::model_server::{ModelServer, Step};
+
+    let f = Fixture::new("ui-local-cancel");
+    let state = f.path("state");
+    let task = asdo::runtime::local::Store {
+        root: state.clone(),
+    }
+    .task("T304");
+    // A first step that never ends by itself.
+    let model = ModelServer::start(vec![Step::bash(
+        "while [ ! -e .git/never ]; do sleep 0.2; done",
+    )]);
+    let vars = local_vars(&f, &state, &model);
+    let (ui, page) = start_local_ui(&vars, &f.path("seed"));
+    let events = page.events("/api/events", None);
+    spawn_local(&vars, &f, "T304");
+    let key = "local/agent-t304";
+    let running = until_event(&events, Duration::from_secs(300), "T304 Running", |e| {
+        row_in(e, key).is_some_and(|r| r["phase"] == "Running")
+    });
+    let uid = row_in(&running, key).unwrap()["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The agent is in its session (not still starting) when it is asked to stop.
+    let log = page.events(&format!("/api/tasks/{key}/log"), None);
+    until_event(&log, Duration::from_secs(300), "the session's line", |e| {
+        e.event == "line" && e.data.contains("asdo: opencode session ses")
+    });
+
+    let (code, body) = page.call("DELETE", &format!("/api/tasks/{key}?uid={uid}"), b"");
+    assert_eq!(code, 200, "{body}");
+    let said: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&said["cancelled"], &said["deleted"]),
+        (&json!(true), &json!(false)),
+        "{body}"
+    );
+    let ended = until_event(&events, Duration::from_secs(300), "T304 ended", |e| {
+        row_in(e, key).is_some_and(|r| r["phase"] == "Failed")
+    });
+    let row = row_in(&ended, key).unwrap();
+    assert_eq!(row["exit_code"], 143, "{row}");
+    assert!(
+        task.dir.exists(),
+        "a cancelled task stays until deleted again"
+    );
+    let end = until_event(&log, Duration::from_secs(120), "the log's end", |e| {
+        e.event == "end" || e.event == "failure"
+    });
+    assert_eq!(end.data, "\"Failed, exit code 143\"", "{end:?}");
+
+    let (code, body) = page.call("DELETE", &format!("/api/tasks/{key}?uid={uid}"), b"");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["deleted"],
+        true
+    );
+    assert!(!task.dir.exists(), "removed once ended");
+    until_event(&events, Duration::from_secs(60), "the row removed", |e| {
+        e.event == "remove" && e.data == format!("\"{key}\"")
+    });
+    unsafe { libc::kill(ui.id() as i32, libc::SIGINT) };
+    let served = wait_output(ui, Duration::from_secs(30));
+    assert_eq!(served.code, 0, "{served:?}");
+}
+
+/// The page's script on the local runtime, in a real browser: a running local task (the
+/// real opencode, held by its model) shows the local words and commands, and Delete asks
+/// it to stop, then, once it ended 143, removes it (tests/e2e/ui_browser.py, mode local).
+#[test]
+fn ui_local_task_in_a_real_browser() {
+    use crate::agent_fixture::Fixture;
+    use crate::runtimes::local_vars;
+    use crate::support::model_server::{ModelServer, Step};
+
+    let Some(py) = python() else {
+        return;
+    };
+    let f = Fixture::new("ui-local-browser");
+    let state = f.path("state");
+    let task = asdo::runtime::local::Store {
+        root: state.clone(),
+    }
+    .task("T305");
+    let model = ModelServer::start(vec![Step::bash(
+        "while [ ! -e .git/never ]; do sleep 0.2; done",
+    )]);
+    let vars = local_vars(&f, &state, &model);
+    let (ui, page) = start_local_ui(&vars, &f.path("seed"));
+    let events = page.events("/api/events", None);
+    spawn_local(&vars, &f, "T305");
+    until_event(&events, Duration::from_secs(300), "T305 Running", |e| {
+        row_in(e, "local/agent-t305").is_some_and(|r| r["phase"] == "Running")
+    });
+    // The agent is in its session before the browser's Delete asks it to stop.
+    let log = page.events("/api/tasks/local/agent-t305/log", None);
+    until_event(&log, Duration::from_secs(300), "the session's line", |e| {
+        e.event == "line" && e.data.contains("asdo: opencode session ses")
+    });
+    let mut driver = Command::new(&py);
+    driver
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/ui_browser.py"))
+        .env(
+            "ASDO_UI_URL",
+            format!("http://127.0.0.1:{}/?token={}", page.port, page.token),
+        )
+        .env("ASDO_UI_MODE", "local")
+        .env("ASDO_POD", "agent-t305")
+        .env("ASDO_TASK", "T305")
+        .env("ASDO_TASK_DIR", &task.dir);
+    let run = drive(driver, ui);
+    assert!(run.stdout.contains("all browser checks passed"), "{run:?}");
+}

@@ -6,7 +6,8 @@ Environment: ASDO_UI_URL (the first line asdo ui printed), ASDO_BIN, ASDO_KUBECO
 ASDO_NS, ASDO_SPAWN_VALUES (values for a task spawned after the page loaded), ASDO_GATE
 (a file that lets the running task T110 finish).
 ASDO_UI_MODE=steer instead drives the follow-up box of ASDO_POD (a real agent whose
-first turn waits on ASDO_GATE), see steer()."""
+first turn waits on ASDO_GATE), see steer(); ASDO_UI_MODE=local a running local task's
+page (`asdo --runtime local ui`: ASDO_POD, ASDO_TASK, ASDO_TASK_DIR), see local()."""
 
 import http.client
 import os
@@ -20,7 +21,7 @@ URL = os.environ["ASDO_UI_URL"]
 U = urlparse(URL)
 HOST, PORT = U.hostname, U.port
 BASE = f"http://{HOST}:{PORT}"
-NS = os.environ["ASDO_NS"]
+NS = os.environ.get("ASDO_NS", "local")
 SHOTS = os.environ.get("ASDO_SCREENSHOTS")
 
 
@@ -82,7 +83,7 @@ def guard_checks():
 
 
 MODE = os.environ.get("ASDO_UI_MODE", "tour")
-if MODE != "steer":
+if MODE == "tour":
     guard_checks()
 
 # ---- the browser ----
@@ -214,11 +215,41 @@ def steer():
     shot("ui-send.png")
 
 
+def local():
+    """A running local task's page: the local runtime's words, and Delete as a pod's
+    deletion in two steps (the task is asked to stop; once ended, Delete removes it)."""
+    pod, task, task_dir = os.environ["ASDO_POD"], os.environ["ASDO_TASK"], os.environ["ASDO_TASK_DIR"]
+    text = lambda i: drv.find_element(By.ID, i).text
+    drv.get(f"{BASE}/task/local/{pod}")
+    until(lambda: text("t-status") == "Running", f"{pod}'s page shows Running")
+    check(text("scope").startswith("the local tasks in "), f"the header says what is served: {text('scope')!r}")
+    check(text("attach-cmd") == f"asdo --runtime local attach {task}", f"the local attach command: {text('attach-cmd')!r}")
+    check(text("delete") == "Delete task…", f"the button: {text('delete')!r}")
+    drv.find_element(By.ID, "delete").click()
+    check(js("return document.getElementById('confirm').open") is True, "Delete opens a confirmation")
+    check(text("confirm-pod") == task and "asked to stop" in text("confirm-text"),
+          f"the confirmation says what Delete does to a local task: {text('confirm-text')!r}")
+    drv.find_element(By.ID, "confirm-delete").click()
+    until(lambda: "asked to stop" in text("banner"), "the page says the task is asked to stop")
+    until(lambda: text("t-status").startswith("Failed"), "the task ends", 300)
+    until(lambda: "ended: Failed, exit code 143" in text("log-state"), "the log says how it ended", 120)
+    check(os.path.isdir(task_dir), "a cancelled task stays until deleted again")
+    drv.find_element(By.ID, "delete").click()
+    drv.find_element(By.ID, "confirm-delete").click()
+    until(lambda: "removed" in text("banner"), "the page says the task is removed")
+    until(lambda: not os.path.exists(task_dir), "its directory is gone")
+    drv.get(f"{BASE}/")
+    until(lambda: drv.find_element(By.ID, "empty").is_displayed(), "the tasks view is empty")
+    check("asdo --runtime local spawn" in text("empty"), f"and says how to spawn here: {text('empty')!r}")
+
+
 try:
     drv.get(URL)
     check(urlparse(drv.current_url).query == "", f"the token left the address bar: {drv.current_url}")
     if MODE == "steer":
         steer()
+    elif MODE == "local":
+        local()
     else:
         tour()
 finally:

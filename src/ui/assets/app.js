@@ -215,11 +215,28 @@ function tasksView() {
 }
 
 let showNs = false;
+// What the server serves (its snapshot says): the runtime words texts and commands.
+const served = { runtime: "kubernetes", serving: "" };
+const isLocal = () => served.runtime === "local";
+// An asdo command line as the user would type it for these tasks.
+function command(verb, ns) { return isLocal() ? "asdo --runtime local " + verb : "asdo " + verb + " -n " + ns; }
+function takeScope(s) {
+  if (s.runtime) served.runtime = s.runtime;
+  if (s.serving !== undefined) served.serving = s.serving;
+  $("#scope").textContent = served.serving;
+  if (isLocal()) {
+    $("#empty").textContent = "No local tasks here yet. Spawn one with asdo --runtime local spawn; it appears at once.";
+    $("#delete").textContent = "Delete task…";
+    $("#confirm-what").textContent = "task";
+    $("#confirm-text").textContent = "A task that runs or waits is asked to stop (a running agent pushes its work in progress and ends); delete it again once it has ended to remove its directory: its clone, HOME and log (keep the log first with asdo --runtime local cleanup --save-logs).";
+  }
+}
+
 function connectEvents(on) {
   const es = new EventSource("/api/events");
   es.onopen = () => setConn("live", "live");
   es.onerror = () => setConn("down", "reconnecting…");
-  es.addEventListener("snapshot", (e) => { const s = JSON.parse(e.data); showNs = new Set(s.rows.map((r) => r.namespace)).size > 1; on.snapshot(s); });
+  es.addEventListener("snapshot", (e) => { const s = JSON.parse(e.data); takeScope(s); showNs = new Set(s.rows.map((r) => r.namespace)).size > 1; on.snapshot(s); });
   es.addEventListener("row", (e) => on.row(JSON.parse(e.data)));
   es.addEventListener("remove", (e) => on.remove(JSON.parse(e.data)));
   es.addEventListener("failure", (e) => banner(JSON.parse(e.data)));
@@ -257,9 +274,11 @@ function taskView(ns, pod) {
     fact(s, "Outcome", r.last_marker); fact(s, "Commit", r.commit); fact(s, "Files", r.files);
     fact(s, "Tokens", tokens(r)); fact(s, "Cost", cost(r));
     if (r.pr_url) fact(s, "Pull request", r.pr_url, r.pr_url); else fact(s, "Pull request", null);
-    $("#attach-cmd").textContent = "asdo attach " + r.id + " -n " + r.namespace;
-    $("#confirm-pod").textContent = r.pod;
-    $("#replace-cmd").textContent = "asdo spawn --task-id " + r.id + " --branch " + (r.branch || "…") + " --repo " + (r.repo || "…") + " --prompt-file … --replace -n " + r.namespace;
+    $("#attach-cmd").textContent = command("attach " + r.id, r.namespace);
+    $("#confirm-pod").textContent = isLocal() ? r.id : r.pod;
+    $("#replace-cmd").textContent = isLocal()
+      ? command("cleanup " + r.id, r.namespace) + "; " + command("spawn --task-id " + r.id + " --branch " + (r.branch || "…") + " --repo " + (r.repo || "…") + " --prompt-file …", r.namespace)
+      : command("spawn --task-id " + r.id + " --branch " + (r.branch || "…") + " --repo " + (r.repo || "…") + " --prompt-file … --replace", r.namespace);
     // A follow-up in flight owns the button and its note: a row update (each step line
     // makes one) must not re-enable Send or wipe what the send is saying.
     sendAllowed = r.phase === "Running";
@@ -279,9 +298,9 @@ function taskView(ns, pod) {
   connectEvents({
     snapshot(s) { const r = s.rows.find((x) => x.key === key); if (r) show(r); else if (s.synced) notFound(); },
     row(r) { if (r.key === key) show(r); },
-    remove(k) { if (k === key) { gone = true; banner("Pod " + pod + " was deleted."); $("#t-status").textContent = "Deleted"; $("#delete").disabled = true; sendAllowed = false; $("#send").disabled = true; } },
+    remove(k) { if (k === key) { gone = true; banner(isLocal() ? "Task " + (row ? row.id : pod) + " was removed." : "Pod " + pod + " was deleted."); $("#t-status").textContent = "Deleted"; $("#delete").disabled = true; sendAllowed = false; $("#send").disabled = true; } },
   });
-  const notFound = () => { if (!gone) banner("No task pod " + pod + " in namespace " + ns + "."); };
+  const notFound = () => { if (!gone) banner(isLocal() ? "No local task " + pod + "." : "No task pod " + pod + " in namespace " + ns + "."); };
   followLog(ns, pod);
   $("#copy").onclick = () => {
     const text = $("#attach-cmd").textContent;
@@ -295,7 +314,7 @@ function taskView(ns, pod) {
     if (dlg.returnValue !== "delete" || !row) return;
     fetch("/api/tasks/" + encodeURIComponent(ns) + "/" + encodeURIComponent(pod) + "?uid=" + encodeURIComponent(row.uid), { method: "DELETE" })
       .then((r) => r.json())
-      .then((d) => banner(d.error ? "Not deleted: " + d.error : "Pod " + pod + " deleted."));
+      .then((d) => banner(d.error ? "Not deleted: " + d.error : d.message || "Pod " + pod + " deleted."));
   });
   $("#send-form").onsubmit = (e) => { e.preventDefault(); send(ns, pod); };
 }
