@@ -193,7 +193,7 @@ pub async fn run(
             continue;
         }
         // Exactly the task that was judged (and archived).
-        match rt.delete(&name, &uid).await {
+        match rt.delete(None, &name, &uid).await {
             Ok(true) => out.deleted.push(task),
             // Someone else deleted it meanwhile: the goal is reached.
             Ok(false) => {}

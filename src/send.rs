@@ -11,6 +11,67 @@ use crate::opencode;
 use crate::opencode::event::{Part, ToolStatus};
 use crate::remote::Remote;
 
+/// The longest message `send` posts. OpenCode echoes a message back on its event stream
+/// (JSON-escaped, up to 6 bytes per byte), and that event must stay under the client's
+/// 32 MiB cap on one event; a task's instructions longer than this belong in a file in
+/// the repository.
+pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// The message from the argument or the file, refused when empty or over
+/// [`MAX_MESSAGE`]: checked before any call.
+pub fn message_text(message: Option<&str>, file: Option<&std::path::Path>) -> Result<String> {
+    let too_big = |len: u64| {
+        Error::usage(format!(
+            "the message is {} KiB, over the {} a message may have (asdo's cap); put the details in a file in the repository and point the message at it",
+            len.div_ceil(1024),
+            crate::opencode::size(MAX_MESSAGE)
+        ))
+    };
+    let text = match (message, file) {
+        (Some(m), _) => m.to_string(),
+        (None, Some(f)) => {
+            use std::io::Read;
+            // `-`: stdin, how `asdo mcp` passes a message (no file, no argv).
+            let stdin = f.as_os_str() == "-";
+            let name = if stdin {
+                "- (stdin)".to_string()
+            } else {
+                f.display().to_string()
+            };
+            let fail = |e: std::io::Error| Error::usage(format!("cannot read --file {name}: {e}"));
+            let reader: Box<dyn Read> = if stdin {
+                Box::new(std::io::stdin())
+            } else {
+                Box::new(std::fs::File::open(f).map_err(fail)?)
+            };
+            // Read at most one byte past the cap: a huge file is refused, not loaded.
+            let mut bytes = Vec::new();
+            reader
+                .take(MAX_MESSAGE as u64 + 1)
+                .read_to_end(&mut bytes)
+                .map_err(fail)?;
+            if bytes.len() > MAX_MESSAGE {
+                let len = if stdin {
+                    bytes.len() as u64
+                } else {
+                    std::fs::metadata(f).map_or(bytes.len() as u64, |m| m.len())
+                };
+                return Err(too_big(len));
+            }
+            String::from_utf8(bytes)
+                .map_err(|_| Error::usage(format!("cannot read --file {name}: not UTF-8 text")))?
+        }
+        (None, None) => return Err(Error::usage("give the message, or --file FILE")),
+    };
+    if text.len() > MAX_MESSAGE {
+        return Err(too_big(text.len() as u64));
+    }
+    if text.trim().is_empty() {
+        return Err(Error::usage("the message is empty"));
+    }
+    Ok(text)
+}
+
 /// How a follow-up message ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {

@@ -88,13 +88,16 @@ impl Runtime {
         }
     }
 
-    /// Deletes exactly the task that was seen (name and uid): Ok(false) when it is already
-    /// gone, AlreadyExists when another run holds the name now (it is left alone).
-    pub async fn delete(&self, name: &str, uid: &str) -> Result<bool> {
+    /// Deletes exactly the task that was seen (name and uid, in `ns` or the runtime's
+    /// namespace): Ok(false) when it is already gone, AlreadyExists when another run holds
+    /// the name now (it is left alone). A local task's directory (clone, HOME, log) is
+    /// removed off the async workers.
+    pub async fn delete(&self, ns: Option<&str>, name: &str, uid: &str) -> Result<bool> {
         match self {
             Runtime::Kubernetes(c) => {
-                let api = cluster::pods(&c.client, Some(&c.namespace))?;
-                cluster::delete_pod_uid(&api, name, uid, &c.namespace).await
+                let ns = ns.unwrap_or(&c.namespace);
+                let api = cluster::pods(&c.client, Some(ns))?;
+                cluster::delete_pod_uid(&api, name, uid, ns).await
             }
             Runtime::Local(store) => {
                 let Some((t, pod)) = store.pod(name)? else {
@@ -105,7 +108,9 @@ impl Runtime {
                         "local task {name} was replaced by another run meanwhile and was left alone"
                     )));
                 }
-                t.remove()?;
+                tokio::task::spawn_blocking(move || t.remove())
+                    .await
+                    .map_err(|e| Error::other(format!("removing local task {name}: {e}")))??;
                 Ok(true)
             }
         }

@@ -30,51 +30,42 @@ pub enum Deletion {
 impl Runtime {
     /// Deletes the task `pod` shows, only if it is still that run (its `metadata.uid`): a
     /// task replaced meanwhile by another run under the same id is left alone, with an
-    /// `AlreadyExists` error saying so.
+    /// `AlreadyExists` error saying so. Built on cleanup's two steps, `cancel` and
+    /// `delete`, so the page and `asdo cleanup` stop and remove a task the same way.
     pub async fn delete_task(&self, pod: &Pod) -> Result<Deletion> {
         let view = TaskPod(pod);
         let name = view.name();
         let uid = pod.metadata.uid.as_deref().unwrap_or("");
-        match self {
-            Runtime::Kubernetes(c) => {
-                let ns = pod.metadata.namespace.as_deref().unwrap_or(&c.namespace);
-                let api = crate::cluster::pods(&c.client, Some(ns))?;
-                Ok(
-                    match crate::cluster::delete_pod_uid(&api, name, uid, ns).await? {
-                        true => Deletion::Deleted,
-                        false => Deletion::AlreadyGone,
-                    },
-                )
+        if !self.deletes_running() {
+            // A local task: what it is now decides between cancelling and removing.
+            let Some(now) = self.pod(name).await? else {
+                return Ok(Deletion::AlreadyGone);
+            };
+            let id = TaskPod(&now).task_label().unwrap_or(name).to_string();
+            if now.metadata.uid.as_deref() != Some(uid) {
+                return Err(Error::AlreadyExists(format!(
+                    "local task {id} was replaced by another run meanwhile and was left alone"
+                )));
             }
-            Runtime::Local(store) => {
-                let Some((t, now)) = store.pod(name)? else {
-                    return Ok(Deletion::AlreadyGone);
-                };
-                let id = TaskPod(&now).task_label().unwrap_or(name).to_string();
-                if now.metadata.uid.as_deref() != Some(uid) {
-                    return Err(Error::AlreadyExists(format!(
-                        "local task {id} was replaced by another run meanwhile and was left alone"
-                    )));
-                }
-                // Blocking file work (a clone can be large to remove): off the async workers.
-                let ended = TaskPod(&now).is_finished();
-                let done = tokio::task::spawn_blocking(move || -> Result<Option<Deletion>> {
-                    if ended {
-                        t.remove()?;
-                        return Ok(Some(Deletion::Deleted));
-                    }
-                    Ok(t.cancel()?.then_some(Deletion::Cancelled))
-                })
-                .await
-                .map_err(|e| Error::other(format!("deleting local task {id}: {e}")))??;
+            if !TaskPod(&now).is_finished() {
                 // Running by its records, yet no agent to signal: it is starting, or has
                 // just ended; the next look tells which.
-                done.ok_or_else(|| {
-                    Error::other(format!(
+                return match self.cancel(&now)? {
+                    Some(_) => Ok(Deletion::Cancelled),
+                    None => Err(Error::other(format!(
                         "local task {id} has no agent process to stop right now (starting, or just ended); try again in a moment"
-                    ))
-                })
+                    ))),
+                };
             }
         }
+        Ok(
+            match self
+                .delete(pod.metadata.namespace.as_deref(), name, uid)
+                .await?
+            {
+                true => Deletion::Deleted,
+                false => Deletion::AlreadyGone,
+            },
+        )
     }
 }

@@ -9,9 +9,6 @@ use kube::runtime::wait::await_condition;
 use super::Runtime;
 use crate::taskpod::TaskPod;
 
-/// How often a local task's state is read again.
-const LOCAL_POLL: Duration = Duration::from_millis(500);
-
 impl Runtime {
     /// Returns once the task `pod` (a pod name) has ended: its pod as it ended, or None
     /// when it is gone (deleted, cleaned up). Never gives up by itself; the caller races
@@ -47,7 +44,7 @@ impl Runtime {
                     Ok(Some(_)) => {}
                     Err(e) => tracing::debug!("reading local task {pod}: {e}; reading again"),
                 }
-                tokio::time::sleep(LOCAL_POLL).await;
+                tokio::time::sleep(super::watch::LOCAL_POLL).await;
             },
         }
     }

@@ -16,7 +16,6 @@ mod cleanup;
 pub mod delete;
 mod ended;
 pub mod follow;
-mod follow_log;
 pub mod local;
 pub mod spawn;
 pub mod tasks;

@@ -2,16 +2,12 @@
 //! tasks' state files read every half second here. The rest of `wait` is `crate::wait`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use super::{Runtime, local};
 use crate::cluster;
 use crate::error::Result;
 use crate::taskpod::TaskPod;
 use crate::verdict::{self, Verdict};
-
-/// How often the local tasks' state files are read.
-const POLL: Duration = Duration::from_millis(500);
 
 impl Runtime {
     /// Returns when every wanted task (pod name → the id as typed) has its verdict, each
@@ -62,6 +58,6 @@ async fn poll_until_done(
         if done.len() == wanted.len() || (any && !done.is_empty()) {
             return Ok(());
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(super::watch::LOCAL_POLL).await;
     }
 }

@@ -30,9 +30,11 @@ pub struct Row {
     pub task: TaskState,
 }
 
-/// The row for `pod`, with what its log tail says once it has been read.
-pub fn row(pod: &Pod, tail: Option<&str>, now: Timestamp) -> Row {
-    let task = TaskState::new(pod, tail, now);
+/// The row for `pod`, with what its log tail says once it has been read, and the session
+/// its log announced (a long run's announcement is older than the tail).
+pub fn row(pod: &Pod, tail: Option<&str>, session: Option<&str>, now: Timestamp) -> Row {
+    let mut task = TaskState::new(pod, tail, now);
+    task.session_id = task.session_id.or(session.map(str::to_string));
     Row {
         key: format!("{}/{}", task.namespace, task.pod),
         task,
@@ -63,6 +65,8 @@ struct Entry {
     tail: Option<String>,
     /// The uid whose tail was read last (a finished pod's is final).
     tail_uid: Option<String>,
+    /// The session the log announced, kept when the announcement leaves the tail.
+    session: Option<String>,
 }
 
 #[derive(Default)]
@@ -123,7 +127,7 @@ impl Board {
             rows: inner
                 .entries
                 .values()
-                .map(|e| row(&e.pod, e.tail.as_deref(), now))
+                .map(|e| row(&e.pod, e.tail.as_deref(), e.session.as_deref(), now))
                 .collect(),
         }
     }
@@ -131,10 +135,14 @@ impl Board {
     /// One task's row, if the watch knows its pod.
     pub fn row(&self, key: &str) -> Option<Row> {
         let inner = self.inner.lock().unwrap();
-        inner
-            .entries
-            .get(key)
-            .map(|e| row(&e.pod, e.tail.as_deref(), Timestamp::now()))
+        inner.entries.get(key).map(|e| {
+            row(
+                &e.pod,
+                e.tail.as_deref(),
+                e.session.as_deref(),
+                Timestamp::now(),
+            )
+        })
     }
 
     pub fn pod(&self, key: &str) -> Option<Pod> {
@@ -164,11 +172,13 @@ impl Board {
                 pod: pod.clone(),
                 tail: None,
                 tail_uid: None,
+                session: None,
             });
             if entry.pod.metadata.uid != uid {
                 // Another run under the same name: nothing of the old log applies.
                 entry.tail = None;
                 entry.tail_uid = None;
+                entry.session = None;
             }
             entry.pod = pod;
             // A finished pod's tail, once read, is final; a running one's is re-read on
@@ -201,6 +211,9 @@ impl Board {
             if uid.is_some() && e.pod.metadata.uid.as_deref() != uid {
                 return;
             }
+            if let Some(id) = marker::last_session(line) {
+                e.session = Some(id.to_string());
+            }
             let tail = e.tail.get_or_insert_with(String::new);
             tail.push_str(line.trim_end_matches('\n'));
             tail.push('\n');
@@ -214,7 +227,7 @@ impl Board {
         self.publish(key);
     }
 
-    fn set_tail(&self, key: &str, uid: Option<String>, tail: String) {
+    fn set_tail(&self, key: &str, uid: Option<String>, log: crate::cluster::AgentLog) {
         {
             let mut inner = self.inner.lock().unwrap();
             let Some(e) = inner.entries.get_mut(key) else {
@@ -223,7 +236,8 @@ impl Board {
             if e.pod.metadata.uid != uid {
                 return;
             }
-            e.tail = Some(tail);
+            e.tail = Some(log.tail);
+            e.session = log.session.or(e.session.take());
             e.tail_uid = uid;
         }
         self.publish(key);
@@ -245,7 +259,7 @@ fn read_tail(board: &Arc<Board>, runtime: &Runtime, pod: &Pod) {
     let (board, runtime, pod) = (board.clone(), runtime.clone(), pod.clone());
     tokio::spawn(async move {
         let permit = board.tails.acquire().await;
-        let tail = runtime.log_tail(&pod).await;
+        let tail = runtime.agent_log(&pod).await;
         drop(permit);
         board.reading.lock().unwrap().remove(&key);
         match tail {

@@ -35,12 +35,12 @@ use tokio::sync::{broadcast, mpsc};
 use super::App;
 use super::board::{Snapshot, Update};
 use super::guard::{self, Pass};
-use crate::cli::send::{MAX_MESSAGE, message_text};
 use crate::follow::LineSink;
 use crate::remote;
 use crate::runtime::Runtime;
 use crate::runtime::delete::Deletion;
 use crate::send::{self, SendOutcome};
+use crate::send::{MAX_MESSAGE, message_text};
 use crate::taskpod::{TaskPod, TaskState};
 
 const INDEX: &str = include_str!("assets/index.html");
