@@ -66,7 +66,7 @@ pub async fn lookup(scope: &Scope, task_or_pod: &str, given: &Given) -> Result<T
     };
     // Best effort: without the marker, apply refuses and diff uses the branch tip.
     let log = if TaskPod(&pod).is_finished() {
-        rt.log_tail(&pod).await
+        rt.agent_log(&pod).await.map(|l| l.tail)
     } else {
         None
     };

@@ -120,49 +120,20 @@ impl Runtime {
             .ok_or_else(|| self.not_found(task_or_pod))
     }
 
-    /// "No such task" for this runtime, naming the command that lists what there is.
+    /// "No such task" for this runtime, naming the command that lists what there is:
+    /// `no pod agent-t001 in namespace ns; see the task pods with `asdo list -n ns``.
     pub fn not_found(&self, task_or_pod: &str) -> Error {
-        match self {
-            Runtime::Kubernetes(c) => {
-                let name =
-                    crate::task::pod_name_for(task_or_pod).unwrap_or_else(|_| task_or_pod.into());
-                Error::NotFound(format!(
-                    "no pod {name} in namespace {ns}; see the task pods with `asdo list -n {ns}`",
-                    ns = c.namespace
-                ))
-            }
-            Runtime::Local(store) => local::logs::not_found(store, task_or_pod),
-        }
+        Error::NotFound(format!(
+            "{}; see the {} with `{}`",
+            self.missing(task_or_pod),
+            self.tasks_noun(),
+            self.command("list")
+        ))
     }
 
-    /// The agent's last log lines (the task model's tail), best effort: None when the log
-    /// cannot be read, and the task object then says `log_read: false`.
-    pub async fn log_tail(&self, pod: &Pod) -> Option<String> {
-        let view = crate::taskpod::TaskPod(pod);
-        let name = view.name();
-        match self {
-            Runtime::Kubernetes(c) => {
-                let api = cluster::pods(&c.client, Some(view.namespace())).ok()?;
-                match cluster::agent_log_tail(&api, name).await {
-                    Ok(t) => Some(t),
-                    Err(e) => {
-                        tracing::info!("{e}; task {name} is read without its agent markers");
-                        None
-                    }
-                }
-            }
-            Runtime::Local(store) => Some(
-                store
-                    .pod(name)
-                    .ok()??
-                    .0
-                    .log_tail(crate::marker::TAIL_LINES as usize),
-            ),
-        }
-    }
-
-    /// The agent's log as the task object reads it (the tail and the session, which a
-    /// long run announced before the tail), best effort as [`Runtime::log_tail`].
+    /// The agent's log as the task object reads it: the last lines (markers, steps) and
+    /// the session, which a long run announced before them. Best effort: None when the
+    /// log cannot be read, and the task object then says `log_read: false`.
     pub async fn agent_log(&self, pod: &Pod) -> Option<cluster::AgentLog> {
         let view = crate::taskpod::TaskPod(pod);
         let name = view.name();

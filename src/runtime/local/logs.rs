@@ -270,11 +270,9 @@ pub async fn wait_started(store: &super::Store, id: &str, limit: Duration) -> Re
     }
 }
 
+/// [`crate::runtime::Runtime::not_found`] for code inside the local runtime.
 pub fn not_found(store: &super::Store, task_or_pod: &str) -> Error {
-    Error::NotFound(format!(
-        "no local task {task_or_pod} in {}; see the local tasks with `asdo --runtime local list`",
-        store.tasks_dir().display()
-    ))
+    crate::runtime::Runtime::Local(store.clone()).not_found(task_or_pod)
 }
 
 #[cfg(test)]
