@@ -1,11 +1,12 @@
 //! asdo, the Agentic SDLC Orchestrator. Where things live:
 //! - `cli/`: one file per subcommand (flags → request → one call → output, exit codes);
 //!   the engines they call live below: `spawn` (plan, render, create), `verdict` (how a task
-//!   ended, the watch until done), `wait` and `cleanup` (those verbs for both runtimes),
+//!   ended, the watch until done), `wait`, `cleanup` and `doctor` (those verbs for both runtimes),
 //!   `follow::many` (one or many pods' logs), `scope` (environment, release and namespace
 //!   resolved from the global flags);
 //! - `runtime`: where tasks run (a cluster, or `local`: this machine), behind one seam the
-//!   verbs call: tasks, logs, spawn, wait's verdicts, cleanup's deletes, answers;
+//!   verbs call: tasks, logs, spawn, wait's verdicts, cleanup's deletes, answers, a task's
+//!   OpenCode server (attach, send), the web page's watch;
 //! - `render`: values + task → Pod (pure); `values`: chart values and merging;
 //! - `task`: names, labels and input validation; `validate`: the Kubernetes rules for names,
 //!   selectors and pod values; `follow`: waiting and resumable log streaming;
@@ -37,6 +38,7 @@ pub mod cleanup;
 pub mod cli;
 pub mod cluster;
 pub mod contract;
+pub mod doctor;
 pub mod error;
 pub mod existing;
 pub mod follow;

@@ -9,27 +9,10 @@ use std::time::Duration;
 
 use super::{Phase, Store, sandbox};
 
-/// How one check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Ok,
-    /// Works, but something may bite (another OpenCode version, no slot free now).
-    Warn,
-    /// A local task cannot run until this is fixed.
-    Fail,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Check {
-    pub level: Level,
-    pub message: String,
-}
+pub use crate::doctor::{Check, Level};
 
 fn check(level: Level, message: impl Into<String>) -> Check {
-    Check {
-        level,
-        message: message.into(),
-    }
+    Check::new(level, message)
 }
 
 /// Longest any probe (`bwrap … true`, `opencode --version`) may take: a node start on a
