@@ -50,8 +50,8 @@ impl Drop for Local {
     }
 }
 
-/// The runner's environment: the user's PATH (opencode first), the fake HOME, and the
-/// model configuration as a user would export it.
+/// The runner's environment: the user's PATH, the fake HOME, and the model configuration
+/// as a user would export it.
 fn runner_env(l: &Local, path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         ("PATH", path.to_string()),
@@ -62,6 +62,62 @@ fn runner_env(l: &Local, path: &str, extra: &[(&str, &str)]) -> Vec<(String, Str
     .to_vec();
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env
+}
+
+/// The runner's environment for the real opencode: the sandbox's opencode first on the
+/// user's PATH, the model configuration `config` (`OPENCODE_CONFIG_CONTENT`), and no
+/// fetch of models.dev (this machine is offline).
+fn opencode_env(l: &Local, config: &str) -> Vec<(String, String)> {
+    let path = format!(
+        "{}:{}",
+        opencode_dir().display(),
+        std::env::var("PATH").unwrap()
+    );
+    runner_env(
+        l,
+        &path,
+        &[
+            ("OPENCODE_CONFIG_CONTENT", config),
+            ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
+        ],
+    )
+}
+
+/// `env` for the CLI: `ASDO_STATE_DIR` names the test's store.
+fn with_state(l: &Local, mut env: Vec<(String, String)>) -> Vec<(String, String)> {
+    env.push((
+        "ASDO_STATE_DIR".into(),
+        l.store().root.display().to_string(),
+    ));
+    env
+}
+
+/// The CLI's environment for a local task running the real opencode with `config`.
+fn cli_env(l: &Local, config: &str) -> Vec<(String, String)> {
+    with_state(l, opencode_env(l, config))
+}
+
+/// `spawn --task-id <id> --branch <branch> --repo <repo> --prompt <prompt>` and `extra`.
+fn spawn_args<'a>(
+    id: &'a str,
+    branch: &'a str,
+    repo: &'a str,
+    prompt: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "spawn",
+        "--task-id",
+        id,
+        "--branch",
+        branch,
+        "--repo",
+        repo,
+        "--prompt",
+        prompt,
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 fn request(f: &Fixture, id: &str, runner_env: Vec<(String, String)>) -> SpawnRequest {
@@ -173,19 +229,7 @@ fn a_local_task_runs_in_the_sandbox_and_pushes_its_branch() {
         Step::write(&t0.workspace().join("hello.txt"), "hello\n"),
         Step::text("Created hello.txt."),
     ]);
-    let path = format!(
-        "{}:{}",
-        opencode_dir().display(),
-        std::env::var("PATH").unwrap()
-    );
-    let env = runner_env(
-        &l,
-        &path,
-        &[
-            ("OPENCODE_CONFIG_CONTENT", &model.opencode_config()),
-            ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
-        ],
-    );
+    let env = opencode_env(&l, &model.opencode_config());
     let t = local::spawn(&l.store(), &request(&f, "T001", env)).unwrap();
     assert_eq!(t, t0);
     let v = wait_finished(&t, Duration::from_secs(400));
@@ -249,11 +293,7 @@ fn a_killed_task_is_lost_and_frees_its_slot() {
     let runner = st.runner.clone().unwrap();
     let agent = st.agent_pid.unwrap();
     assert!(alive(agent as i32));
-    let mut cli = runner_env(&l, &f.path_var(), &[]);
-    cli.push((
-        "ASDO_STATE_DIR".into(),
-        l.store().root.display().to_string(),
-    ));
+    let cli = with_state(&l, runner_env(&l, &f.path_var(), &[]));
     // `asdo answer` on a local task: the line the kubelet would write for the pod's
     // annotation, in the file the agent reads (ASDO_ANSWERS_FILE); a second answer to the
     // same request replaces the first, another request's stays.
@@ -399,11 +439,7 @@ fn cleanup_force_ends_a_task_still_queued() {
     f.stand_in("opencode", "exec sleep 600");
     let env = runner_env(&l, &f.path_var(), &[]);
     let (a, b) = one_running_one_queued(&f, &l, &env, "T005", "T006");
-    let mut cli = env.clone();
-    cli.push((
-        "ASDO_STATE_DIR".into(),
-        l.store().root.display().to_string(),
-    ));
+    let cli = with_state(&l, env.clone());
     let r = asdo(&cli, &["cleanup", "--all", "--force"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
@@ -535,37 +571,15 @@ fn the_verbs_drive_a_local_task_end_to_end() {
         Step::write(&ws.join("hello.txt"), "hello\n"),
         Step::text("Created hello.txt."),
     ]);
-    let path = format!(
-        "{}:{}",
-        opencode_dir().display(),
-        std::env::var("PATH").unwrap()
-    );
-    let mut env = runner_env(
-        &l,
-        &path,
-        &[
-            ("OPENCODE_CONFIG_CONTENT", &model.opencode_config()),
-            ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
-        ],
-    );
-    env.push((
-        "ASDO_STATE_DIR".into(),
-        l.store().root.display().to_string(),
-    ));
+    let env = cli_env(&l, &model.opencode_config());
     let repo = f.repo_url();
-    let spawn = [
-        "spawn",
-        "--task-id",
+    let spawn = spawn_args(
         "T010",
-        "--branch",
         BRANCH,
-        "--repo",
         &repo,
-        "--prompt",
         "Add a greeting file",
-        "--model",
-        "stub/stub-model",
-    ];
+        &["--model", "stub/stub-model"],
+    );
     let r = asdo(&env, &spawn);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout, "pod/agent-t010 created\n", "{r:?}");
@@ -1024,20 +1038,7 @@ fn three_tasks_followed_one_fails_wait_reports_both() {
         "pb": provider(&b, model_server::API_KEY),
         "pc": provider(&c, "sk-wrong"),
     });
-    let path = format!(
-        "{}:{}",
-        opencode_dir().display(),
-        std::env::var("PATH").unwrap()
-    );
-    let mut env = runner_env(
-        &l,
-        &path,
-        &[
-            ("OPENCODE_CONFIG_CONTENT", &config.to_string()),
-            ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
-        ],
-    );
-    env.push(("ASDO_STATE_DIR".into(), store.root.display().to_string()));
+    let env = cli_env(&l, &config.to_string());
 
     // Followed from before the first spawn: tasks are picked up as they appear.
     let follow = Streaming::start(&env, &["logs", "--all"]);
@@ -1048,19 +1049,7 @@ fn three_tasks_followed_one_fails_wait_reports_both() {
         let model = format!("{provider}/{}", model_server::MODEL);
         let r = asdo(
             &env,
-            &[
-                "spawn",
-                "--task-id",
-                id,
-                "--branch",
-                &branch,
-                "--repo",
-                &repo,
-                "--prompt",
-                "Add a file",
-                "--model",
-                &model,
-            ],
+            &spawn_args(id, &branch, &repo, "Add a file", &["--model", &model]),
         );
         assert_eq!(r.code, 0, "{r:?}");
         assert_eq!(
@@ -1245,26 +1234,13 @@ fn after_a_reboot_a_running_task_is_lost_and_its_slot_free() {
     let l = Local::new("reboot");
     let store = l.store();
     f.stand_in("opencode", "exec sleep 600");
-    let mut env = runner_env(&l, &f.path_var(), &[]);
-    env.push(("ASDO_STATE_DIR".into(), store.root.display().to_string()));
+    let env = with_state(&l, runner_env(&l, &f.path_var(), &[]));
     let repo = f.repo_url();
     let spawn = |id: &str| {
         let branch = format!("asdo/{id}");
         let r = asdo(
             &env,
-            &[
-                "spawn",
-                "--task-id",
-                id,
-                "--branch",
-                &branch,
-                "--repo",
-                &repo,
-                "--prompt",
-                "Add a file",
-                "--max-parallel",
-                "1",
-            ],
+            &spawn_args(id, &branch, &repo, "Add a file", &["--max-parallel", "1"]),
         );
         assert_eq!(r.code, 0, "{r:?}");
         store.task(id)
