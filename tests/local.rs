@@ -541,16 +541,28 @@ fn asdo(env: &[(String, String)], args: &[&str]) -> Ran {
 }
 
 fn asdo_in(dir: &Path, env: &[(String, String)], args: &[&str]) -> Ran {
+    ran(local_cmd(dir, env, args))
+}
+
+/// `asdo --runtime local <args>` in `dir`, as [`piped`] makes it.
+fn local_cmd(dir: &Path, env: &[(String, String)], args: &[&str]) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_asdo"));
-    c.current_dir(dir);
-    c.arg("--runtime")
-        .arg("local")
-        .args(args)
-        .env_clear()
+    c.current_dir(dir).args(["--runtime", "local"]).args(args);
+    piped(c, env)
+}
+
+/// `c` with exactly `env`, stdin closed and its output piped.
+fn piped(mut c: std::process::Command, env: &[(String, String)]) -> std::process::Command {
+    c.env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
+    c
+}
+
+/// `c` run to its end (killed and failed after 400 s).
+fn ran(mut c: std::process::Command) -> Ran {
     let r = wait_for(c.spawn().unwrap(), Duration::from_secs(400));
     Ran {
         code: r.code,
@@ -864,20 +876,8 @@ fn the_readme_main_job_runs_as_written() {
     .to_vec();
     let sh = |cmd: &str| -> Ran {
         let mut c = std::process::Command::new("sh");
-        c.arg("-c")
-            .arg(cmd)
-            .current_dir(&checkout)
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let r = wait_for(c.spawn().unwrap(), Duration::from_secs(400));
-        Ran {
-            code: r.code,
-            stdout: r.stdout,
-            stderr: r.stderr,
-        }
+        c.arg("-c").arg(cmd).current_dir(&checkout);
+        ran(piped(c, &env))
     };
 
     let r = sh(&cmds[0]);

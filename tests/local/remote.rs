@@ -3,24 +3,13 @@
 //! 1.18.33 in the sandbox and the scripted model server.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use super::*;
 
 /// `asdo --runtime local <args>` started, its stdout and stderr piped.
 fn start(env: &[(String, String)], args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_asdo"))
-        .current_dir("/")
-        .arg("--runtime")
-        .arg("local")
-        .args(args)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    local_cmd(Path::new("/"), env, args).spawn().unwrap()
 }
 
 /// A `send` to T020 started, once its first line on stderr says the message went in; the
