@@ -943,15 +943,7 @@ type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 impl Streaming {
     fn start(env: &[(String, String)], args: &[&str]) -> Streaming {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_asdo"))
-            .arg("--runtime")
-            .arg("local")
-            .args(args)
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+        let mut child = local_cmd(&std::env::current_dir().unwrap(), env, args)
             .spawn()
             .unwrap();
         fn collect(r: impl std::io::Read + Send + 'static) -> (Lines, std::thread::JoinHandle<()>) {

@@ -997,19 +997,14 @@ fn answer_task_writes_the_answer_on_the_pod() {
 #[test]
 fn python_mcp_sdk_drives_asdo_mcp_on_the_local_runtime() {
     use crate::agent_fixture::{BRANCH, Fixture};
-    use crate::runtimes::local_vars;
-    use crate::support::model_server::{ModelServer, Step};
+    use crate::runtimes::{local_vars, model};
 
     let f = Fixture::new("mcp-local");
     let state = f.path("state");
     let store = asdo::runtime::local::Store {
         root: state.clone(),
     };
-    let ws = store.task("M801").workspace();
-    let model = ModelServer::start(vec![
-        Step::write(&ws.join("hello.txt"), "hello\n"),
-        Step::text("Wrote hello.txt."),
-    ]);
+    let model = model(&store.task("M801").workspace());
     let steps = json!([
         ["spawn_task", {"task_id": "M801", "branch": BRANCH, "repo": f.repo_url(),
             "prompt": "Add a greeting file", "model": "stub/stub-model"}],
