@@ -248,6 +248,15 @@ fn spawn_big_prompt(env: &Env, id: &str, prompt: &Path, values: &Path, extra: &[
     env.asdo(&spawn_args(id, &args))
 }
 
+/// The uid of the owner of `pod`'s prompt ConfigMap, read with kubectl (it must exist).
+fn prompt_owner_uid(env: &Env, pod: &str) -> serde_json::Value {
+    let name = format!("{pod}-prompt");
+    let cm = env.kubectl(&["get", "configmap", &name, "-n", NS, "-o", "json"]);
+    assert_eq!(cm.code, 0, "{pod}: {cm:?}");
+    let cm: serde_json::Value = serde_json::from_str(&cm.stdout).unwrap();
+    cm["metadata"]["ownerReferences"][0]["uid"].clone()
+}
+
 #[test]
 fn a_refused_prompt_configmap_leaves_nothing_behind() {
     let env = Env::new();
@@ -281,22 +290,8 @@ fn a_refused_prompt_configmap_leaves_nothing_behind() {
     // Nothing in the way of the next try.
     let r = spawn_big_prompt(&env, "C1", &prompt, &values, &[]);
     assert_eq!(r.code, 0, "{r:?}");
-    let owner_uid = |env: &Env| {
-        let cm = env.kubectl(&[
-            "get",
-            "configmap",
-            "agent-c1-prompt",
-            "-n",
-            NS,
-            "-o",
-            "json",
-        ]);
-        assert_eq!(cm.code, 0, "{cm:?}");
-        let cm: serde_json::Value = serde_json::from_str(&cm.stdout).unwrap();
-        cm["metadata"]["ownerReferences"][0]["uid"].clone()
-    };
     let first = env.kubectl_pod("agent-c1")["metadata"]["uid"].clone();
-    assert_eq!(owner_uid(&env), first);
+    assert_eq!(prompt_owner_uid(&env, "agent-c1"), first);
 
     // --replace of the finished run: the old run's prompt ConfigMap (the fake API server
     // collects no garbage, like a cluster whose GC has not come yet) gives way to the new.
@@ -308,7 +303,7 @@ fn a_refused_prompt_configmap_leaves_nothing_behind() {
     assert_eq!(r.code, 0, "{r:?}");
     let second = env.kubectl_pod("agent-c1")["metadata"]["uid"].clone();
     assert_ne!(second, first);
-    assert_eq!(owner_uid(&env), second);
+    assert_eq!(prompt_owner_uid(&env, "agent-c1"), second);
 }
 
 /// The prompt ConfigMap is written only after its pod exists (it is owned by the pod's
@@ -359,19 +354,8 @@ fn a_big_prompt_spawn_whose_answer_was_lost_keeps_its_own_pod_and_configmap() {
             (0, format!("pod/{pod} created\n").as_str()),
             "{id}: {r:?}"
         );
-        let cm = env.kubectl(&[
-            "get",
-            "configmap",
-            &format!("{pod}-prompt"),
-            "-n",
-            NS,
-            "-o",
-            "json",
-        ]);
-        assert_eq!(cm.code, 0, "{id}: {cm:?}");
-        let cm: serde_json::Value = serde_json::from_str(&cm.stdout).unwrap();
         assert_eq!(
-            cm["metadata"]["ownerReferences"][0]["uid"],
+            prompt_owner_uid(&env, &pod),
             env.kubectl_pod(&pod)["metadata"]["uid"],
             "{id}"
         );
