@@ -50,8 +50,8 @@ impl Drop for Local {
     }
 }
 
-/// The runner's environment: the user's PATH (opencode first), the fake HOME, and the
-/// model configuration as a user would export it.
+/// The runner's environment: the user's PATH, the fake HOME, and the model configuration
+/// as a user would export it.
 fn runner_env(l: &Local, path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         ("PATH", path.to_string()),
@@ -62,6 +62,62 @@ fn runner_env(l: &Local, path: &str, extra: &[(&str, &str)]) -> Vec<(String, Str
     .to_vec();
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env
+}
+
+/// The runner's environment for the real opencode: the sandbox's opencode first on the
+/// user's PATH, the model configuration `config` (`OPENCODE_CONFIG_CONTENT`), and no
+/// fetch of models.dev (this machine is offline).
+fn opencode_env(l: &Local, config: &str) -> Vec<(String, String)> {
+    let path = format!(
+        "{}:{}",
+        opencode_dir().display(),
+        std::env::var("PATH").unwrap()
+    );
+    runner_env(
+        l,
+        &path,
+        &[
+            ("OPENCODE_CONFIG_CONTENT", config),
+            ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
+        ],
+    )
+}
+
+/// `env` for the CLI: `ASDO_STATE_DIR` names the test's store.
+fn with_state(l: &Local, mut env: Vec<(String, String)>) -> Vec<(String, String)> {
+    env.push((
+        "ASDO_STATE_DIR".into(),
+        l.store().root.display().to_string(),
+    ));
+    env
+}
+
+/// The CLI's environment for a local task running the real opencode with `config`.
+fn cli_env(l: &Local, config: &str) -> Vec<(String, String)> {
+    with_state(l, opencode_env(l, config))
+}
+
+/// `spawn --task-id <id> --branch <branch> --repo <repo> --prompt <prompt>` and `extra`.
+fn spawn_args<'a>(
+    id: &'a str,
+    branch: &'a str,
+    repo: &'a str,
+    prompt: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "spawn",
+        "--task-id",
+        id,
+        "--branch",
+        branch,
+        "--repo",
+        repo,
+        "--prompt",
+        prompt,
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 fn request(f: &Fixture, id: &str, runner_env: Vec<(String, String)>) -> SpawnRequest {
@@ -173,19 +229,7 @@ fn a_local_task_runs_in_the_sandbox_and_pushes_its_branch() {
         Step::write(&t0.workspace().join("hello.txt"), "hello\n"),
         Step::text("Created hello.txt."),
     ]);
-    let path = format!(
-        "{}:{}",
-        opencode_dir().display(),
-        std::env::var("PATH").unwrap()
-    );
-    let env = runner_env(
-        &l,
-        &path,
-        &[
-            ("OPENCODE_CONFIG_CONTENT", &model.opencode_config()),
-            ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
-        ],
-    );
+    let env = opencode_env(&l, &model.opencode_config());
     let t = local::spawn(&l.store(), &request(&f, "T001", env)).unwrap();
     assert_eq!(t, t0);
     let v = wait_finished(&t, Duration::from_secs(400));
@@ -249,11 +293,7 @@ fn a_killed_task_is_lost_and_frees_its_slot() {
     let runner = st.runner.clone().unwrap();
     let agent = st.agent_pid.unwrap();
     assert!(alive(agent as i32));
-    let mut cli = runner_env(&l, &f.path_var(), &[]);
-    cli.push((
-        "ASDO_STATE_DIR".into(),
-        l.store().root.display().to_string(),
-    ));
+    let cli = with_state(&l, runner_env(&l, &f.path_var(), &[]));
     // `asdo answer` on a local task: the line the kubelet would write for the pod's
     // annotation, in the file the agent reads (ASDO_ANSWERS_FILE); a second answer to the
     // same request replaces the first, another request's stays.
@@ -399,11 +439,7 @@ fn cleanup_force_ends_a_task_still_queued() {
     f.stand_in("opencode", "exec sleep 600");
     let env = runner_env(&l, &f.path_var(), &[]);
     let (a, b) = one_running_one_queued(&f, &l, &env, "T005", "T006");
-    let mut cli = env.clone();
-    cli.push((
-        "ASDO_STATE_DIR".into(),
-        l.store().root.display().to_string(),
-    ));
+    let cli = with_state(&l, env.clone());
     let r = asdo(&cli, &["cleanup", "--all", "--force"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
@@ -505,16 +541,28 @@ fn asdo(env: &[(String, String)], args: &[&str]) -> Ran {
 }
 
 fn asdo_in(dir: &Path, env: &[(String, String)], args: &[&str]) -> Ran {
+    ran(local_cmd(dir, env, args))
+}
+
+/// `asdo --runtime local <args>` in `dir`, as [`piped`] makes it.
+fn local_cmd(dir: &Path, env: &[(String, String)], args: &[&str]) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_asdo"));
-    c.current_dir(dir);
-    c.arg("--runtime")
-        .arg("local")
-        .args(args)
-        .env_clear()
+    c.current_dir(dir).args(["--runtime", "local"]).args(args);
+    piped(c, env)
+}
+
+/// `c` with exactly `env`, stdin closed and its output piped.
+fn piped(mut c: std::process::Command, env: &[(String, String)]) -> std::process::Command {
+    c.env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
+    c
+}
+
+/// `c` run to its end (killed and failed after 400 s).
+fn ran(mut c: std::process::Command) -> Ran {
     let r = wait_for(c.spawn().unwrap(), Duration::from_secs(400));
     Ran {
         code: r.code,
@@ -535,37 +583,15 @@ fn the_verbs_drive_a_local_task_end_to_end() {
         Step::write(&ws.join("hello.txt"), "hello\n"),
         Step::text("Created hello.txt."),
     ]);
-    let path = format!(
-        "{}:{}",
-        opencode_dir().display(),
-        std::env::var("PATH").unwrap()
-    );
-    let mut env = runner_env(
-        &l,
-        &path,
-        &[
-            ("OPENCODE_CONFIG_CONTENT", &model.opencode_config()),
-            ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
-        ],
-    );
-    env.push((
-        "ASDO_STATE_DIR".into(),
-        l.store().root.display().to_string(),
-    ));
+    let env = cli_env(&l, &model.opencode_config());
     let repo = f.repo_url();
-    let spawn = [
-        "spawn",
-        "--task-id",
+    let spawn = spawn_args(
         "T010",
-        "--branch",
         BRANCH,
-        "--repo",
         &repo,
-        "--prompt",
         "Add a greeting file",
-        "--model",
-        "stub/stub-model",
-    ];
+        &["--model", "stub/stub-model"],
+    );
     let r = asdo(&env, &spawn);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout, "pod/agent-t010 created\n", "{r:?}");
@@ -850,20 +876,8 @@ fn the_readme_main_job_runs_as_written() {
     .to_vec();
     let sh = |cmd: &str| -> Ran {
         let mut c = std::process::Command::new("sh");
-        c.arg("-c")
-            .arg(cmd)
-            .current_dir(&checkout)
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let r = wait_for(c.spawn().unwrap(), Duration::from_secs(400));
-        Ran {
-            code: r.code,
-            stdout: r.stdout,
-            stderr: r.stderr,
-        }
+        c.arg("-c").arg(cmd).current_dir(&checkout);
+        ran(piped(c, &env))
     };
 
     let r = sh(&cmds[0]);
@@ -929,15 +943,7 @@ type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 impl Streaming {
     fn start(env: &[(String, String)], args: &[&str]) -> Streaming {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_asdo"))
-            .arg("--runtime")
-            .arg("local")
-            .args(args)
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+        let mut child = local_cmd(&std::env::current_dir().unwrap(), env, args)
             .spawn()
             .unwrap();
         fn collect(r: impl std::io::Read + Send + 'static) -> (Lines, std::thread::JoinHandle<()>) {
@@ -1024,20 +1030,7 @@ fn three_tasks_followed_one_fails_wait_reports_both() {
         "pb": provider(&b, model_server::API_KEY),
         "pc": provider(&c, "sk-wrong"),
     });
-    let path = format!(
-        "{}:{}",
-        opencode_dir().display(),
-        std::env::var("PATH").unwrap()
-    );
-    let mut env = runner_env(
-        &l,
-        &path,
-        &[
-            ("OPENCODE_CONFIG_CONTENT", &config.to_string()),
-            ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
-        ],
-    );
-    env.push(("ASDO_STATE_DIR".into(), store.root.display().to_string()));
+    let env = cli_env(&l, &config.to_string());
 
     // Followed from before the first spawn: tasks are picked up as they appear.
     let follow = Streaming::start(&env, &["logs", "--all"]);
@@ -1048,19 +1041,7 @@ fn three_tasks_followed_one_fails_wait_reports_both() {
         let model = format!("{provider}/{}", model_server::MODEL);
         let r = asdo(
             &env,
-            &[
-                "spawn",
-                "--task-id",
-                id,
-                "--branch",
-                &branch,
-                "--repo",
-                &repo,
-                "--prompt",
-                "Add a file",
-                "--model",
-                &model,
-            ],
+            &spawn_args(id, &branch, &repo, "Add a file", &["--model", &model]),
         );
         assert_eq!(r.code, 0, "{r:?}");
         assert_eq!(
@@ -1245,26 +1226,13 @@ fn after_a_reboot_a_running_task_is_lost_and_its_slot_free() {
     let l = Local::new("reboot");
     let store = l.store();
     f.stand_in("opencode", "exec sleep 600");
-    let mut env = runner_env(&l, &f.path_var(), &[]);
-    env.push(("ASDO_STATE_DIR".into(), store.root.display().to_string()));
+    let env = with_state(&l, runner_env(&l, &f.path_var(), &[]));
     let repo = f.repo_url();
     let spawn = |id: &str| {
         let branch = format!("asdo/{id}");
         let r = asdo(
             &env,
-            &[
-                "spawn",
-                "--task-id",
-                id,
-                "--branch",
-                &branch,
-                "--repo",
-                &repo,
-                "--prompt",
-                "Add a file",
-                "--max-parallel",
-                "1",
-            ],
+            &spawn_args(id, &branch, &repo, "Add a file", &["--max-parallel", "1"]),
         );
         assert_eq!(r.code, 0, "{r:?}");
         store.task(id)

@@ -5,7 +5,7 @@
 //! recording stand-in (fake_opencode.py) where the test is about what asdo sends it.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -240,6 +240,23 @@ fn attach_backs_off_when_it_runs_out_of_file_descriptors() {
     assert!(err.contains("cannot accept a connection"), "{err}");
 }
 
+/// `spawn <id> --prompt-file <prompt> -f <values>` and then `extra`: a prompt that big
+/// goes in its own ConfigMap.
+fn spawn_big_prompt(env: &Env, id: &str, prompt: &Path, values: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["--prompt-file", path_str(prompt), "-f", path_str(values)];
+    args.extend_from_slice(extra);
+    env.asdo(&spawn_args(id, &args))
+}
+
+/// The uid of the owner of `pod`'s prompt ConfigMap, read with kubectl (it must exist).
+fn prompt_owner_uid(env: &Env, pod: &str) -> serde_json::Value {
+    let name = format!("{pod}-prompt");
+    let cm = env.kubectl(&["get", "configmap", &name, "-n", NS, "-o", "json"]);
+    assert_eq!(cm.code, 0, "{pod}: {cm:?}");
+    let cm: serde_json::Value = serde_json::from_str(&cm.stdout).unwrap();
+    cm["metadata"]["ownerReferences"][0]["uid"].clone()
+}
+
 #[test]
 fn a_refused_prompt_configmap_leaves_nothing_behind() {
     let env = Env::new();
@@ -254,17 +271,7 @@ fn a_refused_prompt_configmap_leaves_nothing_behind() {
                 .server
                 .hang_next_matching(1, Some("POST"), Some("/configmaps")),
         }
-        let r = env.asdo(&spawn_args(
-            id,
-            &[
-                "--prompt-file",
-                path_str(&prompt),
-                "-f",
-                path_str(&values),
-                "--request-timeout",
-                "3s",
-            ],
-        ));
+        let r = spawn_big_prompt(&env, id, &prompt, &values, &["--request-timeout", "3s"]);
         assert_eq!(r.code, 1, "{id}: {r:?}");
         assert!(
             r.stderr.contains("configmap") && r.stderr.contains("deleted again"),
@@ -281,27 +288,10 @@ fn a_refused_prompt_configmap_leaves_nothing_behind() {
     assert_eq!((cms.code, cms.stdout.as_str()), (0, ""), "{cms:?}");
 
     // Nothing in the way of the next try.
-    let r = env.asdo(&spawn_args(
-        "C1",
-        &["--prompt-file", path_str(&prompt), "-f", path_str(&values)],
-    ));
+    let r = spawn_big_prompt(&env, "C1", &prompt, &values, &[]);
     assert_eq!(r.code, 0, "{r:?}");
-    let owner_uid = |env: &Env| {
-        let cm = env.kubectl(&[
-            "get",
-            "configmap",
-            "agent-c1-prompt",
-            "-n",
-            NS,
-            "-o",
-            "json",
-        ]);
-        assert_eq!(cm.code, 0, "{cm:?}");
-        let cm: serde_json::Value = serde_json::from_str(&cm.stdout).unwrap();
-        cm["metadata"]["ownerReferences"][0]["uid"].clone()
-    };
     let first = env.kubectl_pod("agent-c1")["metadata"]["uid"].clone();
-    assert_eq!(owner_uid(&env), first);
+    assert_eq!(prompt_owner_uid(&env, "agent-c1"), first);
 
     // --replace of the finished run: the old run's prompt ConfigMap (the fake API server
     // collects no garbage, like a cluster whose GC has not come yet) gives way to the new.
@@ -309,20 +299,11 @@ fn a_refused_prompt_configmap_leaves_nothing_behind() {
         env.server
             .wait_for_phase(NS, "agent-c1", "Succeeded", Duration::from_secs(60))
     );
-    let r = env.asdo(&spawn_args(
-        "C1",
-        &[
-            "--prompt-file",
-            path_str(&prompt),
-            "-f",
-            path_str(&values),
-            "--replace",
-        ],
-    ));
+    let r = spawn_big_prompt(&env, "C1", &prompt, &values, &["--replace"]);
     assert_eq!(r.code, 0, "{r:?}");
     let second = env.kubectl_pod("agent-c1")["metadata"]["uid"].clone();
     assert_ne!(second, first);
-    assert_eq!(owner_uid(&env), second);
+    assert_eq!(prompt_owner_uid(&env, "agent-c1"), second);
 }
 
 /// The prompt ConfigMap is written only after its pod exists (it is owned by the pod's
@@ -336,17 +317,7 @@ fn a_failed_pod_create_sends_no_prompt_configmap() {
     env.server
         .hang_next_matching(1, Some("POST"), Some("/pods"));
     for id in ["P1", "P2"] {
-        let r = env.asdo(&spawn_args(
-            id,
-            &[
-                "--prompt-file",
-                path_str(&prompt),
-                "-f",
-                path_str(&values),
-                "--request-timeout",
-                "3s",
-            ],
-        ));
+        let r = spawn_big_prompt(&env, id, &prompt, &values, &["--request-timeout", "3s"]);
         assert_eq!(r.code, 1, "{id}: {r:?}");
     }
     assert_eq!(env.count("POST", "/configmaps"), 0);
@@ -376,36 +347,15 @@ fn a_big_prompt_spawn_whose_answer_was_lost_keeps_its_own_pod_and_configmap() {
         } else {
             env.server.fail_next_after_handling(1, 504, "POST", path);
         }
-        let r = env.asdo(&spawn_args(
-            id,
-            &[
-                "--prompt-file",
-                path_str(&prompt),
-                "-f",
-                path_str(&values),
-                "--request-timeout",
-                "3s",
-            ],
-        ));
+        let r = spawn_big_prompt(&env, id, &prompt, &values, &["--request-timeout", "3s"]);
         let pod = format!("agent-{}", id.to_lowercase());
         assert_eq!(
             (r.code, r.stdout.as_str()),
             (0, format!("pod/{pod} created\n").as_str()),
             "{id}: {r:?}"
         );
-        let cm = env.kubectl(&[
-            "get",
-            "configmap",
-            &format!("{pod}-prompt"),
-            "-n",
-            NS,
-            "-o",
-            "json",
-        ]);
-        assert_eq!(cm.code, 0, "{id}: {cm:?}");
-        let cm: serde_json::Value = serde_json::from_str(&cm.stdout).unwrap();
         assert_eq!(
-            cm["metadata"]["ownerReferences"][0]["uid"],
+            prompt_owner_uid(&env, &pod),
             env.kubectl_pod(&pod)["metadata"]["uid"],
             "{id}"
         );

@@ -996,19 +996,15 @@ fn answer_task_writes_the_answer_on_the_pod() {
 /// server and no kubeconfig: a child that fell back to a cluster would fail.
 #[test]
 fn python_mcp_sdk_drives_asdo_mcp_on_the_local_runtime() {
-    use crate::agent_fixture::{BRANCH, Fixture, opencode_dir};
-    use crate::support::model_server::{ModelServer, Step};
+    use crate::agent_fixture::{BRANCH, Fixture};
+    use crate::runtimes::{local_vars, model};
 
     let f = Fixture::new("mcp-local");
     let state = f.path("state");
     let store = asdo::runtime::local::Store {
         root: state.clone(),
     };
-    let ws = store.task("M801").workspace();
-    let model = ModelServer::start(vec![
-        Step::write(&ws.join("hello.txt"), "hello\n"),
-        Step::text("Wrote hello.txt."),
-    ]);
+    let model = model(&store.task("M801").workspace());
     let steps = json!([
         ["spawn_task", {"task_id": "M801", "branch": BRANCH, "repo": f.repo_url(),
             "prompt": "Add a greeting file", "model": "stub/stub-model"}],
@@ -1026,26 +1022,14 @@ fn python_mcp_sdk_drives_asdo_mcp_on_the_local_runtime() {
         &steps_file,
         &["--runtime".into(), "local".into(), "mcp".into()],
     );
-    let vars: Vec<(&str, String)> = vec![
-        (
-            "PATH",
-            format!(
-                "{}:{}",
-                opencode_dir().display(),
-                std::env::var("PATH").unwrap()
-            ),
-        ),
-        ("HOME", f.path("home").display().to_string()),
-        ("GIT_CONFIG_NOSYSTEM", "1".into()),
-        ("NO_COLOR", "1".into()),
-        ("OPENCODE_CONFIG_CONTENT", model.opencode_config()),
-        ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
-        ("ASDO_STATE_DIR", state.display().to_string()),
-    ];
+    let vars = local_vars(&f, &state, &model);
     isolate(&mut c);
     c.envs(vars.iter().map(|(k, v)| (k, v))).env(
         "ASDO_MCP_SERVER_ENV",
-        vars.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(","),
+        vars.iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
     );
     let out = client_summary(c, Duration::from_secs(600));
     let r = |i: usize| &out["results"][i];

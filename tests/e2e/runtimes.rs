@@ -83,7 +83,7 @@ pub(crate) fn local_vars(f: &Fixture, state: &Path, model: &ModelServer) -> Vec<
 }
 
 /// The model writes hello.txt in the task's workspace, then says so.
-fn model(workspace: &Path) -> ModelServer {
+pub(crate) fn model(workspace: &Path) -> ModelServer {
     ModelServer::start(vec![
         Step::write(&workspace.join("hello.txt"), "hello\n"),
         Step::text("Wrote hello.txt."),

@@ -431,6 +431,61 @@ fn spawn_local(vars: &[(String, String)], f: &crate::agent_fixture::Fixture, id:
     assert_eq!(r.code, 0, "{r:?}");
 }
 
+/// A local task `id` under `asdo --runtime local ui`, Running and in its OpenCode session
+/// (not still starting), held there by a first model step that never ends by itself.
+struct HeldLocalTask {
+    task: asdo::runtime::local::TaskDir,
+    ui: std::process::Child,
+    page: PageClient,
+    /// `/api/events`, read up to the task's first Running row.
+    events: std::sync::mpsc::Receiver<Sse>,
+    /// That event.
+    running: Sse,
+    /// The task's log, read up to its session's line.
+    log: std::sync::mpsc::Receiver<Sse>,
+    _model: crate::support::model_server::ModelServer,
+    _f: crate::agent_fixture::Fixture,
+}
+
+fn held_local_task(tag: &str, id: &str) -> HeldLocalTask {
+    use crate::support::model_server::{ModelServer, Step};
+
+    let f = crate::agent_fixture::Fixture::new(tag);
+    let state = f.path("state");
+    let task = asdo::runtime::local::Store {
+        root: state.clone(),
+    }
+    .task(id);
+    let model = ModelServer::start(vec![Step::bash(
+        "while [ ! -e .git/never ]; do sleep 0.2; done",
+    )]);
+    let vars = crate::runtimes::local_vars(&f, &state, &model);
+    let (ui, page) = start_local_ui(&vars, &f.path("seed"));
+    let events = page.events("/api/events", None);
+    spawn_local(&vars, &f, id);
+    let key = format!("local/agent-{}", id.to_lowercase());
+    let running = until_event(
+        &events,
+        Duration::from_secs(300),
+        &format!("{id} Running"),
+        |e| row_in(e, &key).is_some_and(|r| r["phase"] == "Running"),
+    );
+    let log = page.events(&format!("/api/tasks/{key}/log"), None);
+    until_event(&log, Duration::from_secs(300), "the session's line", |e| {
+        e.event == "line" && e.data.contains("asdo: opencode session ses")
+    });
+    HeldLocalTask {
+        task,
+        ui,
+        page,
+        events,
+        running,
+        log,
+        _model: model,
+        _f: f,
+    }
+}
+
 /// The row of `key` in a `row` or `snapshot` event.
 fn row_in(e: &Sse, key: &str) -> Option<serde_json::Value> {
     let rows: Vec<serde_json::Value> = match e.event.as_str() {
@@ -652,37 +707,13 @@ fn ui_serves_the_local_runtime() {
 /// removes its directory.
 #[test]
 fn ui_delete_cancels_a_running_local_task_then_removes_it() {
-    use crate::agent_fixture::Fixture;
-    use crate::runtimes::local_vars;
-    use crate::support::model_server::{ModelServer, Step};
-
-    let f = Fixture::new("ui-local-cancel");
-    let state = f.path("state");
-    let task = asdo::runtime::local::Store {
-        root: state.clone(),
-    }
-    .task("T304");
-    // A first step that never ends by itself.
-    let model = ModelServer::start(vec![Step::bash(
-        "while [ ! -e .git/never ]; do sleep 0.2; done",
-    )]);
-    let vars = local_vars(&f, &state, &model);
-    let (ui, page) = start_local_ui(&vars, &f.path("seed"));
-    let events = page.events("/api/events", None);
-    spawn_local(&vars, &f, "T304");
+    let held = held_local_task("ui-local-cancel", "T304");
+    let (task, page) = (&held.task, &held.page);
     let key = "local/agent-t304";
-    let running = until_event(&events, Duration::from_secs(300), "T304 Running", |e| {
-        row_in(e, key).is_some_and(|r| r["phase"] == "Running")
-    });
-    let uid = row_in(&running, key).unwrap()["uid"]
+    let uid = row_in(&held.running, key).unwrap()["uid"]
         .as_str()
         .unwrap()
         .to_string();
-    // The agent is in its session (not still starting) when it is asked to stop.
-    let log = page.events(&format!("/api/tasks/{key}/log"), None);
-    until_event(&log, Duration::from_secs(300), "the session's line", |e| {
-        e.event == "line" && e.data.contains("asdo: opencode session ses")
-    });
 
     let (code, body) = page.call("DELETE", &format!("/api/tasks/{key}?uid={uid}"), b"");
     assert_eq!(code, 200, "{body}");
@@ -692,7 +723,7 @@ fn ui_delete_cancels_a_running_local_task_then_removes_it() {
         (&json!(true), &json!(false)),
         "{body}"
     );
-    let ended = until_event(&events, Duration::from_secs(300), "T304 ended", |e| {
+    let ended = until_event(&held.events, Duration::from_secs(300), "T304 ended", |e| {
         row_in(e, key).is_some_and(|r| r["phase"] == "Failed")
     });
     let row = row_in(&ended, key).unwrap();
@@ -701,7 +732,7 @@ fn ui_delete_cancels_a_running_local_task_then_removes_it() {
         task.dir.exists(),
         "a cancelled task stays until deleted again"
     );
-    let end = until_event(&log, Duration::from_secs(120), "the log's end", |e| {
+    let end = until_event(&held.log, Duration::from_secs(120), "the log's end", |e| {
         e.event == "end" || e.event == "failure"
     });
     assert_eq!(end.data, "\"Failed, exit code 143\"", "{end:?}");
@@ -713,11 +744,14 @@ fn ui_delete_cancels_a_running_local_task_then_removes_it() {
         true
     );
     assert!(!task.dir.exists(), "removed once ended");
-    until_event(&events, Duration::from_secs(60), "the row removed", |e| {
-        e.event == "remove" && e.data == format!("\"{key}\"")
-    });
-    unsafe { libc::kill(ui.id() as i32, libc::SIGINT) };
-    let served = wait_output(ui, Duration::from_secs(30));
+    until_event(
+        &held.events,
+        Duration::from_secs(60),
+        "the row removed",
+        |e| e.event == "remove" && e.data == format!("\"{key}\""),
+    );
+    unsafe { libc::kill(held.ui.id() as i32, libc::SIGINT) };
+    let served = wait_output(held.ui, Duration::from_secs(30));
     assert_eq!(served.code, 0, "{served:?}");
 }
 
@@ -726,34 +760,11 @@ fn ui_delete_cancels_a_running_local_task_then_removes_it() {
 /// it to stop, then, once it ended 143, removes it (tests/e2e/ui_browser.py, mode local).
 #[test]
 fn ui_local_task_in_a_real_browser() {
-    use crate::agent_fixture::Fixture;
-    use crate::runtimes::local_vars;
-    use crate::support::model_server::{ModelServer, Step};
-
     let Some(py) = python() else {
         return;
     };
-    let f = Fixture::new("ui-local-browser");
-    let state = f.path("state");
-    let task = asdo::runtime::local::Store {
-        root: state.clone(),
-    }
-    .task("T305");
-    let model = ModelServer::start(vec![Step::bash(
-        "while [ ! -e .git/never ]; do sleep 0.2; done",
-    )]);
-    let vars = local_vars(&f, &state, &model);
-    let (ui, page) = start_local_ui(&vars, &f.path("seed"));
-    let events = page.events("/api/events", None);
-    spawn_local(&vars, &f, "T305");
-    until_event(&events, Duration::from_secs(300), "T305 Running", |e| {
-        row_in(e, "local/agent-t305").is_some_and(|r| r["phase"] == "Running")
-    });
-    // The agent is in its session before the browser's Delete asks it to stop.
-    let log = page.events("/api/tasks/local/agent-t305/log", None);
-    until_event(&log, Duration::from_secs(300), "the session's line", |e| {
-        e.event == "line" && e.data.contains("asdo: opencode session ses")
-    });
+    let held = held_local_task("ui-local-browser", "T305");
+    let (task, page) = (&held.task, &held.page);
     let mut driver = Command::new(&py);
     driver
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/ui_browser.py"))
@@ -765,6 +776,6 @@ fn ui_local_task_in_a_real_browser() {
         .env("ASDO_POD", "agent-t305")
         .env("ASDO_TASK", "T305")
         .env("ASDO_TASK_DIR", &task.dir);
-    let run = drive(driver, ui);
+    let run = drive(driver, held.ui);
     assert!(run.stdout.contains("all browser checks passed"), "{run:?}");
 }

@@ -204,21 +204,13 @@ pub(crate) struct SteeredAgent {
 /// its OpenCode session, so a message can be sent into it.
 pub(crate) fn steerable_agent(env: &Env, id: &str, tag: &str) -> SteeredAgent {
     use crate::agent_fixture::{BRANCH, Fixture};
-    use crate::support::model_server::{ModelServer, Step};
+    use crate::support::model_server::{ModelServer, steered_script};
 
     let f = Fixture::new(tag);
     let gate = f.path("gate");
     let ws = f.workspace();
-    let model = ModelServer::start(vec![
-        Step::write(&ws.join("first.txt"), "first\n"),
-        // Holds the first turn until the test has sent its message.
-        Step::bash(&format!(
-            "while [ ! -e '{}' ]; do sleep 0.1; done; echo released",
-            gate.display()
-        )),
-        Step::write(&ws.join("second.txt"), "second\n"),
-        Step::text("Wrote first.txt and second.txt."),
-    ]);
+    // The first turn is held until the test has sent its message.
+    let model = ModelServer::start(steered_script(&ws, &gate));
     let pod_env = json!([
         {"name": "HOME", "value": f.path("home")},
         {"name": "PATH", "value": format!("{}:{}", opencode_dir().display(), f.path_var())},

@@ -3,24 +3,30 @@
 //! 1.18.33 in the sandbox and the scripted model server.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use super::*;
 
 /// `asdo --runtime local <args>` started, its stdout and stderr piped.
 fn start(env: &[(String, String)], args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_asdo"))
-        .current_dir("/")
-        .arg("--runtime")
-        .arg("local")
-        .args(args)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    local_cmd(Path::new("/"), env, args).spawn().unwrap()
+}
+
+/// A `send` to T020 started, once its first line on stderr says the message went in; the
+/// rest of its stderr to read.
+fn start_send(
+    env: &[(String, String)],
+    args: &[&str],
+) -> (Child, BufReader<std::process::ChildStderr>) {
+    let mut send = start(env, args);
+    let mut err = BufReader::new(send.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with("sent to task T020 (session ses_"),
+        "{line:?}"
+    );
+    (send, err)
 }
 
 /// The rest of a started command's output, once it has ended (killed and failed after
@@ -59,49 +65,19 @@ fn attach_and_send_reach_a_local_tasks_own_server() {
     let l = Local::new("send");
     let gate = l.root.join("gate");
     let ws = l.store().task("T020").workspace();
-    let model = ModelServer::start(vec![
-        Step::write(&ws.join("first.txt"), "first\n"),
-        // Holds the first turn until both messages are in.
-        Step::bash(&format!(
-            "while [ ! -e '{}' ]; do sleep 0.1; done; echo released",
-            gate.display()
-        )),
-        Step::write(&ws.join("second.txt"), "second\n"),
-        Step::text("Wrote first.txt and second.txt."),
-    ]);
-    let path = format!(
-        "{}:{}",
-        opencode_dir().display(),
-        std::env::var("PATH").unwrap()
-    );
-    let mut env = runner_env(
-        &l,
-        &path,
-        &[
-            ("OPENCODE_CONFIG_CONTENT", &model.opencode_config()),
-            ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
-        ],
-    );
-    env.push((
-        "ASDO_STATE_DIR".into(),
-        l.store().root.display().to_string(),
-    ));
+    // The first turn is held until both messages are in.
+    let model = ModelServer::start(model_server::steered_script(&ws, &gate));
+    let env = cli_env(&l, &model.opencode_config());
     let repo = f.repo_url();
     let r = asdo(
         &env,
-        &[
-            "spawn",
-            "--task-id",
+        &spawn_args(
             "T020",
-            "--branch",
             BRANCH,
-            "--repo",
             &repo,
-            "--prompt",
             "Write first.txt",
-            "--model",
-            "stub/stub-model",
-        ],
+            &["--model", "stub/stub-model"],
+        ),
     );
     assert_eq!(r.code, 0, "{r:?}");
     let t = l.store().task("T020");
@@ -177,18 +153,11 @@ fn attach_and_send_reach_a_local_tasks_own_server() {
     );
 
     // Two messages while the first turn is held: one streamed, one as `-o json`.
-    let mut plain = start(
+    let (plain, plain_err) = start_send(
         &env,
         &["send", "T020", "Also write second.txt", "--timeout", "5m"],
     );
-    let mut plain_err = BufReader::new(plain.stderr.take().unwrap());
-    let mut line = String::new();
-    plain_err.read_line(&mut line).unwrap();
-    assert!(
-        line.starts_with("sent to task T020 (session ses_"),
-        "{line:?}"
-    );
-    let mut quiet = start(
+    let (quiet, quiet_err) = start_send(
         &env,
         &[
             "send",
@@ -199,13 +168,6 @@ fn attach_and_send_reach_a_local_tasks_own_server() {
             "-o",
             "json",
         ],
-    );
-    let mut quiet_err = BufReader::new(quiet.stderr.take().unwrap());
-    let mut line = String::new();
-    quiet_err.read_line(&mut line).unwrap();
-    assert!(
-        line.starts_with("sent to task T020 (session ses_"),
-        "{line:?}"
     );
     std::fs::write(&gate, "").unwrap();
 
@@ -293,16 +255,7 @@ fn log_text_lossy(t: &TaskDir) -> String {
 #[test]
 fn doctor_checks_what_a_local_task_needs() {
     let l = Local::new("doctor");
-    let path = format!(
-        "{}:{}",
-        opencode_dir().display(),
-        std::env::var("PATH").unwrap()
-    );
-    let mut env = runner_env(&l, &path, &[("OPENCODE_CONFIG_CONTENT", "{}")]);
-    env.push((
-        "ASDO_STATE_DIR".into(),
-        l.store().root.display().to_string(),
-    ));
+    let env = cli_env(&l, "{}");
     let r = asdo(&env, &["doctor"]);
     assert_eq!(r.code, 0, "{r:?}");
     for want in [

@@ -93,6 +93,27 @@ impl Step {
             json!({ "command": command, "description": "run a command" }),
         )
     }
+
+    /// A bash call that holds its turn until the file `gate` exists (the test creates it
+    /// when it is ready), then says `released`. The sandbox must be able to see `gate`.
+    pub fn gate(gate: &std::path::Path) -> Step {
+        Step::bash(&format!(
+            "while [ ! -e '{}' ]; do sleep 0.1; done; echo released",
+            gate.display()
+        ))
+    }
+}
+
+/// The script of an agent steered while it works: it writes first.txt in `workspace`,
+/// its turn is held on `gate` (so a message sent now lands in a busy session), then it
+/// writes second.txt and says "Wrote first.txt and second.txt.".
+pub fn steered_script(workspace: &std::path::Path, gate: &std::path::Path) -> Vec<Step> {
+    vec![
+        Step::write(&workspace.join("first.txt"), "first\n"),
+        Step::gate(gate),
+        Step::write(&workspace.join("second.txt"), "second\n"),
+        Step::text("Wrote first.txt and second.txt."),
+    ]
 }
 
 /// One request as the server saw it.
