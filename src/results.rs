@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 use crate::scope::Scope;
 use crate::task::{self, ANN_BRANCH, ANN_REPO};
-use crate::taskpod::{TaskPod, TaskState};
+use crate::taskpod::{Phase, TaskPod, TaskState};
 
 #[derive(Debug, Clone)]
 pub struct TaskResult {
@@ -29,6 +29,26 @@ impl TaskResult {
     pub fn commit(&self) -> Option<&str> {
         self.state.as_ref()?.commit.as_deref()
     }
+
+    /// Fetches the task's branch into its private ref ([`fetch`]).
+    pub fn fetch(&self) -> Result<String> {
+        fetch(&self.repo, &self.branch, &self.id, self.state.as_ref())
+    }
+}
+
+/// Fetches a task's branch into its private ref (`localgit::fetch_task`). A branch
+/// missing for a task that has ended is said as what it is, a task that never pushed
+/// (failed before its push, or found nothing to change), not "not there yet".
+pub fn fetch(repo: &str, branch: &str, id: &str, state: Option<&TaskState>) -> Result<String> {
+    crate::localgit::fetch_task(repo, branch, id).map_err(|e| match (e, state) {
+        (Error::NotFound(_), Some(t)) if matches!(t.phase, Phase::Succeeded | Phase::Failed) => {
+            Error::NotFound(format!(
+                "branch {branch} is not on {repo}: task {id} ended ({}) without pushing it; read why with `asdo logs {id}`",
+                t.status
+            ))
+        }
+        (e, _) => e,
+    })
 }
 
 /// Overrides a caller may give instead of (or on top of) the pod's annotations.

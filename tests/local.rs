@@ -1173,6 +1173,11 @@ fn three_tasks_followed_one_fails_wait_reports_both() {
     // The failed one pushed nothing: there is nothing to diff, and it says so.
     let r = asdo_in(&clone, &genv, &["diff", "T023"]);
     assert_ne!(r.code, 0, "{r:?}");
+    // It ended without pushing: said as that, not as a branch still to come.
+    assert!(
+        r.stderr.contains("task T023 ended (Failed") && r.stderr.contains("without pushing it"),
+        "{r:?}"
+    );
 
     // cleanup keeps the failed one's log, its failure in it.
     let saved = l.root.join("saved");

@@ -70,7 +70,7 @@ pub async fn run(global: &Global, args: ApplyArgs) -> Result<i32> {
     // 2. Fetch them all before merging any, so a fetch failure changes nothing.
     for (task, sha) in &plan {
         if let Some(sha) = sha {
-            localgit::fetch_task(&task.repo, &task.branch, &task.id)?;
+            task.fetch()?;
             if !localgit::has_commit(sha)? {
                 return Err(Error::other(format!(
                     "task {}'s commit {sha} is not on branch {} of {} (was the branch reset?); nothing was merged",

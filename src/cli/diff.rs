@@ -41,7 +41,7 @@ pub async fn run(global: &Global, args: DiffArgs) -> Result<i32> {
     };
     let task = results::lookup(&scope, &args.task, &given).await?;
     localgit::toplevel()?;
-    let fetched = localgit::fetch_task(&task.repo, &task.branch, &task.id)?;
+    let fetched = task.fetch()?;
     let base = localgit::fetch_base(
         &task.repo,
         args.base.as_deref().or(task.base.as_deref()),

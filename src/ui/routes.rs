@@ -325,7 +325,7 @@ async fn diff(State(app): Shared, Path((ns, pod)): Path<(String, String)>) -> Re
     };
     let result = tokio::task::spawn_blocking(move || -> crate::error::Result<String> {
         crate::localgit::toplevel()?;
-        let fetched = crate::localgit::fetch_task(&repo, &branch, &row.id)?;
+        let fetched = crate::results::fetch(&repo, &branch, &row.id, Some(&row))?;
         let base = crate::localgit::fetch_base(&repo, row.base.as_deref(), &row.id)?;
         // The commit the agent reported is the task's result (as `asdo diff`).
         let tip = match row.commit {

@@ -739,7 +739,7 @@ impl Store {
 impl TaskDir {
     /// The last `lines` lines of the log, timestamps removed (the task model's tail).
     pub fn log_tail(&self, lines: usize) -> String {
-        let raw = std::fs::read(self.log()).unwrap_or_default();
+        let raw = self.log_end();
         let all: Vec<&[u8]> = raw.split_inclusive(|b| *b == b'\n').collect();
         let mut out = String::new();
         for l in &all[all.len().saturating_sub(lines)..] {
@@ -747,6 +747,32 @@ impl TaskDir {
             out.push_str(&String::from_utf8_lossy(body));
         }
         out
+    }
+
+    /// The log's last MiB at most, from a line's start: a tail never reads a long run's
+    /// whole log (the web page re-reads it as the log grows), as the cluster's tail read
+    /// is capped in bytes.
+    fn log_end(&self) -> Vec<u8> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(self.log()) else {
+            return Vec::new();
+        };
+        let cap = crate::cluster::LOG_TAIL_MAX as u64;
+        let len = f.metadata().map_or(0, |m| m.len());
+        let from = len.saturating_sub(cap);
+        let mut raw = Vec::new();
+        if f.seek(SeekFrom::Start(from)).is_err() || f.take(cap).read_to_end(&mut raw).is_err() {
+            return Vec::new();
+        }
+        if from > 0 {
+            // Started inside a line: its end is not a whole line.
+            let cut = raw
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(raw.len(), |i| i + 1);
+            raw.drain(..cut);
+        }
+        raw
     }
 
     /// The first MiB of the log, its lines without their timestamps (what the API
@@ -856,6 +882,41 @@ impl TaskDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_logs_tail_is_read_from_its_last_mib_on_whole_lines() {
+        let d = std::env::temp_dir().join(format!("asdo-localtail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let t = TaskDir { dir: d.clone() };
+        // 3 MiB of stamped lines, then the ending: the cut at 1 MiB falls inside a line.
+        let mut log = Vec::new();
+        let mut i = 0;
+        while log.len() < 3 * crate::cluster::LOG_TAIL_MAX {
+            log.extend(logfile::stamped(
+                format!("· bash step {i} {}\n", "x".repeat(97)).as_bytes(),
+            ));
+            i += 1;
+        }
+        log.extend(logfile::stamped(b"asdo: done 0123abcd\n"));
+        std::fs::write(t.log(), &log).unwrap();
+        let end = t.log_end();
+        assert!(end.len() <= crate::cluster::LOG_TAIL_MAX, "{}", end.len());
+        assert!(
+            crate::follow::split_timestamp(&end).is_some(),
+            "starts on a whole line"
+        );
+        let tail = t.log_tail(2);
+        assert_eq!(
+            tail,
+            format!(
+                "· bash step {} {}\nasdo: done 0123abcd\n",
+                i - 1,
+                "x".repeat(97)
+            )
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 
     fn pid(n: u32) -> ProcessId {
         ProcessId {
