@@ -6,6 +6,7 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::error::{Error, Result};
+use crate::localgit;
 use crate::runtime::Runtime;
 use crate::scope::Scope;
 use crate::task::{self, ANN_BRANCH, ANN_REPO};
@@ -33,6 +34,38 @@ impl TaskResult {
     /// Fetches the task's branch into its private ref ([`fetch`]).
     pub fn fetch(&self) -> Result<String> {
         fetch(&self.repo, &self.branch, &self.id, self.state.as_ref())
+    }
+
+    /// What a diff of the task compares, fetched into this clone: the base (`base`, else
+    /// the one recorded at spawn, else the remote's default branch) and the task's result,
+    /// the commit the agent reported when this clone has it, else the branch tip.
+    /// `asdo diff` and the web page's diff --stat both start here.
+    pub fn diff_range(&self, base: Option<&str>) -> Result<DiffRange> {
+        let fetched = self.fetch()?;
+        let base = localgit::fetch_base(&self.repo, base.or(self.base.as_deref()), &self.id)?;
+        let tip = match self.commit() {
+            Some(sha) if localgit::has_commit(sha)? => sha.to_string(),
+            _ => fetched.clone(),
+        };
+        Ok(DiffRange { base, tip, fetched })
+    }
+}
+
+/// [`TaskResult::diff_range`]'s answer.
+#[derive(Debug, Clone)]
+pub struct DiffRange {
+    pub base: String,
+    /// The task's result: its reported commit, or the branch tip.
+    pub tip: String,
+    /// The task's branch as fetched (its private ref).
+    pub fetched: String,
+}
+
+impl DiffRange {
+    /// Whether the branch has moved past the reported commit (a second run, a human push).
+    pub fn branch_moved(&self) -> Result<bool> {
+        Ok(self.tip != self.fetched
+            && localgit::rev_parse(&self.fetched)? != localgit::rev_parse(&self.tip)?)
     }
 }
 

@@ -41,26 +41,15 @@ pub async fn run(global: &Global, args: DiffArgs) -> Result<i32> {
     };
     let task = results::lookup(&scope, &args.task, &given).await?;
     localgit::toplevel()?;
-    let fetched = task.fetch()?;
-    let base = localgit::fetch_base(
-        &task.repo,
-        args.base.as_deref().or(task.base.as_deref()),
-        &task.id,
-    )?;
+    let range = task.diff_range(args.base.as_deref())?;
     // The commit the agent reported is the task's result; a branch that moved on since
     // (a second run, a human push) is diffed at that commit, and we say so.
-    let tip = match task.commit() {
-        Some(sha) if localgit::has_commit(sha)? => {
-            if localgit::rev_parse(&fetched)? != localgit::rev_parse(sha)? {
-                eprintln!(
-                    "note: branch {} has moved past the task's commit {sha}; diffing the task's commit",
-                    task.branch
-                );
-            }
-            sha.to_string()
-        }
-        _ => fetched,
-    };
-    localgit::diff(&base, &tip, args.stat)?;
+    if range.branch_moved()? {
+        eprintln!(
+            "note: branch {} has moved past the task's commit {}; diffing the task's commit",
+            task.branch, range.tip
+        );
+    }
+    localgit::diff(&range.base, &range.tip, args.stat)?;
     Ok(exit::OK)
 }

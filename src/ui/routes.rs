@@ -323,16 +323,18 @@ async fn diff(State(app): Shared, Path((ns, pod)): Path<(String, String)>) -> Re
             serde_json::json!({"error": "the pod records no repository or branch"}),
         );
     };
+    let task = crate::results::TaskResult {
+        id: row.id.clone(),
+        repo,
+        branch,
+        base: row.base.clone(),
+        state: Some(row),
+    };
     let result = tokio::task::spawn_blocking(move || -> crate::error::Result<String> {
         crate::localgit::toplevel()?;
-        let fetched = crate::results::fetch(&repo, &branch, &row.id, Some(&row))?;
-        let base = crate::localgit::fetch_base(&repo, row.base.as_deref(), &row.id)?;
         // The commit the agent reported is the task's result (as `asdo diff`).
-        let tip = match row.commit {
-            Some(sha) if crate::localgit::has_commit(&sha)? => sha,
-            _ => fetched,
-        };
-        crate::localgit::diff_stat(&base, &tip)
+        let range = task.diff_range(None)?;
+        crate::localgit::diff_stat(&range.base, &range.tip)
     })
     .await;
     match result {
