@@ -16,16 +16,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
-use support::FakeApiServer;
+use support::{FakeApiServer, knob};
 
 const NS: &str = "agent-orchestrator-dev";
-
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Wall time and peak RSS of one child, from wait4's rusage.
 #[derive(Clone, Copy, Debug, Default)]
@@ -291,7 +284,7 @@ fn main() {
         kubeconfig,
         asdo: PathBuf::from(env!("CARGO_BIN_EXE_asdo")),
         helm: find_helm(),
-        runs: knob("ASDO_BENCH_RUNS", 5),
+        runs: knob("ASDO_BENCH_RUNS", 5usize),
         rows: vec![],
     };
     let values = dir.join("true.yaml");
@@ -317,7 +310,7 @@ fn main() {
     );
 
     // 1. Spawn: N sequential creates, per spawn.
-    let n = knob("ASDO_BENCH_SPAWNS", 50);
+    let n = knob("ASDO_BENCH_SPAWNS", 50usize);
     let per = |s: Sample| Sample {
         wall: s.wall / n as u32,
         rss_kb: s.rss_kb,
@@ -445,7 +438,7 @@ fn main() {
     }
 
     // 2. List 10,000 task pods.
-    let count = knob("ASDO_BENCH_LIST", 10_000);
+    let count = knob("ASDO_BENCH_LIST", 10_000_usize);
     for i in 0..count {
         b.server
             .insert_pod(task_pod(&format!("agent-l{i:05}"), "Succeeded"));
@@ -465,7 +458,7 @@ fn main() {
     b.clear_pods();
 
     // 3. Cleanup of 1,000 finished pods.
-    let count = knob("ASDO_BENCH_CLEANUP", 1000);
+    let count = knob("ASDO_BENCH_CLEANUP", 1000usize);
     let mut a = vec![];
     let mut k = vec![];
     let mut deletes = (0, 0);
@@ -520,7 +513,7 @@ fn main() {
     );
 
     // 4. Logs throughput.
-    let mb = knob("ASDO_BENCH_LOG_MB", 200);
+    let mb = knob("ASDO_BENCH_LOG_MB", 200usize);
     let log_values = dir.join("log.yaml");
     let script = format!(
         "yes 'the agent is thinking about the next edit to make in src/lib.rs, line of about 100 bytes....' | head -c {}",
@@ -573,7 +566,7 @@ fn main() {
     b.clear_pods();
 
     // 5. Following many task pods at once.
-    let pods = knob("ASDO_BENCH_FOLLOW", 100);
+    let pods = knob("ASDO_BENCH_FOLLOW", 100usize);
     let chatty = dir.join("chatty.yaml");
     std::fs::write(&chatty, "pod:\n  command: [\"sh\", \"-c\", \"i=0; while [ $i -lt 100 ]; do echo tick $i; i=$((i+1)); sleep 0.1; done\"]\n").unwrap();
     for i in 0..pods {
@@ -615,7 +608,7 @@ fn main() {
 
     // 6. Catching up on many finished task pods with small logs: lines/s to the last line,
     // peak RSS, and the fake API server's peak open connections while each command runs.
-    let lines_per_pod = knob("ASDO_BENCH_CATCHUP_LINES", 200);
+    let lines_per_pod = knob("ASDO_BENCH_CATCHUP_LINES", 200usize);
     let small = dir.join("small.yaml");
     std::fs::write(
         &small,

@@ -21,13 +21,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::FakeApiServer;
+use support::{FakeApiServer, knob};
 
 const NS: &str = "agent-orchestrator-dev";
-
-fn knob(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
 
 fn insert_pods(server: &FakeApiServer, n: usize, fifo: &Path, lines: usize) {
     let script = format!(
@@ -144,9 +140,9 @@ fn run(server: &FakeApiServer, mut cmd: Command, n: usize, lines: usize, fifo: &
 }
 
 fn main() {
-    let max_streams: u32 = knob("ASDO_BENCH_MAX_STREAMS", "100").parse().unwrap();
-    let lines: usize = knob("ASDO_BENCH_LIVE_LINES", "200").parse().unwrap();
-    let sizes: Vec<usize> = knob("ASDO_BENCH_LIVE_PODS", "100,500")
+    let max_streams: u32 = knob("ASDO_BENCH_MAX_STREAMS", 100);
+    let lines: usize = knob("ASDO_BENCH_LIVE_LINES", 200);
+    let sizes: Vec<usize> = knob("ASDO_BENCH_LIVE_PODS", "100,500".to_string())
         .split(',')
         .map(|s| s.trim().parse().unwrap())
         .collect();

@@ -13,17 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::FakeApiServer;
+use support::{FakeApiServer, knob};
 
 const NS: &str = "agent-orchestrator-dev";
 const CONFIGMAP: &str = "agentic-sdlc-orchestrator-dev-config";
-
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn run(mut c: Command) -> (Duration, Output) {
     c.stdin(Stdio::null());
@@ -39,8 +32,8 @@ fn run(mut c: Command) -> (Duration, Output) {
 }
 
 fn main() {
-    let n = knob("ASDO_BENCH_TASKS", 100);
-    let latency = Duration::from_millis(knob("ASDO_BENCH_LATENCY_MS", 0));
+    let n = knob("ASDO_BENCH_TASKS", 100u64);
+    let latency = Duration::from_millis(knob("ASDO_BENCH_LATENCY_MS", 0u64));
     let server = FakeApiServer::start();
     server.create_namespace(NS);
     server.put_secret(
